@@ -1,0 +1,1 @@
+"""Command-line commands of ``python -m engine``, one module each (see engine/__main__.py)."""

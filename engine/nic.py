@@ -1,0 +1,294 @@
+"""The NIC's receive-side scaling: hash types, input transforms, the indirection table.
+
+A packet's RSS input is chosen by the hash types the NIC enables (a TCP/IPv4
+packet uses its 4-tuple when TCP/IPv4 is on, falls back to the IPv4 2-tuple
+when only that is on, and goes to the default core when neither is). The input
+may be transformed to make the hash symmetric, the Toeplitz hash is computed,
+its low ``hash_bits`` bits pick an indirection-table bucket, and the bucket
+names the core whose receive queue gets the packet::
+
+    >>> from engine import FlowTuple, IndirectionTable, Key, Nic, Packet
+    >>> nic = Nic(key=Key.microsoft(), table=IndirectionTable.round_robin(4, 7))
+    >>> flow = FlowTuple.of("66.9.149.187", "161.142.100.80", 2794, 1766)
+    >>> steering = nic.steer(Packet.from_tuple(1, flow))
+    >>> hex(steering.hash), steering.bucket, steering.core
+    ('0x51ccc178', 120, 0)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+import numpy as np
+
+from .errors import ConfigError, TableError
+from .packet import Packet, Proto
+from .toeplitz import Key, hash_words, toeplitz_hash
+
+MIN_HASH_BITS, MAX_HASH_BITS = 1, 7
+
+
+class HashType(str, Enum):
+    """The RSS hash types of Microsoft's specification (NDIS_HASH_*)."""
+
+    TCP_IPV4 = "tcp-ipv4"
+    UDP_IPV4 = "udp-ipv4"
+    IPV4 = "ipv4"
+    TCP_IPV6 = "tcp-ipv6"
+    UDP_IPV6 = "udp-ipv6"
+    IPV6 = "ipv6"
+
+    @property
+    def uses_ports(self) -> bool:
+        return self not in (HashType.IPV4, HashType.IPV6)
+
+
+ALL_HASH_TYPES = frozenset(HashType)
+
+
+class Transform(str, Enum):
+    """What the NIC does to the input before hashing, to make the hash symmetric.
+
+    * ``symmetric-xor`` — Linux ethtool's RXH_XFRM_SYM_XOR: the input becomes
+      (src^dst, src^dst, sport^dport, sport^dport).
+    * ``sort`` — DPDK's symmetric-sort Toeplitz: the smaller address first and,
+      independently, the smaller port first.
+    """
+
+    NONE = "none"
+    SYMMETRIC_XOR = "symmetric-xor"
+    SORT = "sort"
+
+
+def transform_input(transform: Transform, data: bytes) -> bytes:
+    """Apply ``transform`` to RSS input bytes laid out as src | dst [| sport | dport]."""
+    if transform is Transform.NONE:
+        return data
+    width = 4 if len(data) in (8, 12) else 16
+    src, dst, ports = data[:width], data[width:2 * width], data[2 * width:]
+    sport, dport = ports[:2], ports[2:]
+    if transform is Transform.SYMMETRIC_XOR:
+        mixed = bytes(a ^ b for a, b in zip(src, dst, strict=True))
+        mixed_ports = bytes(a ^ b for a, b in zip(sport, dport, strict=True))
+        return mixed + mixed + mixed_ports + mixed_ports
+    low, high = sorted((src, dst))
+    return low + high + b"".join(sorted((sport, dport)))
+
+
+@dataclass(frozen=True, slots=True)
+class IndirectionTable:
+    """Bucket → core: ``2 ** hash_bits`` buckets, each naming one of ``cores`` cores."""
+
+    cores: int
+    hash_bits: int
+    buckets: tuple[int, ...]
+
+    def __post_init__(self):
+        if not isinstance(self.cores, int) or self.cores < 1:
+            raise TableError("cores", "a whole number of cores, 1 or more", self.cores)
+        if not MIN_HASH_BITS <= self.hash_bits <= MAX_HASH_BITS:
+            raise TableError("hash_bits", f"{MIN_HASH_BITS}-{MAX_HASH_BITS} "
+                             f"(2-{2 ** MAX_HASH_BITS} buckets)", self.hash_bits)
+        if len(self.buckets) != 2 ** self.hash_bits:
+            raise TableError("table", f"{2 ** self.hash_bits} buckets for "
+                             f"{self.hash_bits} hash bits", len(self.buckets))
+        for index, core in enumerate(self.buckets):
+            if not isinstance(core, int) or not 0 <= core < self.cores:
+                raise TableError(f"table[{index}]", f"a core 0-{self.cores - 1}", core,
+                                 detail=f"the system has {self.cores} cores")
+
+    @classmethod
+    def round_robin(cls, cores: int, hash_bits: int = MAX_HASH_BITS) -> IndirectionTable:
+        """Bucket i → core i mod cores: the fill drivers use by default."""
+        if not isinstance(hash_bits, int) or not MIN_HASH_BITS <= hash_bits <= MAX_HASH_BITS:
+            raise TableError("hash_bits", f"{MIN_HASH_BITS}-{MAX_HASH_BITS}", hash_bits)
+        if not isinstance(cores, int) or cores < 1:
+            raise TableError("cores", "a whole number of cores, 1 or more", cores)
+        return cls(cores, hash_bits, tuple(i % cores for i in range(2 ** hash_bits)))
+
+    @property
+    def size(self) -> int:
+        return len(self.buckets)
+
+    @property
+    def mask(self) -> int:
+        return self.size - 1
+
+    def bucket_of(self, hash_value: int) -> int:
+        return hash_value & self.mask
+
+    def core_of(self, hash_value: int) -> int:
+        return self.buckets[hash_value & self.mask]
+
+    def with_bucket(self, bucket: int, core: int) -> IndirectionTable:
+        """A copy with one bucket pointed at ``core`` (TableError for a bad bucket or core)."""
+        if not isinstance(bucket, int) or not 0 <= bucket < self.size:
+            raise TableError("bucket", f"a bucket 0-{self.size - 1}", bucket)
+        buckets = list(self.buckets)
+        buckets[bucket] = core
+        return replace(self, buckets=tuple(buckets))
+
+    def buckets_of(self, core: int) -> list[int]:
+        return [b for b, c in enumerate(self.buckets) if c == core]
+
+    def without_cores(self, failed: set[int]) -> IndirectionTable:
+        """The buckets of failed cores spread round-robin over the cores still up."""
+        alive = [c for c in range(self.cores) if c not in failed]
+        if not alive:
+            raise TableError("failed_cores", "at least one core left in service", sorted(failed))
+        buckets, turn = [], 0
+        for core in self.buckets:
+            if core in failed:
+                core = alive[turn % len(alive)]
+                turn += 1
+            buckets.append(core)
+        return replace(self, buckets=tuple(buckets))
+
+    def rebalanced(self, bucket_load: list[float] | np.ndarray,
+                   *, exclude: set[int] = frozenset()) -> IndirectionTable:
+        """A table whose buckets are reassigned to even out the measured per-bucket load.
+
+        Greedy longest-processing-time: the heaviest bucket goes to the least loaded
+        core so far (ties to the lower core number, so the result is deterministic).
+        Cores in ``exclude`` (failed) receive nothing.
+        """
+        load = np.asarray(bucket_load, dtype=float)
+        if load.shape != (self.size,):
+            raise TableError("bucket_load", f"{self.size} per-bucket figures", load.shape[0])
+        cores = [c for c in range(self.cores) if c not in exclude]
+        if not cores:
+            raise TableError("exclude", "at least one core left in service", sorted(exclude))
+        core_load = dict.fromkeys(cores, 0.0)
+        buckets = [0] * self.size
+        for bucket in sorted(range(self.size), key=lambda b: (-load[b], b)):
+            target = min(cores, key=lambda c: (core_load[c], c))
+            buckets[bucket] = target
+            core_load[target] += load[bucket]
+        return replace(self, buckets=tuple(buckets))
+
+    def as_array(self) -> np.ndarray:
+        return np.asarray(self.buckets, dtype=np.int16)
+
+
+@dataclass(frozen=True, slots=True)
+class Steering:
+    """Where the NIC (or the distributor) sent a packet, and why.
+
+    ``hash``/``bucket`` are ``None`` when the packet was not hashed (non-IP, no
+    enabled hash type, or a distributor rule matched).
+    """
+
+    core: int
+    hash: int | None = None
+    bucket: int | None = None
+    hash_type: HashType | None = None
+    input: bytes = b""
+    reason: str = "hash"
+
+
+@dataclass
+class Nic:
+    """A multi-queue NIC with RSS: one receive queue per core.
+
+    ``rss_aware=False`` models a NIC without RSS: every packet lands on queue 0 and a
+    software flow distributor must hash and steer it (see ``engine.distributor``).
+    """
+
+    key: Key
+    table: IndirectionTable
+    hash_types: frozenset[HashType] = ALL_HASH_TYPES
+    transform: Transform = Transform.NONE
+    default_core: int = 0
+    rss_aware: bool = True
+    queues: list[deque] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if not 0 <= self.default_core < self.table.cores:
+            raise ConfigError("default_core", f"a core 0-{self.table.cores - 1}",
+                              self.default_core)
+        self.queues = [deque() for _ in range(self.table.cores)]
+
+    @property
+    def cores(self) -> int:
+        return self.table.cores
+
+    def hash_type_for(self, packet: Packet) -> HashType | None:
+        """The hash type the NIC applies to ``packet`` (None → default core).
+
+        A TCP/UDP packet whose 4-tuple type is off falls back to its 2-tuple type; so
+        does one without ports (a non-first fragment).
+        """
+        if not packet.is_ip:
+            return None
+        v6 = packet.version == 6
+        wanted = {Proto.TCP: HashType.TCP_IPV6 if v6 else HashType.TCP_IPV4,
+                  Proto.UDP: HashType.UDP_IPV6 if v6 else HashType.UDP_IPV4}.get(packet.proto)
+        if wanted in self.hash_types and packet.sport is not None and packet.dport is not None:
+            return wanted
+        two_tuple = HashType.IPV6 if v6 else HashType.IPV4
+        return two_tuple if two_tuple in self.hash_types else None
+
+    def hash_input_for(self, packet: Packet, hash_type: HashType) -> bytes:
+        flow = packet.tuple
+        data = flow.hash_input(with_ports=hash_type.uses_ports)
+        return transform_input(self.transform, data)
+
+    def steer(self, packet: Packet) -> Steering:
+        """Hash ``packet`` as this NIC would and return its core; the NIC's own decision,
+        which an RSS-unaware NIC does not make (its distributor calls this instead)."""
+        hash_type = self.hash_type_for(packet)
+        if hash_type is None:
+            reason = "not IP" if not packet.is_ip else "no enabled hash type"
+            return Steering(self.default_core, reason=f"default core ({reason})")
+        data = self.hash_input_for(packet, hash_type)
+        value = toeplitz_hash(self.key, data)
+        bucket = self.table.bucket_of(value)
+        return Steering(self.table.buckets[bucket], value, bucket, hash_type, data)
+
+    def receive(self, packet: Packet) -> Steering:
+        """Put ``packet`` on a receive queue: its RSS queue, or queue 0 without RSS."""
+        steering = self.steer(packet) if self.rss_aware else Steering(0, reason="no RSS")
+        self.queues[steering.core].append(packet)
+        return steering
+
+    def hash_ipv4_batch(self, src: np.ndarray, dst: np.ndarray,
+                        sport: np.ndarray | None = None,
+                        dport: np.ndarray | None = None) -> np.ndarray:
+        """Hashes (uint32) of IPv4 tuples as arrays, with this NIC's input transform.
+
+        Addresses are uint32 in host value order (``int(IPv4Address)``); ports any
+        unsigned integer dtype. Hash-type fallback is the caller's choice of ports.
+        """
+        src = np.asarray(src, dtype=np.uint32)
+        dst = np.asarray(dst, dtype=np.uint32)
+        with_ports = sport is not None and dport is not None
+        if with_ports:
+            sport = np.asarray(sport, dtype=np.uint32)
+            dport = np.asarray(dport, dtype=np.uint32)
+        if self.transform is Transform.SYMMETRIC_XOR:
+            src = dst = src ^ dst
+            if with_ports:
+                sport = dport = sport ^ dport
+        elif self.transform is Transform.SORT:
+            src, dst = np.minimum(src, dst), np.maximum(src, dst)
+            if with_ports:
+                sport, dport = np.minimum(sport, dport), np.maximum(sport, dport)
+        columns = [src >> 16, src & 0xFFFF, dst >> 16, dst & 0xFFFF]
+        if with_ports:
+            columns += [sport, dport]
+        return hash_words(self.key, columns)
+
+    def steer_ipv4_batch(self, src, dst, sport=None, dport=None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(hashes, buckets, cores)`` for arrays of IPv4 tuples."""
+        hashes = self.hash_ipv4_batch(src, dst, sport, dport)
+        buckets = (hashes & self.table.mask).astype(np.int16)
+        cores = self.table.as_array()[buckets]
+        return hashes, buckets, cores
+
+
+def ipv4_to_int(address: str | ipaddress.IPv4Address) -> int:
+    return int(ipaddress.IPv4Address(address))
