@@ -1,0 +1,143 @@
+"""``python -m engine hash``: the Toeplitz hash, bucket and core of one tuple or a CSV of them.
+
+One tuple::
+
+    python -m engine hash --src 66.9.149.187 --dst 161.142.100.80 --sport 2794 --dport 1766
+    hash 0x51ccc178  bucket 120  core 0   (microsoft key, 4 cores, 7 hash bits)
+
+A CSV (header ``src,dst,sport,dport`` and optional ``key,cores,hash_bits``; empty
+ports hash the addresses only; an empty key is Microsoft's) prints one result per
+row, in order. A bad row prints an error naming the row and the field; the other
+rows still answer, and the exit status is 1 when any row failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+from ..errors import ConfigError, RssLabError, TableError, TupleError
+from ..nic import IndirectionTable
+from ..toeplitz import explain_hash, hash_input, parse_key, toeplitz_hash
+
+#: A batch CSV larger than this is refused rather than read into memory.
+MAX_BATCH_ROWS = 1_000_000
+CSV_COLUMNS = ("src", "dst", "sport", "dport", "key", "cores", "hash_bits")
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("hash", help="Toeplitz hash, bucket and core of a tuple",
+                                   description=__doc__.split("\n")[0])
+    parser.add_argument("--src", help="source address (IPv4 or IPv6)")
+    parser.add_argument("--dst", help="destination address")
+    parser.add_argument("--sport", help="source port (omit both ports for the 2-tuple hash)")
+    parser.add_argument("--dport", help="destination port")
+    parser.add_argument("--key", default="microsoft",
+                        help="microsoft, symmetric, random:SEED or 40+ bytes of hex")
+    parser.add_argument("--cores", default="4", help="cores in the round-robin table (default 4)")
+    parser.add_argument("--hash-bits", default="7", help="indirection-table bits 1-7 (default 7)")
+    parser.add_argument("--batch", metavar="FILE.csv", help="hash every row of a CSV file")
+    parser.add_argument("--explain", action="store_true", help="show the hash bit by bit")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def hash_one(*, src, dst, sport=None, dport=None, key=None, cores="4", hash_bits="7") -> dict:
+    """Hash one tuple given as text; the result as a JSON-ready dict.
+
+    Raises TupleError, HashKeyError or TableError naming the bad field.
+    """
+    if not src:
+        raise TupleError("src", "a source address")
+    if not dst:
+        raise TupleError("dst", "a destination address")
+    if (sport in (None, "")) != (dport in (None, "")):
+        missing = "dport" if dport in (None, "") else "sport"
+        raise TupleError(missing, "both ports or neither (neither = address-only hash)")
+    with_ports = sport not in (None, "")
+    parsed_key = parse_key(key)
+    table = IndirectionTable.round_robin(_whole(cores, "cores"), _whole(hash_bits, "hash_bits"))
+    data = hash_input(src, dst, sport, dport) if with_ports else hash_input(src, dst)
+    value = toeplitz_hash(parsed_key, data)
+    return {
+        "hash": f"0x{value:08x}", "bucket": table.bucket_of(value), "core": table.core_of(value),
+        "input": data.hex(), "key": str(parsed_key), "cores": table.cores,
+        "hash_bits": table.hash_bits, "with_ports": with_ports,
+    }
+
+
+def _whole(text, field: str) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise TableError(field, "a whole number", text) from None
+
+
+def hash_rows(lines) -> list[dict]:
+    """Hash every CSV row; a row that fails becomes ``{"row": n, "error": {...}}``.
+
+    Rows are numbered from 1 after the header, as a spreadsheet shows them.
+    """
+    reader = csv.DictReader(lines)
+    header = [name.strip() for name in reader.fieldnames or []]
+    missing = [name for name in ("src", "dst") if name not in header]
+    if missing:
+        raise TupleError("header", "CSV columns src,dst[,sport,dport,key,cores,hash_bits]",
+                         ",".join(header), detail=f"missing {', '.join(missing)}")
+    unknown = [name for name in header if name not in CSV_COLUMNS]
+    if unknown:
+        raise TupleError("header", f"only the columns {','.join(CSV_COLUMNS)}",
+                         ",".join(unknown))
+    results = []
+    for number, row in enumerate(reader, start=1):
+        if number > MAX_BATCH_ROWS:
+            raise TupleError("rows", f"at most {MAX_BATCH_ROWS:,} rows", number)
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        try:
+            result = hash_one(src=row.get("src"), dst=row.get("dst"), sport=row.get("sport"),
+                              dport=row.get("dport"), key=row.get("key") or None,
+                              cores=row.get("cores") or "4",
+                              hash_bits=row.get("hash_bits") or "7")
+            results.append({"row": number, **result})
+        except RssLabError as error:
+            error_dict = error.as_dict()
+            error_dict["message"] = f"row {number}: {error}"
+            results.append({"row": number, "error": error_dict})
+    return results
+
+
+def run(args) -> int:
+    if args.batch:
+        try:
+            with open(args.batch, newline="", encoding="utf-8") as lines:
+                results = hash_rows(lines)
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise ConfigError("--batch", "a readable CSV file in UTF-8", args.batch,
+                              detail=str(error)) from None
+        for result in results:
+            if args.json:
+                print(json.dumps(result))
+            elif "error" in result:
+                print(f"error: {result['error']['message']}", file=sys.stderr)
+            else:
+                print(f"row {result['row']}: hash {result['hash']}  bucket {result['bucket']}  "
+                      f"core {result['core']}")
+        return 1 if any("error" in result for result in results) else 0
+    result = hash_one(src=args.src, dst=args.dst, sport=args.sport, dport=args.dport,
+                      key=args.key, cores=args.cores, hash_bits=args.hash_bits)
+    if args.explain:
+        key = parse_key(args.key)
+        result["steps"] = [{"bit": s.bit, "window": f"0x{s.window:08x}",
+                            "running": f"0x{s.running:08x}"}
+                           for s in explain_hash(key, bytes.fromhex(result["input"]))]
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"hash {result['hash']}  bucket {result['bucket']}  core {result['core']}   "
+          f"({result['key']} key, {result['cores']} cores, {result['hash_bits']} hash bits)")
+    if args.explain:
+        print(f"input {result['input']}")
+        for step in result["steps"]:
+            print(f"  bit {step['bit']:3d}  window {step['window']}  running {step['running']}")
+    return 0
