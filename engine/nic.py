@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from collections import deque
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from .toeplitz import Key, hash_words, toeplitz_hash
 MIN_HASH_BITS, MAX_HASH_BITS = 1, 7
 
 
-class HashType(str, Enum):
+class HashType(StrEnum):
     """The RSS hash types of Microsoft's specification (NDIS_HASH_*)."""
 
     TCP_IPV4 = "tcp-ipv4"
@@ -49,7 +49,7 @@ class HashType(str, Enum):
 ALL_HASH_TYPES = frozenset(HashType)
 
 
-class Transform(str, Enum):
+class Transform(StrEnum):
     """What the NIC does to the input before hashing, to make the hash symmetric.
 
     * ``symmetric-xor`` — Linux ethtool's RXH_XFRM_SYM_XOR: the input becomes

@@ -230,7 +230,7 @@ def from_scapy(pkt, id: int) -> Packet:
         return Packet(id, None, None, 0, payload_len=len(raw), ethertype=int(ethertype))
     sport = dport = None
     if frag is None or frag.offset == 0:
-        l4 = pkt[TCP] if TCP in pkt else pkt[UDP] if UDP in pkt else None
+        l4 = next((pkt[layer] for layer in (TCP, UDP) if layer in pkt), None)
         if l4 is not None:
             sport, dport = int(l4.sport), int(l4.dport)
     flags = str(pkt[TCP].flags) if TCP in pkt else ""
