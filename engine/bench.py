@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import batch, fragments, pcap, ports, scenario, system, traffic
 from .toeplitz import Key, hash_input, hash_ipv4_batch, toeplitz_hash
 
 
@@ -54,6 +55,18 @@ def bench_hash_scalar_ipv4(quick: bool) -> float:
 
 
 BENCHMARKS: dict[str, Callable[[bool], float]] = {
+    "traffic_generate_flows_per_s": traffic.bench_traffic_generate,
+    "scenario_load_per_s": scenario.bench_scenario_load,
+    "pcap_read_packets_per_s": pcap.bench_pcap_read,
     "hash_batch_ipv4_per_s": bench_hash_batch_ipv4,
     "hash_scalar_ipv4_per_s": bench_hash_scalar_ipv4,
+    "batch_verify_flows_per_s": batch.bench_batch_verify,
+    "trace_packets_per_s": system.bench_trace_packets,
+    "fragments_reassembled_per_s": fragments.bench_fragments_reassembled,
+    "fragment_flood_per_s": fragments.bench_fragment_flood,
+    "port_alloc_solve_per_s": ports.bench_port_alloc_solve,
+    "port_alloc_scan_per_s": ports.bench_port_alloc_scan,
+    "port_alloc_solve_10pct_per_s": ports.bench_port_alloc_solve_10pct,
+    "port_alloc_solve_95pct_per_s": ports.bench_port_alloc_solve_95pct,
+    "port_alloc_batch_per_s": ports.bench_port_alloc_batch,
 }

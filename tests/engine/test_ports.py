@@ -1,0 +1,308 @@
+"""Port allocation tables, scan and solve, the batch path, singular keys and exhaustion."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.errors import ConfigError
+from engine.nic import IndirectionTable
+from engine.ports import (
+    PortAllocationTable,
+    PortAllocator,
+    PortExhausted,
+    PortRange,
+    PortState,
+    PortStateError,
+    ResponsePortMap,
+    allocate_batch,
+)
+from engine.toeplitz import Key, hash_input, toeplitz_hash
+
+V4 = ipaddress.IPv4Address
+
+
+def real_core(port_map: ResponsePortMap, got, server, server_port) -> int:
+    """The core the real response lands on: Toeplitz over the actual response tuple."""
+    data = hash_input(server, got.local_ip, server_port, got.port)
+    return port_map.table.core_of(toeplitz_hash(port_map.key, data))
+
+
+def full_rank_keys():
+    return st.integers(0, 10_000).map(Key.random).filter(
+        lambda key: ResponsePortMap(key, IndirectionTable.round_robin(8, 7)).full_rank)
+
+
+addresses = st.integers(1, 2**32 - 2).map(V4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.one_of(st.just(Key.microsoft()), full_rank_keys()),
+       cores=st.integers(1, 16), bits=st.integers(1, 7), strategy=st.sampled_from(["solve",
+                                                                                   "scan"]),
+       keep=st.booleans(), server=addresses, client=addresses,
+       server_port=st.integers(0, 65535), core=st.integers(0, 15))
+def test_every_response_returns_to_the_requesting_core(key, cores, bits, strategy, keep, server,
+                                                        client, server_port, core):
+    table = IndirectionTable.round_robin(cores, bits)
+    port_map = ResponsePortMap(key, table)
+    core %= cores
+    if port_map.unreachable_cores(port_map.response_constant(server, client, server_port)) \
+            and keep:
+        return  # a rank below hash_bits at few bits: checked by the singular-key tests
+    allocator = PortAllocator(core, [V4(0x0A000001 + core)], port_map, strategy=strategy)
+    for _ in range(3):
+        try:
+            got = allocator.allocate(server_ip=server, server_port=server_port,
+                                     client_ip=client, keep_client_ip=keep)
+        except PortExhausted as error:
+            assert error.reason == "unreachable"
+            return
+        assert real_core(port_map, got, server, server_port) == core
+        assert table.buckets[got.bucket] == core
+        assert got.local_ip == (client if keep else V4(0x0A000001 + core))
+
+
+def test_microsoft_key_is_full_rank_and_classes_match_the_real_hash():
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(16, 7))
+    assert port_map.full_rank and port_map.rank == 7
+    assert port_map.matrix.shape == (7, 16)
+    rng = np.random.default_rng(3)
+    for port in rng.integers(0, 65536, 50).tolist():
+        constant = port_map.response_constant("192.0.2.1", "10.0.0.1", 443)
+        real = port_map.response_hash("192.0.2.1", "10.0.0.1", 443, port) & port_map.mask
+        assert port_map.response_bucket(constant, port) == real
+    assert "rank 7 of 7" in port_map.describe()
+
+
+def singular_key() -> Key:
+    """Microsoft's key with key bits 108-126 cleared: the low 7 bits of the response port's
+    contribution (key bits 105+j..111+j for port bit j, MSB first) then depend on key bits
+    105-107 only, so the port matrix has rank 3 at most."""
+    value = int.from_bytes(Key.microsoft().data, "big")
+    for bit in range(108, 127):
+        value &= ~(1 << (320 - 1 - bit))
+    return Key(value.to_bytes(40, "big"), "singular")
+
+
+def test_symmetric_key_port_matrix_and_a_singular_key_described():
+    # 0x6d5a repeated is symmetric, yet its port matrix is full rank at every width
+    assert all(ResponsePortMap(Key.symmetric(), IndirectionTable.round_robin(2, bits)).full_rank
+               for bits in range(1, 8))
+    port_map = ResponsePortMap(singular_key(), IndirectionTable.round_robin(16, 7))
+    assert not port_map.full_rank and port_map.rank <= 3
+    assert not port_map.matrix[:, :13].any()  # only the port's top 3 bits (columns 13-15)
+    assert len(port_map.reachable_buckets(0)) == 2 ** port_map.rank
+    assert len(port_map.unreachable_cores(0)) >= 16 - 2 ** port_map.rank
+    text = port_map.describe()
+    assert f"rank {port_map.rank} of 7" in text and "unreachable" in text
+    assert str(port_map.unreachable_cores(0)) in text
+
+
+def singular_setup():
+    """A singular map, a core, a server and two local IPs: unreachable via the first,
+    reachable via the second."""
+    port_map = ResponsePortMap(singular_key(), IndirectionTable.round_robin(16, 7))
+    server, port = V4("192.0.2.80"), 80
+    for core in range(port_map.table.cores):
+        blocked = [V4(0x0A000000 + i) for i in range(1, 200)
+                   if core in port_map.unreachable_cores(
+                       port_map.response_constant(server, V4(0x0A000000 + i), port))]
+        fine = [V4(0x0A000000 + i) for i in range(1, 200)
+                if core not in port_map.unreachable_cores(
+                    port_map.response_constant(server, V4(0x0A000000 + i), port))]
+        if blocked and fine:
+            return port_map, core, server, port, blocked[0], fine[0]
+    raise AssertionError("no split found")
+
+
+def test_singular_key_nat_falls_back_to_another_ip_usip_says_it_cannot():
+    port_map, core, server, port, blocked, fine = singular_setup()
+    nat = PortAllocator(core, [blocked, fine], port_map, spread=False)
+    got = nat.allocate(server_ip=server, server_port=port, client_ip="198.51.100.1",
+                       keep_client_ip=False)
+    assert got.local_ip == fine
+    assert real_core(port_map, got, server, port) == core
+    only_blocked = PortAllocator(core, [blocked], port_map)
+    with pytest.raises(PortExhausted) as caught:
+        only_blocked.allocate(server_ip=server, server_port=port, client_ip="198.51.100.1",
+                              keep_client_ip=False)
+    assert caught.value.reason == "unreachable"
+    usip = PortAllocator(core, [], port_map, tables_per_ip=4)
+    with pytest.raises(PortExhausted) as caught:
+        usip.allocate(server_ip=server, server_port=port, client_ip=blocked,
+                      keep_client_ip=True)
+    error = caught.value
+    assert error.reason == "unreachable" and error.field == "port"
+    assert "usip keeps the client IP" in str(error) and f"core {core}" in str(error)
+    assert f"rank {port_map.rank} of {port_map.hash_bits}" in str(error)
+
+
+@pytest.mark.parametrize("strategy", ["solve", "scan"])
+def test_exhaustion_then_recovery(strategy):
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(4, 7))
+    allocator = PortAllocator(1, ["10.0.0.1"], port_map, strategy=strategy,
+                              port_range=PortRange(5000, 5199))
+    got = []
+    with pytest.raises(PortExhausted) as caught:
+        for _ in range(300):
+            got.append(allocator.allocate(server_ip="192.0.2.1", server_port=80,
+                                          client_ip="198.51.100.9", keep_client_ip=False))
+    assert 10 < len(got) < 200
+    assert len({g.port for g in got}) == len(got)
+    assert all(5000 <= g.port <= 5199 and real_core(port_map, g, "192.0.2.1", 80) == 1
+               for g in got)
+    message = str(caught.value)
+    assert caught.value.reason == "occupancy"
+    assert "core 1" in message and "10.0.0.1" in message and "fitting ports free 0" in message
+    allocator.release(got[3])
+    again = allocator.allocate(server_ip="192.0.2.1", server_port=80,
+                               client_ip="198.51.100.9", keep_client_ip=False)
+    assert again.port == got[3].port
+    occupancy = allocator.occupancy()["10.0.0.1/0"]
+    assert occupancy["taken"] == len(got) and occupancy["capacity"] == 200
+
+
+def test_usip_tables_reuse_port_numbers_but_never_a_response_tuple():
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(4, 7))
+    allocator = PortAllocator(2, [], port_map, tables_per_ip=8,
+                              port_range=PortRange(20000, 20400))
+    seen = set()
+    rng = np.random.default_rng(5)
+    clients = [V4(int(x)) for x in rng.integers(1, 2**32 - 1, 3)]
+    servers = [V4(int(x)) for x in rng.integers(1, 2**32 - 1, 3)]
+    allocations = []
+    for i in range(600):
+        client, server = clients[i % 3], servers[(i // 3) % 3]
+        try:
+            got = allocator.allocate(server_ip=server, server_port=443, client_ip=client,
+                                     keep_client_ip=True)
+        except PortExhausted:
+            continue
+        response = (server, 443, got.local_ip, got.port)
+        assert response not in seen
+        seen.add(response)
+        allocations.append(got)
+        assert got.local_ip == client and real_core(port_map, got, server, 443) == 2
+    indexes = {g.table_index for g in allocations}
+    assert len(indexes) > 1
+    by_port = {}
+    for g in allocations:
+        by_port.setdefault(g.port, set()).add((g.local_ip, g.table_index))
+    assert any(len(v) > 1 for v in by_port.values())
+
+
+def test_wrong_direction_map_sends_most_responses_elsewhere():
+    table = IndirectionTable.round_robin(8, 7)
+    wrong = ResponsePortMap(Key.microsoft(), table, direction="request")
+    right = ResponsePortMap(Key.microsoft(), table)
+    rng = np.random.default_rng(9)
+    misses = 0
+    for i in range(200):
+        core = i % 8
+        server = V4(int(rng.integers(1, 2**32 - 1)))
+        allocator = PortAllocator(core, [V4(0x0A000001 + core)], wrong)
+        got = allocator.allocate(server_ip=server, server_port=80, client_ip="198.51.100.3",
+                                 keep_client_ip=False)
+        request = hash_input(got.local_ip, server, got.port, 80)
+        assert table.core_of(toeplitz_hash(wrong.key, request)) == core  # what it checked
+        misses += real_core(right, got, server, 80) != core
+    assert misses > 150
+
+
+def test_table_states_and_errors():
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(2, 3))
+    table = PortAllocationTable(port_map, PortRange(100, 110))
+    assert table.capacity == 11 and table.state(99) is PortState.CLOSED
+    table.take(105)
+    assert table.state(105) is PortState.TAKEN and table.taken == 1
+    with pytest.raises(PortStateError, match="port: expected a free port, got 105"):
+        table.take(105)
+    table.release(105)
+    with pytest.raises(PortStateError):
+        table.release(105)
+    table.close(106)
+    assert table.capacity == 10 and table.state(106) is PortState.CLOSED
+    table.reopen(106)
+    assert table.capacity == 11
+    with pytest.raises(PortStateError):
+        table.reopen(50)
+    with pytest.raises(ConfigError):
+        PortRange(10, 5)
+    with pytest.raises(ConfigError):
+        ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(2, 3), direction="up")
+    assert sum(table.free_in_class(k) for k in range(8)) == 11
+
+
+def test_response_constants_match_scalar():
+    port_map = ResponsePortMap(Key.random(4), IndirectionTable.round_robin(5, 6))
+    rng = np.random.default_rng(1)
+    server = rng.integers(0, 2**32, 100, dtype=np.uint32)
+    local = rng.integers(0, 2**32, 100, dtype=np.uint32)
+    sport = rng.integers(0, 65536, 100, dtype=np.uint32)
+    batch = port_map.response_constants(server, local, sport)
+    for i in range(100):
+        assert batch[i] == port_map.response_constant(V4(int(server[i])), V4(int(local[i])),
+                                                      int(sport[i]))
+
+
+def make_allocators(port_map, strategy, tables_per_ip, port_range, ips):
+    return [PortAllocator(c, [V4(0x0A000000 + 256 * c + i + 1) for i in range(ips)], port_map,
+                          strategy=strategy, tables_per_ip=tables_per_ip, port_range=port_range)
+            for c in range(port_map.table.cores)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(strategy=st.sampled_from(["solve", "scan"]), keep=st.booleans(),
+       tables_per_ip=st.sampled_from([1, 3]), ips=st.integers(1, 3), cores=st.integers(1, 4),
+       small=st.booleans(), seed=st.integers(0, 2**16), rows=st.integers(1, 400))
+def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows):
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(cores, 4))
+    port_range = PortRange(3000, 3040) if small else PortRange()
+    rng = np.random.default_rng(seed)
+    core = rng.integers(0, cores, rows)
+    server = rng.integers(0xC0000200, 0xC0000204, rows, dtype=np.uint32)
+    client = rng.integers(0x0B000000, 0x0B000005, rows, dtype=np.uint32)
+    sport = rng.choice(np.array([80, 443], np.uint32), rows)
+    scalar = make_allocators(port_map, strategy, tables_per_ip, port_range, ips)
+    batch = make_allocators(port_map, strategy, tables_per_ip, port_range, ips)
+    result = allocate_batch(batch, core=core, server_ip=server, server_port=sport,
+                            client_ip=client, keep_client_ip=keep)
+    for i in range(rows):
+        try:
+            got = scalar[core[i]].allocate(server_ip=V4(int(server[i])),
+                                           server_port=int(sport[i]),
+                                           client_ip=V4(int(client[i])), keep_client_ip=keep)
+        except PortExhausted as error:
+            assert not result.ok[i], i
+            assert result.tries[i] == error.tries
+            continue
+        assert result.ok[i], i
+        assert (result.port[i], result.local_ip[i], result.table_index[i], result.tries[i],
+                result.bucket[i]) == (got.port, int(got.local_ip), got.table_index, got.tries,
+                                      got.bucket), i
+    for a, b in zip(scalar, batch, strict=True):
+        assert a.snapshot() == b.snapshot()
+
+
+def test_batch_at_scale_lands_on_the_requesting_core():
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(16, 7))
+    allocators = make_allocators(port_map, "solve", 1, PortRange(), 4)
+    rng = np.random.default_rng(2)
+    n = 50_000
+    core = rng.integers(0, 16, n)
+    server = rng.integers(0xC6336400, 0xC6336464, n, dtype=np.uint32)
+    client = rng.integers(0, 2**32, n, dtype=np.uint32)
+    result = allocate_batch(allocators, core=core, server_ip=server, server_port=80,
+                            client_ip=client, keep_client_ip=False)
+    assert result.ok.all()
+    hashes = np.array([toeplitz_hash(port_map.key, hash_input(
+        V4(int(server[i])), V4(int(result.local_ip[i])), 80, int(result.port[i])))
+        for i in range(0, n, 97)], dtype=np.int64)
+    assert (np.array(port_map.table.buckets)[hashes & 127] == core[::97]).all()
+    pairs = result.local_ip.astype(np.int64) * 65536 + result.port
+    assert np.unique(pairs).size == n
