@@ -176,13 +176,17 @@ def to_scapy(packet: Packet):
     body = packet.payload or bytes(packet.payload_len)
     if not packet.is_ip:
         return Ether(type=packet.ethertype) / Raw(body)
-    if packet.proto == Proto.TCP and packet.sport is not None:
+    frag = packet.fragment
+    if frag is not None and frag.is_fragment:
+        # A fragment's payload is its slice of the IP payload (the L4 header, if any,
+        # is inside the first slice): building a TCP/UDP header here would duplicate it.
+        l4 = Raw(body)
+    elif packet.proto == Proto.TCP and packet.sport is not None:
         l4 = TCP(sport=packet.sport, dport=packet.dport, flags=packet.flags or "S") / Raw(body)
     elif packet.proto == Proto.UDP and packet.sport is not None:
         l4 = UDP(sport=packet.sport, dport=packet.dport) / Raw(body)
     else:
         l4 = Raw(body)
-    frag = packet.fragment
     if packet.version == 4:
         ip = IP(src=str(packet.src), dst=str(packet.dst), proto=packet.proto)
         if frag is not None:
@@ -234,6 +238,32 @@ def from_scapy(pkt, id: int) -> Packet:
         if l4 is not None:
             sport, dport = int(l4.sport), int(l4.dport)
     flags = str(pkt[TCP].flags) if TCP in pkt else ""
+    payload = b""
+    if frag is not None and frag.is_fragment:
+        payload = _fragment_data(pkt, layer)
+        payload_len = len(payload)
+        if (frag.offset == 0 and sport is None and len(payload) >= 4
+                and proto in (Proto.TCP, Proto.UDP)):
+            # A first fragment too short for Scapy to dissect the whole TCP header
+            # (8 bytes in some captures) still carries both ports in its first 4 bytes.
+            sport, dport = (int.from_bytes(payload[0:2], "big"),
+                            int.from_bytes(payload[2:4], "big"))
     return Packet(id, ipaddress.ip_address(src), ipaddress.ip_address(dst), int(proto),
                   sport, dport, int(payload_len), flags, frag,
-                  0x0800 if isinstance(layer, IP) else 0x86DD)
+                  0x0800 if isinstance(layer, IP) else 0x86DD, payload)
+
+
+def _fragment_data(pkt, layer) -> bytes:
+    """The exact bytes a fragment carries after its IP header (IPv4) or its Fragment
+    extension header (IPv6), without link-layer padding: IPv4 stops at ``len``,
+    IPv6 at the fixed header's 40 bytes plus ``plen``."""
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+
+    if isinstance(layer, IP):
+        raw = bytes(layer)
+        return raw[layer.ihl * 4:layer.len] if layer.len else raw[layer.ihl * 4:]
+    ip6 = pkt[IPv6]
+    raw = bytes(ip6)
+    start = len(raw) - len(bytes(layer.payload))
+    return raw[start:40 + ip6.plen]
