@@ -1,0 +1,277 @@
+"""Scenario files: loading, every problem with its location, limits, checks, schema,
+the seam to engine.system, and fuzzing that only ever yields ScenarioError."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.examples import EXAMPLES_DIR, list_examples, load_example
+from engine.scenario import (
+    MAX_FILE_BYTES,
+    MAX_GENERATED_FLOWS,
+    METRICS,
+    Scenario,
+    ScenarioError,
+    evaluate_checks,
+    load_scenario,
+    load_scenario_file,
+    parse_check,
+    scenario_json_schema,
+)
+
+MINIMAL = textwrap.dedent("""\
+    schema_version: 1
+    name: minimal
+    system: {cores: 4}
+    services:
+      - {name: web, vip: 192.0.2.10, vport: 80, policy: nat, servers: ["10.0.0.1:8080"]}
+    traffic: {generated: {count: 10}}
+    """)
+
+BROKEN = textwrap.dedent("""\
+    schema_version: 1
+    name: broken
+    system:
+      cores: 4
+      nic:
+        hash_bits: 9
+        transfrom: none
+    services:
+      - name: web
+        vip: 192.0.2.300
+        vport: 80
+        policy: natt
+        servers: ["10.0.0.1"]
+    checks:
+      fairnes: ">= 0.9"
+      symmetric_rate: ">> 1"
+    name: again
+    """)
+
+
+def problems_of(text: str, **kwargs) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(text, **kwargs)
+    return [(p.line, p.path, p.message) for p in caught.value.problems]
+
+
+def test_minimal_scenario_gets_the_documented_defaults():
+    scenario = load_scenario(MINIMAL)
+    assert scenario.system.nic.key == "microsoft"
+    assert scenario.system.nic.hash_bits == 7
+    assert scenario.ports.strategy == "solve"
+    assert scenario.handoff == "message"
+    assert [s.kind for s in scenario.sources] == ["generated"]
+    nic = scenario.build_nic()
+    assert nic.table.size == 128 and nic.cores == 4
+
+
+def test_a_broken_file_reports_every_problem_with_line_and_path():
+    found = problems_of(BROKEN)
+    assert (6, "system.nic.hash_bits", "expected a number <= 7, got 9") in found
+    assert any(line == 7 and path == "system.nic.transfrom" and "transform" in message
+               for line, path, message in found)
+    assert (10, "services[0].vip", "expected an IPv4 or IPv6 address, got '192.0.2.300'") \
+        in found
+    assert (12, "services[0].policy", "expected one of nat, usip, transparent, got 'natt'") \
+        in found
+    assert any(line == 13 and path == "services[0].servers[0]" for line, path, _ in found)
+    assert any(line == 15 and path == "checks.fairnes" for line, path, _ in found)
+    assert any(line == 16 and path == "checks.symmetric_rate" for line, path, _ in found)
+    assert any(line == 17 and path == "name" and "first on line 2" in message
+               for line, path, message in found)
+    assert len(found) == 8
+    text = str(pytest.raises(ScenarioError, load_scenario, BROKEN).value)
+    assert "line 12: services[0].policy: expected one of nat, usip, transparent, got 'natt'" \
+        in text
+
+
+def test_cross_references_are_checked_with_locations(tmp_path):
+    nic = "nic: {hash_bits: 3, table: [0, 1, 2, 7]}"
+    text = MINIMAL.replace("system: {cores: 4}", f"system: {{cores: 4, {nic}}}")
+    text += "checks: {flows: 10}\n"
+    text = text.replace("traffic: {generated: {count: 10}}", textwrap.dedent("""\
+        traffic:
+          - adversarial: {count: 5, bucket: 9, service: nope}
+          - pcap: {path: missing.pcap}
+          - flows:
+              - {client: "[2001:db8::1]:4000", service: web}"""))
+    found = problems_of(text, base_dir=tmp_path)
+    paths = {path for _, path, _ in found}
+    assert "system.nic.table" in paths          # 4 buckets for 3 hash bits
+    assert "traffic[0].adversarial.bucket" in paths
+    assert "system.nic.table[3]" in paths       # core 7 of 4
+    assert "traffic[0].adversarial.service" in paths
+    assert "traffic[1].pcap.path" in paths
+    assert "traffic[2].flows[0].client" in paths  # IPv6 client to an IPv4 vip
+    assert all(line is not None for line, _, _ in found)
+
+
+def test_yaml_and_json_give_the_same_scenario():
+    data = yaml.safe_load(MINIMAL)
+    assert load_scenario(json.dumps(data)) == load_scenario(MINIMAL)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(json.dumps({**data, "extra": 1}, indent=1))
+    assert caught.value.problems[0].path == "extra"
+    assert caught.value.problems[0].line is not None
+
+
+def test_unsafe_and_odd_yaml_is_refused():
+    for text in ["a: !!python/object/apply:os.system ['true']", "x: &a [*a]", "[" * 2000,
+                 "- 1\n- 2", "", "a: [", "<<: {a: 1}"]:
+        with pytest.raises(ScenarioError):
+            load_scenario(text)
+
+
+def test_limits_are_enforced():
+    big = MINIMAL + "description: " + "x" * MAX_FILE_BYTES
+    assert "bytes" in problems_of(big)[0][2]
+    too_many = MINIMAL.replace("count: 10", f"count: {MAX_GENERATED_FLOWS + 1}")
+    assert problems_of(too_many)[0][1] == "traffic.generated.count"
+    two = MINIMAL.replace("traffic: {generated: {count: 10}}", textwrap.dedent(f"""\
+        traffic:
+          - generated: {{count: {MAX_GENERATED_FLOWS}}}
+          - generated: {{count: 1}}"""))
+    assert tuple(p for p in [problems_of(two)[0][1]]) == ("traffic",)
+    assert "cores" in problems_of(MINIMAL.replace("cores: 4", "cores: 65"))[0][1]
+
+
+def test_load_scenario_file_resolves_pcap_paths_and_reports_bad_files(tmp_path):
+    scenario = load_example("pcap-replay")
+    source = scenario.sources[0].pcap
+    assert scenario.pcap_path(source) == EXAMPLES_DIR / "replay.pcap"
+    assert scenario.pcap_path(source, tmp_path / "x.pcap") == tmp_path / "x.pcap"
+    binary = tmp_path / "bad.yaml"
+    binary.write_bytes(b"name: \xff\xfe")
+    with pytest.raises(ScenarioError, match="UTF-8"):
+        load_scenario_file(binary)
+    with pytest.raises(ScenarioError, match="readable"):
+        load_scenario_file(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (">= 100%", (">=", 1.0)), ("== 0", ("==", 0.0)), ("<0.2", ("<", 0.2)), (3, ("==", 3.0)),
+    ("  != 1e3 ", ("!=", 1000.0)),
+])
+def test_parse_check(text, expected):
+    assert parse_check(text) == expected
+
+
+def test_evaluate_checks():
+    summary = {"flows": 10, "symmetric": 10, "handed_off": 0, "asymmetric": 0,
+               "allocation_failures": 0, "symmetric_rate": 0.1 * 3 / 0.3, "fairness": 0.85,
+               "handoff_copies": 0}
+    results = evaluate_checks({"symmetric_rate": "== 100%", "fairness": [">= 0.9", "<= 1"],
+                               "handed_off": "== 0", "asymmetric": "> 0"}, summary)
+    verdicts = {r.name: r.passed for r in results}
+    assert verdicts == {"symmetric_rate == 1": True, "fairness[0] >= 0.9": False,
+                        "fairness[1] <= 1": True, "handed_off == 0": True, "asymmetric > 0": False}
+    missing = evaluate_checks({"fairness": ">= 0"}, {})
+    assert missing[0].actual is None and not missing[0].passed
+    with pytest.raises(ScenarioError):
+        evaluate_checks({"fairness": "about 1"}, summary)
+
+
+def test_json_schema_is_strict_and_versioned():
+    schema = scenario_json_schema()
+    json.dumps(schema)
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["schema_version"]["const"] == 1
+    assert set(schema["required"]) >= {"schema_version", "name", "system", "services"}
+    assert all(d.get("additionalProperties") is False for d in schema["$defs"].values()
+               if d.get("type") == "object" and "properties" in d)
+    assert set(METRICS) <= set(json.dumps(schema["properties"]["checks"]).replace('"', " ")
+                                .split())
+
+
+def test_examples_are_listed_and_load():
+    infos = list_examples()
+    names = [info.name for info in infos]
+    assert {"nat-microsoft", "usip-microsoft", "transparent-microsoft",
+            "transparent-symmetric", "singular-key-usip", "fragmented-udp", "heavy-hitters",
+            "adversarial-flood", "pcap-replay"} <= set(names)
+    for info in infos:
+        scenario = load_example(info.name)
+        assert scenario.name == info.name
+        assert scenario.checks, info.name
+        assert info.title
+    with pytest.raises(ScenarioError, match="nat-microsoft"):
+        load_example("../etc/passwd")
+
+
+@pytest.mark.parametrize("name", [info.name for info in list_examples()])
+def test_every_example_verifies_as_its_checks_say(name):
+    """The batch path of engine.system runs the example; every check passes."""
+    from engine.batch import run_batch
+    from engine.traffic import build_flow_arrays
+
+    scenario = load_example(name)
+    result = run_batch(scenario.build_system_config(), build_flow_arrays(scenario))
+    summary = result.summary.as_dict()
+    results = evaluate_checks(scenario.checks, summary)
+    assert results and all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_system_kwargs_carry_the_scenario():
+    scenario = load_example("heavy-hitters")
+    kwargs = scenario.to_system_kwargs()
+    assert kwargs["cores"] == 8 and kwargs["ips_per_core"] == 4
+    assert kwargs["local_ip_base"] == scenario.core_ips()[0][0]
+    assert [s["vip"] for s in kwargs["services"]] == [s.vip for s in scenario.services]
+    config = scenario.build_system_config()
+    assert config.local_ips(1) == scenario.core_ips()[1]
+    assert config.build_nic().table == scenario.build_table()
+
+
+# ---------------------------------------------------------------------------- fuzzing
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                     st.floats(allow_nan=True), st.text(max_size=12),
+                     st.sampled_from(["nat", "usip", "transparent", "192.0.2.1", "1.2.3.4:80",
+                                      "microsoft", "round-robin", ">= 1", "10.0.0.0/8"]))
+_keys = st.sampled_from(["schema_version", "name", "system", "services", "traffic", "checks",
+                         "cores", "nic", "key", "table", "vip", "vport", "policy", "servers",
+                         "generated", "count", "flows", "client", "adversarial", "bucket",
+                         "pcap", "path", "fairness", "zipf", "ports", "range", "low", "high"])
+_documents = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.one_of(_keys, st.text(max_size=5)), inner,
+                                                 max_size=5)), max_leaves=25)
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_documents, st.booleans())
+def test_fuzz_random_documents_only_raise_scenario_error(document, as_json):
+    try:
+        text = json.dumps(document) if as_json else yaml.safe_dump(document)
+    except (ValueError, yaml.YAMLError):
+        return
+    try:
+        assert isinstance(load_scenario(text), Scenario)
+    except ScenarioError as error:
+        assert error.problems
+
+
+_EXAMPLE_TEXTS = [p.read_text() for p in sorted(EXAMPLES_DIR.glob("*.yaml"))]
+
+
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_EXAMPLE_TEXTS), st.lists(st.tuples(
+    st.integers(0, 4000), st.integers(0, 3),
+    st.sampled_from(["", "x", ":", "- ", "\n", "  ", "{", "]", "&a", "*a", "!!str", "0", "-1",
+                     "99999999999", "'", '"', "#", "nat", "\t", "\x00", "é"])), max_size=4))
+def test_fuzz_mutated_examples_only_raise_scenario_error(text, edits):
+    for position, cut, insert in edits:
+        position %= len(text) + 1
+        text = text[:position] + insert + text[position + cut:]
+    try:
+        scenario = load_scenario(text, base_dir=EXAMPLES_DIR)
+    except ScenarioError as error:
+        assert error.problems and all(p.message for p in error.problems)
+        return
+    scenario.build_nic()
