@@ -14,7 +14,7 @@ import sys
 from .errors import RssLabError
 
 #: Command modules in ``engine.commands``, in the order ``--help`` lists them.
-COMMANDS = ["hash", "bench", "schema", "examples", "demo"]
+COMMANDS = ["hash", "bench", "schema", "examples", "demo", "verify", "compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import batch, fragments, pcap, ports, scenario, system, traffic
+from . import batch, fragments, pcap, ports, run, scenario, system, traffic
 from .toeplitz import Key, hash_input, hash_ipv4_batch, toeplitz_hash
 
 
@@ -61,6 +61,7 @@ BENCHMARKS: dict[str, Callable[[bool], float]] = {
     "hash_batch_ipv4_per_s": bench_hash_batch_ipv4,
     "hash_scalar_ipv4_per_s": bench_hash_scalar_ipv4,
     "batch_verify_flows_per_s": batch.bench_batch_verify,
+    "scenario_verify_flows_per_s": run.bench_scenario_verify,
     "trace_packets_per_s": system.bench_trace_packets,
     "fragments_reassembled_per_s": fragments.bench_fragments_reassembled,
     "fragment_flood_per_s": fragments.bench_fragment_flood,

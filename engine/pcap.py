@@ -299,7 +299,7 @@ def _endpoint_order(endpoint: tuple) -> tuple:
 # ---------------------------------------------------------------------------- writing
 
 def write_pcap(target: str | Path | BinaryIO, packets: Iterable[Packet], *,
-               times: Iterable[float] | None = None) -> int:
+               times: Iterable[float] | None = None, ethernet: bool | None = None) -> int:
     """Write ``packets`` as a classic pcap (microsecond timestamps, little-endian) and
     return how many were written.
 
@@ -307,10 +307,15 @@ def write_pcap(target: str | Path | BinaryIO, packets: Iterable[Packet], *,
     link type fits both families. If any packet is not IP, every packet is written in
     an Ethernet frame (LINKTYPE_ETHERNET) instead. ``times`` gives each packet's time in
     seconds; by default packet i is at i milliseconds, so the file is reproducible.
+    ``ethernet=True`` frames every packet in Ethernet even when all are IP (``None``:
+    only when needed; ``False`` with a non-IP packet raises PcapError).
     """
     from scapy.layers.l2 import Ether
     items = list(packets)
-    ethernet = any(not p.is_ip for p in items)
+    needed = any(not p.is_ip for p in items)
+    if ethernet is False and needed:
+        raise PcapError("ethernet", "True or None for non-IP packets", False)
+    ethernet = needed or bool(ethernet)
     chunks = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535,
                           LINKTYPE_ETHERNET if ethernet else LINKTYPE_RAW)]
     stamps = list(times) if times is not None else [i / 1000 for i in range(len(items))]

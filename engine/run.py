@@ -1,0 +1,459 @@
+"""Running a scenario: the one service the CLI, the web lab, Celery and the REST API call.
+
+``verify_scenario`` builds the system and the traffic a scenario describes, runs
+them down the batch path (vectorised, the default) or the trace path (packet by
+packet, with events), evaluates the scenario's checks and returns a ``Report``
+whose ``as_dict()`` is the JSON the command line prints with ``--json``::
+
+    >>> from engine.examples import load_example
+    >>> report = verify_scenario(load_example("nat-microsoft"))
+    >>> report.passed, report.summary.flows, report.summary.symmetric_rate
+    (True, 5000, 1.0)
+    >>> [check.name for check in report.checks]
+    ['symmetric_rate >= 1', 'handed_off == 0', 'allocation_failures == 0']
+    >>> sorted(report.as_dict())[:4]
+    ['buckets', 'checks', 'matrix', 'mode']
+
+``export_pcap`` runs the scenario's flows down the trace path and writes every packet
+it saw (requests as sent and as rewritten, responses as the server sent them and as
+the client got them) to a pcap that Wireshark opens.
+
+Both functions raise ScenarioError, TrafficError, PcapError and ConfigError (all
+``RssLabError``) for input they cannot run; nothing else on bad input.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .errors import ConfigError
+from .events import Event, Verdict
+from .packet import FlowTuple, Packet, Proto
+from .scenario import CheckResult, Scenario, evaluate_checks
+from .traffic import TrafficError, build_flow_arrays, build_flow_specs
+from .verify import FlowOutcome, Summary
+
+#: Version of the report's JSON shape (``Report.as_dict``); bumped on incompatible change.
+REPORT_SCHEMA_VERSION = 1
+MODES = ("batch", "trace")
+
+#: ``on_progress(fraction, stage)``: fraction done 0.0–1.0 and a short stage label.
+ProgressCallback = Callable[[float, str], None]
+
+# The batch path is one vectorised call: its progress is reported per stage, at the
+# share of a typical run's time each stage has taken when it ends (measured on 1M flows).
+_STAGE_DONE = {"system": 0.02, "traffic": 0.30, "batch": 0.95, "report": 1.0}
+
+
+@dataclass
+class Report:
+    """What one verification run found.
+
+    ``summary`` is the run's ``engine.verify.Summary``; ``checks`` the scenario's checks
+    against it; ``matrix[i][j]`` counts flows whose request was steered to core i and
+    whose response to core j (``no_response[i]``: flows of core i that got none, their
+    request refused); ``buckets[b]`` counts requests hashed to indirection bucket b and
+    ``bucket_cores[b]`` is that bucket's core; ``ports_allocated[c]`` counts ports core c
+    handed out; ``fitting_ports[c]`` is the average number of ports of one port
+    allocation table whose response lands on core c (the port map's capacity for the
+    core: 1024-65535 / cores for a full-rank key). ``rows`` (per-flow outcomes) only
+    when asked for. ``elapsed_s`` is wall time and not part of ``as_dict`` (a report
+    is deterministic given the scenario and its seed).
+    """
+
+    name: str
+    source: str
+    mode: str
+    summary: Summary
+    checks: list[CheckResult]
+    matrix: list[list[int]]
+    no_response: list[int]
+    buckets: list[int]
+    bucket_cores: list[int]
+    ports_allocated: list[int]
+    fitting_ports: list[float]
+    system: dict[str, Any]
+    traffic: dict[str, Any]
+    rows: list[FlowOutcome] | None = None
+    elapsed_s: float = 0.0
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Every check passed (a scenario without checks passes)."""
+        return all(check.passed for check in self.checks)
+
+    @property
+    def cores(self) -> int:
+        return len(self.matrix)
+
+    def per_core(self) -> list[dict[str, Any]]:
+        """One dict per core: packets handled (load), requests and responses steered to
+        it, handoffs it received, its port-table occupancy, ports allocated, and
+        fitting ports per table."""
+        summary = self.summary
+        occupancy = summary.occupancy or [0.0] * self.cores
+        handoffs = summary.handoffs_per_core or [0] * self.cores
+        columns = np.asarray(self.matrix, dtype=np.int64).reshape(self.cores, self.cores)
+        requests = columns.sum(axis=1) + np.asarray(self.no_response, dtype=np.int64)
+        responses = columns.sum(axis=0)
+        return [{"core": core, "load": summary.core_load[core],
+                 "requests": int(requests[core]), "responses": int(responses[core]),
+                 "handoffs": handoffs[core], "occupancy": occupancy[core],
+                 "ports_allocated": self.ports_allocated[core],
+                 "fitting_ports": self.fitting_ports[core]}
+                for core in range(self.cores)]
+
+    def summary_dict(self) -> dict[str, Any]:
+        """The summary as the checks and the JSON see it (``Summary.as_dict`` plus
+        ``per_core``)."""
+        data = self.summary.as_dict()
+        data["per_core"] = self.per_core()
+        return data
+
+    def as_dict(self, *, rows: bool | None = None) -> dict[str, Any]:
+        """The JSON report. ``rows`` (default: whether the run kept them) adds the
+        per-flow outcomes under ``rows``."""
+        data = {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "scenario": {"name": self.name, "source": self.source,
+                         "description": self.description},
+            "mode": self.mode,
+            "system": self.system,
+            "traffic": self.traffic,
+            "summary": self.summary_dict(),
+            "checks": [check.as_dict() for check in self.checks],
+            "passed": self.passed,
+            "matrix": {"request_core_by_response_core": self.matrix,
+                       "no_response": self.no_response},
+            "buckets": {"requests": self.buckets, "cores": self.bucket_cores},
+            "ports": {"allocated": self.ports_allocated,
+                      "occupancy": list(self.summary.occupancy),
+                      "fitting_per_table": self.fitting_ports},
+            **self.extra,
+        }
+        if rows if rows is not None else self.rows is not None:
+            data["rows"] = [row.as_dict() for row in self.rows or []]
+        return data
+
+    def lines(self) -> list[str]:
+        """A readable summary for a terminal (no colour; marks carry the meaning)."""
+        summary = self.summary
+        out = [f"scenario {self.name} ({self.source}), {self.mode} path, "
+               f"{self.system['cores']} cores, key {summary.key}",
+               *(f"  {line}" for line in summary.lines())]
+        if summary.port_map:
+            out.append(f"  {summary.port_map}")
+        out.append("  core    load  requests  responses  handoffs  ports  occupancy")
+        for row in self.per_core():
+            out.append(f"  {row['core']:>4}  {row['load']:>6}  {row['requests']:>8}  "
+                       f"{row['responses']:>9}  {row['handoffs']:>8}  "
+                       f"{row['ports_allocated']:>5}  {row['occupancy']:>9.2%}")
+        for check in self.checks:
+            actual = "missing" if check.actual is None else f"{check.actual:g}"
+            out.append(f"  {'✓ pass' if check.passed else '✗ FAIL'}  {check.name}  "
+                       f"(actual {actual})")
+        failed = sum(not check.passed for check in self.checks)
+        if not self.checks:
+            out.append("PASS: the scenario has no checks")
+        elif failed:
+            out.append(f"FAIL: {failed} of {len(self.checks)} checks failed")
+        else:
+            out.append(f"PASS: all {len(self.checks)} checks passed")
+        return out
+
+
+# ---------------------------------------------------------------------------- running
+
+def verify_scenario(scenario: Scenario, *, pcap: str | Path | None = None,
+                    mode: str = "batch", rows: bool = False,
+                    on_progress: ProgressCallback | None = None,
+                    on_event: Callable[[Event], None] | None = None,
+                    source: str | None = None) -> Report:
+    """Run ``scenario`` and check it.
+
+    ``pcap`` replaces the file of the scenario's pcap sources; ``mode`` is ``batch``
+    (vectorised, IPv4 only) or ``trace`` (packet by packet; ``on_event`` then receives
+    every event as it happens, e.g. to stream it); ``rows`` keeps the per-flow
+    outcomes; ``on_progress(fraction, stage)`` is called as the run advances (per stage
+    on the batch path, which is one vectorised call; per finished flow, at most every
+    1 %, on the trace path). ``source`` names the scenario in the report (default: its
+    file, else ``<string>``).
+
+    Raises ConfigError for an unknown mode or a system the engine refuses,
+    TrafficError (IPv6 flows on the batch path, traffic that cannot be generated) and
+    PcapError (an unreadable capture).
+    """
+    if mode not in MODES:
+        raise ConfigError("mode", " or ".join(MODES), mode)
+    started = time.perf_counter()
+    progress = on_progress or (lambda fraction, stage: None)
+    config = scenario.build_system_config()
+    config.check()
+    progress(_STAGE_DONE["system"], "system")
+    if mode == "batch":
+        report = _run_batch(scenario, config, pcap, rows, progress)
+    else:
+        report = _run_trace(scenario, config, pcap, rows, progress, on_event)
+    report.source = source or _source_of(scenario)
+    report.elapsed_s = time.perf_counter() - started
+    progress(1.0, "report")
+    return report
+
+
+def _source_of(scenario: Scenario) -> str:
+    """The scenario's file when it sits in its base directory under its own name (as
+    the examples do), else ``<string>``."""
+    base = scenario.base_dir
+    if base is not None:
+        for suffix in (".yaml", ".yml", ".json"):
+            path = base / f"{scenario.name}{suffix}"
+            if path.is_file():
+                return str(path)
+    return "<string>"
+
+
+def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
+    from .batch import run_batch, steer_batch
+    try:
+        arrays = build_flow_arrays(scenario, pcap=pcap)
+    except TrafficError as error:
+        if "IPv4" not in error.expected:
+            raise
+        raise TrafficError(error.field, error.expected, error.got,
+                           detail="IPv6 flows run on the trace path: use --trace") from None
+    progress(_STAGE_DONE["traffic"], "traffic")
+    result = run_batch(config, arrays)
+    progress(_STAGE_DONE["batch"], "batch")
+    nic = config.build_nic()
+    hashes, hashed, _ = steer_batch(nic, np.asarray(arrays.client_ip, np.uint32),
+                                    np.asarray(arrays.server_ip, np.uint32),
+                                    np.asarray(arrays.client_port, np.uint32),
+                                    np.asarray(arrays.server_port, np.uint32),
+                                    np.asarray(arrays.proto, np.uint8))
+    buckets = np.bincount((hashes[hashed] & np.uint32(nic.table.mask)).astype(np.int64),
+                          minlength=nic.table.size)
+    allocated = np.bincount(result.request_core[result.allocated], minlength=config.cores)
+    return _report(scenario, config, "batch", result.summary, result.request_core,
+                   result.response_core, buckets, allocated, arrays,
+                   result.outcomes() if rows else None)
+
+
+def _run_trace(scenario, config, pcap, rows: bool, progress: ProgressCallback,
+               on_event) -> Report:
+    specs = build_flow_specs(scenario, pcap=pcap)
+    progress(_STAGE_DONE["traffic"], "traffic")
+    system = scenario.build_system()
+    total = max(len(specs), 1)
+    step = max(total // 100, 1)
+    done = [0]
+
+    def relay(event: Event) -> None:
+        if isinstance(event, Verdict):
+            done[0] += 1
+            if done[0] % step == 0:
+                progress(_STAGE_DONE["traffic"] + (_STAGE_DONE["batch"] - _STAGE_DONE[
+                    "traffic"]) * done[0] / total, "trace")
+        if on_event is not None:
+            on_event(event)
+
+    result = system.run_trace([spec.to_flow() for spec in specs], on_event=relay,
+                              keep_events=False)
+    progress(_STAGE_DONE["batch"], "trace")
+    outcomes = result.outcomes
+    request_core = np.asarray([o.request_core for o in outcomes], dtype=np.int64)
+    response_core = np.asarray([-1 if o.response_core is None else o.response_core
+                                for o in outcomes], dtype=np.int64)
+    allocated = np.bincount(np.asarray([o.request_core for o in outcomes if o.local_port >= 0],
+                                       dtype=np.int64), minlength=config.cores)
+    return _report(scenario, config, "trace", result.summary, request_core, response_core,
+                   np.asarray(system.bucket_load, dtype=np.int64), allocated, specs,
+                   outcomes if rows else None)
+
+
+def _report(scenario, config, mode, summary: Summary, request_core, response_core,
+            buckets, allocated, traffic, rows) -> Report:
+    cores = config.cores
+    answered = response_core >= 0
+    matrix = np.bincount(request_core[answered] * cores + response_core[answered],
+                         minlength=cores * cores)[:cores * cores].reshape(cores, cores)
+    no_response = np.bincount(request_core[~answered], minlength=cores)[:cores]
+    summary_dict = summary.as_dict()
+    checks = evaluate_checks(dict(scenario.checks), summary_dict)
+    nic = scenario.system.nic
+    return Report(
+        name=scenario.name, source="", mode=mode, summary=summary, checks=checks,
+        matrix=matrix.tolist(), no_response=no_response.tolist(),
+        buckets=[int(x) for x in buckets], bucket_cores=list(config.build_table().buckets),
+        ports_allocated=[int(x) for x in allocated[:cores]],
+        fitting_ports=fitting_ports(config), description=scenario.description,
+        system={"cores": cores, "ips_per_core": config.ips_per_core, "key": nic.key,
+                "hash_bits": nic.hash_bits, "transform": nic.transform,
+                "policies": sorted({s.policy for s in scenario.services}),
+                "strategy": config.strategy, "tables_per_ip": config.tables_per_ip,
+                "handoff": config.handoff, "fragments": nic.fragments},
+        traffic={"flows": len(traffic), "sources": [s.kind for s in scenario.sources]},
+        rows=rows)
+
+
+def fitting_ports(config) -> list[float]:
+    """Per core, how many ports of one port allocation table (one local IP and server,
+    the configured port range) make a response land on that core, averaged over the
+    possible hash constants: a table's port capacity for the core. 0 for every core
+    when the system never allocates (transparent only) or cannot (the ``sort``
+    transform)."""
+    from .ports import PortAllocator, PortRange, ResponsePortMap
+    from .toeplitz import parse_key
+    if not config.allocates() or config.transform == "sort":
+        return [0.0] * config.cores
+    table = config.build_table()
+    port_map = ResponsePortMap(parse_key(config.key), table,
+                               direction="request" if config.wrong_direction else "response",
+                               transform=config.transform)
+    low, high = config.port_range
+    ports = PortRange(low, high)
+    return [round(PortAllocator(core, [config.local_ips(core)[0]] if config.shared_ip is None
+                                else [config.shared_ip], port_map,
+                                port_range=ports).fitting_capacity, 2)
+            for core in range(config.cores)]
+
+
+# ---------------------------------------------------------------------------- pcap export
+
+#: Sides ``export_pcap`` can write: the client's view (request as sent, response as the
+#: client got it) and the server's view (request as rewritten, response as sent).
+SIDES = ("client", "server")
+#: TCP payload per written segment (bytes): an Ethernet MTU less IPv4 and TCP headers.
+SEGMENT_BYTES = 1460
+#: Largest UDP payload in one datagram (bytes).
+MAX_UDP_PAYLOAD = 65507
+#: Flows ``export_pcap`` writes unless told otherwise.
+DEFAULT_EXPORT_FLOWS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What ``export_pcap`` wrote: ``packets`` in all, ``flows`` exported, and the
+    link type (``raw`` IP or ``ethernet``)."""
+
+    packets: int
+    flows: int
+    link: str
+
+
+def export_pcap(scenario: Scenario, target: str | Path | BinaryIO, *,
+                pcap: str | Path | None = None, sides: tuple[str, ...] = SIDES,
+                limit: int | None = DEFAULT_EXPORT_FLOWS,
+                link: str = "raw") -> ExportResult:
+    """Run the scenario's first ``limit`` flows (all with ``None``) down the trace path
+    and write their packets to ``target`` as a classic pcap, in the order they met the
+    NIC, timestamped with the run's virtual time (µs) from 2024-01-01.
+
+    ``sides`` picks what is written: ``client`` — each request as the client sent it
+    and each response as the client received it (after reverse translation);
+    ``server`` — each request as rewritten for the server and each response as the
+    server sent it. For ``transparent`` flows both views are the same packets, written
+    once. A capture of the client side replays (``--pcap``) as the same flows; the
+    server side of ``nat``/``usip`` flows are other connections (local IP and port).
+    Payloads are zero bytes: TCP split into ``SEGMENT_BYTES`` segments, UDP in one
+    datagram up to ``MAX_UDP_PAYLOAD`` bytes (split beyond), so byte counts read back
+    exactly. ``link`` is ``raw`` (LINKTYPE_RAW, IPv4 and IPv6) or ``ethernet``.
+
+    Raises ConfigError for an unknown side or link, and what ``verify_scenario`` raises.
+    """
+    from .pcap import write_pcap
+    from .system import System
+
+    for side in sides:
+        if side not in SIDES:
+            raise ConfigError("sides", " / ".join(SIDES), side)
+    if link not in ("raw", "ethernet"):
+        raise ConfigError("link", "raw or ethernet", link)
+    if limit is not None and limit < 0:
+        raise ConfigError("limit", "a number of flows, 0 or more", limit)
+    specs = build_flow_specs(scenario, pcap=pcap, limit=limit)
+    system: System = scenario.build_system()
+    written: list[tuple[int, FlowTuple, int]] = []  # (t_us, tuple, payload bytes)
+    request_bytes: dict[int, int] = {}
+    response_bytes: dict[int, int] = {}
+    server_view: dict[int, FlowTuple] = {}
+    request_tuple: dict[int, FlowTuple] = {}
+
+    def record(event: Event) -> None:
+        kind = event.kind
+        if kind == "packet-arrived" and event.direction == "request":
+            request_bytes[event.flow] = event.bytes
+            request_tuple[event.flow] = event.tuple
+            if "client" in sides:
+                written.append((event.t_us, event.tuple, event.bytes))
+        elif kind == "delivered-to-server" and "server" in sides:
+            server_view[event.flow] = event.tuple
+            if "client" not in sides or event.tuple != request_tuple.get(event.flow):
+                written.append((event.t_us, event.tuple, request_bytes[event.flow]))
+        elif kind == "packet-arrived":  # a response, as the server sent it
+            response_bytes[event.flow] = event.bytes
+            server_view[event.flow] = event.tuple
+            if "server" in sides:
+                written.append((event.t_us, event.tuple, event.bytes))
+        elif kind == "response-arrived" and "client" in sides:
+            same = "server" in sides and event.tuple == server_view.get(event.flow)
+            if not same:
+                written.append((event.t_us, event.tuple, response_bytes[event.flow]))
+
+    system.run_trace([spec.to_flow() for spec in specs], on_event=record, keep_events=False)
+    packets: list[Packet] = []
+    times: list[float] = []
+    for t_us, tuple_, size in written:
+        for chunk in _segments(size, tuple_.proto):
+            times.append(_EPOCH + t_us / 1e6 + len(packets) * 1e-6)
+            packets.append(Packet.from_tuple(len(packets), tuple_, payload_len=chunk,
+                                             flags="PA" if tuple_.proto == Proto.TCP else ""))
+    count = write_pcap(target, packets, times=times, ethernet=link == "ethernet")
+    return ExportResult(count, len(specs), link)
+
+
+_EPOCH = 1_704_067_200.0  # 2024-01-01T00:00:00Z, the exported capture's time zero
+
+
+def _segments(size: int, proto: int) -> list[int]:
+    """Payload sizes of the packets that carry ``size`` bytes (see ``export_pcap``)."""
+    limit = SEGMENT_BYTES if proto == Proto.TCP else MAX_UDP_PAYLOAD
+    if size <= limit:
+        return [size]
+    full, rest = divmod(size, limit)
+    return [limit] * full + ([rest] if rest else [])
+
+
+__all__ = ["DEFAULT_EXPORT_FLOWS", "MODES", "REPORT_SCHEMA_VERSION", "SIDES", "ExportResult",
+           "ProgressCallback", "Report", "export_pcap", "fitting_ports", "verify_scenario"]
+
+
+def bench_scenario_verify(quick: bool) -> float:
+    """Flows verified per second from a scenario file's text: 1,000,000 (100,000 quick)
+    generated TCP flows, ``nat``, 16 cores with 4 IPs each, one service in front of 100
+    servers, Microsoft's key, ``solve`` — the workload of ``batch_verify_flows_per_s``,
+    but including loading the scenario, generating its traffic, the checks and the
+    report dict (without rows)."""
+    from .bench import best_rate
+    from .scenario import load_scenario
+    count = 100_000 if quick else 1_000_000
+    servers = ", ".join(f'"203.0.113.{i}:80"' for i in range(1, 101))
+    text = (f"schema_version: 1\nname: bench\nseed: 42\n"
+            f"system: {{cores: 16, ips_per_core: 4}}\n"
+            f"services: [{{name: web, vip: 192.0.2.10, vport: 80, policy: nat, "
+            f"servers: [{servers}]}}]\n"
+            f"traffic: {{generated: {{count: {count}, client_prefixes: [16.0.0.0/4]}}}}\n"
+            f"checks: {{symmetric_rate: '>= 100%', allocation_failures: '== 0'}}\n")
+
+    def run():
+        report = verify_scenario(load_scenario(text)).as_dict()
+        if not report["passed"]:
+            raise RuntimeError("benchmark scenario did not pass its checks")
+    return best_rate(count, run, repeats=2 if quick else 3)

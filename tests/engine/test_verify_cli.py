@@ -1,0 +1,243 @@
+"""verify_scenario and ``python -m engine verify``: every example as its checks say, the
+JSON shape, exit codes 0/1/2 with every problem located, and pcap round trips (the lab's
+own export, and an independent capture built with Scapy) giving the same verdicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.examples import EXAMPLES_DIR, list_examples, load_example
+from engine.run import REPORT_SCHEMA_VERSION, export_pcap, verify_scenario
+from engine.scenario import load_scenario_file
+from engine.traffic import build_flow_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = [info.name for info in list_examples()]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_example_verifies_as_its_checks_say(name):
+    report = verify_scenario(load_example(name))
+    assert report.checks, f"{name} has no checks"
+    assert report.passed, [c.as_dict() for c in report.checks if not c.passed]
+
+
+@pytest.mark.parametrize("name", ["nat-microsoft", "transparent-microsoft",
+                                  "singular-key-usip", "pcap-replay"])
+def test_trace_and_batch_reports_agree(name):
+    scenario = load_example(name)
+    batch = verify_scenario(scenario, rows=True)
+    trace = verify_scenario(scenario, mode="trace", rows=True)
+    assert [r.key() for r in batch.rows] == [r.key() for r in trace.rows]
+    assert batch.matrix == trace.matrix and batch.buckets == trace.buckets
+    assert batch.ports_allocated == trace.ports_allocated
+    assert [c.passed for c in batch.checks] == [c.passed for c in trace.checks]
+
+
+def test_cli_passes_an_example_with_a_readable_summary():
+    result = cli("verify", str(EXAMPLES_DIR / "nat-microsoft.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "PASS: all 3 checks passed" in result.stdout
+    assert "✓ pass  symmetric_rate >= 1" in result.stdout
+
+
+def test_cli_json_is_one_object_with_the_documented_shape():
+    result = cli("verify", str(EXAMPLES_DIR / "transparent-microsoft.yaml"), "--json",
+                 "--rows")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)  # exactly one JSON document
+    assert report["schema_version"] == REPORT_SCHEMA_VERSION
+    assert report["scenario"]["name"] == "transparent-microsoft"
+    assert report["mode"] == "batch" and report["passed"] is True
+    summary = report["summary"]
+    for key in ("flows", "symmetric", "handed_off", "asymmetric", "allocation_failures",
+                "symmetric_rate", "fairness", "handoff_copies", "core_load", "occupancy",
+                "handoffs_per_core", "distinct_hashes", "key", "port_map", "per_core"):
+        assert key in summary
+    assert summary["flows"] == 5000 and len(summary["per_core"]) == 8
+    assert set(summary["per_core"][0]) >= {"core", "load", "handoffs", "occupancy"}
+    for check in report["checks"]:
+        assert set(check) == {"name", "metric", "op", "expected", "actual", "passed"}
+    assert len(report["rows"]) == 5000 and report["rows"][0]["verdict"] in (
+        "symmetric", "handed-off")
+    matrix = report["matrix"]["request_core_by_response_core"]
+    assert sum(map(sum, matrix)) == 5000
+    assert sum(report["buckets"]["requests"]) == 5000
+    assert len(report["buckets"]["cores"]) == 128
+
+
+BROKEN = """schema_version: 1
+name: broken
+system:
+  cores: 0
+  colour: blue
+services:
+  - {name: web, vip: 192.0.2.1, vport: 80, policy: natt, servers: ["10.0.0.1:80"]}
+traffic: {generated: {count: 10}}
+"""
+
+
+def test_cli_broken_scenario_prints_every_problem_with_location(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    result = cli("verify", str(path))
+    assert result.returncode == 2
+    assert "3 problems" in result.stderr
+    assert "line 4: system.cores: expected a number >= 1, got 0" in result.stderr
+    assert "line 5: system.colour: unknown key" in result.stderr
+    assert "line 7: services[0].policy: expected one of nat, usip, transparent" in result.stderr
+    assert "Traceback" not in result.stderr
+    as_json = cli("verify", str(path), "--json")
+    assert as_json.returncode == 2
+    error = json.loads(as_json.stdout)["error"]
+    assert [p["line"] for p in error["problems"]] == [4, 5, 7]
+
+
+def test_cli_failing_check_exits_1(tmp_path):
+    text = (EXAMPLES_DIR / "nat-microsoft.yaml").read_text().replace(
+        'handed_off: "== 0"', 'handed_off: "> 0"')
+    path = tmp_path / "fails.yaml"
+    path.write_text(text)
+    result = cli("verify", str(path), "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["passed"] is False
+    assert [c["passed"] for c in report["checks"] if c["metric"] == "handed_off"] == [False]
+
+
+def test_unknown_mode_is_refused():
+    from engine.errors import ConfigError
+    with pytest.raises(ConfigError, match="mode: expected batch or trace"):
+        verify_scenario(load_example("nat-microsoft"), mode="fast")
+
+
+def test_progress_reaches_one_in_order():
+    seen = []
+    verify_scenario(load_example("nat-microsoft"), on_progress=lambda f, s: seen.append(f))
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    seen.clear()
+    verify_scenario(load_example("adversarial-flood"), mode="trace",
+                    on_progress=lambda f, s: seen.append(f))
+    assert seen == sorted(seen) and len(seen) > 50 and seen[-1] == 1.0
+
+
+# ---------------------------------------------------------------------------- pcaps
+
+def _system_part(name: str) -> str:
+    """An example's text up to its traffic section (system, ports, services)."""
+    text = (EXAMPLES_DIR / f"{name}.yaml").read_text()
+    return text[:text.index("traffic:")].replace(f"name: {name}", "name: replayed")
+
+
+def _verdicts(report):
+    return [(str(r.request), r.request_core, r.response_core, r.verdict, r.copies)
+            for r in report.rows]
+
+
+@pytest.mark.parametrize("name", ["nat-microsoft", "transparent-microsoft", "usip-microsoft"])
+def test_exported_pcap_read_back_gives_the_same_verdicts(tmp_path, name):
+    scenario = load_example(name)
+    capture = tmp_path / "run.pcap"
+    exported = export_pcap(scenario, capture, sides=("client",), limit=400)
+    assert exported.flows == 400 and exported.packets >= 800
+    # Ports are allocated in flow order, so the first 400 flows of the full run are
+    # exactly a run of those 400 alone.
+    original = verify_scenario(scenario, rows=True)
+    original.rows = original.rows[:400]
+    replay = tmp_path / "replay.yaml"
+    replay.write_text(_system_part(name) + "traffic: {pcap: {path: run.pcap}}\n")
+    replayed = verify_scenario(load_scenario_file(replay), rows=True)
+    assert _verdicts(replayed) == _verdicts(original)
+    cli_result = cli("verify", str(replay), "--pcap", str(capture), "--json")
+    assert json.loads(cli_result.stdout)["summary"]["flows"] == 400
+
+
+def test_export_writes_both_sides_and_ethernet(tmp_path):
+    from engine.pcap import read_pcap
+    scenario = load_example("nat-microsoft")
+    both = export_pcap(scenario, tmp_path / "both.pcap", limit=50)
+    result = read_pcap(tmp_path / "both.pcap")
+    assert both.packets == len(result.packets) == 200 and result.link_types == {"Raw IP": 200}
+    addresses = {str(p.src) for p in result.packets}
+    assert "192.0.2.10" in addresses and any(a.startswith("10.100.") for a in addresses)
+    export_pcap(scenario, tmp_path / "eth.pcap", limit=5, link="ethernet")
+    assert read_pcap(tmp_path / "eth.pcap").link_types == {"Ethernet": 20}
+
+
+def test_cli_export_pcap(tmp_path):
+    out = tmp_path / "out.pcap"
+    result = cli("verify", str(EXAMPLES_DIR / "transparent-symmetric.yaml"), "--export-pcap",
+                 str(out), "--export-limit", "30")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 0 and "wrote 60 packets of 30 flows" in result.stderr
+
+
+def _scapy_capture(path: Path, specs) -> None:
+    """An independent capture of ``specs``: a TCP handshake, the request, the response
+    and FIN, built with Scapy's own layers and written with Scapy's wrpcap."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+    frames = []
+    for spec in specs:
+        c, s = str(spec.client_ip), str(spec.server_ip)
+        out = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b") / IP(src=c, dst=s)
+        back = Ether(src="02:00:00:00:00:0b", dst="02:00:00:00:00:0a") / IP(src=s, dst=c)
+        if spec.proto == 6:
+            frames += [out / TCP(sport=spec.client_port, dport=spec.server_port, flags="S"),
+                       back / TCP(sport=spec.server_port, dport=spec.client_port, flags="SA"),
+                       out / TCP(sport=spec.client_port, dport=spec.server_port, flags="PA")
+                       / Raw(b"q" * spec.request_bytes),
+                       back / TCP(sport=spec.server_port, dport=spec.client_port, flags="PA")
+                       / Raw(b"r" * min(spec.response_bytes, 1400)),
+                       out / TCP(sport=spec.client_port, dport=spec.server_port, flags="FA")]
+        else:
+            frames += [out / UDP(sport=spec.client_port, dport=spec.server_port)
+                       / Raw(b"q" * spec.request_bytes),
+                       back / UDP(sport=spec.server_port, dport=spec.client_port)
+                       / Raw(b"r" * 100)]
+    wrpcap(str(path), frames)
+
+
+@pytest.mark.parametrize("name", ["nat-microsoft", "heavy-hitters", "transparent-microsoft"])
+def test_scapy_capture_of_the_same_traffic_gives_the_same_verdicts(tmp_path, name):
+    limited = tmp_path / "generated.yaml"
+    text = (EXAMPLES_DIR / f"{name}.yaml").read_text()
+    text = text.replace("count: 5000", "count: 300").replace("count: 20000", "count: 300")
+    limited.write_text(text)
+    scenario = load_scenario_file(limited)
+    specs = build_flow_specs(scenario)
+    _scapy_capture(tmp_path / "scapy.pcap", specs)
+    replay = tmp_path / "replay.yaml"
+    replay.write_text(_system_part(name) + "traffic: {pcap: {path: scapy.pcap}}\n")
+    generated = verify_scenario(scenario, rows=True)
+    replayed = verify_scenario(load_scenario_file(replay), rows=True)
+    assert len(replayed.rows) == 300
+    assert _verdicts(replayed) == _verdicts(generated)
+
+
+def test_scapy_capture_matches_explicit_flows(tmp_path):
+    flows = "\n".join(f"    - {{client: \"198.51.100.{i}:{40000 + i}\", service: web}}"
+                      for i in range(1, 21))
+    explicit = tmp_path / "explicit.yaml"
+    explicit.write_text(_system_part("nat-microsoft") + f"traffic:\n  flows:\n{flows}\n")
+    scenario = load_scenario_file(explicit)
+    _scapy_capture(tmp_path / "scapy.pcap", build_flow_specs(scenario))
+    replay = tmp_path / "replay.yaml"
+    replay.write_text(_system_part("nat-microsoft") + "traffic: {pcap: {path: scapy.pcap}}\n")
+    for mode in ("batch", "trace"):
+        assert _verdicts(verify_scenario(load_scenario_file(replay), rows=True, mode=mode)) \
+            == _verdicts(verify_scenario(scenario, rows=True, mode=mode))
