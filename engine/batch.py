@@ -17,6 +17,13 @@ together does, so both paths agree flow for flow (``tests/engine/test_batch.py``
 
 Addresses are uint32 host values of IPv4 addresses (``int(IPv4Address)``); ports
 are host-order integers (the hash puts them in network byte order).
+
+Fragments: when a server or service has an ``mtu`` or ``run_batch`` is given
+``request_mtu``, the rows whose request or response does not fit are planned as the
+trace's fragment steerer would treat them (``fragment_outcome``, vectorised: the
+2-tuple and 4-tuple hashes, the fragmentation action decided once per distinct
+(protocol, policy, service) and direction, the reassembly limits); every other row
+stays on the plain NumPy path, which runs unchanged when nothing can fragment.
 """
 
 from __future__ import annotations
@@ -27,15 +34,35 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
+from .fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
 from .nic import HashType, Nic
 from .packet import FlowTuple, Proto
 from .ports import allocate_batch
-from .system import HANDOFF_COPIES, Flow, SystemConfig, build_allocators, port_occupancy
+from .system import (
+    HANDOFF_COPIES,
+    MIN_MTU,
+    Flow,
+    SystemConfig,
+    build_allocators,
+    port_occupancy,
+    session_facts,
+)
 from .traffic import FlowArrays
-from .verify import VERDICT_CODE, VERDICTS, FlowOutcome, Summary, summarize, verdict_reason
+from .verify import (
+    VERDICT_CODE,
+    VERDICTS,
+    FlowOutcome,
+    Summary,
+    fragment_drop_note,
+    fragment_note,
+    summarize,
+    verdict_reason,
+)
 
 POLICY_CODE = {"nat": 0, "usip": 1, "transparent": 2}
 POLICY_NAMES = tuple(POLICY_CODE)
+#: Fragmentation action codes in the batch columns (-1: none).
+ACTION_NAMES = (ASSEMBLE, BRIDGE)
 
 
 def flow_arrays(flows: list[Flow]) -> tuple[FlowArrays, np.ndarray]:
@@ -55,8 +82,18 @@ def flow_arrays(flows: list[Flow]) -> tuple[FlowArrays, np.ndarray]:
     return arrays, np.asarray([flow.id for flow in flows], dtype=np.int64)
 
 
-def flows_from_arrays(arrays, *, close: str = "fin", ids=None) -> list[Flow]:
-    """Trace flows of the rows of ``arrays`` (ids 0..n-1 unless given)."""
+def flow_request_mtus(flows: list[Flow]) -> np.ndarray | None:
+    """The ``request_mtu`` column of trace flows for ``run_batch`` (0: none), or
+    ``None`` when no flow has one."""
+    if all(flow.request_mtu is None for flow in flows):
+        return None
+    return np.asarray([flow.request_mtu or 0 for flow in flows], dtype=np.int64)
+
+
+def flows_from_arrays(arrays, *, close: str = "fin", ids=None, request_mtu=None
+                      ) -> list[Flow]:
+    """Trace flows of the rows of ``arrays`` (ids 0..n-1 unless given); ``request_mtu``
+    as ``run_batch`` takes it (0: none)."""
     count = len(arrays.client_ip)
     ids = range(count) if ids is None else [int(i) for i in ids]
     request_bytes = getattr(arrays, "request_bytes", None)
@@ -66,7 +103,9 @@ def flows_from_arrays(arrays, *, close: str = "fin", ids=None) -> list[Flow]:
                  str(ipaddress.IPv4Address(int(arrays.server_ip[row]))),
                  int(arrays.server_port[row]), int(arrays.proto[row]),
                  100 if request_bytes is None else int(request_bytes[row]),
-                 1000 if response_bytes is None else int(response_bytes[row]), close)
+                 1000 if response_bytes is None else int(response_bytes[row]), close,
+                 request_mtu=None if request_mtu is None or not request_mtu[row]
+                 else int(request_mtu[row]))
             for row, flow_id in zip(range(count), ids, strict=True)]
 
 
@@ -126,6 +165,188 @@ def steer_batch(nic: Nic, src, dst, sport, dport, proto
     return hashes, hashed, cores
 
 
+def steer_two_tuple_batch(nic: Nic, src, dst) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(hashes, hashed, cores)`` of IPv4 packets without ports (fragments), as
+    ``Nic.steer`` treats them: the 2-tuple hash when ``ipv4`` is enabled, else the
+    default core."""
+    count = len(src)
+    if HashType.IPV4 not in nic.hash_types:
+        return (np.zeros(count, np.uint32), np.zeros(count, bool),
+                np.full(count, nic.default_core, np.int64))
+    hashes = nic.hash_ipv4_batch(src, dst)
+    table = nic.table.as_array().astype(np.int64)
+    return hashes, np.ones(count, bool), table[hashes & np.uint32(nic.table.mask)]
+
+
+def fragment_counts(proto, payload, mtu) -> np.ndarray:
+    """``fragment_count`` over IPv4 rows: fragments per packet of ``payload`` L4 payload
+    bytes at IP MTU ``mtu`` (0: none), 0 where it fits."""
+    proto = np.asarray(proto)
+    mtu = np.asarray(mtu, dtype=np.int64)
+    data = np.where(proto == Proto.TCP, 20, np.where(proto == Proto.UDP, 8, 0)) + np.asarray(
+        payload, dtype=np.int64)
+    fragmented = (mtu > 0) & (data + 20 > mtu)
+    step = np.maximum((mtu - 20) // 8 * 8, 8)
+    return np.where(fragmented, -(-data // step), 0).astype(np.int64)
+
+
+def service_index_batch(config: SystemConfig, flows) -> np.ndarray:
+    """Per row, the index of the service ``Router.route`` matches (-1: none): a VIP
+    match, else a transparent service's server addressed directly; later services win."""
+    count = len(flows.client_ip)
+    index = np.full(count, -1, dtype=np.int64)
+    proto = flows.proto
+    for number, service in enumerate(config.services):
+        if service.policy != "transparent":
+            continue
+        code = Proto.parse(service.proto)
+        for ip, port in service.servers:
+            index[(flows.server_ip == int(ipaddress.IPv4Address(ip)))
+                  & (flows.server_port == port) & (proto == code)] = number
+    for number, service in enumerate(config.services):
+        code = Proto.parse(service.proto)
+        index[(flows.server_ip == int(ipaddress.IPv4Address(service.vip)))
+              & (flows.server_port == service.vport) & (proto == code)] = number
+    return index
+
+
+def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool,
+                 rules: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(action codes, rule indexes)`` per row: ``decide_action`` once per distinct
+    (protocol, policy, service) with the facts ``System.session_facts`` finds — a
+    response hits its session (NAT PCB when translated, PCB when transparent), a new
+    request hits neither. ``rules`` maps rule text to index and grows."""
+    width = len(config.services) + 1
+    combo = (np.asarray(proto, np.int64) * len(POLICY_NAMES) + policy) * width + service + 1
+    unique, inverse = np.unique(combo, return_inverse=True)
+    actions = np.empty(unique.size, np.int8)
+    indexes = np.empty(unique.size, np.int16)
+    for position, value in enumerate(unique.tolist()):
+        number, rest = divmod(value, len(POLICY_NAMES) * width)
+        code, service_plus = divmod(rest, width)
+        name = POLICY_NAMES[code]
+        facts = session_facts(config, service=service_plus - 1, policy=name,
+                              pcb_hit=response and name == "transparent",
+                              natpcb_hit=response and name != "transparent")
+        decision = decide_action(proto=number, pcb_hit=facts.pcb_hit,
+                                 natpcb_hit=facts.natpcb_hit,
+                                 assemble_flag=facts.assemble_flag,
+                                 service_is_udp=facts.service_is_udp, rnat=facts.rnat,
+                                 forced=config.fragment_action)
+        actions[position] = ACTION_NAMES.index(decision.action)
+        indexes[position] = rules.setdefault(decision.rule, len(rules))
+    return actions[inverse.ravel()], indexes[inverse.ravel()]
+
+
+@dataclass
+class FragmentPlans:
+    """Where the fragmented datagrams of some rows end (``fragment_outcome`` over
+    arrays): ``received_on`` (2-tuple core or default fragment core), ``core`` (the
+    packet engine's), the ``hash``/``hashed`` that chose it, the action (code, -1 under
+    ms-2tuple) and rule index, the core-to-core ``messages``/``copies`` and whether
+    reassembly ``dropped`` the datagram (more fragments than the limits hold)."""
+
+    received_on: np.ndarray
+    core: np.ndarray
+    hash: np.ndarray
+    hashed: np.ndarray
+    action: np.ndarray
+    rule: np.ndarray
+    messages: np.ndarray
+    copies: np.ndarray
+    dropped: np.ndarray
+
+
+def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_hashed,
+                   four_core, counts, proto, policy, service, response: bool,
+                   rules: dict[str, int]) -> FragmentPlans:
+    """``FragmentPlans`` of rows whose datagram (``src`` → ``dst``, whose 4-tuple
+    steering is ``four_*``) arrives in ``counts`` fragments."""
+    mode = FragmentMode(config.fragment_mode)
+    two_hash, two_hashed, two_core = steer_two_tuple_batch(nic, src, dst)
+    limit, _ = config.fragment_limit()
+    dropped = counts > limit
+    zeros = np.zeros(counts.size, np.int64)
+    if mode is FragmentMode.MS_2TUPLE:
+        none = np.full(counts.size, -1, np.int64)
+        return FragmentPlans(two_core, two_core, two_hash, two_hashed, none.astype(np.int8),
+                             none.astype(np.int16), zeros, zeros, dropped)
+    action, rule = decide_batch(config, proto, policy, service, response=response,
+                                rules=rules)
+    if mode is FragmentMode.DEFAULT_CORE:
+        received_on = np.full(counts.size, config.default_fragment_core, np.int64)
+    else:
+        received_on = two_core
+    moved = (four_core != received_on) & ~dropped
+    messages = moved.astype(np.int64)
+    copies = np.where(moved, np.where(action == ACTION_NAMES.index(ASSEMBLE), 1, counts), 0)
+    action = np.where(dropped, -1, action).astype(np.int8)
+    rule = np.where(dropped, -1, rule).astype(np.int16)
+    return FragmentPlans(received_on, four_core.astype(np.int64), four_hash, four_hashed,
+                         action, rule, messages, copies.astype(np.int64), dropped)
+
+
+@dataclass
+class FragmentColumns:
+    """Per-flow fragment columns of a batch run (``FlowOutcome``'s fragment fields):
+    fragments (0: whole), action code (-1: none), rule index into ``rules`` (-1),
+    ``*_received_on`` (-1 when whole), ``*_dropped``, and ``messages``/``copies``."""
+
+    mode: str
+    rules: list[str]
+    drop_reason: str
+    request_fragments: np.ndarray
+    request_action: np.ndarray
+    request_rule: np.ndarray
+    request_received_on: np.ndarray
+    request_dropped: np.ndarray
+    response_fragments: np.ndarray
+    response_action: np.ndarray
+    response_rule: np.ndarray
+    response_received_on: np.ndarray
+    response_dropped: np.ndarray
+    messages: np.ndarray
+    copies: np.ndarray
+
+    @classmethod
+    def empty(cls, config: SystemConfig, count: int) -> FragmentColumns:
+        def ints(value, dtype=np.int64):
+            return np.full(count, value, dtype)
+        return cls(config.fragment_mode, [], config.fragment_limit()[1],
+                   ints(0), ints(-1, np.int8), ints(-1, np.int16), ints(-1),
+                   np.zeros(count, bool), ints(0), ints(-1, np.int8), ints(-1, np.int16),
+                   ints(-1), np.zeros(count, bool), ints(0), ints(0))
+
+    def fill(self, rows: np.ndarray, counts: np.ndarray, plans: FragmentPlans, *,
+             response: bool) -> None:
+        prefix = "response_" if response else "request_"
+        getattr(self, prefix + "fragments")[rows] = counts
+        getattr(self, prefix + "action")[rows] = plans.action
+        getattr(self, prefix + "rule")[rows] = plans.rule
+        getattr(self, prefix + "received_on")[rows] = plans.received_on
+        getattr(self, prefix + "dropped")[rows] = plans.dropped
+        self.messages[rows] += plans.messages
+        self.copies[rows] += plans.copies
+
+    def action_name(self, code: int) -> str | None:
+        return None if code < 0 else ACTION_NAMES[code]
+
+    def rule_text(self, index: int) -> str | None:
+        return None if index < 0 else self.rules[index]
+
+    def figures(self) -> dict:
+        """The ``Summary`` fragment fields of these columns."""
+        actions = np.concatenate([self.request_action[self.request_fragments > 0],
+                                  self.response_action[self.response_fragments > 0]])
+        dropped = int(self.request_dropped.sum() + self.response_dropped.sum())
+        return {"fragmented": int(actions.size),
+                "assembled": int((actions == ACTION_NAMES.index(ASSEMBLE)).sum()),
+                "bridged": int((actions == ACTION_NAMES.index(BRIDGE)).sum()),
+                "fragment_messages": int(self.messages.sum()),
+                "fragment_copies": int(self.copies.sum()),
+                "fragment_drops": {self.drop_reason: dropped} if dropped else {}}
+
+
 @dataclass
 class BatchResult:
     """Per-flow columns (``ids`` in row order) and the summary.
@@ -151,6 +372,7 @@ class BatchResult:
     copies: np.ndarray
     summary: Summary
     handoff: str = "message"
+    fragments: FragmentColumns | None = None
 
     def outcome(self, row: int) -> FlowOutcome:
         """Row ``row`` as the trace's ``FlowOutcome`` (for reports and comparison)."""
@@ -165,6 +387,12 @@ class BatchResult:
         response_core = None if response_core < 0 else response_core
         copies = int(self.copies[row])
         failed = verdict == "allocation-failed"
+        frag = self.fragments
+        extra, notes, by_addresses, dropped = {}, [], False, ""
+        if frag is not None:
+            failed = failed or bool(frag.request_dropped[row])
+            extra, notes, by_addresses, dropped = self._fragment_fields(row, request_core,
+                                                                       response_core)
         rewritten = None if failed else FlowTuple.of(
             int(self.local_ip[row]), int(self.server_ip[row]), int(self.local_port[row]),
             int(self.server_port[row]), proto)
@@ -179,7 +407,39 @@ class BatchResult:
             response_core=response_core, verdict=verdict, copies=copies,
             reason=verdict_reason(verdict, request_core=request_core,
                                   response_core=response_core, policy=policy,
-                                  via=self.handoff, copies=copies))
+                                  via=self.handoff, copies=copies, notes=tuple(notes),
+                                  by_addresses=by_addresses, dropped=dropped),
+            **extra)
+
+    def _fragment_fields(self, row: int, request_core: int, response_core: int | None):
+        """``(FlowOutcome fragment fields, notes, by_addresses, dropped note)`` of a row."""
+        frag = self.fragments
+        notes, dropped = [], ""
+        for direction, core in (("request", request_core), ("response", response_core)):
+            count = int(getattr(frag, direction + "_fragments")[row])
+            if not count:
+                continue
+            if getattr(frag, direction + "_dropped")[row]:
+                dropped = fragment_drop_note(direction, fragments=count,
+                                             reason=frag.drop_reason)
+                continue
+            notes.append(fragment_note(
+                direction, fragments=count, mode=frag.mode,
+                action=frag.action_name(int(getattr(frag, direction + "_action")[row])),
+                received_on=int(getattr(frag, direction + "_received_on")[row]), core=core))
+        response_whole = (frag.response_fragments[row] > 0
+                          and not frag.response_dropped[row])
+        by_addresses = bool(response_whole and frag.mode == FragmentMode.MS_2TUPLE.value)
+        extra = {
+            "fragments": int(frag.response_fragments[row]),
+            "fragment_action": frag.action_name(int(frag.response_action[row])),
+            "fragment_rule": frag.rule_text(int(frag.response_rule[row])),
+            "request_fragments": int(frag.request_fragments[row]),
+            "request_fragment_action": frag.action_name(int(frag.request_action[row])),
+            "request_fragment_rule": frag.rule_text(int(frag.request_rule[row])),
+            "fragment_messages": int(frag.messages[row]),
+            "fragment_copies": int(frag.copies[row])}
+        return extra, notes, by_addresses, dropped
 
     def outcomes(self, limit: int | None = None) -> list[FlowOutcome]:
         count = len(self.ids) if limit is None else min(limit, len(self.ids))
@@ -220,12 +480,46 @@ def route_batch(config: SystemConfig, flows, request_hash: np.ndarray, hashed: n
     return policy, server_ip, server_port
 
 
-def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None) -> BatchResult:
+def response_mtus(config: SystemConfig, service: np.ndarray, server_ip, server_port
+                  ) -> np.ndarray:
+    """Per row, the IP MTU of the real server (0: none): its ``Server.mtu``, else its
+    service's ``mtu``, as ``System`` picks it."""
+    mtu = np.zeros(len(service), dtype=np.int64)
+    for number, spec in enumerate(config.services):
+        if spec.mtu is not None:
+            mtu[service == number] = spec.mtu
+    for server in config.servers:
+        if server.mtu is not None:
+            mtu[(server_ip == int(ipaddress.IPv4Address(server.ip)))
+                & (server_port == server.port)] = server.mtu
+    return mtu
+
+
+def response_sizes(config: SystemConfig, flows, server_ip, server_port) -> np.ndarray:
+    """Per row, the response payload bytes: the server's ``response_bytes`` when set,
+    else the flow's (1,000 when the arrays carry none)."""
+    count = len(server_ip)
+    column = getattr(flows, "response_bytes", None)
+    size = (np.full(count, 1000, np.int64) if column is None
+            else np.asarray(column, dtype=np.int64).copy())
+    for server in config.servers:
+        if server.response_bytes is not None:
+            size[(server_ip == int(ipaddress.IPv4Address(server.ip)))
+                 & (server_port == server.port)] = server.response_bytes
+    return size
+
+
+def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
+              request_mtu=None) -> BatchResult:
     """Run every flow of ``flows`` (``FlowArrays`` or any object with the uint32/uint16/
     uint8 columns ``client_ip``, ``client_port``, ``server_ip``, ``server_port``,
     ``proto``) through a fresh system built from ``config``.
 
-    Raises ConfigError (and the key/table errors) for a bad configuration.
+    ``request_mtu`` — per flow, the client link's IP MTU in bytes (0: none), as
+    ``Flow.request_mtu``; ``flow_request_mtus`` builds it from trace flows.
+
+    Raises ConfigError (and the key/table errors) for a bad configuration or an MTU
+    below 28 bytes.
     """
     config.check()
     nic = config.build_nic()
@@ -239,6 +533,45 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None) -> 
         np.asarray(flows.server_port, np.uint32), proto)
     policy, server_ip, server_port = route_batch(config, flows, request_hash, request_hashed)
 
+    frag = service = None
+    lost = None  # rows whose request never reached a packet engine
+    if request_mtu is not None or config.fragmenting():
+        frag = FragmentColumns.empty(config, count)
+        service = service_index_batch(config, flows)
+        rules: dict[str, int] = {}
+    if request_mtu is not None:
+        request_mtu = np.asarray(request_mtu, dtype=np.int64)
+        if request_mtu.shape != (count,):
+            raise ConfigError("request_mtu", f"one MTU per flow ({count})",
+                              f"shape {request_mtu.shape}")
+        small = (request_mtu != 0) & (request_mtu < MIN_MTU)
+        if small.any():
+            raise ConfigError("request_mtu", f"0 or an IP MTU of at least {MIN_MTU} bytes",
+                              int(request_mtu[small][0]))
+        size = getattr(flows, "request_bytes", None)
+        size = np.full(count, 100, np.int64) if size is None else size
+        counts = fragment_counts(proto, size, request_mtu)
+        rows = np.flatnonzero(counts)
+        if rows.size:
+            plans = plan_fragments(
+                config, nic, src=client_ip[rows],
+                dst=np.asarray(flows.server_ip, np.uint32)[rows],
+                four_hash=request_hash[rows], four_hashed=request_hashed[rows],
+                four_core=request_core[rows], counts=counts[rows], proto=proto[rows],
+                policy=policy[rows], service=service[rows], response=False, rules=rules)
+            frag.fill(rows, counts[rows], plans, response=False)
+            request_hash = request_hash.copy()
+            request_hashed = request_hashed.copy()
+            request_core[rows] = plans.core
+            request_hash[rows] = plans.hash
+            request_hashed[rows] = plans.hashed
+            if plans.dropped.any():
+                gone = rows[plans.dropped]
+                lost = np.zeros(count, dtype=bool)
+                lost[gone] = True
+                request_core[gone] = plans.received_on[plans.dropped]
+                request_hashed[gone] = False
+
     allocators = build_allocators(config, nic.table)
     local_ip = client_ip.copy()
     local_port = client_port.copy()
@@ -247,7 +580,8 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None) -> 
     table = np.full(count, -1, dtype=np.int64)
     tries = np.zeros(count, dtype=np.int64)
     for name in ("nat", "usip"):
-        rows = np.flatnonzero(policy == POLICY_CODE[name])
+        wanted = policy == POLICY_CODE[name]
+        rows = np.flatnonzero(wanted if lost is None else wanted & ~lost)
         if rows.size == 0:
             continue
         result = allocate_batch(
@@ -265,9 +599,30 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None) -> 
 
     response_hash, response_hashed, response_core = steer_batch(
         nic, server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
-    response_core[failed] = -1
+    failed_or_lost = failed if lost is None else failed | lost
+    if config.fragmenting():
+        mtu = response_mtus(config, service, server_ip, server_port)
+        counts = fragment_counts(proto, response_sizes(config, flows, server_ip, server_port),
+                                 mtu)
+        counts[failed_or_lost] = 0
+        rows = np.flatnonzero(counts)
+        if rows.size:
+            plans = plan_fragments(
+                config, nic, src=server_ip[rows], dst=local_ip[rows],
+                four_hash=response_hash[rows], four_hashed=response_hashed[rows],
+                four_core=response_core[rows], counts=counts[rows], proto=proto[rows],
+                policy=policy[rows], service=service[rows], response=True, rules=rules)
+            frag.fill(rows, counts[rows], plans, response=True)
+            response_core[rows] = np.where(plans.dropped, -1, plans.core)
+            response_hash[rows] = plans.hash
+            response_hashed[rows] = plans.hashed & ~plans.dropped
+            if plans.dropped.any():
+                lost = np.zeros(count, dtype=bool) if lost is None else lost
+                lost[rows[plans.dropped]] = True
+                failed_or_lost = failed | lost
+    response_core[failed_or_lost] = -1
     verdict = np.full(count, VERDICT_CODE["symmetric"], dtype=np.int8)
-    misdirected = (response_core != request_core) & ~failed
+    misdirected = (response_core != request_core) & ~failed_or_lost
     copies = np.zeros(count, dtype=np.int64)
     if config.handoff != "none":
         handed = misdirected & (policy == POLICY_CODE["transparent"])
@@ -276,17 +631,22 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None) -> 
         misdirected &= ~handed
     verdict[misdirected] = VERDICT_CODE["asymmetric"]
     verdict[failed] = VERDICT_CODE["allocation-failed"]
+    if lost is not None:
+        verdict[lost] = VERDICT_CODE["fragments-dropped"]
 
     hashes = np.concatenate([request_hash[request_hashed],
-                             response_hash[response_hashed & ~failed]])
+                             response_hash[response_hashed & ~failed_or_lost]])
+    if frag is not None:
+        frag.rules = list(rules)  # rule texts in index order
     port_map = allocators[0]["nat"].port_map
     summary = summarize(cores=config.cores, request_core=request_core,
                         response_core=response_core, verdict=verdict, copies=copies,
                         hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
-                        key=str(nic.key), port_map=port_map.describe())
+                        key=str(nic.key), port_map=port_map.describe(),
+                        fragment_figures=None if frag is None else frag.figures())
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
-                       summary, config.handoff)
+                       summary, config.handoff, frag)
 
 
 

@@ -41,6 +41,8 @@ class Session:
     ``client`` is the request tuple as the client sent it (client → VIP or server),
     ``server_side`` the tuple as sent to the server; the response arrives on
     ``server_side.reversed()``. ``last_us`` is the virtual time of the last packet.
+    ``service`` is the index of the service the request matched (-1: none), which the
+    fragmentation action's rules read (its assemble flag and type).
     """
 
     flow: int
@@ -51,6 +53,7 @@ class Session:
     allocation: Allocation | None
     last_us: int
     open: bool = True
+    service: int = -1
     #: The response as it arrives at the NIC: source = server, destination = the
     #: rewritten client side (``server_side.reversed()``).
     response_tuple: FlowTuple = field(init=False)
@@ -79,13 +82,13 @@ class PacketEngine:
         self.nat_pcb: dict[FlowTuple, Session] = {}
 
     def open(self, *, flow: int, request: FlowTuple, server_ip, server_port: int,
-             policy: str, now_us: int) -> Session:
+             policy: str, now_us: int, service: int = -1) -> Session:
         """Create the session for ``request`` (client → VIP or server, as sent),
         forwarded to the real server ``server_ip``:``server_port``.
 
         Raises PortExhausted when no fitting free port is left (the request must then
         be refused, never sent with a port whose response lands elsewhere), and
-        ConfigError for an unknown policy.
+        ConfigError for an unknown policy. ``service`` is recorded on the session.
         """
         if not isinstance(server_ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
             server_ip = parse_address(server_ip, "server_ip")
@@ -101,7 +104,8 @@ class PacketEngine:
                                     server_port, request.proto)
         else:
             raise ConfigError("policy", " / ".join(POLICIES), policy)
-        session = Session(flow, self.core, policy, request, server_side, allocation, now_us)
+        session = Session(flow, self.core, policy, request, server_side, allocation, now_us,
+                          service=service)
         self.pcb[request] = session
         self.nat_pcb[session.response_tuple] = session
         return session

@@ -89,7 +89,9 @@ MAX_TEXT = 4096
 
 #: Summary metrics a check may name (the keys of the verification report's summary).
 METRICS = ("flows", "symmetric", "handed_off", "asymmetric", "allocation_failures",
-           "symmetric_rate", "handoff_copies", "fairness")
+           "symmetric_rate", "handoff_copies", "fairness", "distinct_hashes",
+           "fragmented", "assembled", "bridged", "fragment_messages", "fragment_copies",
+           "fragments_dropped")
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,
@@ -260,12 +262,15 @@ class NicConfig(_Model):
                                    "(2 ** hash_bits entries)")
     transform: Literal["none", "symmetric-xor", "sort"] = "none"
     default_core: int = Field(0, ge=0, description="core for packets that are not hashed")
-    rss_aware: bool = True
     fragments: Literal["ms-2tuple", "reassemble-header", "default-core"] = Field(
         "reassemble-header", description="how fragments are steered: hashed on the "
         "addresses only (Microsoft's spec), held until the L4 header is known (the "
         "patent's distributor), or all sent to default_fragment_core")
     default_fragment_core: int = Field(0, ge=0)
+    fragment_action: Literal["assemble", "bridge"] | None = Field(
+        None, description="force the fragmentation action; null decides it by the patent's "
+                          "rules (TCP: PCB hit, NAT PCB + assemble flag, non-UDP service or "
+                          "RNAT -> assemble; UDP: NAT PCB + flag or non-UDP service)")
 
 
 
@@ -310,8 +315,9 @@ class Service(_Model):
     servers: list[Endpoint] = Field(min_length=1, max_length=MAX_SERVERS_PER_SERVICE)
     assemble_flag: bool = False
     response_bytes: Bytes = 1000
-    mtu: int = Field(1500, ge=576, le=65535, description="server MTU in bytes; responses "
-                                                         "larger than it are fragmented")
+    mtu: int | None = Field(None, ge=68, le=65535, description="the servers' IP MTU in "
+                            "bytes: a response (one IP datagram) larger than it leaves the "
+                            "server in fragments; null = no fragmentation")
 
 
 class Size(_Model):
@@ -446,8 +452,7 @@ class Scenario(_Model):
         nic = self.system.nic
         return NicModel(key=self.build_key(), table=self.build_table(),
                     hash_types=frozenset(HashType(t) for t in nic.hash_types),
-                    transform=Transform(nic.transform), default_core=nic.default_core,
-                    rss_aware=nic.rss_aware)
+                    transform=Transform(nic.transform), default_core=nic.default_core)
 
     def core_ips(self) -> list[list[str]]:
         """Each core's local IP addresses (``shared_ip`` repeated when the system shares one)."""
@@ -470,19 +475,16 @@ class Scenario(_Model):
 
     def to_system_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``engine.system.SystemConfig`` this scenario means,
-        as plain values. Flows that match no service use the first service's policy.
-
-        Not carried yet (SystemConfig has no field for them): ``nic.rss_aware``,
-        ``nic.fragments``, ``nic.default_fragment_core`` and each service's ``mtu`` and
-        ``response_bytes`` (flows carry their own response size): see
-        ``extra_settings``.
+        as plain values. Flows that match no service use the first service's policy;
+        each service's ``response_bytes`` reaches the system through the flows the
+        traffic section generates (a flow carries its own response size).
         """
         system, nic = self.system, self.system.nic
         pool = ipaddress.ip_network(system.ip_pool)
         services = tuple(
             {"vip": s.vip, "vport": s.vport, "proto": s.proto, "policy": s.policy,
              "servers": tuple((str(ip), port) for ip, port in map(parse_endpoint, s.servers)),
-             "assemble_flag": s.assemble_flag} for s in self.services)
+             "assemble_flag": s.assemble_flag, "mtu": s.mtu} for s in self.services)
         return {
             "cores": system.cores,
             "ips_per_core": system.ips_per_core,
@@ -501,15 +503,10 @@ class Scenario(_Model):
             "handoff": self.handoff,
             "wrong_direction": self.ports.wrong_direction,
             "services": services,
+            "fragment_mode": nic.fragments,
+            "default_fragment_core": nic.default_fragment_core,
+            "fragment_action": nic.fragment_action,
         }
-
-    def extra_settings(self) -> dict[str, Any]:
-        """Scenario settings the system does not take yet (fragments, RSS-unaware NIC,
-        per-service MTU), for the fragment path and the report."""
-        nic = self.system.nic
-        return {"rss_aware": nic.rss_aware, "fragments": nic.fragments,
-                "default_fragment_core": nic.default_fragment_core,
-                "mtu": {s.name: s.mtu for s in self.services}}
 
     def build_system_config(self):
         """``engine.system.SystemConfig`` of this scenario (ConfigError if it refuses)."""

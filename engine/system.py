@@ -28,6 +28,15 @@ Handoff cost (transparent mode), counted exactly:
   (global cache) and messages the owner, which reads it out: 2 copies (1 write by
   the sender, 1 read by the owner), 1 message;
 * ``none`` — no handoff: a misdirected response is lost (verdict ``asymmetric``).
+
+Fragments (``engine.fragments``): a server with an ``mtu`` (or a service's ``mtu``)
+fragments responses that do not fit, a flow's ``request_mtu`` its request. The
+fragments arrive at the NIC one after another at the same virtual time and go through
+the system's ``FragmentSteerer`` (``fragment_mode``); its events join the trace with
+the run's clock and sequence; the whole packet it delivers is then handled exactly
+like an unfragmented one on the core it lands on. The fragmentation action's
+session facts (``decide_action``) come from the packet engines' tables, see
+``System.session_facts``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import ipaddress
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import ConfigError
 from .events import (
@@ -55,18 +65,67 @@ from .events import (
     Steered,
     Verdict,
 )
+from .fragments import (
+    ASSEMBLE,
+    BRIDGE,
+    FragmentDropped,
+    FragmentMode,
+    FragmentSteerer,
+    ReassemblyLimits,
+    SessionFacts,
+    fragment_length,
+    fragment_packet,
+)
 from .nic import HashType, IndirectionTable, Nic, Transform
 from .packet import Address, FlowTuple, Packet, Proto
 from .packet_engine import POLICIES, PacketEngine, Session
 from .ports import PortAllocator, PortExhausted, PortRange, ResponsePortMap
 from .toeplitz import Key, check_port, parse_address, parse_key
-from .verify import FlowOutcome, Summary, summarize_outcomes, verdict_reason
+from .verify import (
+    FlowOutcome,
+    Summary,
+    fragment_drop_note,
+    fragment_note,
+    summarize_outcomes,
+    verdict_reason,
+)
 
 HANDOFFS = ("message", "shared-buffer", "none")
 #: Packet copies per handoff (see the module docstring).
 HANDOFF_COPIES = {"message": 1, "shared-buffer": 2, "none": 0}
 CLOSES = ("fin", "rst", "none")
 STRATEGIES = ("solve", "scan")
+FRAGMENT_ORDERS = ("in", "reverse", "random")
+FRAGMENT_MODES = tuple(mode.value for mode in FragmentMode)
+IPV4_HEADER = 20
+#: The smallest MTU that can carry a fragment: a 20-byte IPv4 header + 8 bytes (IPv6
+#: needs 56: 40-byte header + 8-byte Fragment header + 8; ``fragment_packet`` checks it).
+MIN_MTU = IPV4_HEADER + 8
+
+
+def l4_header_bytes(proto: int) -> int:
+    """Bytes of L4 header the lab's packets carry (as ``packet.to_scapy`` builds them):
+    20 for TCP (no options), 8 for UDP, 0 for any other protocol."""
+    return 20 if proto == Proto.TCP else 8 if proto == Proto.UDP else 0
+
+
+def fragment_count(version: int, proto: int, payload: int, mtu: int | None) -> int:
+    """How many fragments ``fragment_packet`` cuts a packet of ``payload`` L4 payload
+    bytes into for an IP MTU of ``mtu`` bytes; 0 when it fits (or ``mtu`` is None)."""
+    if mtu is None:
+        return 0
+    data = l4_header_bytes(proto) + payload
+    header = IPV4_HEADER if version == 4 else 40
+    if data + header <= mtu:
+        return 0
+    step = (mtu - (IPV4_HEADER if version == 4 else 48)) // 8 * 8
+    return -(-data // step)
+
+
+def _check_mtu(value, field: str) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or value < MIN_MTU):
+        raise ConfigError(field, f"None or an IP MTU of at least {MIN_MTU} bytes", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +137,13 @@ class Flow:
     counts are L4 payload bytes. ``close``: how the session ends after the response —
     ``fin``, ``rst``, or ``none`` (it stays open until the idle timeout).
     ``start_us`` is the request's arrival time at the NIC.
+
+    ``request_mtu`` — the client link's IP MTU in bytes (``None``: no fragmentation):
+    a request that does not fit arrives in fragments. ``fragment_order`` (``in``,
+    ``reverse``, ``random``) and ``fragment_duplicates`` (extra copies of random
+    fragments) say how this flow's fragments (request and response) arrive; random
+    choices come from the system's seeded RNG. Order and duplicates never change the
+    flow's outcome, only the events (the batch path ignores them).
     """
 
     id: int
@@ -90,6 +156,9 @@ class Flow:
     response_bytes: int = 1000
     close: str = "fin"
     start_us: int = 0
+    request_mtu: int | None = None
+    fragment_order: str = "in"
+    fragment_duplicates: int = 0
 
     def request_tuple(self) -> FlowTuple:
         """The request as the client sends it. Raises TupleError for a bad field."""
@@ -97,9 +166,17 @@ class Flow:
                             self.server_port, self.proto)
 
     def check(self, index: int = 0) -> None:
-        """ConfigError for a bad ``close``, byte count or start time."""
+        """ConfigError for a bad ``close``, byte count, start time, MTU, fragment order
+        or duplicate count."""
         if self.close not in CLOSES:
             raise ConfigError(f"flows[{index}].close", " / ".join(CLOSES), self.close)
+        _check_mtu(self.request_mtu, f"flows[{index}].request_mtu")
+        if self.fragment_order not in FRAGMENT_ORDERS:
+            raise ConfigError(f"flows[{index}].fragment_order", " / ".join(FRAGMENT_ORDERS),
+                              self.fragment_order)
+        if not isinstance(self.fragment_duplicates, int) or self.fragment_duplicates < 0:
+            raise ConfigError(f"flows[{index}].fragment_duplicates",
+                              "a whole number, 0 or more", self.fragment_duplicates)
         for name in ("request_bytes", "response_bytes", "start_us"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -114,6 +191,8 @@ class Service:
     execution paths). ``policy`` says how the client side is treated. For
     ``transparent`` the client may also address a server directly.
     ``assemble_flag`` is read by the fragmentation module (the patent's NAT PCB flag).
+    ``mtu`` — the IP MTU of this service's servers (``None``: no fragmentation) unless
+    a ``Server`` entry for the server gives its own.
     """
 
     vip: str
@@ -122,9 +201,11 @@ class Service:
     policy: str = "nat"
     servers: tuple[tuple[str, int], ...] = ()
     assemble_flag: bool = False
+    mtu: int | None = None
 
     def check(self, index: int = 0) -> None:
         """ConfigError/TupleError naming the bad field."""
+        _check_mtu(self.mtu, f"services[{index}].mtu")
         if self.policy not in POLICIES:
             raise ConfigError(f"services[{index}].policy", " / ".join(POLICIES), self.policy)
         parse_address(self.vip, f"services[{index}].vip")
@@ -137,12 +218,21 @@ class Service:
 @dataclass(frozen=True, slots=True)
 class Server:
     """A simulated server at ``ip``:``port``: answers after ``latency_us`` with
-    ``response_bytes`` of payload (``None``: the flow's own ``response_bytes``)."""
+    ``response_bytes`` of payload (``None``: the flow's own ``response_bytes``).
+    ``mtu`` — its link's IP MTU in bytes (``None``: its service's ``mtu``, else no
+    fragmentation): a response that does not fit leaves it in fragments."""
 
     ip: str
     port: int
     response_bytes: int | None = None
     latency_us: int = 100
+    mtu: int | None = None
+
+    def check(self, index: int = 0) -> None:
+        """ConfigError/TupleError naming the bad field."""
+        parse_address(self.ip, f"servers[{index}].ip")
+        check_port(self.port, f"servers[{index}].port")
+        _check_mtu(self.mtu, f"servers[{index}].mtu")
 
 
 @dataclass(frozen=True)
@@ -169,7 +259,15 @@ class SystemConfig:
       ``server_us`` (server think time when no ``Server`` says otherwise),
       ``handoff_us`` (core-to-core), ``close_after_us`` (response → FIN/RST),
       ``jitter_us`` (uniform extra link delay from the run's seeded RNG);
-    * ``services`` and ``servers`` as above.
+    * ``services`` and ``servers`` as above;
+    * fragments: ``fragment_mode`` — ``reassemble-header`` (the patent's distributor:
+      held until the L4 header, steered by the 4-tuple), ``ms-2tuple`` (Microsoft's
+      RSS: hashed on the addresses only) or ``default-core`` (all fragments to
+      ``default_fragment_core``); ``fragment_action`` — ``assemble`` / ``bridge``
+      forces the fragmentation action, ``None`` decides it by the patent's rules;
+      reassembly limits per core (``ReassemblyLimits``): ``fragment_timeout_us``,
+      ``fragment_max_per_datagram``, ``fragment_max_datagrams``,
+      ``fragment_max_fragments``, ``fragment_max_bytes`` (at least 65,535).
     """
 
     cores: int = 4
@@ -196,6 +294,14 @@ class SystemConfig:
     jitter_us: int = 0
     services: tuple[Service, ...] = ()
     servers: tuple[Server, ...] = ()
+    fragment_mode: str = "reassemble-header"
+    default_fragment_core: int = 0
+    fragment_action: str | None = None
+    fragment_timeout_us: int = 30_000_000
+    fragment_max_per_datagram: int = 64
+    fragment_max_datagrams: int = 1024
+    fragment_max_fragments: int = 8192
+    fragment_max_bytes: int = 4 * 1024 * 1024
 
     def check(self) -> None:
         """Raises ConfigError (or TableError/HashKeyError/TupleError) naming the field."""
@@ -217,6 +323,44 @@ class SystemConfig:
                 raise ConfigError(name, "a whole number of microseconds, 0 or more", value)
         for index, service in enumerate(self.services):
             service.check(index)
+        for index, server in enumerate(self.servers):
+            server.check(index)
+        if self.fragment_mode not in FRAGMENT_MODES:
+            raise ConfigError("fragment_mode", " / ".join(FRAGMENT_MODES), self.fragment_mode)
+        if (not isinstance(self.default_fragment_core, int)
+                or not 0 <= self.default_fragment_core < self.cores):
+            raise ConfigError("default_fragment_core", f"a core 0-{self.cores - 1}",
+                              self.default_fragment_core)
+        if self.fragment_action not in (None, ASSEMBLE, BRIDGE):
+            raise ConfigError("fragment_action", "assemble, bridge or None (by the rules)",
+                              self.fragment_action)
+        for name in ("fragment_timeout_us", "fragment_max_per_datagram",
+                     "fragment_max_datagrams", "fragment_max_fragments"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(name, "a whole number, 1 or more", value)
+        if not isinstance(self.fragment_max_bytes, int) or self.fragment_max_bytes < 65_535:
+            raise ConfigError("fragment_max_bytes", "at least 65535 bytes (one whole "
+                              "datagram)", self.fragment_max_bytes)
+
+    def build_limits(self) -> ReassemblyLimits:
+        """The per-core reassembly limits of the ``fragment_*`` fields."""
+        return ReassemblyLimits(self.fragment_timeout_us, self.fragment_max_per_datagram,
+                                self.fragment_max_datagrams, self.fragment_max_fragments,
+                                self.fragment_max_bytes)
+
+    def fragment_limit(self) -> tuple[int, str]:
+        """``(most fragments, reason)``: a datagram of more fragments than this never
+        reassembles (all its fragments are held in one reassembler, which drops it
+        with ``reason`` when one more arrives), whatever the order."""
+        if self.fragment_max_per_datagram <= self.fragment_max_fragments:
+            return self.fragment_max_per_datagram, "too-many-fragments"
+        return self.fragment_max_fragments, "evicted-fragments"
+
+    def fragmenting(self) -> bool:
+        """Whether any server or service has an MTU (responses may be fragmented)."""
+        return any(s.mtu is not None for s in self.servers) or any(
+            s.mtu is not None for s in self.services)
 
     def allocates(self) -> bool:
         """Whether any flow can need a port (a ``nat`` or ``usip`` policy is in use)."""
@@ -278,11 +422,14 @@ def build_allocators(config: SystemConfig, table: IndirectionTable
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a request goes: its policy and the real server (address, port)."""
+    """Where a request goes: its policy and the real server (address, port);
+    ``service`` is the index of the matched service in ``SystemConfig.services``
+    (-1: none)."""
 
     policy: str
     server_ip: Address
     server_port: int
+    service: int = -1
 
 
 class Router:
@@ -290,28 +437,45 @@ class Router:
 
     def __init__(self, config: SystemConfig):
         self.default_policy = config.policy
-        self.services: dict[tuple, tuple[str, list[tuple[Address, int]]]] = {}
-        self.direct: set[tuple] = set()
-        for service in config.services:
+        self.services: dict[tuple, tuple[str, list[tuple[Address, int]], int]] = {}
+        self.direct: dict[tuple, int] = {}
+        for index, service in enumerate(config.services):
             proto = Proto.parse(service.proto)
             vip = parse_address(service.vip, "vip")
             servers = [(parse_address(ip, "server"), port) for ip, port in service.servers]
-            self.services[(vip, service.vport, proto)] = (service.policy, servers)
+            self.services[(vip, service.vport, proto)] = (service.policy, servers, index)
             if service.policy == "transparent":
-                self.direct.update((ip, port, proto) for ip, port in servers)
+                self.direct.update(((ip, port, proto), index) for ip, port in servers)
 
     def route(self, dst: Address, dport: int, proto: int, request_hash: int | None) -> Route:
         """The policy and real server for a request to ``dst``:``dport``."""
         found = self.services.get((dst, dport, proto))
         if found is None:
-            if (dst, dport, proto) in self.direct:
-                return Route("transparent", dst, dport)
+            direct = self.direct.get((dst, dport, proto))
+            if direct is not None:
+                return Route("transparent", dst, dport, direct)
             return Route(self.default_policy, dst, dport)
-        policy, servers = found
+        policy, servers, index = found
         if not servers:
-            return Route(policy, dst, dport)
+            return Route(policy, dst, dport, index)
         ip, port = servers[(request_hash or 0) % len(servers)]
-        return Route(policy, ip, port)
+        return Route(policy, ip, port, index)
+
+
+def session_facts(config: SystemConfig, *, service: int, policy: str, pcb_hit: bool,
+                  natpcb_hit: bool) -> SessionFacts:
+    """The ``SessionFacts`` of traffic that matched service number ``service`` (-1:
+    none) under ``policy``, with the given PCB / NAT PCB hits (see
+    ``System.session_facts`` for how the lab maps its sessions to them): the assemble
+    flag and the service's type come from the service; RNAT is traffic that matched
+    no service yet is translated (the default ``nat``/``usip`` policy)."""
+    if service >= 0:
+        spec = config.services[service]
+        return SessionFacts(pcb_hit=pcb_hit, natpcb_hit=natpcb_hit,
+                            assemble_flag=spec.assemble_flag,
+                            service_is_udp=Proto.parse(spec.proto) == Proto.UDP, rnat=False)
+    return SessionFacts(pcb_hit=pcb_hit, natpcb_hit=natpcb_hit, assemble_flag=False,
+                        service_is_udp=None, rnat=policy != "transparent")
 
 
 @dataclass(slots=True)
@@ -327,12 +491,60 @@ class HandoffStats:
 @dataclass
 class TraceResult:
     """What a trace run produced: ``events`` (empty when not kept), per-flow
-    ``outcomes`` in flow order, the ``summary`` and per-core ``handoffs``."""
+    ``outcomes`` in flow order, the ``summary`` and per-core ``handoffs``.
+    ``fragment_stats``: the fragment steerer's counters since the system was built
+    (``steerer``: every action message and copy, duplicates included; ``reassembly``:
+    per core; ``duplicate_datagrams``: whole datagrams reassembled a second time from
+    duplicates, which the packet engine discards)."""
 
     events: list[Event]
     outcomes: list[FlowOutcome]
     summary: Summary
     handoffs: list[HandoffStats] = field(default_factory=list)
+    fragment_stats: dict = field(default_factory=dict)
+
+
+class _Landing(NamedTuple):
+    """Where a fragmented datagram's whole packet reached a packet engine (``core``),
+    or, when ``dropped`` (a ``fragment_drop_note``) is set, the core the NIC gave its
+    fragments to. ``messages``/``copies``: its core-to-core cost (see FlowOutcome)."""
+
+    core: int
+    fragments: int
+    action: str | None = None
+    rule: str | None = None
+    note: str = ""
+    messages: int = 0
+    copies: int = 0
+    dropped: str = ""
+
+
+def fragment_cost(mode: str, fragments: int, action: str | None, received_on: int,
+                  core: int) -> tuple[int, int]:
+    """``(action messages, copies)`` of one delivered datagram: under
+    ``reassemble-header``/``default-core``, when the core that found the header is not
+    the destination, one action message, plus one reassembled-packet copy (Assemble)
+    or one copy per fragment (Bridge); ``ms-2tuple`` moves nothing."""
+    if mode == "ms-2tuple" or core == received_on:
+        return 0, 0
+    return 1, 1 if action == ASSEMBLE else fragments
+
+
+class _SeqCounter:
+    """The system's event sequence as an iterator, for the fragment steerer's events."""
+
+    __slots__ = ("system",)
+
+    def __init__(self, system: System):
+        self.system = system
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> int:
+        seq = self.system._seq
+        self.system._seq += 1
+        return seq
 
 
 @dataclass(slots=True)
@@ -343,6 +555,14 @@ class _FlowState:
     request_core: int = 0
     session: Session | None = None
     outcome: FlowOutcome | None = None
+    request_landing: _Landing | None = None
+    response_landing: _Landing | None = None
+
+    def notes(self) -> tuple[str, ...]:
+        """The fragment notes of the flow's delivered fragmented datagrams."""
+        return tuple(landing.note for landing in (self.request_landing,
+                                                  self.response_landing)
+                     if landing is not None and landing.note)
 
 
 class System:
@@ -377,6 +597,14 @@ class System:
         self._hashes: list[int] = []
         #: Requests seen per indirection-table bucket (the control core rebalances on it).
         self.bucket_load = [0] * self.nic.table.size
+        #: Fragments from the NIC to whole packets (one steerer, the system's NIC).
+        self.fragments = FragmentSteerer(
+            self.nic, config.fragment_mode, default_fragment_core=config.default_fragment_core,
+            limits=config.build_limits(), sessions=self.session_facts,
+            forced=config.fragment_action, seq=_SeqCounter(self))
+        self._idents: dict[tuple, int] = {}
+        self._fragment_drops: dict[str, int] = {}
+        self.duplicate_datagrams = 0
 
     # -- the kernel -------------------------------------------------------------------
 
@@ -390,6 +618,13 @@ class System:
             return
         event = cls(t_us=self.now_us, seq=self._seq, flow=flow, **fields)
         self._seq += 1
+        if self._events is not None:
+            self._events.append(event)
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _publish(self, event: Event) -> None:
+        """Pass on an event made elsewhere (the fragment steerer) with the run's seq."""
         if self._events is not None:
             self._events.append(event)
         if self._on_event is not None:
@@ -419,6 +654,7 @@ class System:
         self._events = [] if keep_events else None
         self._on_event = on_event
         self._hashes = []
+        self._fragment_drops = {}
         for state in states:
             self._at(state.flow.start_us, self._request, state)
         while self._heap and (until_us is None or self._heap[0][0] <= until_us):
@@ -431,7 +667,48 @@ class System:
         events = self._events or []
         self._events, self._on_event = None, None
         return TraceResult(events, outcomes, self.summarize(outcomes, self._hashes),
-                           [HandoffStats(h.sent, h.received, h.copies) for h in self.handoffs])
+                           [HandoffStats(h.sent, h.received, h.copies) for h in self.handoffs],
+                           self.fragment_stats())
+
+    def fragment_stats(self) -> dict:
+        """The fragment steerer's counters (see ``TraceResult.fragment_stats``)."""
+        return {"steerer": self.fragments.stats.as_dict(),
+                "reassembly": [r.stats.as_dict() for r in self.fragments.reassemblers],
+                "duplicate_datagrams": self.duplicate_datagrams}
+
+    def session_facts(self, flow: FlowTuple) -> SessionFacts:
+        """What the packet engines' tables say about a fragmented datagram's 4-tuple,
+        for the fragmentation action's rules. The distributor asks them through the
+        shared session directory, whichever core found the header. The mapping:
+
+        * a response finds its session by its tuple as it arrives: a ``nat``/``usip``
+          session, which translated the client, is a NAT PCB (``natpcb_hit``); a
+          ``transparent`` one, which translated nothing, is a plain PCB (``pcb_hit``);
+        * a request hits a PCB only when a session for its tuple is already open (a new
+          flow's first request: none) and never a NAT PCB (those are keyed by the
+          response tuple);
+        * ``assemble_flag`` and the service type come from the service the flow
+          matched (the service's own ``assemble_flag`` and ``proto``);
+        * RNAT: traffic that matched no service but is translated by the default
+          ``nat``/``usip`` policy (the appliance NATs traffic not addressed to a
+          virtual server); the lab has no other server-initiated traffic.
+        """
+        owner = self.directory.get(flow)
+        session = None if owner is None else self.engines[owner].lookup_response(flow)
+        if session is not None:
+            translated = session.allocation is not None
+            return session_facts(self.config, service=session.service,
+                                 policy=session.policy, pcb_hit=not translated,
+                                 natpcb_hit=translated)
+        pcb_hit = False
+        for engine in self.engines:
+            found = engine.pcb.get(flow)
+            if found is not None and found.open:
+                pcb_hit = True
+                break
+        route = self.router.route(flow.dst, flow.dport, flow.proto, None)
+        return session_facts(self.config, service=route.service, policy=route.policy,
+                             pcb_hit=pcb_hit, natpcb_hit=False)
 
     def sessions(self) -> list[Session]:
         """Every open session, core by core."""
@@ -441,7 +718,8 @@ class System:
         port_map = self.engines[0].allocators["nat"].port_map
         return summarize_outcomes(outcomes, cores=self.config.cores, hashes=hashes,
                                   occupancy=self.occupancy(), key=str(self.nic.key),
-                                  port_map=port_map.describe())
+                                  port_map=port_map.describe(),
+                                  fragment_drops=self._fragment_drops)
 
     def occupancy(self) -> list[float]:
         """Per core, the fraction of its nat and usip port-table entries taken."""
@@ -465,21 +743,88 @@ class System:
         self._emit(Steered, flow, core=steering.core, reason=steering.reason)
         return steering
 
+    def _fragmented(self, state: _FlowState, tuple_: FlowTuple, direction: str, size: int,
+                    mtu: int, count: int) -> _Landing:
+        """Send a packet that does not fit ``mtu`` as fragments through the NIC and the
+        fragment steerer (its events join the trace); where its whole packet lands."""
+        flow = state.flow
+        whole = Packet.from_tuple(self._next_packet(), tuple_, payload_len=size)
+        key = (tuple_.src, tuple_.dst)
+        ident = self._idents.get(key, 0)
+        self._idents[key] = ident + 1
+        pieces = fragment_packet(whole, mtu, order=flow.fragment_order,
+                                 duplicates=flow.fragment_duplicates, rng=self.rng,
+                                 ident=ident)
+        delivered = received_on = drop = None
+        drops = self._fragment_drops
+        for piece in pieces:
+            self._emit(PacketArrived, flow.id, packet=piece.id, direction=direction,
+                       tuple=piece.tuple, bytes=fragment_length(piece))
+            outcome = self.fragments.receive(piece, self.now_us, flow=flow.id)
+            if received_on is None:
+                received_on = outcome.received_on
+            for event in outcome.events:
+                if isinstance(event, FragmentDropped):
+                    drops[event.reason] = drops.get(event.reason, 0) + 1
+                    if (drop is None and event.packet == whole.id
+                            and event.reason not in ("duplicate", "already-dropped")):
+                        drop = event.reason
+                self._publish(event)
+            for delivery in outcome.deliveries:
+                if delivery.packet.id != whole.id:
+                    continue
+                if delivered is None:
+                    delivered = delivery
+                else:
+                    self.duplicate_datagrams += 1
+        if delivered is None:
+            return _Landing(received_on, count, dropped=fragment_drop_note(
+                direction, fragments=count, reason=drop or "incomplete"))
+        self._emit(Steered, flow.id, core=delivered.core, reason=delivered.reason)
+        if delivered.hash is not None:
+            self._hashes.append(delivered.hash)
+            if direction == "request":
+                self.bucket_load[delivered.bucket] += 1
+        mode = self.config.fragment_mode
+        messages, copies = fragment_cost(mode, delivered.fragments, delivered.action,
+                                         delivered.received_on, delivered.core)
+        note = fragment_note(direction, fragments=delivered.fragments, mode=mode,
+                             action=delivered.action, received_on=delivered.received_on,
+                             core=delivered.core)
+        return _Landing(delivered.core, delivered.fragments, delivered.action, delivered.rule,
+                        note, messages, copies)
+
     def _request(self, state: _FlowState) -> None:
         flow = state.flow
-        steering = self._steer(state, state.request, "request", flow.request_bytes)
-        core = state.request_core = steering.core
         request = state.request
+        count = fragment_count(request.version, request.proto, flow.request_bytes,
+                               flow.request_mtu)
+        if count:
+            landing = state.request_landing = self._fragmented(
+                state, request, "request", flow.request_bytes, flow.request_mtu, count)
+            core = state.request_core = landing.core
+            if landing.dropped:
+                reason = verdict_reason("fragments-dropped", request_core=core,
+                                        response_core=None, policy="",
+                                        dropped=landing.dropped)
+                self._finish(state, None, "fragments-dropped", 0, reason)
+                return
+            request_hash = self.nic.steer(Packet.from_tuple(0, request)).hash
+        else:
+            steering = self._steer(state, request, "request", flow.request_bytes)
+            core = state.request_core = steering.core
+            request_hash = steering.hash
         route = state.route = self.router.route(request.dst, request.dport,
-                                                request.proto, steering.hash)
+                                                request.proto, request_hash)
         engine = self.engines[core]
         try:
             session = engine.open(flow=flow.id, request=request, server_ip=route.server_ip,
                                   server_port=route.server_port, policy=route.policy,
-                                  now_us=self.now_us)
+                                  now_us=self.now_us, service=route.service)
         except PortExhausted:
             reason = verdict_reason("allocation-failed", request_core=core,
-                                    response_core=None, policy=route.policy)
+                                    response_core=None, policy=route.policy,
+                                    notes=state.notes())
             self._emit(AllocationFailed, flow.id, core=core, reason=reason)
             self._finish(state, None, "allocation-failed", 0, reason)
             return
@@ -511,15 +856,30 @@ class System:
         size = state.flow.response_bytes
         if server is not None and server.response_bytes is not None:
             size = server.response_bytes
+        mtu = None if server is None else server.mtu
+        if mtu is None and state.session.service >= 0:
+            mtu = self.config.services[state.session.service].mtu
         response = state.session.response_tuple
         self._emit(ResponseSent, state.flow.id, tuple=response, bytes=size)
-        self._at(self.now_us + self._link(), self._response_arrives, state, size)
+        self._at(self.now_us + self._link(), self._response_arrives, state, size, mtu)
 
-    def _response_arrives(self, state: _FlowState, size: int) -> None:
+    def _response_arrives(self, state: _FlowState, size: int, mtu: int | None = None) -> None:
         session = state.session
         response = session.response_tuple
-        steering = self._steer(state, response, "response", size)
-        landed = steering.core
+        count = fragment_count(response.version, response.proto, size, mtu)
+        if count:
+            landing = state.response_landing = self._fragmented(
+                state, response, "response", size, mtu, count)
+            if landing.dropped:
+                reason = verdict_reason("fragments-dropped", request_core=session.core,
+                                        response_core=None, policy=session.policy,
+                                        notes=state.notes(), dropped=landing.dropped)
+                self._finish(state, None, "fragments-dropped", 0, reason)
+                self._at(session.last_us + self.config.idle_timeout_us, self._idle, state)
+                return
+            landed = landing.core
+        else:
+            landed = self._steer(state, response, "response", size).core
         owner_engine = self.engines[landed]
         if owner_engine.lookup_response(response) is session:
             self._deliver_response(state, landed, "symmetric", 0, "")
@@ -539,7 +899,7 @@ class System:
                      landed, "handed-off", copies, via)
             return
         reason = verdict_reason("asymmetric", request_core=session.core, response_core=landed,
-                                policy=session.policy)
+                                policy=session.policy, notes=state.notes())
         self._finish(state, landed, "asymmetric", 0, reason)
         # The lost response never closes the session: only the idle timeout frees it.
         self._at(session.last_us + self.config.idle_timeout_us, self._idle, state)
@@ -555,13 +915,19 @@ class System:
                        policy=session.policy, before=response, after=to_client)
         self._emit(ResponseArrived, state.flow.id, core=session.core, tuple=to_client)
         reason = verdict_reason(verdict, request_core=session.core, response_core=landed,
-                                policy=session.policy, via=via, copies=copies)
+                                policy=session.policy, via=via, copies=copies,
+                                notes=state.notes(), by_addresses=self._by_addresses(state))
         self._finish(state, landed, verdict, copies, reason)
         close = state.flow.close
         if close == "none":
             self._at(self.now_us + self.config.idle_timeout_us, self._idle, state)
         else:
             self._at(self.now_us + self.config.close_after_us, self._close, state, close)
+
+    def _by_addresses(self, state: _FlowState) -> bool:
+        """Whether the response's core was chosen by its addresses alone (ms-2tuple)."""
+        return (state.response_landing is not None
+                and self.config.fragment_mode == FragmentMode.MS_2TUPLE.value)
 
     def _idle(self, state: _FlowState) -> None:
         session = state.session
@@ -594,6 +960,8 @@ class System:
         self._emit(Verdict, state.flow.id, verdict=verdict, reason=reason,
                    request_core=state.request_core, response_core=response_core,
                    copies=copies)
+        request = state.request_landing or _NO_LANDING
+        response = state.response_landing or _NO_LANDING
         state.outcome = FlowOutcome(
             flow=state.flow.id, request=state.request, request_core=state.request_core,
             rewritten=None if session is None else session.server_side,
@@ -601,7 +969,15 @@ class System:
             local_port=-1 if allocation is None else allocation.port,
             table=-1 if allocation is None else allocation.table_index,
             tries=0 if allocation is None else allocation.tries,
-            response_core=response_core, verdict=verdict, copies=copies, reason=reason)
+            response_core=response_core, verdict=verdict, copies=copies, reason=reason,
+            fragments=response.fragments, fragment_action=response.action,
+            fragment_rule=response.rule, request_fragments=request.fragments,
+            request_fragment_action=request.action, request_fragment_rule=request.rule,
+            fragment_messages=request.messages + response.messages,
+            fragment_copies=request.copies + response.copies)
+
+
+_NO_LANDING = _Landing(-1, 0)
 
 
 def port_occupancy(allocators: dict[str, PortAllocator]) -> float:

@@ -10,7 +10,12 @@ reads the same whichever path produced it. Verdicts:
 * ``asymmetric`` — it landed on a core that does not own the session and the
   system has no handoff for it (``nat``/``usip`` never hand off: their port
   choice is supposed to make this impossible, so the response is lost);
-* ``allocation-failed`` — no fitting free port: the request was refused.
+* ``allocation-failed`` — no fitting free port: the request was refused;
+* ``fragments-dropped`` — the request's or the response's fragments were dropped by
+  reassembly (its limits): the datagram never reached a packet engine.
+
+Fragmented traffic (``engine.fragments``) adds a note per fragmented direction in
+front of the reason (``fragment_note``), saying how its fragments were steered.
 
     >>> summary = summarize(cores=2, request_core=[0, 1], response_core=[0, 0],
     ...                     verdict=["symmetric", "handed-off"], copies=[0, 1])
@@ -26,29 +31,66 @@ import numpy as np
 
 from .packet import FlowTuple
 
-VERDICTS = ("symmetric", "handed-off", "asymmetric", "allocation-failed")
+VERDICTS = ("symmetric", "handed-off", "asymmetric", "allocation-failed",
+            "fragments-dropped")
 #: Verdict → small integer code, as the batch path stores it.
 VERDICT_CODE = {name: code for code, name in enumerate(VERDICTS)}
 
 
+def fragment_note(direction: str, *, fragments: int, mode: str, action: str | None,
+                  received_on: int, core: int) -> str:
+    """How a fragmented ``direction`` (``request`` or ``response``) datagram of
+    ``fragments`` fragments reached ``core``: hashed on its addresses only
+    (``ms-2tuple``), or held on ``received_on`` (its 2-tuple core, or the default
+    fragment core) until the L4 header, then steered by its 4-tuple with ``action``."""
+    if mode == "ms-2tuple":
+        return (f"{direction} in {fragments} fragments hashed on the addresses only "
+                f"(ms-2tuple) -> core {core}")
+    where = "default fragment core" if mode == "default-core" else "core"
+    return (f"{direction} in {fragments} fragments held on {where} {received_on} until the "
+            f"L4 header ({mode}), 4-tuple hash -> core {core}, {action}")
+
+
+def fragment_drop_note(direction: str, *, fragments: int, reason: str) -> str:
+    """Why a fragmented datagram never reached a packet engine (``reason``: the
+    reassembler's drop reason, e.g. ``too-many-fragments``)."""
+    return f"{direction} in {fragments} fragments dropped by reassembly ({reason})"
+
+
 def verdict_reason(verdict: str, *, request_core: int, response_core: int | None,
-                   policy: str, via: str = "", copies: int = 0) -> str:
-    """The one-line explanation both paths give for a verdict."""
+                   policy: str, via: str = "", copies: int = 0, notes: tuple[str, ...] = (),
+                   by_addresses: bool = False, dropped: str = "") -> str:
+    """The one-line explanation both paths give for a verdict.
+
+    ``notes`` (``fragment_note`` texts) go first, joined by ``; ``. ``by_addresses``:
+    the response's core was chosen by its addresses alone (fragments under
+    ``ms-2tuple``), so a rewritten port did not choose it. ``dropped`` is the
+    ``fragment_drop_note`` of a ``fragments-dropped`` verdict.
+    """
     if verdict == "symmetric":
-        if policy == "transparent":
-            return f"response hashed to core {response_core}, the request's core"
-        return (f"{policy}: the rewritten port makes the response hash to core "
-                f"{response_core}, the request's core")
-    if verdict == "handed-off":
-        return (f"response landed on core {response_core}, owner is core {request_core}: "
+        if by_addresses:
+            base = (f"response landed on core {response_core}, the request's core, by the "
+                    f"hash of its addresses alone (no port was hashed)")
+        elif policy == "transparent":
+            base = f"response hashed to core {response_core}, the request's core"
+        else:
+            base = (f"{policy}: the rewritten port makes the response hash to core "
+                    f"{response_core}, the request's core")
+    elif verdict == "handed-off":
+        base = (f"response landed on core {response_core}, owner is core {request_core}: "
                 f"moved by {via} ({copies} {'copy' if copies == 1 else 'copies'})")
-    if verdict == "asymmetric":
+    elif verdict == "asymmetric":
         if policy == "transparent":
-            return (f"response landed on core {response_core}, owner is core {request_core}, "
+            base = (f"response landed on core {response_core}, owner is core {request_core}, "
                     f"and the system has no handoff: response lost")
-        return (f"{policy}: response landed on core {response_core}, not the request's core "
-                f"{request_core}; no session there: response lost")
-    return f"no fitting free port on core {request_core}: request refused"
+        else:
+            base = (f"{policy}: response landed on core {response_core}, not the request's "
+                    f"core {request_core}; no session there: response lost")
+    elif verdict == "fragments-dropped":
+        base = f"{dropped}: it never reached a packet engine"
+    else:
+        base = f"no fitting free port on core {request_core}: request refused"
+    return "; ".join((*notes, base)) if notes else base
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +102,15 @@ class FlowOutcome:
     /``table``/``tries`` describe the port allocation (``None``/``-1``/``0`` without
     one). ``response_core`` is the core the NIC steered the response to (``None``
     when there was no response). ``copies`` counts handoff packet copies.
+
+    Fragments (``engine.fragments``): ``fragments`` / ``request_fragments`` count the
+    response's / request's fragments (0: not fragmented); ``fragment_action`` /
+    ``request_fragment_action`` are ``assemble`` or ``bridge`` (``None`` when not
+    fragmented or under ``ms-2tuple``, which decides no action) and ``*_rule`` the
+    patent rule that chose it. ``fragment_messages`` counts action messages to a
+    destination core and ``fragment_copies`` the core-to-core copies (a reassembled
+    packet moved, Assemble; each fragment moved, Bridge) of the flow's delivered
+    datagrams, both directions (duplicates and dropped datagrams not included).
     """
 
     flow: int
@@ -74,12 +125,23 @@ class FlowOutcome:
     verdict: str
     copies: int
     reason: str
+    fragments: int = 0
+    fragment_action: str | None = None
+    fragment_rule: str | None = None
+    request_fragments: int = 0
+    request_fragment_action: str | None = None
+    request_fragment_rule: str | None = None
+    fragment_messages: int = 0
+    fragment_copies: int = 0
 
     def key(self) -> tuple:
         """The fields both paths must agree on (the reason text included)."""
         return (self.flow, self.request_core, self.local_ip, self.local_port, self.table,
                 self.tries, self.response_core, self.verdict, self.copies, self.reason,
-                None if self.rewritten is None else str(self.rewritten))
+                None if self.rewritten is None else str(self.rewritten), self.fragments,
+                self.fragment_action, self.fragment_rule, self.request_fragments,
+                self.request_fragment_action, self.request_fragment_rule,
+                self.fragment_messages, self.fragment_copies)
 
     def as_dict(self) -> dict:
         return {"flow": self.flow, "request": str(self.request),
@@ -88,7 +150,14 @@ class FlowOutcome:
                 "local_ip": self.local_ip, "local_port": self.local_port,
                 "table": self.table, "tries": self.tries,
                 "response_core": self.response_core, "verdict": self.verdict,
-                "copies": self.copies, "reason": self.reason}
+                "copies": self.copies, "reason": self.reason,
+                "fragments": self.fragments, "fragment_action": self.fragment_action,
+                "fragment_rule": self.fragment_rule,
+                "request_fragments": self.request_fragments,
+                "request_fragment_action": self.request_fragment_action,
+                "request_fragment_rule": self.request_fragment_rule,
+                "fragment_messages": self.fragment_messages,
+                "fragment_copies": self.fragment_copies}
 
 
 def count_distinct(values) -> int:
@@ -119,6 +188,14 @@ class Summary:
     summary was made. ``distinct_hashes`` counts distinct 32-bit RSS hashes over
     requests and responses: a symmetric key gives a request and its response the same
     hash and at most 65,536 values overall — its distribution cost.
+
+    Fragments: ``fragmented`` counts fragmented datagrams (requests and responses),
+    ``assembled`` / ``bridged`` those given each action (``ms-2tuple`` decides none),
+    ``fragment_messages`` / ``fragment_copies`` sum the flows' core-to-core costs (see
+    ``FlowOutcome``), ``fragments_dropped`` counts flows whose datagram reassembly
+    dropped, and ``fragment_drops`` the reassemblers' drops by reason — in the trace
+    every drop record (``duplicate``, ``already-dropped``, evictions, timeouts included),
+    in the batch path only the datagrams it predicts lost (it models no duplicates).
     """
 
     flows: int
@@ -135,6 +212,13 @@ class Summary:
     key: str = ""
     port_map: str = ""
     handoffs_per_core: list[int] = field(default_factory=list)
+    fragments_dropped: int = 0
+    fragmented: int = 0
+    assembled: int = 0
+    bridged: int = 0
+    fragment_messages: int = 0
+    fragment_copies: int = 0
+    fragment_drops: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -147,16 +231,23 @@ class Summary:
             f"allocation failures {self.allocation_failures}",
             f"symmetric rate {self.symmetric_rate:.4f}; per-core load {self.core_load}; "
             f"Jain fairness {self.fairness:.4f}; distinct hashes {self.distinct_hashes}",
-        ]
+        ] + ([
+            f"fragmented datagrams {self.fragmented}: assembled {self.assembled}, bridged "
+            f"{self.bridged}; core-to-core fragment messages {self.fragment_messages}, "
+            f"copies {self.fragment_copies}; flows lost in reassembly "
+            f"{self.fragments_dropped}; drops {self.fragment_drops or 'none'}"]
+            if self.fragmented else [])
 
 
 def summarize(*, cores: int, request_core, response_core, verdict, copies,
-              hashes=None, occupancy=(), key: str = "", port_map: str = "") -> Summary:
+              hashes=None, occupancy=(), key: str = "", port_map: str = "",
+              fragment_figures: dict | None = None) -> Summary:
     """A ``Summary`` from per-flow columns (lists or arrays of equal length).
 
     ``response_core`` uses -1 (or ``None``) for no response; ``verdict`` holds names
     or ``VERDICT_CODE`` integers; ``hashes`` is every RSS hash seen (uint32, any
-    length) or ``None``.
+    length) or ``None``; ``fragment_figures`` the ``Summary`` fragment fields
+    (``fragmented`` ... ``fragment_drops``; ``fragments_dropped`` is counted here).
     """
     request_core = np.asarray(request_core, dtype=np.int64)
     response_core = np.asarray([-1 if c is None else c for c in response_core]
@@ -184,14 +275,35 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies,
         handoff_copies=int(copies.sum()), core_load=[int(x) for x in load],
         fairness=jain_index(load), occupancy=[float(x) for x in occupancy],
         distinct_hashes=distinct, key=key, port_map=port_map,
-        handoffs_per_core=[int(x) for x in received])
+        handoffs_per_core=[int(x) for x in received],
+        fragments_dropped=int(counts[VERDICT_CODE["fragments-dropped"]]),
+        **(fragment_figures or {}))
+
+
+def fragment_figures(*, actions, messages, copies, drops: dict[str, int]) -> dict:
+    """The ``Summary`` fragment fields from ``actions`` (one entry per fragmented
+    datagram: ``assemble``, ``bridge``, or ``None`` when no action was decided or the
+    datagram was dropped), per-flow ``messages`` and ``copies`` (sums), and ``drops``."""
+    actions = list(actions)
+    return {"fragmented": len(actions), "assembled": actions.count("assemble"),
+            "bridged": actions.count("bridge"), "fragment_messages": int(sum(messages)),
+            "fragment_copies": int(sum(copies)), "fragment_drops": dict(sorted(drops.items()))}
 
 
 def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
-                       occupancy=(), key: str = "", port_map: str = "") -> Summary:
-    """``summarize`` over trace rows."""
+                       occupancy=(), key: str = "", port_map: str = "",
+                       fragment_drops: dict[str, int] | None = None) -> Summary:
+    """``summarize`` over trace rows (``fragment_drops``: the reassemblers' drops by
+    reason during the run)."""
+    actions = [o.request_fragment_action for o in outcomes if o.request_fragments] + [
+        o.fragment_action for o in outcomes if o.fragments]
+    figures = fragment_figures(actions=actions,
+                               messages=[o.fragment_messages for o in outcomes],
+                               copies=[o.fragment_copies for o in outcomes],
+                               drops=fragment_drops or {})
     return summarize(cores=cores, request_core=[o.request_core for o in outcomes],
                      response_core=[o.response_core for o in outcomes],
                      verdict=[o.verdict for o in outcomes] or np.zeros(0, np.int8),
                      copies=[o.copies for o in outcomes], hashes=hashes,
-                     occupancy=occupancy, key=key, port_map=port_map)
+                     occupancy=occupancy, key=key, port_map=port_map,
+                     fragment_figures=figures)

@@ -2,15 +2,20 @@
 one per line, then the verdicts and a summary.
 
     python -m engine demo                 # nat, usip, transparent (Microsoft's key),
-                                          # transparent (symmetric key), wrong direction
+                                          # transparent (symmetric key), wrong direction,
+                                          # fragmented UDP: reassemble-header vs ms-2tuple
     python -m engine demo --mode usip --flows 3 --json
+    python -m engine demo --mode fragments-ms-2tuple
 """
 
 from __future__ import annotations
 
 import json
 
-from ..system import Flow, System, SystemConfig
+from ..system import Flow, Server, System, SystemConfig
+
+#: A DNS-like server on a small-MTU link: its 100-byte answers leave in 3 fragments.
+DNS_SERVER = Server("203.0.113.53", 53, response_bytes=100, mtu=68)
 
 #: name → (title, config) of each demonstration.
 MODES = {
@@ -24,10 +29,23 @@ MODES = {
                   SystemConfig(cores=4, policy="transparent", key="symmetric")),
     "wrong-direction": ("nat choosing ports by the request-direction hash (the classic bug)",
                         SystemConfig(cores=4, policy="nat", wrong_direction=True)),
+    "fragments-reassemble-header": (
+        "nat, UDP answers in 3 fragments, held until the L4 header and steered by the "
+        "4-tuple (the patent): back on the request's core",
+        SystemConfig(cores=4, policy="nat", fragment_mode="reassemble-header",
+                     servers=(DNS_SERVER,))),
+    "fragments-ms-2tuple": (
+        "nat, UDP answers in 3 fragments, hashed on the addresses only (Microsoft's RSS "
+        "spec): the port nat chose plays no part",
+        SystemConfig(cores=4, policy="nat", fragment_mode="ms-2tuple",
+                     servers=(DNS_SERVER,))),
 }
 
 
-def demo_flows(count: int) -> list[Flow]:
+def demo_flows(count: int, mode: str = "nat") -> list[Flow]:
+    if mode.startswith("fragments"):
+        return [Flow(i + 1, f"198.51.100.{7 + 13 * i}", 40000 + 17 * i, DNS_SERVER.ip, 53,
+                     proto="udp", request_bytes=40) for i in range(count)]
     return [Flow(i + 1, f"198.51.100.{7 + 13 * i}", 40000 + 17 * i, f"203.0.113.{10 + i}", 80)
             for i in range(count)]
 
@@ -54,7 +72,7 @@ def run(args) -> int:
     modes = list(MODES) if args.mode == "all" else [args.mode]
     for mode in modes:
         title, config = MODES[mode]
-        result = System(config).run_trace(demo_flows(max(1, args.flows)))
+        result = System(config).run_trace(demo_flows(max(1, args.flows), mode))
         if args.json:
             for event in result.events:
                 print(json.dumps({"mode": mode, **event.as_dict()}))

@@ -5,7 +5,7 @@ capture the ``pcap-replay`` example replays (regenerate it with
 ``python -m engine.examples.replay``)::
 
     >>> [info.name for info in list_examples()][:3]
-    ['adversarial-flood', 'fragmented-udp', 'heavy-hitters']
+    ['adversarial-flood', 'fragmented-udp', 'fragmented-udp-ms-2tuple']
     >>> load_example("nat-microsoft").services[0].policy
     'nat'
 """
@@ -33,7 +33,7 @@ class ExampleInfo:
 def list_examples() -> list[ExampleInfo]:
     """Every example, sorted by name. Raises ScenarioError if a shipped file is broken."""
     infos = []
-    for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
+    for path in sorted(EXAMPLES_DIR.glob("*.yaml"), key=lambda p: p.stem):
         scenario = load_scenario_file(path)
         first = scenario.description.split(". ")[0].rstrip(".")
         infos.append(ExampleInfo(path.stem, first, path))
