@@ -63,6 +63,12 @@ Conventions and deviations from the first brief (read these before calling):
   trick instead of re-hashing bytes (same decisions, proven by the tests).
 * ``Allocation`` also carries ``server_ip`` and ``server_port`` (needed to
   release a session of a multi-table allocator).
+* Scalar ``solve`` with ``IPv4Address`` objects, one table per IP and no input
+  transform takes a flattened path in ``allocate`` (same decisions as the general
+  one, which text addresses and every other case take): the constant is the XOR of
+  a cached (server IP, server port) part and a precomputed local-IP part, the
+  table's pool pop is inlined and the result is built from a per-IP field
+  template. ``scan`` always hashes the real response bytes per candidate.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ import time
 from array import array
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -86,8 +93,7 @@ PORTS = 65536
 #: at most this many (server IP, server port) partial constants are cached per map
 _PART_CACHE = 1 << 16
 _V4 = ipaddress.IPv4Address
-_new = object.__new__
-_setattr = object.__setattr__
+_TAKEN = 1  # PortState.TAKEN as a plain int (an enum member lookup costs 70 ns)
 
 
 class PortState(IntEnum):
@@ -265,9 +271,7 @@ class ResponsePortMap:
     def _constant_fast(self, server: int, local: int, server_port: int) -> int:
         """``response_constant`` from integer addresses; word-table lookups for IPv4."""
         if self.family == 4 and self.transform is Transform.NONE:
-            rows = self._rows
-            if rows is None:
-                rows = self._rows = (word_tables(self.key.data)[:6] & self.mask).tolist()
+            rows = self._lookup_rows()
             if self.direction == "response":
                 return (rows[0][server >> 16] ^ rows[1][server & 0xFFFF] ^ rows[2][local >> 16]
                         ^ rows[3][local & 0xFFFF] ^ rows[4][server_port])
@@ -288,7 +292,7 @@ class ResponsePortMap:
     def _server_part(self, server: int, server_port: int) -> int:
         """The server IP's and server port's share of ``_constant_fast`` (IPv4, no
         transform: Toeplitz is linear, so constant = server part ^ local part), cached
-        under ``server << 16 | server_port``."""
+        under ``server_port << 32 | server``."""
         rows = self._lookup_rows()
         if self.direction == "response":
             part = rows[0][server >> 16] ^ rows[1][server & 0xFFFF] ^ rows[4][server_port]
@@ -297,7 +301,7 @@ class ResponsePortMap:
         parts = self._server_parts
         if len(parts) >= _PART_CACHE:
             parts.clear()  # bounded: a long run over many servers starts afresh
-        parts[server << 16 | server_port] = part
+        parts[server_port << 32 | server] = part
         return part
 
     def _local_part(self, local: int) -> int:
@@ -552,10 +556,12 @@ class PortAllocationTable:
                 self.cursor)
 
 
-@dataclass(frozen=True)
-class Allocation:
+class Allocation(NamedTuple):
     """One chosen port: the response to (server_ip:server_port -> local_ip:port) lands in
-    ``bucket``, which belongs to ``core``. ``tries`` as in the module docstring."""
+    ``bucket``, which belongs to ``core``. ``tries`` as in the module docstring.
+
+    A named tuple rather than a frozen dataclass: it is built on every allocation, and a
+    tuple costs a fraction of a frozen dataclass's per-field ``object.__setattr__``."""
 
     core: int
     local_ip: Address
@@ -631,10 +637,15 @@ class PortAllocator:
         #: IP): per local IP (address, integer, local part of the constant), and the
         #: tables of index 0 by integer IP
         self._quick: bool = strategy == "solve" and tables_per_ip == 1 and port_map._split
-        self._quick_locals: list[tuple[Address, int, int]] = [
-            (ip, int(ip), port_map._local_part(int(ip))) for ip in self.local_ips
-        ] if self._quick else []
-        self._home: dict[int, PortAllocationTable] = {}
+        self._server_parts = port_map._server_parts
+        #: per local IP: [address, integer, local part of the constant, unused,
+        #: table 0 once created]
+        self._quick_locals: list[list] = [
+            [ip, int(ip), port_map._local_part(int(ip)), None, None]
+            for ip in self.local_ips] if self._quick else []
+        #: nat's candidate order for each start (``h2 >> 16 mod len(local_ips)``)
+        self._quick_rotations = [self._quick_locals[i:] + self._quick_locals[:i]
+                                 for i in range(len(self._quick_locals))]
 
     # -- tables ----------------------------------------------------------------------------
 
@@ -655,8 +666,6 @@ class PortAllocator:
                                         index=index)
             self._tables[(address, index)] = found
             self._by_int[(int(address), index)] = found
-            if index == 0:
-                self._home[int(address)] = found
         return found
 
     def pair_hash(self, first: int, second: int) -> int:
@@ -688,36 +697,45 @@ class PortAllocator:
         a malformed address or port, ConfigError for a family mismatch or a nat allocator
         without local IPs.
         """
-        if not (self._quick and type(server_ip) is _V4 and type(client_ip) is _V4
-                and type(server_port) is int and 0 <= server_port < PORTS):
+        # The common case, flattened (same decisions as ``_allocate`` at half the cost):
+        # IPv4 address objects, solve, one table per IP, no input transform. The constant
+        # is the XOR of a cached server part and a precomputed local part; the result is
+        # built from a per-IP template of the Allocation's fields.
+        if (not self._quick or server_ip.__class__ is not _V4
+                or client_ip.__class__ is not _V4 or server_port.__class__ is not int):
             return self._allocate(server_ip, server_port, client_ip, keep_client_ip, False)
-        # The common case, flattened (same decisions as ``_allocate``, a third of the
-        # cost): IPv4 objects, solve, one table per IP, no input transform. The constant
-        # is the XOR of a cached server part and a precomputed local part.
         server = server_ip._ip
-        port_map = self.port_map
-        part = port_map._server_parts.get(server << 16 | server_port)
+        # the key is unique for any int port (server < 2 ** 32); only valid ports are stored
+        part = self._server_parts.get(server_port << 32 | server)
         if part is None:
-            part = port_map._server_part(server, server_port)
-        mix = ((client_ip._ip ^ server) * 0x9E3779B1) & 0xFFFFFFFF if self.spread else 0
-        offset = mix >> 24
+            if not 0 <= server_port < PORTS:
+                return self._allocate(server_ip, server_port, client_ip, keep_client_ip,
+                                      False)  # raises the TupleError
+            part = self.port_map._server_part(server, server_port)
+        client = client_ip._ip
+        spread = self.spread
+        mix = (client ^ server) * 0x9E3779B1 if spread else 0  # spread_mix, unmasked
         if keep_client_ip:
-            client = client_ip._ip
-            candidates = [(client_ip, client, port_map._local_part(client))]
+            candidates = ([client_ip, client, self.port_map._local_part(client), None,
+                           self._by_int.get((client, 0))],)
         else:
             candidates = self._quick_locals
-            if not candidates:
+            count_ips = len(candidates)
+            if count_ips > 1 and spread:
+                candidates = self._quick_rotations[((mix >> 16) & 0xFFFF) % count_ips]
+            elif not count_ips:
                 return self._allocate(server_ip, server_port, client_ip, keep_client_ip,
                                       False)  # raises the ConfigError
-        count_ips = len(candidates)
-        first = (mix >> 16) % count_ips if count_ips > 1 else 0
+        offset = (mix >> 24) & 0xFF  # bits 24-31 of spread_mix
         fits = self._fit
-        home = self._home
-        for j in range(count_ips):
-            ip, local, local_part = candidates[(first + j) % count_ips]
-            constant = part ^ local_part
+        tries = 0
+        for candidate in candidates:
+            tries += 1
+            constant = part ^ candidate[2]
             fit = fits[constant]
-            table = home.get(local) or self.table(ip)
+            table = candidate[4]
+            if table is None:  # first use: create it, as _allocate would
+                table = candidate[4] = self.table(candidate[0])
             length = len(fit)
             if not length:
                 continue
@@ -735,14 +753,10 @@ class PortAllocator:
             port = table._slots[table._start[k] + left]
             count[k] = left
             table._touched = True
-            table._state[port] = PortState.TAKEN
+            table._state[port] = _TAKEN
             table.taken += 1
-            allocation = _new(Allocation)
-            _setattr(allocation, "__dict__", {
-                "core": self.core, "local_ip": ip, "table_index": 0, "port": port,
-                "tries": j + 1, "bucket": constant ^ k, "strategy": "solve",
-                "server_ip": server_ip, "server_port": server_port})
-            return allocation
+            return Allocation(self.core, candidate[0], 0, port, tries, constant ^ k,
+                              self.strategy, server_ip, server_port)
         # nothing fits: the general path repeats the (side-effect free) search and raises
         return self._allocate(server_ip, server_port, client_ip, keep_client_ip, False)
 
@@ -809,16 +823,9 @@ class PortAllocator:
                     if sessions is not None:
                         sessions[(local_int, server_int, server_port, port)] = step > 0
                         self._foreign += step > 0
-                    allocation = object.__new__(Allocation)
-                    # a frozen dataclass sets each field with object.__setattr__: 1.4 us on
-                    # this hot path; one __dict__ assignment is a fifth of that
-                    object.__setattr__(allocation, "__dict__", {
-                        "core": self.core, "local_ip": ip, "table_index": index,
-                        "port": port, "tries": tries,
-                        "bucket": constant ^ port_map._class_list[port],
-                        "strategy": self.strategy, "server_ip": server,
-                        "server_port": server_port})
-                    return allocation
+                    return Allocation(self.core, ip, index, port, tries,
+                                      constant ^ port_map._class_list[port], self.strategy,
+                                      server, server_port)
         raise self._exhausted(candidates, server, server_port, tables_tried, keep_client_ip,
                               tries)
 

@@ -306,3 +306,36 @@ def test_batch_at_scale_lands_on_the_requesting_core():
     assert (np.array(port_map.table.buckets)[hashes & 127] == core[::97]).all()
     pairs = result.local_ip.astype(np.int64) * 65536 + result.port
     assert np.unique(pairs).size == n
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.sampled_from([Key.microsoft(), singular_key()]), cores=st.integers(1, 16),
+       bits=st.integers(1, 7), ips=st.integers(1, 3), keep=st.booleans(),
+       spread=st.booleans(), small=st.booleans(), seed=st.integers(0, 2**16))
+def test_scalar_fast_path_matches_the_general_path(key, cores, bits, ips, keep, spread, small,
+                                                    seed):
+    """``allocate`` with IPv4Address objects takes the flattened solve path; text addresses
+    take the general one. Same ports, IPs, tries, buckets, failures and final state."""
+    table = IndirectionTable.round_robin(cores, bits)
+    port_map = ResponsePortMap(key, table)
+    port_range = PortRange(40000, 40000 + 40) if small else PortRange()
+    rng = np.random.default_rng(seed)
+    core = int(rng.integers(cores))
+    local_ips = [V4(0x0A000001 + 256 * core + i) for i in range(ips)]
+    fast, general = (PortAllocator(core, local_ips, port_map, spread=spread,
+                                   port_range=port_range) for _ in range(2))
+    servers = [V4(int(s)) for s in rng.integers(1, 2**32 - 1, 3)]
+    for _ in range(60):
+        server, client = servers[int(rng.integers(3))], V4(int(rng.integers(1, 2**32 - 1)))
+        server_port = int(rng.choice([80, 443, 0, 65535]))
+        outcomes = []
+        for allocator, as_text in ((fast, False), (general, True)):
+            try:
+                outcomes.append(allocator.allocate(
+                    server_ip=str(server) if as_text else server, server_port=server_port,
+                    client_ip=str(client) if as_text else client, keep_client_ip=keep))
+            except PortExhausted as error:
+                outcomes.append((error.reason, error.tries, error.tables_tried, str(error)))
+        assert outcomes[0] == outcomes[1]
+    assert fast.snapshot() == general.snapshot()
+    assert fast.occupancy() == general.occupancy()
