@@ -1,0 +1,12 @@
+# One image for both compose services (web = daphne, worker = Celery); see docker-compose.yml.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+COPY . .
+# Celery refuses to be comfortable as root, and nothing here needs root.
+RUN useradd --create-home lab && mkdir -p /app/var && chown lab /app/var
+USER lab
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "labsite.asgi:application"]

@@ -1,0 +1,1 @@
+"""The interactive lab: stored scenarios, the lab index page, users and groups."""

@@ -1,0 +1,49 @@
+"""Stored scenarios: the text an instructor writes (YAML or JSON) plus who owns it."""
+
+from __future__ import annotations
+
+import yaml
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+
+STUDENT_GROUP = "student"
+INSTRUCTOR_GROUP = "instructor"
+
+
+def validate_scenario_text(body: str) -> None:
+    """Reject text that is not YAML (JSON is YAML) before it is stored.
+
+    Only the syntax is checked here; what the fields mean is the engine's business and is
+    reported when a run starts.
+    """
+    try:
+        yaml.safe_load(body)
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"body: expected YAML or JSON, got a syntax error ({exc})") from exc
+
+
+class Scenario(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    body = models.TextField(
+        validators=[validate_scenario_text],
+        help_text="The scenario as YAML or JSON, as the engine reads it.",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="scenarios",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("lab:index") + f"#scenario-{self.slug}"

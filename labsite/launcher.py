@@ -1,0 +1,122 @@
+"""One command starts the whole lab: ``python -m labsite.launcher`` (what ``make run`` runs).
+
+Steps: migrate the database; create the demo instructor and student (their random
+passwords are printed once, on creation) and the example scenarios; start an embedded
+Redis server unless ``REDIS_URL`` is set; start a Celery worker and daphne as child
+processes; print the URL; on Ctrl-C or SIGTERM stop daphne, then the worker, then Redis,
+and exit. Children run in their own sessions with a parent-death signal, so nothing
+outlives the launcher, even if it is killed.
+
+Environment: ``PORT`` (default 8000), ``HOST`` (default 127.0.0.1), ``WORKER_CONCURRENCY``
+(default 2), plus everything ``labsite.settings`` reads (``REDIS_URL``, ``DATABASE_URL`` …).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from labsite.embedded_redis import EmbeddedRedis
+from labsite.procutil import spawn, stop, wait_for_port
+
+
+class Stopped(Exception):
+    """Raised between start-up steps once Ctrl-C / SIGTERM has been received."""
+
+
+def _say(message: str) -> None:
+    print(f"[rsslab] {message}", flush=True)
+
+
+def _prepare_database() -> None:
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+    from engine.errors import RssLabError
+    from labsite.lab.services import demo_users_ensure, example_scenarios, scenarios_load
+
+    for cred in demo_users_ensure():
+        _say(f"created demo {cred.role}: username {cred.username!r} password "
+             f"{cred.password!r} (shown only now; change it in the admin)")
+    try:
+        created = scenarios_load(example_scenarios())
+    except RssLabError as exc:
+        # A broken example file must not keep the lab from starting; say which and why.
+        _say(f"example scenarios not loaded: {exc}")
+    else:
+        if created:
+            _say(f"loaded {len(created)} example scenarios")
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8000"))
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    def check() -> None:
+        if stopping.is_set():
+            raise Stopped
+
+    redis_server = None
+    children = []  # (name, Popen), started in order, stopped in reverse
+    status = 0
+    try:
+        if not os.environ.get("REDIS_URL"):
+            var_dir = Path(os.environ.get("RSSLAB_VAR") or Path(__file__).resolve().parent.parent
+                           / "var")
+            redis_server = EmbeddedRedis(data_dir=var_dir / "redis").start()
+            os.environ["REDIS_URL"] = redis_server.url
+            _say(f"embedded Redis on {redis_server.url}")
+        check()
+        _prepare_database()  # after REDIS_URL is final: the settings read it once
+        check()
+        with socket.socket() as probe:  # fail early and clearly if the port is taken
+            if probe.connect_ex((host, port)) == 0:
+                raise OSError(f"port {port} on {host} is in use; set PORT to another one")
+        env = dict(os.environ)
+        children.append(("worker", spawn([
+            sys.executable, "-m", "celery", "-A", "labsite", "worker", "--loglevel", "info",
+            "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"),
+            "--without-gossip", "--without-mingle",
+            "--hostname", f"rsslab-{os.getpid()}@%h"], env=env)))
+        children.append(("daphne", spawn([
+            sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+            "labsite.asgi:application"], env=env)))
+        wait_for_port(host, port, timeout=60, procs=[proc for _, proc in children])
+        _say(f"RSS Lab is running at http://{host}:{port}/  (Ctrl-C stops it)")
+        while not stopping.wait(0.25):
+            for name, proc in children:
+                if proc.poll() is not None:
+                    _say(f"{name} exited with code {proc.returncode}; stopping the lab")
+                    status = 1
+                    stopping.set()
+    except Stopped:
+        pass
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        _say(f"could not start: {exc}")
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
+        for name, proc in reversed(children):
+            stop(proc, timeout=15 if name == "worker" else 10)
+        if redis_server is not None:
+            redis_server.stop()
+        _say("stopped")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

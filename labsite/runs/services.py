@@ -1,0 +1,293 @@
+"""Write-side logic of runs: start, execute on a worker, finish, reap lost ones.
+
+Lifecycle::
+
+    queued ──claim──▶ running ──▶ succeeded
+       ▲                 │  └────▶ failed (error says why: bad input, engine error,
+       │                 │                  "worker lost …")
+       └─ run_start      └─ heartbeat_at refreshed every RUN_HEARTBEAT_SECONDS by a thread
+
+A worker that dies mid-run leaves the message unacknowledged (``task_acks_late``) and the
+run ``running`` with a heartbeat that stops moving. :func:`runs_reap_stale` — called when
+a worker starts and whenever a run page or the lab index is viewed — finds every run whose
+heartbeat is older than RUN_STALE_SECONDS: it is queued again (a new task) while it has
+had fewer than RUN_MAX_ATTEMPTS attempts, else marked ``failed`` with the reason "worker
+lost …". If the broker later re-delivers the dead worker's message too, :func:`run_claim`
+lets only one of the two deliveries run it (a live heartbeat or a finished run refuses
+the other). A run is therefore never ``running`` for ever, and never finished twice:
+every final write is conditional on the attempt that claimed it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from labsite.lab.models import Scenario
+from labsite.runs import engine_bridge
+from labsite.runs.broadcast import broadcast_events, broadcast_status
+from labsite.runs.errors import RunInputError
+from labsite.runs.models import Run
+
+logger = logging.getLogger(__name__)
+
+SEED_MAX = 2**32 - 1
+
+
+def run_start(*, scenario: Scenario, user, mode: str = Run.Mode.TRACE, seed: int = 0,
+              parameters: dict | None = None) -> Run:
+    """Store a queued run and queue its task once the transaction commits."""
+    if mode not in Run.Mode.values:
+        raise RunInputError(f"mode: expected one of {', '.join(Run.Mode.values)}, got {mode!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise RunInputError(f"seed: expected an integer 0–{SEED_MAX}, got {seed!r}")
+    from labsite.runs.tasks import run_scenario  # tasks imports this module
+
+    run = Run.objects.create(
+        scenario=scenario, scenario_body=scenario.body, ran_by=user, mode=mode, seed=seed,
+        parameters=parameters or {}, celery_task_id=str(uuid.uuid4()),
+    )
+    task_id = run.celery_task_id
+    transaction.on_commit(lambda: run_scenario.apply_async(args=[run.pk], task_id=task_id))
+    return run
+
+
+class EventBatcher:
+    """Collects events and sends them in order, at most ``max_events`` or ``max_seconds`` old.
+
+    The browser gets a few dozen messages per second instead of one per event, and a slow
+    run still shows its events within ``max_seconds`` of their creation.
+    """
+
+    def __init__(self, send: Callable[[list[dict]], None], *, max_events: int,
+                 max_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self._send = send
+        self._max_events = max_events
+        self._max_seconds = max_seconds
+        self._clock = clock
+        self._pending: list[dict] = []
+        self._first_at = 0.0
+        self.sent = 0
+
+    def add(self, event: dict) -> None:
+        if not self._pending:
+            self._first_at = self._clock()
+        self._pending.append(event)
+        if (len(self._pending) >= self._max_events
+                or self._clock() - self._first_at >= self._max_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._send(batch)
+            self.sent += len(batch)
+
+
+class Heartbeat:
+    """A thread that stamps ``heartbeat_at`` (and the latest progress) while a run executes.
+
+    It runs independently of the engine, so a long computation without events does not look
+    like a dead worker; it stops proving life only when the process does.
+    """
+
+    def __init__(self, run_id: int, attempt: int, *, interval: float):
+        self.run_id, self.attempt, self.interval = run_id, attempt, interval
+        self.progress = 0.0
+        self.event_count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}",
+                                        daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                Run.objects.filter(
+                    pk=self.run_id, status=Run.Status.RUNNING, attempts=self.attempt
+                ).update(heartbeat_at=timezone.now(), progress=self.progress,
+                         event_count=self.event_count)
+        finally:
+            connection.close()  # this thread's own connection
+
+
+def run_claim(run_id: int, *, task_id: str = "", now: datetime | None = None) -> Run | None:
+    """Mark a run ``running`` for this attempt, or return None if it must not run.
+
+    Claimable: a queued run, or a running one whose heartbeat is stale (its worker died and
+    the broker re-delivered the message). Not claimable: a missing or finished run, or one
+    another worker is visibly running.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            logger.warning("run %s: no such run, task dropped", run_id)
+            return None
+        if run.status == Run.Status.RUNNING and not _is_stale(run, now):
+            logger.warning("run %s: already running on a live worker, duplicate ignored", run_id)
+            return None
+        if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
+            logger.info("run %s: already %s, nothing to do", run_id, run.status)
+            return None
+        run.status = Run.Status.RUNNING
+        run.attempts += 1
+        run.started_at = run.heartbeat_at = now
+        run.progress, run.event_count, run.error = 0.0, 0, ""
+        if task_id:
+            run.celery_task_id = task_id
+        run.save()
+    return run
+
+
+def _is_stale(run: Run, now: datetime) -> bool:
+    last = run.heartbeat_at or run.started_at or run.created_at
+    return last < now - timedelta(seconds=settings.RUN_STALE_SECONDS)
+
+
+def _run_finish(run: Run, **fields) -> bool:
+    """Write the final state if this attempt still owns the run; broadcast it."""
+    fields.setdefault("finished_at", timezone.now())
+    updated = Run.objects.filter(
+        pk=run.pk, status=Run.Status.RUNNING, attempts=run.attempts
+    ).update(**fields)
+    run.refresh_from_db()
+    if not updated:
+        logger.warning("run %s: attempt %s lost ownership (now %s); result dropped",
+                       run.pk, run.attempts, run.status)
+        return False
+    _broadcast_final(run)
+    return True
+
+
+def _broadcast_final(run: Run) -> None:
+    """Tell watchers; the database already holds the truth, so a Redis hiccup only logs."""
+    try:
+        broadcast_status(run)
+    except Exception:
+        logger.exception("run %s: could not broadcast final status %s", run.pk, run.status)
+
+
+def execute_run(run_id: int, *, task_id: str = "") -> str | None:
+    """Run the engine for ``run_id``, stream its events, store the outcome.
+
+    Returns the final status, or None when the run was not claimable. Never raises for a
+    failing run: the failure is the run's state, with its reason in ``error``.
+    """
+    close_old_connections()
+    run = run_claim(run_id, task_id=task_id)
+    if run is None:
+        return None
+    broadcast_status(run)
+    store_limit = settings.RUN_TRACE_STORE_LIMIT if run.mode == Run.Mode.TRACE else 0
+    trace: list[dict] = []
+
+    with Heartbeat(run.pk, run.attempts, interval=settings.RUN_HEARTBEAT_SECONDS) as beat:
+        def progress(fraction: float) -> None:
+            beat.progress = min(1.0, max(0.0, float(fraction)))
+
+        def send(batch: list[dict]) -> None:
+            beat.event_count += len(batch)
+            broadcast_events(run.pk, batch, progress=beat.progress)
+
+        batcher = EventBatcher(send, max_events=settings.RUN_BATCH_MAX_EVENTS,
+                               max_seconds=settings.RUN_BATCH_MAX_SECONDS)
+        try:
+            stream = engine_bridge.iter_run(run.scenario_body, mode=run.mode, seed=run.seed,
+                                            progress=progress)
+            for event in stream:
+                batcher.add(event)
+                if len(trace) < store_limit:
+                    trace.append(event)
+            batcher.flush()
+            result = stream.summary()
+        except Exception as exc:  # every failure becomes the run's reason, never a crash
+            try:
+                batcher.flush()  # what the engine produced before failing is still shown
+            except Exception:
+                logger.exception("run %s: could not send the last events", run.pk)
+            reason = _failure_reason(exc)
+            if not isinstance(exc, _input_error_types()):
+                logger.exception("run %s failed", run.pk)
+            _run_finish(run, status=Run.Status.FAILED, error=reason, progress=beat.progress,
+                        event_count=batcher.sent, trace=trace)
+            return Run.Status.FAILED
+
+    _run_finish(
+        run, status=Run.Status.SUCCEEDED, progress=1.0, event_count=batcher.sent,
+        summary={key: value for key, value in result.items() if key != "flows"},
+        flows=result.get("flows", []), trace=trace,
+    )
+    return run.status
+
+
+def _input_error_types() -> tuple[type[Exception], ...]:
+    """Errors that mean "this scenario cannot run" (shown as is), not a bug."""
+    from engine.errors import RssLabError
+
+    return (RunInputError, RssLabError)
+
+
+def _failure_reason(exc: Exception) -> str:
+    """Bad input speaks for itself; anything else is named as an internal error."""
+    if isinstance(exc, _input_error_types()):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def runs_reap_stale(*, now: datetime | None = None) -> list[int]:
+    """Deal with every running run whose worker stopped sending heartbeats; return their ids.
+
+    A run that has had fewer than RUN_MAX_ATTEMPTS attempts is queued again (the engine is
+    deterministic, so the retry produces the same events); otherwise it fails with the
+    reason "worker lost". Every write is conditional on the state read, so two reapers
+    (a worker starting while a page is viewed) never act twice on one run.
+    """
+    from labsite.runs.tasks import run_scenario  # tasks imports this module
+
+    now = now or timezone.now()
+    limit = settings.RUN_STALE_SECONDS
+    reaped = []
+    stale = Run.objects.filter(status=Run.Status.RUNNING,
+                               heartbeat_at__lt=now - timedelta(seconds=limit))
+    for run in stale:
+        lost = (f"worker lost: no heartbeat from attempt {run.attempts} since "
+                f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (limit {limit:g} s)")
+        retry = run.attempts < settings.RUN_MAX_ATTEMPTS
+        if retry:
+            fields = {"status": Run.Status.QUEUED, "error": f"{lost}; retrying",
+                      "celery_task_id": str(uuid.uuid4())}
+        else:
+            fields = {"status": Run.Status.FAILED, "finished_at": now,
+                      "error": f"{lost}; gave up after {run.attempts} attempts, "
+                               f"start the run again"}
+        with transaction.atomic():
+            updated = Run.objects.filter(
+                pk=run.pk, status=Run.Status.RUNNING, attempts=run.attempts,
+                heartbeat_at=run.heartbeat_at,
+            ).update(**fields)
+            if updated and retry:
+                transaction.on_commit(functools.partial(
+                    run_scenario.apply_async, args=[run.pk], task_id=fields["celery_task_id"]))
+        if updated:
+            run.refresh_from_db()
+            _broadcast_final(run)
+            reaped.append(run.pk)
+            logger.warning("run %s: %s", run.pk, run.error)
+    return reaped

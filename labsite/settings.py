@@ -1,0 +1,203 @@
+"""Django settings for RSS Lab, read from environment variables with safe defaults.
+
+Variables (all optional):
+
+- ``DJANGO_SECRET_KEY`` — required in production; a fixed development key otherwise.
+- ``DJANGO_DEBUG`` — ``1``/``true`` turns debug pages on (default off, even in development:
+  static files are served by ``labsite.asgi`` either way).
+- ``DJANGO_ALLOWED_HOSTS`` — comma separated (default ``127.0.0.1,localhost,[::1]``).
+- ``DJANGO_CSRF_TRUSTED_ORIGINS`` — comma separated origins, for a proxy in front of daphne.
+- ``DATABASE_URL`` — any URL dj-database-url reads (default SQLite in ``$RSSLAB_VAR``).
+- ``DATABASE_NAME`` — overrides the database name of ``DATABASE_URL``. The test suite sets it
+  so that the daphne and Celery worker subprocesses open the test database pytest created.
+- ``RSSLAB_VAR`` — directory for local state (default ``<repo>/var``, which git ignores).
+- ``REDIS_URL`` — Redis for the channel layer and the Celery broker (``redis://host:port/db``
+  or ``unix:///path/to/sock``; ``labsite.launcher`` sets it to its embedded server).
+- ``REDIS_PREFIX`` — prefix for every key the lab writes, so several labs (or a test run)
+  can share one Redis without touching each other's keys.
+- ``RUN_HEARTBEAT_SECONDS`` / ``RUN_STALE_SECONDS`` / ``RUN_MAX_ATTEMPTS`` — how often a
+  running task proves its worker alive, after how long without proof the run is declared
+  lost, and how many attempts a lost run gets before it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import dj_database_url
+
+from labsite.redisurls import (
+    DEFAULT_REDIS_URL,
+    celery_broker_url,
+    celery_transport_options,
+    channel_layers_config,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+VAR_DIR = Path(os.environ.get("RSSLAB_VAR") or BASE_DIR / "var")
+
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"
+)
+DEBUG = _env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "channels",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "labsite.lab",
+    "labsite.runs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "labsite.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "labsite.wsgi.application"
+ASGI_APPLICATION = "labsite.asgi.application"
+
+# --- Database -----------------------------------------------------------------------------
+if not os.environ.get("DATABASE_URL"):
+    # The default SQLite file lives in VAR_DIR; SQLite cannot create the directory itself.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'rsslab.sqlite3'}",
+        conn_max_age=0,
+    )
+}
+if os.environ.get("DATABASE_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["DATABASE_NAME"]
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # daphne, the worker and its heartbeat thread write to one file at once: wait for the
+    # lock instead of failing, take the write lock at BEGIN (no deadlocking upgrades), and
+    # use WAL so readers never block the writer.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # The test database must be a file (not Django's in-memory default) because the Celery
+    # worker and daphne subprocesses of the web tests open it too. One file per pytest
+    # process, so concurrent test sessions never share one.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"rsslab-test-{os.getpid()}.sqlite3"),
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "lab:index"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------------
+# Served by labsite.asgi through Django's ASGIStaticFilesHandler from the finders below, so
+# `make run` needs no collectstatic and works with DEBUG off. PlotlyFinder exposes the
+# plotly.min.js that ships inside the installed plotly package as vendor/plotly.min.js.
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "labsite.staticfinders.PlotlyFinder",
+]
+SERVE_STATIC = _env_bool("RSSLAB_SERVE_STATIC", True)
+
+# --- Redis: channel layer and Celery broker --------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "rsslab")
+
+CHANNEL_LAYERS = channel_layers_config(REDIS_URL, REDIS_PREFIX)
+
+# Celery: JSON only; results live in the database (Run rows), never in a Redis result
+# backend (redis-py 8 deprecates the setex that backend calls; see STACK-NOTES).
+CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
+CELERY_BROKER_TRANSPORT_OPTIONS = celery_transport_options(
+    REDIS_PREFIX, visibility_timeout=int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")))
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "rsslab"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Runs ------------------------------------------------------------------------------------
+RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", "2"))
+RUN_STALE_SECONDS = float(os.environ.get("RUN_STALE_SECONDS", "30"))
+# A run whose worker died is retried until it has had this many attempts, then failed.
+RUN_MAX_ATTEMPTS = int(os.environ.get("RUN_MAX_ATTEMPTS", "2"))
+RUN_BATCH_MAX_EVENTS = 200
+RUN_BATCH_MAX_SECONDS = 0.05
+# A trace run keeps at most this many events in the database for replay; the live stream
+# is not limited by it.
+RUN_TRACE_STORE_LIMIT = int(os.environ.get("RUN_TRACE_STORE_LIMIT", "20000"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"labsite": {"handlers": ["console"], "level": "INFO"}},
+}

@@ -1,0 +1,13 @@
+"""Top-level URLs: the lab pages, runs, Django auth (login/logout) and the admin."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("labsite.lab.urls")),
+    path("runs/", include("labsite.runs.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

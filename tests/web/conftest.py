@@ -1,0 +1,297 @@
+"""Fixtures for the web tests: a real Redis, real Celery workers, a real daphne, Chromium.
+
+Nothing of our own stack is mocked. How the pieces find each other:
+
+- Redis: ``REDIS_URL`` from the environment if set (e.g. ``redis://127.0.0.1:6379/14``),
+  else a private embedded server. Either way every key this session writes is under the
+  prefix ``rsslab-test-<pid>`` (channel layer and Celery broker), so a lab or another test
+  session on the same Redis is never touched; at the end only keys under that prefix are
+  deleted — never FLUSHDB/FLUSHALL.
+- Database: pytest-django creates the test database (a SQLite *file*, see settings, or
+  ``test_<name>`` on PostgreSQL); the subprocesses get its name in ``DATABASE_NAME``, so
+  the worker, daphne and the test read and write the same rows.
+- The test process itself is pointed at the same Redis and prefix by ``stack_env``
+  (settings were read before any fixture could run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from channels.layers import channel_layers
+from django.conf import settings
+
+from labsite.embedded_redis import EmbeddedRedis
+from labsite.procutil import free_port, spawn, stop, wait_for_port
+from labsite.redisurls import (
+    celery_broker_url,
+    celery_transport_options,
+    channel_layers_config,
+    channels_redis_url,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+TEST_PREFIX = f"rsslab-test-{os.getpid()}"
+# Short heartbeats so a killed worker is detected within seconds, not the default 30 s.
+HEARTBEAT_SECONDS = "0.3"
+STALE_SECONDS = "2"
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        client = redis.Redis.from_url(channels_redis_url(url))
+        keys = list(client.scan_iter(match=f"{TEST_PREFIX}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        return
+    with EmbeddedRedis(persist=False) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def stack_env(redis_url, django_db_setup):
+    """Point this process at the test Redis and return the environment for subprocesses."""
+    from labsite.celery import app
+
+    settings.REDIS_URL = redis_url
+    settings.CHANNEL_LAYERS = channel_layers_config(redis_url, TEST_PREFIX)
+    settings.RUN_HEARTBEAT_SECONDS = float(HEARTBEAT_SECONDS)
+    settings.RUN_STALE_SECONDS = float(STALE_SECONDS)
+    channel_layers.backends.clear()
+    app.conf.broker_url = celery_broker_url(redis_url)
+    app.conf.broker_transport_options = celery_transport_options(
+        TEST_PREFIX, visibility_timeout=3600)
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "labsite.settings",
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": TEST_PREFIX,
+        "DATABASE_NAME": str(settings.DATABASES["default"]["NAME"]),
+        "RUN_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS,
+        "RUN_STALE_SECONDS": STALE_SECONDS,
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+class Worker:
+    """A ``celery worker -P solo`` subprocess; ``name`` is its node name for ``ping``."""
+
+    def __init__(self, env: dict, log_path: Path, index: int):
+        self.name = f"test-{os.getpid()}-{index}@{socket.gethostname()}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.proc = spawn([
+            sys.executable, "-m", "celery", "-A", "labsite", "worker", "-P", "solo", "-c", "1",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
+            "-n", self.name], env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 30.0) -> Worker:
+        from labsite.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.log()}")
+            if app.control.ping(destination=[self.name], timeout=0.5):
+                return self
+        raise TimeoutError(f"worker {self.name} not ready in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(stack_env, tmp_path):
+    """Factory: ``start_worker()`` starts a worker and waits until it answers a ping."""
+    workers = []
+
+    def start(**extra_env) -> Worker:
+        worker = Worker({**stack_env, **extra_env}, tmp_path / f"worker{len(workers)}.log",
+                        len(workers))
+        workers.append(worker)
+        return worker.wait_ready()
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def worker(start_worker):
+    return start_worker()
+
+
+@pytest.fixture(scope="session")
+def daphne_url(stack_env, tmp_path_factory):
+    """A daphne serving ``labsite.asgi`` on a free port; yields ``http://127.0.0.1:<port>``."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    with open(log_path, "wb") as log:
+        proc = spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                      "labsite.asgi:application"], env=stack_env, cwd=REPO,
+                     stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port("127.0.0.1", port, timeout=30, procs=[proc])
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(proc, timeout=10)
+
+
+# --- a minimal WebSocket client (RFC 6455), enough to read what a browser would read ------
+
+class WsRejected(Exception):
+    """The server refused the WebSocket handshake (``status`` is the HTTP status)."""
+
+    def __init__(self, status: int):
+        super().__init__(f"websocket handshake refused with HTTP {status}")
+        self.status = status
+
+
+class WsClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+        self.close_code: int | None = None
+
+    @classmethod
+    async def connect(cls, base_url: str, path: str, *, cookie: str = "",
+                      origin: str | None = None, send_origin: bool = True) -> WsClient:
+        host, port = base_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port), limit=2**24)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
+                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+                 "Sec-WebSocket-Version: 13"]
+        if send_origin:
+            lines.append(f"Origin: {origin or base_url}")
+        if cookie:
+            lines.append(f"Cookie: {cookie}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status_line = await reader.readline()
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        status = int(status_line.split()[1]) if status_line else 0
+        if status != 101:
+            writer.close()
+            raise WsRejected(status)
+        return cls(reader, writer)
+
+    async def recv(self, timeout: float = 10.0) -> dict | None:
+        """The next JSON message, or None once the server closed the socket."""
+        return await asyncio.wait_for(self._recv(), timeout)
+
+    async def _recv(self) -> dict | None:
+        message = b""
+        while True:
+            head = await self.reader.readexactly(2)
+            fin, opcode, length = head[0] & 0x80, head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                length = struct.unpack("!H", await self.reader.readexactly(2))[0]
+            elif length == 127:
+                length = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+            payload = await self.reader.readexactly(length)
+            if opcode == 8:
+                self.close_code = struct.unpack("!H", payload[:2])[0] if payload else 1005
+                return None
+            if opcode == 9:
+                self._send_frame(10, payload)
+                continue
+            if opcode in (0, 1):
+                message += payload
+                if fin:
+                    return json.loads(message)
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode])
+        if len(payload) < 126:
+            header += bytes([0x80 | len(payload)])
+        else:
+            header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(header + mask + masked)
+
+    async def close(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            self._send_frame(8, struct.pack("!H", 1000))
+            await self.writer.drain()
+        self.writer.close()
+
+
+@pytest.fixture
+def ws_client():
+    return WsClient
+
+
+def session_cookie_for(user) -> str:
+    """A ``Cookie:`` header value logging ``user`` in (the session lives in the test DB)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+@pytest.fixture
+def login_cookie():
+    return session_cookie_for
+
+
+# --- Chromium through Playwright's sync API ----------------------------------------------
+
+@pytest.fixture
+def browser(daphne_url):
+    """Chromium for one test.
+
+    Playwright's sync API marks an event loop as running in this thread while it is
+    started, and Django then refuses ORM calls here. So it lives for one test only, and a
+    test prepares its rows in fixtures listed *before* ``page`` (set up first).
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (what .ci/run does), "
+                    "or deselect these tests with -m 'not browser'")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS,
+                                              headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, daphne_url):
+    """A fresh browser page that records console errors and every request it makes."""
+    context = browser.new_context(base_url=daphne_url)
+    page = context.new_page()
+    page.console_errors = []
+    page.requests = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.on("request", lambda r: page.requests.append(r.url))
+    yield page
+    context.close()
