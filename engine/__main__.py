@@ -1,4 +1,4 @@
-"""``python -m engine <command>``: the lab's command line.
+"""The RSS Lab engine's command line: python -m engine COMMAND [options].
 
 Each command lives in ``engine/commands/<name>.py`` with ``add_parser(subparsers)``
 and ``run(args) -> int`` (the exit status). Errors the engine raises on bad input
