@@ -152,8 +152,9 @@ class IndirectionTable:
         """A table whose buckets are reassigned to even out the measured per-bucket load.
 
         Greedy longest-processing-time: the heaviest bucket goes to the least loaded
-        core so far (ties to the lower core number, so the result is deterministic).
-        Cores in ``exclude`` (failed) receive nothing.
+        core so far; ties go to the core with fewer buckets, then the lower core number,
+        so buckets without measured load still spread evenly and the result is
+        deterministic. Cores in ``exclude`` (failed) receive nothing.
         """
         load = np.asarray(bucket_load, dtype=float)
         if load.shape != (self.size,):
@@ -162,11 +163,13 @@ class IndirectionTable:
         if not cores:
             raise TableError("exclude", "at least one core left in service", sorted(exclude))
         core_load = dict.fromkeys(cores, 0.0)
+        owned = dict.fromkeys(cores, 0)
         buckets = [0] * self.size
         for bucket in sorted(range(self.size), key=lambda b: (-load[b], b)):
-            target = min(cores, key=lambda c: (core_load[c], c))
+            target = min(cores, key=lambda c: (core_load[c], owned[c], c))
             buckets[bucket] = target
             core_load[target] += load[bucket]
+            owned[target] += 1
         return replace(self, buckets=tuple(buckets))
 
     def as_array(self) -> np.ndarray:

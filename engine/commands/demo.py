@@ -3,7 +3,8 @@ one per line, then the verdicts and a summary.
 
     python -m engine demo                 # nat, usip, transparent (Microsoft's key),
                                           # transparent (symmetric key), wrong direction,
-                                          # fragmented UDP: reassemble-header vs ms-2tuple
+                                          # fragmented UDP: reassemble-header vs ms-2tuple,
+                                          # the control core failing and restoring a core
     python -m engine demo --mode usip --flows 3 --json
     python -m engine demo --mode fragments-ms-2tuple
 """
@@ -12,7 +13,12 @@ from __future__ import annotations
 
 import json
 
+from ..control import ControlCore, ControlReport
+from ..errors import ConfigError
 from ..system import Flow, Server, System, SystemConfig
+
+#: More flows than this per mode would no longer be a readable demo.
+MAX_DEMO_FLOWS = 200
 
 #: A DNS-like server on a small-MTU link: its 100-byte answers leave in 3 fragments.
 DNS_SERVER = Server("203.0.113.53", 53, response_bytes=100, mtu=68)
@@ -53,7 +59,7 @@ def demo_flows(count: int, mode: str = "nat") -> list[Flow]:
 def add_parser(subparsers):
     parser = subparsers.add_parser("demo", help="a small readable trace of each mode",
                                    description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", choices=[*MODES, "all"], default="all")
+    parser.add_argument("--mode", choices=[*MODES, "control", "all"], default="all")
     parser.add_argument("--flows", type=int, default=3, help="flows per mode (default 3)")
     parser.add_argument("--json", action="store_true", help="events as JSON lines")
     return parser
@@ -68,11 +74,50 @@ def format_event(event) -> str:
     return head + "  " + "  ".join(f"{name}={value}" for name, value in data.items())
 
 
+def control_demo(count: int) -> list[str]:
+    """The control core at work on a nat system with sessions open: core 1 fails (its
+    sessions are dropped, its buckets spread over the others), new flows stay symmetric
+    on the three survivors, core 1 comes back, and the table is rebalanced by load."""
+    system = System(SystemConfig(cores=4, policy="nat"))
+    control = ControlCore(system)
+
+    def open_flows(first: int, clock: int) -> list[str]:
+        flows = [Flow(first + i, f"198.51.{100 + first // 250}.{1 + i % 250}", 40000 + i,
+                      f"203.0.113.{10 + i % 5}", 80, close="none", start_us=clock)
+                 for i in range(count)]
+        summary = system.run_trace(flows, keep_events=False, until_us=clock + 5_000).summary
+        return ["  " + line for line in summary.lines()]
+
+    def describe(report: ControlReport) -> list[str]:
+        where = f" core {report.core}" if report.core is not None else ""
+        return [f"  {report.action}{where}: {len(report.moved_buckets)} buckets moved; "
+                f"buckets per core {report.buckets_per_core_before} -> "
+                f"{report.buckets_per_core_after}",
+                f"  sessions dropped {report.dropped_sessions} (ports freed "
+                f"{report.freed_ports}); open {report.open_sessions}, of which misdirected "
+                f"{report.misdirected}; load fairness {report.load_fairness_before:.3f} -> "
+                f"{report.load_fairness_after:.3f}"]
+
+    lines = ["== control: a core fails, comes back, and the table is rebalanced",
+             f"  {count} nat flows, sessions left open:", *open_flows(1, 0)]
+    lines += describe(control.fail_core(1))
+    lines += [f"  {count} new flows with core 1 out of service:", *open_flows(1001, 10_000)]
+    lines += describe(control.restore_core(1))
+    lines += describe(control.rebalance())
+    lines += [f"  {count} new flows after the rebalance:", *open_flows(2001, 20_000)]
+    return lines
+
+
 def run(args) -> int:
+    if not 1 <= args.flows <= MAX_DEMO_FLOWS:
+        raise ConfigError("--flows", f"1-{MAX_DEMO_FLOWS} flows per mode", args.flows)
+    if args.mode == "control":
+        print("\n".join(control_demo(args.flows)))
+        return 0
     modes = list(MODES) if args.mode == "all" else [args.mode]
     for mode in modes:
         title, config = MODES[mode]
-        result = System(config).run_trace(demo_flows(max(1, args.flows), mode))
+        result = System(config).run_trace(demo_flows(args.flows, mode))
         if args.json:
             for event in result.events:
                 print(json.dumps({"mode": mode, **event.as_dict()}))
@@ -87,4 +132,6 @@ def run(args) -> int:
         for line in result.summary.lines():
             print("  " + line)
         print()
+    if args.mode == "all" and not args.json:
+        print("\n".join(control_demo(max(args.flows, 40))))
     return 0

@@ -63,3 +63,16 @@ def test_the_last_core_cannot_fail():
         control.fail_core(1)
     with pytest.raises(TableError):
         control.fail_core(7)
+
+
+def test_demo_shows_the_control_core_keeping_new_flows_symmetric():
+    from engine.commands.demo import control_demo
+
+    lines = control_demo(40)
+    text = "\n".join(lines)
+    assert text.count("symmetric rate 1.0000") == 3  # before, during and after the failure
+    failed = next(line for line in lines if line.startswith("  fail core 1"))
+    assert failed.endswith("-> [43, 0, 43, 42]")
+    assert "misdirected 0" in lines[lines.index(failed) + 1]
+    during = lines[lines.index(failed) + 4]
+    assert "per-core load [" in during and ", 0, " in during  # core 1 carries nothing
