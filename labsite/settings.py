@@ -18,6 +18,9 @@ Variables (all optional):
 - ``RUN_HEARTBEAT_SECONDS`` / ``RUN_STALE_SECONDS`` / ``RUN_MAX_ATTEMPTS`` — how often a
   running task proves its worker alive, after how long without proof the run is declared
   lost, and how many attempts a lost run gets before it fails.
+- ``RUN_TRACE_MAX_FLOWS`` / ``RUN_TRACE_MAX_EVENTS`` / ``RUN_BATCH_MAX_FLOWS`` /
+  ``RUN_COMPARE_MAX_FLOW_CELLS`` — how big a run may be (see "Runs" below).
+- ``LAB_PCAP_MAX_BYTES`` — the largest capture the lab page accepts (default 2 MiB).
 """
 
 from __future__ import annotations
@@ -190,9 +193,32 @@ RUN_STALE_SECONDS = float(os.environ.get("RUN_STALE_SECONDS", "30"))
 RUN_MAX_ATTEMPTS = int(os.environ.get("RUN_MAX_ATTEMPTS", "2"))
 RUN_BATCH_MAX_EVENTS = 200
 RUN_BATCH_MAX_SECONDS = 0.05
-# A trace run keeps at most this many events in the database for replay; the live stream
-# is not limited by it.
-RUN_TRACE_STORE_LIMIT = int(os.environ.get("RUN_TRACE_STORE_LIMIT", "20000"))
+# Sizes a run may have (see labsite/runs/engine_bridge.py; the README's Limits section).
+# Trace mode: ~15 events per flow, so 5,000 flows (every shipped example) stream ~75,000
+# events; every event is stored for replay.
+RUN_TRACE_MAX_FLOWS = int(os.environ.get("RUN_TRACE_MAX_FLOWS", "5000"))
+RUN_TRACE_MAX_EVENTS = int(os.environ.get("RUN_TRACE_MAX_EVENTS", "200000"))
+RUN_BATCH_MAX_FLOWS = int(os.environ.get("RUN_BATCH_MAX_FLOWS", "2000000"))
+RUN_COMPARE_MAX_FLOW_CELLS = int(os.environ.get("RUN_COMPARE_MAX_FLOW_CELLS", "10000000"))
+# A report carries the first RUN_REPORT_ROWS per-flow rows; batch runs of more than
+# RUN_ROWS_MAX_FLOWS flows carry none (building the rows would cost more than the run).
+RUN_REPORT_ROWS = 2000
+RUN_ROWS_MAX_FLOWS = 100_000
+# Slow motion: a trace run may sleep up to RUN_DELAY_MAX_MS per flow, RUN_DELAY_MAX_TOTAL_S
+# in all.
+RUN_DELAY_MAX_MS = 100
+RUN_DELAY_MAX_TOTAL_S = 120.0
+# The events endpoint returns at most this many events per request.
+RUN_EVENTS_PAGE_MAX = 5000
+
+# --- The lab page ---------------------------------------------------------------------------
+# An uploaded capture larger than this is refused before it is read (bytes).
+LAB_PCAP_MAX_BYTES = int(os.environ.get("LAB_PCAP_MAX_BYTES", str(2 * 1024 * 1024)))
+# Scenario text typed into the lab (bytes).
+LAB_SCENARIO_MAX_BYTES = 256 * 1024
+# Requests carrying a capture must fit Django's in-memory limits.
+DATA_UPLOAD_MAX_MEMORY_SIZE = LAB_PCAP_MAX_BYTES + LAB_SCENARIO_MAX_BYTES + 64 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = LAB_PCAP_MAX_BYTES + 64 * 1024
 
 LOGGING = {
     "version": 1,

@@ -1,11 +1,13 @@
-"""Top-level URLs: the lab pages, runs, Django auth (login/logout) and the admin."""
+"""Top-level URLs: the lab (page and API), runs, Django auth (login/logout) and the admin."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", include("labsite.lab.urls")),
+    path("", RedirectView.as_view(pattern_name="lab:index"), name="home"),
+    path("lab/", include("labsite.lab.urls")),
     path("runs/", include("labsite.runs.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

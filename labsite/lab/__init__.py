@@ -1,1 +1,1 @@
-"""The interactive lab: stored scenarios, the lab index page, users and groups."""
+"""The interactive lab: the lab page and its API, stored scenarios, users and groups."""

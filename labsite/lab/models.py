@@ -32,6 +32,9 @@ class Scenario(models.Model):
         validators=[validate_scenario_text],
         help_text="The scenario as YAML or JSON, as the engine reads it.",
     )
+    # The engine example this row was loaded from (``engine.examples``), so relative paths
+    # in it (an example's pcap file) resolve against the examples directory; "" otherwise.
+    example = models.CharField(max_length=100, blank=True, db_index=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="scenarios",
@@ -46,4 +49,4 @@ class Scenario(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
-        return reverse("lab:index") + f"#scenario-{self.slug}"
+        return reverse("lab:index")

@@ -1,7 +1,10 @@
-"""Read-side helpers for the lab: who may see what."""
+"""Read-side helpers for the lab: who may see what, and the lab page's JSON."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.db.models import QuerySet
 
 from labsite.lab.models import INSTRUCTOR_GROUP, Scenario
@@ -17,3 +20,31 @@ def user_is_instructor(user) -> bool:
 def scenario_list(*, user) -> QuerySet[Scenario]:
     """Scenarios a user may run: all of them, for now (hand-outs come with exercises)."""
     return Scenario.objects.select_related("owner").order_by("name")
+
+
+def example_list() -> list[dict[str, str]]:
+    """The engine's examples stored as scenarios: ``[{"name", "title"}]`` by name."""
+    return [{"name": name, "title": title} for name, title in
+            Scenario.objects.exclude(example="").order_by("example")
+            .values_list("example", "description")]
+
+
+def lab_limits() -> dict[str, Any]:
+    """The sizes the lab accepts, for the page to say before the server refuses."""
+    from engine.compare import VARY
+
+    return {
+        "trace_max_flows": settings.RUN_TRACE_MAX_FLOWS,
+        "trace_max_events": settings.RUN_TRACE_MAX_EVENTS,
+        "batch_max_flows": settings.RUN_BATCH_MAX_FLOWS,
+        "compare_max_flow_cells": settings.RUN_COMPARE_MAX_FLOW_CELLS,
+        "report_rows": settings.RUN_REPORT_ROWS,
+        "events_page_max": settings.RUN_EVENTS_PAGE_MAX,
+        "pcap_max_bytes": settings.LAB_PCAP_MAX_BYTES,
+        "scenario_max_bytes": settings.LAB_SCENARIO_MAX_BYTES,
+        "delay_max_ms": settings.RUN_DELAY_MAX_MS,
+        "cores": [1, 64],
+        "hash_bits": [1, 7],
+        "vary_options": {name: list(values) if values else None
+                         for name, values in VARY.items()},
+    }

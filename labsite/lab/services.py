@@ -1,43 +1,40 @@
-"""Write-side helpers for the lab: demo users, role permissions, example scenarios.
+"""Write-side logic of the lab: runs started from the lab page, demo users, examples.
+
+The lab page's API calls :func:`lab_run_submit` (a trace or batch run) and
+:func:`lab_compare_submit` (a comparison); both check everything a user can get wrong —
+the scenario (every problem with its line and key path), the uploaded capture, the run's
+size against its mode's limit — *before* a run is queued, and raise
+:class:`~labsite.lab.errors.LabInputError` with the JSON errors the view returns.
 
 ``labsite.launcher`` calls :func:`demo_data_ensure` on every start; it is idempotent and
-returns the credentials of the users it *created* (so they are printed exactly once).
-
-Example scenarios come from an optional hook in the engine: ``engine.examples.list_examples()``
-returning items with ``name``, ``title`` (one line) and ``path`` (the scenario file). If
-the engine does not offer it, one built-in scenario for the stand-in engine bridge is
-loaded instead, so the lab always has something to run.
+returns the credentials of the users it *created* (so they are printed exactly once), and
+loads the engine's examples (``engine.examples``) as Scenario rows marked with their
+example name, so relative paths in them (``pcap-replay``'s capture) resolve against the
+examples directory when they run.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils.text import slugify
 
+from labsite.lab.builder import builder_field_of, scenario_yaml_from_builder
+from labsite.lab.errors import LabInputError
 from labsite.lab.models import INSTRUCTOR_GROUP, STUDENT_GROUP, Scenario
-
-BUILTIN_SCENARIOS = [
-    {
-        "name": "Platform smoke test (stand-in engine)",
-        "slug": "platform-smoke",
-        "description": "Exercises the run pipeline: worker, live events, summary. "
-                       "Runs on the stand-in engine bridge until the real engine is wired in.",
-        "body": (
-            "# Read by labsite/runs/engine_bridge.py (the stand-in engine).\n"
-            "cores: 4\n"
-            "flows: 8\n"
-            "packets_per_flow: 4\n"
-            "delay_ms: 20\n"
-        ),
-    },
-]
+from labsite.runs import engine_bridge
+from labsite.runs.errors import RunInputError
+from labsite.runs.models import Run
+from labsite.runs.services import SEED_MAX, RunCaptureInput, run_start
 
 
 @dataclass(frozen=True)
@@ -79,21 +76,18 @@ def demo_users_ensure() -> list[NewCredentials]:
 
 
 def example_scenarios() -> list[dict]:
-    """The engine's examples if it offers the hook, else the built-in stand-in scenario.
+    """The engine's examples: mappings with ``name``, ``slug``, ``description``, ``body``
+    and ``example`` (the engine's name for it)."""
+    from engine.examples import list_examples
 
-    Each item is a mapping with ``name``, ``slug``, ``description`` and ``body``.
-    """
-    try:
-        from engine.examples import list_examples  # optional hook: see the module docstring
-    except ImportError:
-        return list(BUILTIN_SCENARIOS)
     return [{"name": info.name, "slug": slugify(info.name), "description": info.title,
-             "body": Path(info.path).read_text(encoding="utf-8")}
+             "body": Path(info.path).read_text(encoding="utf-8"), "example": info.name}
             for info in list_examples()]
 
 
 def scenarios_load(examples: Iterable[dict]) -> list[Scenario]:
-    """Create the scenarios whose slug is not stored yet; never overwrite edited ones."""
+    """Create the scenarios whose slug is not stored yet; never overwrite edited ones
+    (a row stored before rows knew their example gets its example name, nothing else)."""
     created = []
     for example in examples:
         name = example.get("name") or ""
@@ -103,10 +97,13 @@ def scenarios_load(examples: Iterable[dict]) -> list[Scenario]:
         scenario, was_created = Scenario.objects.get_or_create(
             slug=slug,
             defaults={"name": name, "body": example.get("body", ""),
-                      "description": example.get("description", "")},
+                      "description": example.get("description", ""),
+                      "example": example.get("example", "")},
         )
         if was_created:
             created.append(scenario)
+        elif example.get("example") and not scenario.example:
+            Scenario.objects.filter(pk=scenario.pk).update(example=example["example"])
     return created
 
 
@@ -115,3 +112,287 @@ def demo_data_ensure() -> list[NewCredentials]:
     credentials = demo_users_ensure()
     scenarios_load(example_scenarios())
     return credentials
+
+
+# ---------------------------------------------------------------------------- lab runs
+
+SOURCES = ("builder", "yaml", "example")
+RUN_MODES = ("trace", "batch")
+
+
+@dataclass(frozen=True)
+class PreparedScenario:
+    """A scenario checked and ready to queue: its text, engine object, flows, capture."""
+
+    body: str
+    scenario: Any  # engine.scenario.Scenario
+    stored: Scenario | None
+    flows: int
+    capture: RunCaptureInput | None
+    source: str
+
+
+def lab_run_submit(*, user, data: dict, upload=None) -> Submitted:
+    """Queue a trace or batch run from the lab page's fields (see the module docstring).
+
+    ``data``: ``source``, ``builder`` | ``scenario`` | ``example``, ``mode``, ``seed``
+    (optional) and ``delay_ms`` (optional, trace only); ``upload`` an uploaded pcap file
+    (a Django ``UploadedFile``) or None. Raises LabInputError.
+    """
+    mode = data.get("mode", "trace")
+    if mode not in RUN_MODES:
+        raise LabInputError.one("mode", f"expected one of {', '.join(RUN_MODES)}, got {mode!r}")
+    seed = _optional_int(data, "seed", 0, SEED_MAX)
+    delay_ms = _optional_int(data, "delay_ms", 0, settings.RUN_DELAY_MAX_MS) or 0
+    if delay_ms and mode != "trace":
+        raise LabInputError.one("delay_ms", "slow motion is for trace runs only")
+    prepared = scenario_prepare(data=data, upload=upload)
+    _check_limits(prepared, mode=mode, delay_ms=delay_ms)
+    parameters = {"source": prepared.source}
+    if delay_ms:
+        parameters["delay_ms"] = delay_ms
+    return _start(prepared, user=user, mode=mode, seed=seed, parameters=parameters)
+
+
+def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
+    """Queue a comparison (a run in mode ``compare``) of the scenario under ``vary``.
+
+    ``data`` as for :func:`lab_run_submit` plus ``vary``: ``{"key": ["microsoft",
+    "symmetric"], "policy": ["nat", "usip", "transparent"], …}`` (the settings and values
+    ``engine.compare`` accepts). Raises LabInputError.
+    """
+    from engine.errors import RssLabError
+
+    seed = _optional_int(data, "seed", 0, SEED_MAX)
+    vary_data = _json_field(data, "vary")
+    try:
+        vary = engine_bridge.parse_vary(vary_data)
+    except RssLabError as error:
+        raise LabInputError.one(_error_field(error.field), str(error)) from None
+    prepared = scenario_prepare(data=data, upload=upload)
+    cells = engine_bridge.compare_cells(vary)
+    _check_limits(prepared, mode="compare", cells=cells)
+    parameters = {"source": prepared.source, "vary": {k: list(v) for k, v in vary.items()}}
+    return _start(prepared, user=user, mode="compare", seed=seed, parameters=parameters)
+
+
+def _error_field(field: str) -> str:
+    """``--vary key`` (the CLI's spelling in engine messages) → ``vary.key``."""
+    field = field.removeprefix("--")
+    return field.replace(" ", ".")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A queued run, the scenario text it runs and its number of flows."""
+
+    run: Run
+    scenario_yaml: str
+    flows: int
+
+
+def _start(prepared: PreparedScenario, *, user, mode: str, seed: int | None,
+           parameters: dict) -> Submitted:
+    run = run_start(user=user, body=prepared.body, mode=mode,
+                    seed=prepared.scenario.seed if seed is None else seed,
+                    scenario=prepared.stored, title=prepared.scenario.name,
+                    parameters=parameters, capture=prepared.capture)
+    return Submitted(run=run, scenario_yaml=prepared.body, flows=prepared.flows)
+
+
+def _check_limits(prepared: PreparedScenario, *, mode: str, cells: int = 1,
+                  delay_ms: int = 0) -> None:
+    try:
+        engine_bridge.check_limits(mode=mode, flows=prepared.flows, cells=cells,
+                                   delay_ms=delay_ms)
+    except RunInputError as error:
+        field, _, message = str(error).partition(": ")
+        raise LabInputError.one(field, message) from None
+
+
+def _optional_int(data: dict, name: str, low: int, high: int) -> int | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise LabInputError.one(name, f"expected an integer {low}–{high}, got "
+                                          f"{data.get(name)!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise LabInputError.one(name, f"expected an integer {low}–{high}, got {value!r}")
+    return value
+
+
+def _json_field(data: dict, name: str) -> Any:
+    """A field that is JSON in a multipart form and an object in a JSON body."""
+    value = data.get(name)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError as error:
+            raise LabInputError.one(name, f"expected JSON, got a syntax error ({error})") \
+                from None
+    return value
+
+
+def scenario_prepare(*, data: dict, upload=None) -> PreparedScenario:
+    """Check the scenario a submit names and its capture; raise LabInputError if bad.
+
+    Only the engine's examples may read files on the server (their own capture); a
+    scenario built or typed in the lab replays only a capture uploaded with it.
+    """
+    source = data.get("source")
+    if source not in SOURCES:
+        raise LabInputError.one("source", f"expected one of {', '.join(SOURCES)}, "
+                                          f"got {source!r}")
+    capture = pcap_validate(upload) if upload is not None else None
+    stored = None
+    if source == "builder":
+        body = scenario_yaml_from_builder(_json_field(data, "builder"))
+    elif source == "yaml":
+        body = data.get("scenario")
+        if not isinstance(body, str) or not body.strip():
+            raise LabInputError.one("scenario", "expected the scenario's YAML text")
+        if len(body.encode()) > settings.LAB_SCENARIO_MAX_BYTES:
+            raise LabInputError.one("scenario", f"expected at most "
+                                                f"{settings.LAB_SCENARIO_MAX_BYTES:,} bytes, "
+                                                f"got {len(body.encode()):,}")
+    else:
+        stored = example_scenario_get(data.get("example"))
+        body = stored.body
+    base_dir = engine_bridge.examples_dir() if stored is not None else None
+    scenario = _load(body, source=source, base_dir=base_dir)
+    pcap_sources = [s for s in scenario.sources if s.pcap is not None]
+    if stored is None:
+        for index, s in enumerate(pcap_sources):
+            if s.pcap.path is not None:
+                raise LabInputError.one(
+                    "pcap" if source == "builder" else "traffic.pcap.path",
+                    f"the lab reads no files on the server ({s.pcap.path!r}): leave the path "
+                    f"out and upload the capture with the run (source {index + 1})")
+    if capture is not None and not pcap_sources:
+        raise LabInputError.one("pcap", "this scenario has no pcap traffic source to replay "
+                                        "the capture (choose traffic: pcap)")
+    if capture is None and any(s.pcap.path is None for s in pcap_sources):
+        raise LabInputError.one("pcap", "this scenario replays a capture: upload a pcap or "
+                                        "pcapng file with the run")
+    from engine.errors import RssLabError
+
+    try:
+        flows = engine_bridge.flow_count(scenario, pcap=capture.data if capture else None)
+    except RssLabError as error:
+        raise LabInputError.one("pcap", str(error)) from None
+    return PreparedScenario(body=body, scenario=scenario, stored=stored, flows=flows,
+                            capture=capture, source=source)
+
+
+def _load(body: str, *, source: str, base_dir):
+    from engine.scenario import ScenarioError
+
+    try:
+        return engine_bridge.load(body, base_dir=base_dir)
+    except ScenarioError as error:
+        if source == "builder":
+            raise LabInputError([{"field": builder_field_of(p.path), "line": None,
+                                  "message": p.message} for p in error.problems]) from None
+        raise LabInputError([{"field": p.path or "scenario", "line": p.line,
+                              "message": p.message} for p in error.problems]) from None
+
+
+def example_scenario_get(name: Any) -> Scenario:
+    """The stored scenario of engine example ``name`` (loaded on first use)."""
+    if not isinstance(name, str) or not name:
+        raise LabInputError.one("example", "expected an example's name")
+    stored = Scenario.objects.filter(example=name).order_by("pk").first()
+    if stored is None:
+        known = {e["example"]: e for e in example_scenarios()}
+        if name not in known:
+            raise LabInputError.one("example", f"expected one of {', '.join(sorted(known))}, "
+                                               f"got {name!r}")
+        scenarios_load([known[name]])
+        stored = Scenario.objects.filter(example=name).order_by("pk").first()
+    return stored
+
+
+def pcap_validate(upload) -> RunCaptureInput:
+    """Read an uploaded capture with the engine before anything is queued.
+
+    Refuses (LabInputError on field ``pcap``) a file over LAB_PCAP_MAX_BYTES, one that is
+    not pcap/pcapng, and one without a single IP packet the lab can use.
+    """
+    from engine.pcap import PcapError, flows_from_packets, read_pcap
+
+    limit = settings.LAB_PCAP_MAX_BYTES
+    if upload.size > limit:
+        raise LabInputError.one("pcap", f"expected a capture of at most {limit:,} bytes, "
+                                        f"got {upload.size:,}")
+    data = upload.read(limit + 1)
+    try:
+        result = read_pcap(data, max_bytes=limit)
+    except PcapError as error:
+        raise LabInputError.one("pcap", str(error)) from None
+    if not result.packets:
+        skipped = ", ".join(f"{count} {reason}" for reason, count in result.skipped.items())
+        raise LabInputError.one("pcap", f"expected IPv4/IPv6 TCP or UDP packets, found none "
+                                        f"the lab can use ({skipped or 'empty capture'})")
+    if not flows_from_packets(result.packets).flows:
+        raise LabInputError.one("pcap", "expected at least one flow, found none in the "
+                                        "capture's packets")
+    return RunCaptureInput(name=getattr(upload, "name", "") or "", data=data,
+                           packets=len(result.packets))
+
+
+def lab_explain(params) -> dict[str, Any]:
+    """The bit-by-bit Toeplitz hash of one tuple (``src``, ``dst``, optional ``sport`` and
+    ``dport``) under ``key``, with its bucket and core for ``hash_bits`` and ``cores``
+    (round-robin table). Raises LabInputError naming the parameter."""
+    from engine.errors import RssLabError
+    from engine.nic import IndirectionTable
+    from engine.toeplitz import explain_hash, hash_input, parse_key
+
+    def text(name: str, default: str | None = None) -> str | None:
+        value = params.get(name, default)
+        return value.strip() if isinstance(value, str) and value.strip() else default
+
+    errors = []
+    for name in ("src", "dst"):
+        if text(name) is None:
+            errors.append({"field": name, "line": None, "message": "expected an address"})
+    sport, dport = text("sport"), text("dport")
+    if (sport is None) != (dport is None):
+        errors.append({"field": "dport" if dport is None else "sport", "line": None,
+                       "message": "expected both ports or neither"})
+    numbers = {}
+    for name, default, low, high in (("hash_bits", 7, 1, 7), ("cores", 4, 1, 64)):
+        try:
+            numbers[name] = _optional_int({name: text(name)}, name, low, high) or default
+        except LabInputError as error:
+            errors += error.errors
+    if errors:
+        raise LabInputError(errors)
+    try:
+        key = parse_key(text("key", "microsoft"))
+        data = hash_input(text("src"), text("dst"), sport, dport)
+        table = IndirectionTable.round_robin(numbers["cores"], numbers["hash_bits"])
+        if len(data) > key.max_input_bytes:
+            raise LabInputError.one("key", f"expected a key of at least {len(data) + 4} bytes "
+                                           f"for a {len(data)}-byte input, got "
+                                           f"{len(key.data)}")
+    except RssLabError as error:
+        raise LabInputError.one(error.field, str(error)) from None
+    steps = explain_hash(key, data)
+    value = steps[-1].running if steps else 0
+    return {"hash": f"0x{value:08x}", "bucket": table.bucket_of(value),
+            "core": table.core_of(value), "input_hex": data.hex(), "key_hex": key.hex,
+            "hash_bits": numbers["hash_bits"], "cores": numbers["cores"],
+            "steps": [{"bit": s.bit, "window": f"0x{s.window:08x}",
+                       "running": f"0x{s.running:08x}"} for s in steps]}
+
+
+def examples_ensure() -> None:
+    """The engine's examples are stored as scenarios (the launcher loads them; a database
+    set up another way gets them on the lab page's first view)."""
+    if not Scenario.objects.exclude(example="").exists():
+        scenarios_load(example_scenarios())

@@ -4,5 +4,10 @@ from labsite.lab import views
 
 app_name = "lab"
 urlpatterns = [
-    path("", views.index, name="index"),
+    path("", views.workbench, name="index"),
+    path("api/runs/", views.api_runs, name="api-runs"),
+    path("api/runs/<int:run_id>/", views.api_run, name="api-run"),
+    path("api/runs/<int:run_id>/events/", views.api_run_events, name="api-run-events"),
+    path("api/explain/", views.api_explain, name="api-explain"),
+    path("api/compare/", views.api_compare, name="api-compare"),
 ]

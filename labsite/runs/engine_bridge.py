@@ -1,138 +1,252 @@
-"""The one place the web platform calls the engine. THIS BODY IS A STAND-IN.
+"""The one place the web platform calls the engine (``engine/``).
 
-The real engine (``engine/``: scenario loading, trace and batch runs) replaces the body of
-this module; the interface below is all the rest of ``labsite`` relies on.
+The engine is imported inside the functions, never at Django import time: the web process
+pays for NumPy and the engine (≈ 0.3 s) on the first request that needs them, and Scapy
+only when a capture is read.
 
-Interface
----------
-``iter_run(scenario_body: str, *, mode: str, seed: int, progress: Callable[[float], None])
--> EngineRun``
+A worker runs a job like this::
 
-- ``scenario_body`` — the stored scenario text (YAML or JSON).
-- ``mode`` — ``"trace"`` (packet by packet, every event) or ``"batch"`` (vectorised; few or
-  no per-packet events, same summary).
-- ``seed`` — the run's seed; the same body, mode and seed give the same events.
-- ``progress(fraction)`` — call with 0.0 … 1.0 as the run advances (may be called from
-  inside a long batch computation; it must be cheap and never blocks).
-- Bad input raises ``labsite.runs.errors.RunInputError`` or ``engine.errors.RssLabError``;
-  the message is shown to the user as the run's failure reason.
+    job = EngineJob(body=run.scenario_body, mode="trace", seed=7)
+    outcome = run_job(job, on_event=send, on_progress=progress)
+    outcome.report, outcome.summary      # the engine's Report.as_dict() (rows capped) …
 
-``EngineRun`` is iterable (each item one event, in order) and has ``summary()``, valid once
-the iteration is exhausted (``RuntimeError`` before).
+- ``trace`` — ``engine.run.verify_scenario(mode="trace")``; every event's ``as_dict()``
+  (``{"kind", "t_us", "seq", "flow", …}``, ``seq`` 0, 1, 2 … without gaps) is handed to
+  ``on_event`` *while the engine runs* (from inside the engine's callback, so memory stays
+  bounded and a slow consumer slows the engine instead of queueing events).
+- ``batch`` — the vectorised path; no events, progress per stage.
+- ``compare`` — ``engine.compare.compare_scenario`` over ``vary``; the report is the
+  Comparison's ``as_dict()``.
 
-Event (a JSON-ready dict; extra keys are allowed and passed to the browser untouched)::
+Limits (settings, all documented in the README's Limits section): a trace run takes at
+most ``RUN_TRACE_MAX_FLOWS`` flows and produces at most ``RUN_TRACE_MAX_EVENTS`` events, a
+batch run ``RUN_BATCH_MAX_FLOWS`` flows, a compare run ``RUN_COMPARE_MAX_FLOW_CELLS`` flows
+× cells; a report carries the first ``RUN_REPORT_ROWS`` per-flow rows (batch runs of more
+than ``RUN_ROWS_MAX_FLOWS`` flows carry none: building millions of rows costs more than
+the run). ``delay_ms`` (0–``RUN_DELAY_MAX_MS``) slows a trace run down by that much per
+flow, for slow-motion watching and for tests that must catch a run mid-way.
 
-    {"seq": 0,            # 0, 1, 2 … strictly increasing, no gaps
-     "t_us": 4.2,         # virtual time in microseconds
-     "kind": "hashed",    # arrived | hashed | steered | rewritten | port_allocated |
-                          # forwarded | delivered | response | verdict | …
-     "flow": 3,           # flow index, or None for system events
-     "core": 1,           # core index, or None
-     "detail": {...}}     # kind-specific fields (hash, bucket, before/after tuples, …)
-
-Summary (``summary()``)::
-
-    {"engine": "stand-in",                        # who produced it
-     "totals": {"flows": 8, "events": 96, "symmetric": 6, "handed_off": 1,
-                "asymmetric": 1, "per_core": {"0": 24, "1": 24, ...}},
-     "flows": [{"flow": 0, "verdict": "symmetric",     # symmetric | handed_off | asymmetric
-                "request_core": 1, "response_core": 1, "reason": "..."}, ...]}
-
-Stand-in scenario fields (only this stand-in reads them): ``cores`` (1–64), ``flows``
-(1–100000), ``packets_per_flow`` (1–64), ``delay_ms`` (0–1000, sleep per event so a run can
-be watched or a worker killed mid-run), ``fail_at`` (raise at that event seq, to test the
-failure path).
+Bad input raises ``RunInputError`` (a limit) or the engine's ``RssLabError``
+(``ScenarioError`` with ``.problems``, ``TrafficError``, ``PcapError``, ``CompareError``…);
+the message is shown to the user as is.
 """
 
 from __future__ import annotations
 
-import random
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import yaml
+from django.conf import settings
 
 from labsite.runs.errors import RunInputError
 
-MODES = ("trace", "batch")
-_KINDS = ("arrived", "hashed", "steered", "delivered")
+MODES = ("trace", "batch", "compare")
 
 
-def _int_field(spec: dict, name: str, default: int, low: int, high: int) -> int:
-    value = spec.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise RunInputError(f"{name}: expected an integer {low}–{high}, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class EngineJob:
+    """What a worker runs: the scenario text, how, and with what.
+
+    ``base_dir`` resolves relative pcap paths (only the engine's own examples have one);
+    ``pcap`` is an uploaded capture's bytes, replacing every pcap source's file; ``vary``
+    the compare settings (``{"key": ["microsoft", "symmetric"], …}``).
+    """
+
+    body: str
+    mode: str
+    seed: int | None = None
+    base_dir: Path | None = None
+    pcap: bytes | None = None
+    vary: dict[str, list[str]] = field(default_factory=dict)
+    delay_ms: int = 0
+    source: str = "scenario"
 
 
-class EngineRun:
-    """A run in progress: iterate for events, then ask for the summary."""
+@dataclass(frozen=True)
+class EngineOutcome:
+    """``report``: the JSON report; ``summary``: its headline figures for watchers."""
 
-    def __init__(self, spec: dict, *, mode: str, seed: int, progress: Callable[[float], None]):
-        self._cores = _int_field(spec, "cores", 4, 1, 64)
-        self._flows = _int_field(spec, "flows", 8, 1, 100_000)
-        self._packets = _int_field(spec, "packets_per_flow", 4, 1, 64)
-        self._delay = _int_field(spec, "delay_ms", 0, 0, 1000) / 1000
-        self._fail_at = spec.get("fail_at")
-        self._mode = mode
-        self._rng = random.Random(seed)
-        self._progress = progress
-        self._summary: dict | None = None
-
-    def __iter__(self) -> Iterator[dict]:
-        flows, per_core, seq = [], {}, 0
-        total = self._flows * self._packets * len(_KINDS)
-        for flow in range(self._flows):
-            request_core = self._rng.randrange(self._cores)
-            # One flow in eight is steered elsewhere, so verdicts are not all alike.
-            response_core = (request_core if self._rng.random() >= 0.125
-                             else self._rng.randrange(self._cores))
-            for packet in range(self._packets):
-                for kind in _KINDS:
-                    core = request_core if packet % 2 == 0 else response_core
-                    per_core[str(core)] = per_core.get(str(core), 0) + 1
-                    if seq == self._fail_at:
-                        raise RuntimeError(f"stand-in failure injected at event {seq}")
-                    if self._mode == "trace":
-                        yield {"seq": seq, "t_us": round(seq * 0.1, 1), "kind": kind,
-                               "flow": flow, "core": core,
-                               "detail": {"packet": packet, "direction":
-                                          "request" if packet % 2 == 0 else "response"}}
-                    seq += 1
-                    if self._delay:
-                        time.sleep(self._delay)
-                self._progress(seq / total)
-            verdict = ("symmetric" if request_core == response_core
-                       else self._rng.choice(["handed_off", "asymmetric"]))
-            flows.append({"flow": flow, "verdict": verdict, "request_core": request_core,
-                          "response_core": response_core,
-                          "reason": f"request on core {request_core}, "
-                                    f"response on core {response_core}"})
-        counts = {v: sum(f["verdict"] == v for f in flows)
-                  for v in ("symmetric", "handed_off", "asymmetric")}
-        self._summary = {"engine": "stand-in",
-                         "totals": {"flows": len(flows), "events": seq, **counts,
-                                    "per_core": per_core},
-                         "flows": flows}
-
-    def summary(self) -> dict:
-        if self._summary is None:
-            raise RuntimeError("summary(): the run's events have not all been read yet")
-        return self._summary
+    report: dict[str, Any]
+    summary: dict[str, Any]
 
 
-def iter_run(scenario_body: str, *, mode: str, seed: int,
-             progress: Callable[[float], None]) -> EngineRun:
-    """Start a run of ``scenario_body``; see the module docstring for the contract."""
+def examples_dir() -> Path:
+    from engine.examples import EXAMPLES_DIR
+
+    return EXAMPLES_DIR
+
+
+def load(body: str, *, seed: int | None = None, base_dir: Path | None = None,
+         source: str = "scenario"):
+    """The engine's Scenario for ``body`` (with ``seed`` replacing the file's seed).
+
+    Raises ScenarioError listing every problem with its line and key path.
+    """
+    from engine.scenario import load_scenario
+
+    scenario = load_scenario(body, source=source, base_dir=base_dir)
+    if seed is not None and seed != scenario.seed:
+        scenario = scenario.model_copy(update={"seed": seed})
+    return scenario
+
+
+def pcap_flow_count(data: bytes) -> int:
+    """Flows in a capture (raises PcapError for a file that is not one)."""
+    from engine.pcap import flows_from_packets, read_pcap
+
+    return len(flows_from_packets(read_pcap(data, max_bytes=max(len(data), 1)).packets).flows)
+
+
+def flow_count(scenario, *, pcap: bytes | None = None) -> int:
+    """How many flows the scenario's traffic has, without generating it.
+
+    Pcap sources are read (the upload, else the example's file), so this can raise
+    PcapError and TrafficError (a pcap source with no file, or a path in a scenario that
+    is not one of the engine's examples: the lab reads no other files on the server).
+    """
+    from engine.traffic import TrafficError
+
+    total, pcap_flows = 0, None
+    for source in scenario.sources:
+        if source.flows is not None:
+            total += len(source.flows)
+        elif source.generated is not None:
+            total += source.generated.count
+        elif source.adversarial is not None:
+            total += source.adversarial.count
+        else:
+            if pcap is not None:
+                pcap_flows = pcap_flows if pcap_flows is not None else pcap_flow_count(pcap)
+                total += pcap_flows
+                continue
+            path = scenario.pcap_path(source.pcap)
+            if path is None:
+                raise TrafficError("pcap", "a capture file uploaded with the run", None)
+            if scenario.base_dir is None:  # only the engine's examples read their own file
+                raise TrafficError("traffic.pcap.path", "no path: upload the capture with "
+                                   "the run (the lab reads no files on the server)",
+                                   source.pcap.path)
+            if not Path(path).is_file():
+                raise TrafficError("traffic.pcap.path", "a capture next to the scenario",
+                                   source.pcap.path)
+            total += pcap_flow_count(Path(path).read_bytes())
+    return total
+
+
+def check_limits(*, mode: str, flows: int, cells: int = 1, delay_ms: int = 0) -> None:
+    """RunInputError naming the limit when a run of ``flows`` flows is too big for ``mode``."""
     if mode not in MODES:
         raise RunInputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-    try:
-        spec = yaml.safe_load(scenario_body)
-    except yaml.YAMLError as exc:
-        raise RunInputError(f"scenario: expected YAML or JSON, got a syntax error ({exc})") \
-            from exc
-    if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        raise RunInputError(f"scenario: expected a mapping, got {type(spec).__name__}")
-    return EngineRun(spec, mode=mode, seed=seed, progress=progress)
+    if mode == "trace" and flows > settings.RUN_TRACE_MAX_FLOWS:
+        raise RunInputError(
+            f"traffic: trace mode runs at most {settings.RUN_TRACE_MAX_FLOWS:,} flows, "
+            f"this scenario has {flows:,} (use batch mode for large runs)")
+    if mode == "batch" and flows > settings.RUN_BATCH_MAX_FLOWS:
+        raise RunInputError(f"traffic: batch mode runs at most "
+                            f"{settings.RUN_BATCH_MAX_FLOWS:,} flows, this scenario has "
+                            f"{flows:,}")
+    if mode == "compare" and flows * cells > settings.RUN_COMPARE_MAX_FLOW_CELLS:
+        raise RunInputError(
+            f"vary: a comparison runs at most {settings.RUN_COMPARE_MAX_FLOW_CELLS:,} flows "
+            f"× cells, this one asks for {flows:,} flows × {cells} cells")
+    if isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or not (
+            0 <= delay_ms <= settings.RUN_DELAY_MAX_MS):
+        raise RunInputError(f"delay_ms: expected an integer 0–{settings.RUN_DELAY_MAX_MS}, "
+                            f"got {delay_ms!r}")
+    if delay_ms and delay_ms * flows > settings.RUN_DELAY_MAX_TOTAL_S * 1000:
+        raise RunInputError(f"delay_ms: a slowed-down run may last at most "
+                            f"{settings.RUN_DELAY_MAX_TOTAL_S:g} s, {flows:,} flows × "
+                            f"{delay_ms} ms is {flows * delay_ms / 1000:g} s")
+
+
+def compare_cells(vary: dict[str, list[str]]) -> int:
+    """The number of cells a comparison over ``vary`` has (non-RSS schemes included)."""
+    from engine.compare import SCHEMES, SETTINGS
+
+    rss = 1
+    for name in SETTINGS:
+        rss *= len(vary.get(name, [None]))
+    wanted = vary.get("scheme", SCHEMES)
+    return (rss if "rss" in wanted else 0) + sum(1 for s in wanted if s != "rss")
+
+
+def parse_vary(vary: Any) -> dict[str, tuple[str, ...]]:
+    """``{"key": ["microsoft", "symmetric"], …}`` checked by the engine (CompareError)."""
+    from engine.compare import CompareError
+    from engine.compare import parse_vary as engine_parse_vary
+
+    if not isinstance(vary, dict) or not vary:
+        raise CompareError("vary", 'a mapping like {"policy": ["nat", "transparent"]}', vary)
+    specs = []
+    for name, values in vary.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise CompareError(f"vary.{name}", "a list of values", values)
+        specs.append(f"{name}={','.join(values)}")
+    return engine_parse_vary(specs)
+
+
+def run_job(job: EngineJob, *, on_event: Callable[[dict], None],
+            on_progress: Callable[[float], None]) -> EngineOutcome:
+    """Run ``job`` on the engine; see the module docstring."""
+    scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
+    flows = flow_count(scenario, pcap=job.pcap)
+    vary = parse_vary(job.vary) if job.mode == "compare" else {}
+    check_limits(mode=job.mode, flows=flows, cells=compare_cells(vary) if vary else 1,
+                 delay_ms=job.delay_ms if job.mode == "trace" else 0)
+    with tempfile.TemporaryDirectory(prefix="rsslab-run-") as scratch:
+        pcap_path = None
+        if job.pcap is not None:
+            pcap_path = Path(scratch) / "upload.pcap"
+            pcap_path.write_bytes(job.pcap)
+        if job.mode == "compare":
+            return _compare(scenario, vary, pcap_path, on_progress)
+        return _verify(scenario, job, flows, pcap_path, on_event, on_progress)
+
+
+def _verify(scenario, job: EngineJob, flows: int, pcap_path: Path | None,
+            on_event: Callable[[dict], None], on_progress: Callable[[float], None]
+            ) -> EngineOutcome:
+    from engine.events import Verdict
+    from engine.run import verify_scenario
+
+    max_events = settings.RUN_TRACE_MAX_EVENTS
+    delay = job.delay_ms / 1000
+
+    def relay(event) -> None:
+        if event.seq >= max_events:
+            raise RunInputError(f"trace: a trace run produces at most {max_events:,} events, "
+                                f"this one produced more (use batch mode)")
+        on_event(event.as_dict())
+        if delay and isinstance(event, Verdict):
+            time.sleep(delay)
+
+    rows = job.mode == "trace" or flows <= settings.RUN_ROWS_MAX_FLOWS
+    report = verify_scenario(
+        scenario, pcap=pcap_path, mode=job.mode, rows=rows,
+        on_progress=lambda fraction, stage: on_progress(fraction),
+        on_event=relay if job.mode == "trace" else None, source=job.source)
+    data = report.as_dict(rows=False)
+    kept = report.rows[:settings.RUN_REPORT_ROWS] if report.rows is not None else []
+    data["rows"] = [row.as_dict() for row in kept]
+    data["rows_total"] = report.summary.flows
+    data["rows_truncated"] = len(kept) < report.summary.flows
+    summary = {**data["summary"], "passed": data["passed"], "mode": job.mode}
+    return EngineOutcome(report=data, summary=summary)
+
+
+def _compare(scenario, vary, pcap_path: Path | None, on_progress: Callable[[float], None]
+             ) -> EngineOutcome:
+    from engine.compare import compare_scenario
+
+    comparison = compare_scenario(scenario, vary, pcap=pcap_path,
+                                  on_progress=lambda fraction, stage: on_progress(fraction))
+    data = comparison.as_dict()
+    summary = {"mode": "compare", "flows": data["flows"], "cores": data["cores"],
+               "cells": len(data["cells"])}
+    return EngineOutcome(report=data, summary=summary)

@@ -1,4 +1,10 @@
-"""A run: one execution of a scenario by the engine, with its live state and results."""
+"""A run: one execution of a scenario by the engine, with its live state and results.
+
+A trace run's events are stored as they are produced, in :class:`RunEventChunk` rows of
+up to ``RUN_BATCH_MAX_EVENTS`` events each (one row per batch the worker broadcasts, so a
+page can catch up on anything sent before its websocket connected); a capture uploaded
+with a run lives in :class:`RunCapture` until the run is deleted.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +23,17 @@ class Run(models.Model):
     class Mode(models.TextChoices):
         TRACE = "trace", "trace (packet by packet, live)"
         BATCH = "batch", "batch (vectorised, large runs)"
+        COMPARE = "compare", "compare (settings side by side)"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED)
 
     scenario = models.ForeignKey(
-        "lab.Scenario", on_delete=models.PROTECT, related_name="runs",
-        help_text="PROTECT: no result loses the scenario it came from.",
+        "lab.Scenario", on_delete=models.PROTECT, related_name="runs", null=True, blank=True,
+        help_text="The stored scenario run (examples); empty for scenarios built or typed "
+                  "in the lab. PROTECT: no result loses the scenario it came from.",
     )
+    title = models.CharField(max_length=200, blank=True,
+                             help_text="The scenario's name, for listings.")
     # The text actually run: later edits of the scenario do not change a past run.
     scenario_body = models.TextField()
     ran_by = models.ForeignKey(
@@ -32,7 +42,9 @@ class Run(models.Model):
     )
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.TRACE)
     seed = models.PositiveBigIntegerField(default=0)
-    parameters = models.JSONField(default=dict, blank=True)
+    parameters = models.JSONField(
+        default=dict, blank=True,
+        help_text="Run options: source, vary (compare), delay_ms (slow motion).")
 
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
@@ -40,13 +52,10 @@ class Run(models.Model):
     progress = models.FloatField(default=0.0, help_text="0 to 1")
     event_count = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Why the run failed, for the user.")
-    summary = models.JSONField(default=dict, blank=True)
-    flows = models.JSONField(default=list, blank=True, help_text="Per-flow results.")
-    # At most settings.RUN_TRACE_STORE_LIMIT events; the live stream is not capped.
-    trace = models.JSONField(
-        default=list, blank=True,
-        help_text="Stored events for replay (trace mode, capped).",
-    )
+    summary = models.JSONField(default=dict, blank=True,
+                               help_text="The report's headline figures (sent to watchers).")
+    report = models.JSONField(null=True, blank=True,
+                              help_text="The engine's report (rows capped), or the comparison.")
 
     celery_task_id = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -59,11 +68,41 @@ class Run(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"run {self.pk} of {self.scenario_id} ({self.status})"
+        return f"run {self.pk} of {self.title or self.scenario_id} ({self.status})"
 
     def get_absolute_url(self) -> str:
-        return reverse("runs:detail", args=[self.pk])
+        return reverse("lab:index") + f"?run={self.pk}"
 
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class RunEventChunk(models.Model):
+    """Events ``first_seq`` … ``last_seq`` of a trace run (no gaps, in order), as sent."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="event_chunks")
+    first_seq = models.PositiveIntegerField()
+    last_seq = models.PositiveIntegerField()
+    events = models.JSONField()
+
+    class Meta:
+        ordering = ["run", "first_seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "first_seq"],
+                                               name="run_event_chunk_unique_start")]
+        indexes = [models.Index(fields=["run", "last_seq"])]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} events {self.first_seq}–{self.last_seq}"
+
+
+class RunCapture(models.Model):
+    """A pcap uploaded with a run (validated before the run was queued)."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="capture")
+    name = models.CharField(max_length=255, blank=True)
+    data = models.BinaryField()
+    packets = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"capture {self.name or '(unnamed)'} of run {self.run_id}"

@@ -1,11 +1,13 @@
-"""Read-side helpers for runs: access rules and listings."""
+"""Read-side helpers for runs: access rules, listings, the run's JSON and its events."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.db.models import QuerySet
 
 from labsite.lab.selectors import user_is_instructor
-from labsite.runs.models import Run
+from labsite.runs.models import Run, RunEventChunk
 
 
 def run_visible_to(*, user, run: Run) -> bool:
@@ -15,9 +17,9 @@ def run_visible_to(*, user, run: Run) -> bool:
     return run.ran_by_id == user.pk or user_is_instructor(user)
 
 
-def run_list(*, user, limit: int = 20) -> QuerySet[Run]:
-    """Recent runs a user may see, newest first."""
-    runs = Run.objects.select_related("scenario", "ran_by")
+def run_list(*, user, limit: int = 50) -> QuerySet[Run]:
+    """Recent runs a user may see, newest first (without their reports)."""
+    runs = Run.objects.select_related("scenario", "ran_by").defer("report", "scenario_body")
     if not user_is_instructor(user):
         runs = runs.filter(ran_by=user)
     return runs.order_by("-created_at", "-pk")[:limit]
@@ -29,3 +31,43 @@ def run_get_for_user(*, user, run_id: int) -> Run | None:
     if run is None or not run_visible_to(user=user, run=run):
         return None
     return run
+
+
+def run_urls(run_id: int) -> dict[str, str]:
+    return {"ws": f"/ws/runs/{run_id}/", "status_url": f"/lab/api/runs/{run_id}/",
+            "events_url": f"/lab/api/runs/{run_id}/events/"}
+
+
+def run_payload(run: Run) -> dict[str, Any]:
+    """A run as the lab API returns it (``report`` once it has one)."""
+    return {"run": run.pk, "status": run.status, "progress": run.progress,
+            "error": run.error, "mode": run.mode, "seed": run.seed, "title": run.title,
+            "scenario_yaml": run.scenario_body, "report": run.report,
+            "event_count": run.event_count, **run_urls(run.pk)}
+
+
+def run_events_page(run: Run, *, after: int = -1, limit: int) -> dict[str, Any]:
+    """Stored events of ``run`` with ``seq > after``, in order, at most ``limit``.
+
+    ``next_after`` is the last returned seq (null when none was returned); ``complete``
+    says the run has finished and nothing is stored beyond the returned events. The
+    run's status is read before the events: every event of a finished run was stored
+    before it finished, so ``complete`` is never true while events are still missing.
+    """
+    finished = Run.objects.filter(pk=run.pk, status__in=Run.FINISHED).exists()
+    events: list[dict] = []
+    chunks = (RunEventChunk.objects.filter(run=run, last_seq__gt=after)
+              .order_by("first_seq").values_list("events", flat=True))
+    more = False
+    for chunk in chunks.iterator(chunk_size=8):
+        for event in chunk:
+            if event["seq"] <= after:
+                continue
+            if len(events) >= limit:
+                more = True
+                break
+            events.append(event)
+        if more:
+            break
+    return {"events": events, "next_after": events[-1]["seq"] if events else None,
+            "complete": finished and not more}

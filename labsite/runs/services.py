@@ -9,7 +9,8 @@ Lifecycle::
 
 A worker that dies mid-run leaves the message unacknowledged (``task_acks_late``) and the
 run ``running`` with a heartbeat that stops moving. :func:`runs_reap_stale` — called when
-a worker starts and whenever a run page or the lab index is viewed — finds every run whose
+a worker starts and whenever a run's state is read (the lab page, the run API, the runs
+list) — finds every run whose
 heartbeat is older than RUN_STALE_SECONDS: it is queued again (a new task) while it has
 had fewer than RUN_MAX_ATTEMPTS attempts, else marked ``failed`` with the reason "worker
 lost …". If the broker later re-delivers the dead worker's message too, :func:`run_claim`
@@ -26,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -36,29 +38,49 @@ from labsite.lab.models import Scenario
 from labsite.runs import engine_bridge
 from labsite.runs.broadcast import broadcast_events, broadcast_status
 from labsite.runs.errors import RunInputError
-from labsite.runs.models import Run
+from labsite.runs.models import Run, RunCapture, RunEventChunk
 
 logger = logging.getLogger(__name__)
 
-SEED_MAX = 2**32 - 1
+SEED_MAX = 2**63 - 1  # as the engine's scenario seed
 
 
-def run_start(*, scenario: Scenario, user, mode: str = Run.Mode.TRACE, seed: int = 0,
-              parameters: dict | None = None) -> Run:
-    """Store a queued run and queue its task once the transaction commits."""
+def run_start(*, user, body: str, mode: str = Run.Mode.TRACE, seed: int = 0,
+              scenario: Scenario | None = None, title: str = "",
+              parameters: dict | None = None, capture: RunCaptureInput | None = None) -> Run:
+    """Store a queued run of ``body`` and queue its task once the transaction commits.
+
+    ``scenario`` is the stored scenario the text came from (None for text built or typed
+    in the lab); ``capture`` an uploaded pcap the caller has already validated.
+    Raises RunInputError for a bad mode or seed.
+    """
     if mode not in Run.Mode.values:
         raise RunInputError(f"mode: expected one of {', '.join(Run.Mode.values)}, got {mode!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise RunInputError(f"seed: expected an integer 0–{SEED_MAX}, got {seed!r}")
     from labsite.runs.tasks import run_scenario  # tasks imports this module
 
-    run = Run.objects.create(
-        scenario=scenario, scenario_body=scenario.body, ran_by=user, mode=mode, seed=seed,
-        parameters=parameters or {}, celery_task_id=str(uuid.uuid4()),
-    )
-    task_id = run.celery_task_id
-    transaction.on_commit(lambda: run_scenario.apply_async(args=[run.pk], task_id=task_id))
+    with transaction.atomic():
+        run = Run.objects.create(
+            scenario=scenario, title=title or (scenario.name if scenario else ""),
+            scenario_body=body, ran_by=user, mode=mode, seed=seed,
+            parameters=parameters or {}, celery_task_id=str(uuid.uuid4()),
+        )
+        if capture is not None:
+            RunCapture.objects.create(run=run, name=capture.name[:255], data=capture.data,
+                                      packets=capture.packets)
+        task_id = run.celery_task_id
+        transaction.on_commit(lambda: run_scenario.apply_async(args=[run.pk], task_id=task_id))
     return run
+
+
+@dataclass(frozen=True)
+class RunCaptureInput:
+    """An uploaded capture: its file ``name``, bytes and the packets read from it."""
+
+    name: str
+    data: bytes
+    packets: int = 0
 
 
 class EventBatcher:
@@ -185,7 +207,13 @@ def _broadcast_final(run: Run) -> None:
 
 
 def execute_run(run_id: int, *, task_id: str = "") -> str | None:
-    """Run the engine for ``run_id``, stream its events, store the outcome.
+    """Run the engine for ``run_id``, store and stream its events, store the outcome.
+
+    Every batch of events is stored (:class:`RunEventChunk`) *before* it is broadcast, so
+    anything a watcher received is already in the database for the events endpoint. A
+    retried run (its first worker died) produces the same events again — the engine is
+    deterministic — and those already stored are neither stored nor sent twice: the
+    stream resumes after the last stored event.
 
     Returns the final status, or None when the run was not claimable. Never raises for a
     failing run: the failure is the run's state, with its reason in ``error``.
@@ -194,47 +222,66 @@ def execute_run(run_id: int, *, task_id: str = "") -> str | None:
     run = run_claim(run_id, task_id=task_id)
     if run is None:
         return None
+    stored = run_events_stored_through(run.pk)
     broadcast_status(run)
-    store_limit = settings.RUN_TRACE_STORE_LIMIT if run.mode == Run.Mode.TRACE else 0
-    trace: list[dict] = []
 
     with Heartbeat(run.pk, run.attempts, interval=settings.RUN_HEARTBEAT_SECONDS) as beat:
+        beat.event_count = stored + 1
+
         def progress(fraction: float) -> None:
             beat.progress = min(1.0, max(0.0, float(fraction)))
 
         def send(batch: list[dict]) -> None:
-            beat.event_count += len(batch)
+            RunEventChunk.objects.create(run_id=run.pk, first_seq=batch[0]["seq"],
+                                         last_seq=batch[-1]["seq"], events=batch)
+            beat.event_count = batch[-1]["seq"] + 1
             broadcast_events(run.pk, batch, progress=beat.progress)
 
         batcher = EventBatcher(send, max_events=settings.RUN_BATCH_MAX_EVENTS,
                                max_seconds=settings.RUN_BATCH_MAX_SECONDS)
-        try:
-            stream = engine_bridge.iter_run(run.scenario_body, mode=run.mode, seed=run.seed,
-                                            progress=progress)
-            for event in stream:
+
+        def on_event(event: dict) -> None:
+            if event["seq"] > stored:
                 batcher.add(event)
-                if len(trace) < store_limit:
-                    trace.append(event)
+
+        try:
+            outcome = engine_bridge.run_job(run_job_spec(run), on_event=on_event,
+                                            on_progress=progress)
             batcher.flush()
-            result = stream.summary()
         except Exception as exc:  # every failure becomes the run's reason, never a crash
             try:
                 batcher.flush()  # what the engine produced before failing is still shown
             except Exception:
-                logger.exception("run %s: could not send the last events", run.pk)
+                logger.exception("run %s: could not store or send the last events", run.pk)
             reason = _failure_reason(exc)
             if not isinstance(exc, _input_error_types()):
                 logger.exception("run %s failed", run.pk)
             _run_finish(run, status=Run.Status.FAILED, error=reason, progress=beat.progress,
-                        event_count=batcher.sent, trace=trace)
+                        event_count=beat.event_count)
             return Run.Status.FAILED
 
-    _run_finish(
-        run, status=Run.Status.SUCCEEDED, progress=1.0, event_count=batcher.sent,
-        summary={key: value for key, value in result.items() if key != "flows"},
-        flows=result.get("flows", []), trace=trace,
-    )
+    _run_finish(run, status=Run.Status.SUCCEEDED, progress=1.0, event_count=beat.event_count,
+                summary=outcome.summary, report=outcome.report)
     return run.status
+
+
+def run_job_spec(run: Run) -> engine_bridge.EngineJob:
+    """What the engine needs for ``run``: its text, mode, seed, capture and options."""
+    capture = RunCapture.objects.filter(run=run).values_list("data", flat=True).first()
+    example = run.scenario.example if run.scenario_id else ""
+    return engine_bridge.EngineJob(
+        body=run.scenario_body, mode=run.mode, seed=run.seed,
+        base_dir=engine_bridge.examples_dir() if example else None,
+        pcap=bytes(capture) if capture is not None else None,
+        vary=run.parameters.get("vary") or {}, delay_ms=run.parameters.get("delay_ms", 0),
+        source=run.title or "scenario")
+
+
+def run_events_stored_through(run_id: int) -> int:
+    """The last stored event's seq for ``run_id`` (-1 when none is stored)."""
+    last = (RunEventChunk.objects.filter(run_id=run_id).order_by("-last_seq")
+            .values_list("last_seq", flat=True).first())
+    return -1 if last is None else last
 
 
 def _input_error_types() -> tuple[type[Exception], ...]:

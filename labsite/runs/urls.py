@@ -4,7 +4,6 @@ from labsite.runs import views
 
 app_name = "runs"
 urlpatterns = [
-    path("start/<slug:slug>/", views.start, name="start"),
+    path("", views.run_index, name="index"),
     path("<int:run_id>/", views.detail, name="detail"),
-    path("<int:run_id>/data.json", views.data, name="data"),
 ]

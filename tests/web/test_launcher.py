@@ -75,7 +75,8 @@ def test_launcher_starts_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
                                        "csrfmiddlewaretoken": token}).encode()
         lab = opener.open(urllib.request.Request(url + "accounts/login/", data=form,
                                                  headers={"Referer": url}))
-        assert lab.url == url and "Scenarios" in lab.read().decode()
+        # The lab page, offering the examples the launcher loaded.
+        assert lab.url == url + "lab/" and "nat-microsoft" in lab.read().decode()
         plotly = opener.open(url + "static/vendor/plotly.min.js")
         assert plotly.status == 200 and int(plotly.headers["Content-Length"]) > 1_000_000
 

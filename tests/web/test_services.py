@@ -11,10 +11,12 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
+from engine.examples import EXAMPLES_DIR
+from labsite.lab.builder import PRESETS, scenario_yaml_from_builder
 from labsite.lab.models import Scenario
 from labsite.runs.broadcast import run_group
 from labsite.runs.errors import RunInputError
-from labsite.runs.models import Run
+from labsite.runs.models import Run, RunEventChunk
 from labsite.runs.services import EventBatcher, execute_run, run_claim, run_start, runs_reap_stale
 
 
@@ -41,6 +43,7 @@ def test_batcher_flushes_on_size_and_age_in_order():
 
 
 pytestmark_db = pytest.mark.django_db(transaction=True)
+NAT = scenario_yaml_from_builder(PRESETS["nat"])
 
 
 @pytest.fixture
@@ -50,17 +53,17 @@ def user(db):
 
 @pytest.fixture
 def scenario(db):
-    return Scenario.objects.create(name="s", slug="s", body="flows: 3\npackets_per_flow: 2\n")
+    return Scenario.objects.create(name="s", slug="s", body=NAT)
 
 
 @pytest.mark.parametrize(("mode", "seed", "message"), [
-    ("replay", 1, "mode: expected one of trace, batch, got 'replay'"),
-    ("trace", -1, "seed: expected an integer 0–4294967295, got -1"),
-    ("trace", "7", "seed: expected an integer 0–4294967295, got '7'"),
+    ("replay", 1, "mode: expected one of trace, batch, compare, got 'replay'"),
+    ("trace", -1, "seed: expected an integer 0–9223372036854775807, got -1"),
+    ("trace", "7", "seed: expected an integer 0–9223372036854775807, got '7'"),
 ])
 def test_run_start_rejects_bad_options(scenario, user, mode, seed, message):
     with pytest.raises(RunInputError) as error:
-        run_start(scenario=scenario, user=user, mode=mode, seed=seed)
+        run_start(body=scenario.body, scenario=scenario, user=user, mode=mode, seed=seed)
     assert str(error.value) == message
     assert not Run.objects.exists()
 
@@ -74,45 +77,82 @@ def _execute_and_close(run_id):
         connection.close()
 
 
-@pytestmark_db
-def test_execute_run_streams_ordered_batches_and_stores_results(stack_env, scenario, user):
-    run = Run.objects.create(scenario=scenario, scenario_body=scenario.body, ran_by=user, seed=5)
-
-    async def listen_while_running():
+def _listen_while_running(run_id):
+    async def listen():
         # One event loop for the whole conversation: a channel layer's receive buffer
         # belongs to the loop that created it.
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        await layer.group_add(run_group(run.pk), channel)
-        assert await asyncio.to_thread(_execute_and_close, run.pk) == "succeeded"
+        await layer.group_add(run_group(run_id), channel)
+        status = await asyncio.to_thread(_execute_and_close, run_id)
         messages = []
-        while not (messages and messages[-1]["payload"].get("status") == "succeeded"):
+        while not (messages and messages[-1]["payload"].get("status") == status):
             messages.append(await asyncio.wait_for(layer.receive(channel), 5))
         return messages
 
-    messages = asyncio.run(listen_while_running())
-    kinds = [m["type"] for m in messages]
-    assert kinds[0] == "run.status" and messages[0]["payload"]["status"] == "running"
-    assert set(kinds[1:-1]) == {"run.events"}
-    seqs = [e["seq"] for m in messages[1:-1] for e in m["payload"]["events"]]
-    assert seqs == list(range(3 * 2 * 4))
-    run.refresh_from_db()
-    assert run.status == "succeeded" and run.progress == 1.0 and run.event_count == 24
-    assert run.summary["totals"]["flows"] == 3 and len(run.flows) == 3
-    assert run.trace == [e for m in messages[1:-1] for e in m["payload"]["events"]]
-    # Same body, mode and seed: the same events (the stand-in is deterministic too).
-    again = Run.objects.create(scenario=scenario, scenario_body=scenario.body, seed=5)
-    execute_run(again.pk)
-    again.refresh_from_db()
-    assert again.trace == run.trace and again.flows == run.flows
+    return asyncio.run(listen())
+
+
+def _stored_events(run):
+    return [e for chunk in RunEventChunk.objects.filter(run=run).order_by("first_seq")
+            for e in chunk.events]
 
 
 @pytestmark_db
-def test_batch_mode_stores_summary_without_trace(stack_env, scenario, user):
-    run = Run.objects.create(scenario=scenario, scenario_body=scenario.body, mode="batch")
-    assert execute_run(run.pk) == "succeeded"
+def test_execute_run_stores_and_streams_ordered_batches(stack_env, scenario, user):
+    run = Run.objects.create(scenario=scenario, scenario_body=scenario.body, ran_by=user, seed=5)
+    messages = _listen_while_running(run.pk)
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "run.status" and messages[0]["payload"]["status"] == "running"
+    assert set(kinds[1:-1]) == {"run.events"}
+    sent = [e for m in messages[1:-1] for e in m["payload"]["events"]]
+    assert [e["seq"] for e in sent] == list(range(len(sent))) and len(sent) > 30
     run.refresh_from_db()
-    assert run.trace == [] and run.summary["totals"]["flows"] == 3
+    assert run.status == "succeeded" and run.progress == 1.0 and run.event_count == len(sent)
+    assert _stored_events(run) == sent  # stored exactly as sent, chunk by chunk
+    assert run.summary["symmetric"] == 3 and run.summary["passed"] is True
+    assert [row["verdict"] for row in run.report["rows"]] == ["symmetric"] * 3
+    assert messages[-1]["payload"]["summary"] == run.summary
+    # Same body, mode and seed: the same events.
+    again = Run.objects.create(scenario=scenario, scenario_body=scenario.body, seed=5)
+    execute_run(again.pk)
+    assert _stored_events(again) == sent
+
+
+@pytestmark_db
+def test_a_retried_run_resumes_after_its_stored_events(stack_env, scenario, user):
+    first = Run.objects.create(scenario=scenario, scenario_body=scenario.body, seed=2)
+    execute_run(first.pk)
+    everything = _stored_events(first)
+    # A second run whose dead first attempt had stored events 0–19.
+    run = Run.objects.create(scenario=scenario, scenario_body=scenario.body, seed=2,
+                             status="running", attempts=1,
+                             heartbeat_at=timezone.now() - timedelta(seconds=60))
+    RunEventChunk.objects.create(run=run, first_seq=0, last_seq=19, events=everything[:20])
+    messages = _listen_while_running(run.pk)
+    sent = [e for m in messages if m["type"] == "run.events" for e in m["payload"]["events"]]
+    assert sent == everything[20:]  # nothing sent or stored twice
+    assert _stored_events(run) == everything
+    run.refresh_from_db()
+    assert run.attempts == 2 and run.event_count == len(everything)
+
+
+@pytestmark_db
+def test_batch_and_compare_runs_store_reports_without_events(stack_env, scenario, user):
+    batch = Run.objects.create(scenario=scenario, scenario_body=scenario.body, mode="batch")
+    assert execute_run(batch.pk) == "succeeded"
+    batch.refresh_from_db()
+    assert not RunEventChunk.objects.filter(run=batch).exists() and batch.event_count == 0
+    assert batch.report["summary"]["symmetric"] == 3 and len(batch.report["rows"]) == 3
+    compare = Run.objects.create(scenario=scenario, scenario_body=scenario.body,
+                                 mode="compare", parameters={"vary": {
+                                     "policy": ["nat", "transparent"], "scheme": ["rss"]}})
+    assert execute_run(compare.pk) == "succeeded"
+    compare.refresh_from_db()
+    cells = compare.report["cells"]
+    assert [c["label"] for c in cells] == ["policy=nat", "policy=transparent"]
+    assert cells[0]["symmetric"] == 3 and cells[1]["handed_off"] == 3
+    assert compare.summary == {"mode": "compare", "flows": 3, "cores": 4, "cells": 2}
 
 
 @pytestmark_db
@@ -131,13 +171,28 @@ def test_execute_run_refuses_finished_missing_and_live_runs(stack_env, scenario)
 
 
 @pytestmark_db
-def test_bad_scenario_fails_with_the_field_and_value(stack_env, user):
-    scenario = Scenario.objects.create(name="b", slug="b", body="packets_per_flow: 99")
-    run = Run.objects.create(scenario=scenario, scenario_body=scenario.body)
+@pytest.mark.parametrize(("body", "mode", "error"), [
+    ("schema_version: 1\nname: x\nsystem: {cores: 0}\nservices: []", "trace",
+     "x: 1 problem\n  line 3: system.cores: expected a number >= 1, got 0"),
+    (NAT[:NAT.index("traffic:")] + "traffic: {pcap: {}}\n", "batch",
+     "pcap: expected a capture file uploaded with the run"),
+])
+def test_bad_scenario_fails_with_the_reason(stack_env, body, mode, error):
+    run = Run.objects.create(scenario_body=body, mode=mode, title="x")
     assert execute_run(run.pk) == "failed"
     run.refresh_from_db()
-    assert run.error == "packets_per_flow: expected an integer 1–64, got 99"
+    assert run.error == error
     assert run.finished_at is not None
+
+
+@pytestmark_db
+def test_a_trace_run_over_the_limit_fails_naming_it(stack_env):
+    text = (EXAMPLES_DIR / "heavy-hitters.yaml").read_text()
+    run = Run.objects.create(scenario_body=text, mode="trace")
+    assert execute_run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.error == ("traffic: trace mode runs at most 5,000 flows, this scenario has "
+                         "20,000 (use batch mode for large runs)")
 
 
 @pytestmark_db
@@ -174,13 +229,13 @@ def test_a_reaped_attempt_cannot_overwrite_the_outcome(stack_env, scenario):
 
 
 @pytestmark_db
-def test_viewing_a_run_page_reaps_its_lost_worker(stack_env, client, scenario):
+def test_reading_a_run_reaps_its_lost_worker(stack_env, client, scenario):
     user = User.objects.create_user("viewer")
     client.force_login(user)
     run = Run.objects.create(scenario=scenario, scenario_body="", ran_by=user, status="running",
                              attempts=2, heartbeat_at=timezone.now() - timedelta(seconds=60))
-    page = client.get(f"/runs/{run.pk}/")
-    assert page.status_code == 200
-    assert b"worker lost: no heartbeat from attempt 2" in page.content
+    data = client.get(f"/lab/api/runs/{run.pk}/").json()
+    assert data["status"] == "failed"
+    assert data["error"].startswith("worker lost: no heartbeat from attempt 2")
     run.refresh_from_db()
     assert run.status == "failed"

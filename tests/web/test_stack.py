@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 
-from labsite.lab.models import Scenario
+from labsite.lab.builder import PRESETS
+from labsite.lab.services import lab_compare_submit, lab_run_submit
 from labsite.runs.broadcast import broadcast_events, broadcast_status
-from labsite.runs.models import Run
-from labsite.runs.services import run_start
+from labsite.runs.models import Run, RunEventChunk
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
 
 
-def _scenario(**fields) -> Scenario:
-    body = "\n".join(f"{key}: {value}" for key, value in fields.items())
-    return Scenario.objects.create(name="t", slug=f"t-{time.monotonic_ns()}", body=body)
+def _builder(preset: str = "nat", **changes) -> dict:
+    fields = copy.deepcopy(PRESETS[preset])
+    fields.update(changes)
+    return fields
+
+
+def _generated(count: int, preset: str = "nat") -> dict:
+    return _builder(preset, traffic={"kind": "generated", "count": count,
+                                     "client_prefixes": ["198.51.100.0/24"]})
+
+
+def _submit(user, fields: dict, **data) -> Run:
+    return lab_run_submit(user=user, data={"source": "builder", "builder": fields,
+                                           **data}).run
+
+
+def _stored_seqs(run: Run) -> list[int]:
+    return [e["seq"] for chunk in RunEventChunk.objects.filter(run=run).order_by("first_seq")
+            for e in chunk.events]
 
 
 def _wait_for(predicate, *, timeout: float, what: str):
@@ -46,7 +63,7 @@ async def _collect_until_finished(ws, *, timeout: float) -> list[dict]:
 
 def test_consumer_relays_group_messages_in_order(daphne_url, ws_client, login_cookie):
     user = User.objects.create_user("alice")
-    run = Run.objects.create(scenario=_scenario(), scenario_body="", ran_by=user)
+    run = Run.objects.create(scenario_body="", ran_by=user)
     cookie = login_cookie(user)
 
     async def scenario():
@@ -75,7 +92,7 @@ def test_websocket_refuses_strangers_and_foreign_origins(daphne_url, ws_client, 
     owner, other = User.objects.create_user("owner"), User.objects.create_user("other")
     teacher = User.objects.create_user("teacher")
     teacher.groups.add(Group.objects.get_or_create(name="instructor")[0])
-    run = Run.objects.create(scenario=_scenario(), scenario_body="", ran_by=owner)
+    run = Run.objects.create(scenario_body="", ran_by=owner)
     path = f"/ws/runs/{run.pk}/"
     other_cookie, owner_cookie = login_cookie(other), login_cookie(owner)
     teacher_cookie = login_cookie(teacher)
@@ -96,53 +113,88 @@ def test_websocket_refuses_strangers_and_foreign_origins(daphne_url, ws_client, 
     asyncio.run(scenario())
 
 
-def test_worker_runs_a_scenario_and_streams_it(daphne_url, ws_client, login_cookie, worker):
-    user = User.objects.create_user("bob")
-    scenario = _scenario(cores=4, flows=30, packets_per_flow=4, delay_ms=1)
-    cookie = login_cookie(user)
-    run = Run.objects.create(scenario=scenario, scenario_body=scenario.body, ran_by=user)
+def _watch_run(daphne_url, ws_client, cookie, run_id, *, timeout=60):
+    """Messages of run ``run_id`` from a websocket opened before the run is queued."""
+    from labsite.runs.tasks import run_scenario
 
-    async def scenario_run():
-        # Watch first, then start the run: the page sees everything from event 0.
-        ws = await ws_client.connect(daphne_url, f"/ws/runs/{run.pk}/", cookie=cookie)
+    async def watch():
+        ws = await ws_client.connect(daphne_url, f"/ws/runs/{run_id}/", cookie=cookie)
         assert (await ws.recv())["status"] == "queued"
-        from labsite.runs.tasks import run_scenario
-
-        await asyncio.to_thread(run_scenario.apply_async, args=[run.pk])
-        messages = await _collect_until_finished(ws, timeout=60)
+        await asyncio.to_thread(run_scenario.apply_async, args=[run_id])
+        messages = await _collect_until_finished(ws, timeout=timeout)
         await ws.close()
         return messages
 
-    messages = asyncio.run(scenario_run())
+    return asyncio.run(watch())
+
+
+def _created_unqueued(user, fields, **data) -> Run:
+    """A run stored by the lab's service but not queued (the test queues it itself)."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        run = _submit(user, fields, **data)
+        # Queued by on_commit; take it out again so only the test's apply_async runs it.
+        transaction.get_connection().run_on_commit.clear()
+    return run
+
+
+@pytest.mark.parametrize(("preset", "verdict"), [("nat", "symmetric"),
+                                                  ("transparent", "handed-off")])
+def test_worker_runs_a_preset_and_streams_every_event(daphne_url, ws_client, login_cookie,
+                                                      worker, preset, verdict):
+    user = User.objects.create_user(f"bob-{preset}")
+    run = _created_unqueued(user, _builder(preset), mode="trace")
+    messages = _watch_run(daphne_url, ws_client, login_cookie(user), run.pk)
     statuses = [m["status"] for m in messages if m["type"] == "status"]
     assert statuses == ["running", "succeeded"]
-    seqs = [e["seq"] for m in messages if m["type"] == "events" for e in m["events"]]
-    assert seqs == list(range(30 * 4 * 4))
-    progress = [m["progress"] for m in messages if m["type"] == "events"]
-    assert progress == sorted(progress) and progress[-1] > 0.9
+    events = [e for m in messages if m["type"] == "events" for e in m["events"]]
+    assert [e["seq"] for e in events] == list(range(len(events))) and len(events) > 30
+    assert [e["verdict"] for e in events if e["kind"] == "verdict"] == [verdict] * 3
     final = messages[-1]
-    assert final["progress"] == 1.0 and final["event_count"] == 480
-    assert final["summary"]["totals"]["flows"] == 30
+    assert final["progress"] == 1.0 and final["event_count"] == len(events)
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED and run.attempts == 1
-    assert len(run.flows) == 30 and len(run.trace) == 480
+    assert _stored_seqs(run) == list(range(len(events)))  # every event stored, no gaps
+    assert [row["verdict"] for row in run.report["rows"]] == [verdict] * 3
+    if preset == "nat":
+        assert final["summary"]["symmetric"] == 3 and final["summary"]["passed"]
+    else:
+        assert final["summary"]["handed_off"] == 3 and final["summary"]["handoff_copies"] == 3
+        assert any(e["kind"] == "forwarded" for e in events)
     assert run.started_at <= run.finished_at
 
 
-def test_a_failing_scenario_ends_failed_with_its_reason(worker):
+def test_worker_runs_a_comparison(worker):
+    user = User.objects.create_user("cmp")
+    submitted = lab_compare_submit(user=user, data={
+        "source": "builder", "builder": _generated(500, "transparent"),
+        "vary": {"key": ["microsoft", "symmetric"], "policy": ["nat", "transparent"]}})
+    run = _wait_for(lambda: Run.objects.filter(pk=submitted.run.pk, status__in=Run.FINISHED)
+                    .first(), timeout=60, what="the comparison to finish")
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    cells = {cell["label"]: cell for cell in run.report["cells"]}
+    assert cells["key=microsoft policy=nat"]["symmetric_rate"] == 1.0
+    assert cells["key=microsoft policy=transparent"]["handed_off"] > 0
+    assert cells["key=symmetric policy=nat"]["symmetric_rate"] == 1.0
+    assert {"per-packet", "per-vserver", "per-nic", "per-function"} <= set(cells)
+
+
+def test_a_failing_run_ends_failed_with_its_reason(worker):
     user = User.objects.create_user("carol")
-    bad = run_start(scenario=_scenario(cores=0), user=user)
-    crash = run_start(scenario=_scenario(flows=2, fail_at=5), user=user)
-    for run in (bad, crash):
-        _wait_for(lambda run=run: Run.objects.get(pk=run.pk).is_finished, timeout=30,
-                  what=f"run {run.pk} to finish")
-    bad.refresh_from_db()
-    crash.refresh_from_db()
-    assert bad.status == Run.Status.FAILED
-    assert bad.error == "cores: expected an integer 1–64, got 0"
-    assert crash.status == Run.Status.FAILED
-    assert crash.error == "internal error: RuntimeError: stand-in failure injected at event 5"
-    assert crash.event_count == 5
+    # A stored text the engine refuses (the lab's API would have refused it up front).
+    run = _created_unqueued(user, _builder("nat"), mode="trace")
+    Run.objects.filter(pk=run.pk).update(scenario_body=run.scenario_body.replace(
+        "cores: 4", "cores: 0"))
+    from labsite.runs.tasks import run_scenario
+
+    run_scenario.apply_async(args=[run.pk])
+    _wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=30,
+              what=f"run {run.pk} to finish")
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    assert run.error == ("nat-microsoft-4-cores: 1 problem\n"
+                         "  line 5: system.cores: expected a number >= 1, got 0")
 
 
 def test_killed_worker_run_is_retried_to_completion(start_worker, daphne_url, ws_client,
@@ -150,14 +202,16 @@ def test_killed_worker_run_is_retried_to_completion(start_worker, daphne_url, ws
     user = User.objects.create_user("dave")
     # A solo worker answers no ping while it runs a task: start it before queueing.
     first = start_worker()
-    # 8 flows × 4 packets × 4 events × 25 ms ≈ 3.2 s: long enough to kill it mid-way.
-    run = run_start(scenario=_scenario(flows=8, packets_per_flow=4, delay_ms=25), user=user)
-    _wait_for(lambda: Run.objects.filter(pk=run.pk, status="running", event_count__gt=0)
+    # 300 flows × 10 ms ≈ 3 s: long enough to kill the worker mid-way.
+    run = _submit(user, _generated(300), mode="trace", delay_ms=10)
+    _wait_for(lambda: Run.objects.filter(pk=run.pk, status="running", event_count__gt=500)
               .exists(), timeout=30, what="the first worker to report events")
     first.proc.kill()  # SIGKILL: no chance to acknowledge, reject or clean up
     first.proc.wait(timeout=10)
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING and run.progress < 1.0
+    stored_before = len(_stored_seqs(run))
+    assert stored_before > 0
 
     # A second worker starting after the heartbeat went stale finds the run and retries it.
     time.sleep(float(settings.RUN_STALE_SECONDS) + 0.5)
@@ -167,7 +221,10 @@ def test_killed_worker_run_is_retried_to_completion(start_worker, daphne_url, ws
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error
     assert run.attempts == 2 and run.error == ""
-    assert run.event_count == 8 * 4 * 4 and len(run.flows) == 8
+    seqs = _stored_seqs(run)
+    assert seqs == list(range(len(seqs))) and len(seqs) > stored_before  # resumed, no gap
+    assert run.event_count == len(seqs) and run.report["summary"]["flows"] == 300
+    assert run.summary["symmetric"] == 300
 
     # Anyone watching afterwards sees the finished state, not "running".
     cookie = login_cookie(user)
@@ -184,7 +241,7 @@ def test_killed_worker_run_is_retried_to_completion(start_worker, daphne_url, ws
 def test_status_broadcast_reaches_the_group_from_this_process(daphne_url, ws_client,
                                                               login_cookie):
     user = User.objects.create_user("erin")
-    run = Run.objects.create(scenario=_scenario(), scenario_body="", ran_by=user)
+    run = Run.objects.create(scenario_body="", ran_by=user)
     cookie = login_cookie(user)
 
     async def scenario():
@@ -201,10 +258,9 @@ def test_status_broadcast_reaches_the_group_from_this_process(daphne_url, ws_cli
 
 
 def test_live_stream_keeps_up(daphne_url, ws_client, login_cookie, worker):
-    """5,000 trace events reach a websocket client complete, in order, fast, with low lag."""
+    """5,000+ trace events reach a websocket client complete, in order, fast, with low lag."""
     user = User.objects.create_user("fast")
-    scenario = _scenario(flows=250, packets_per_flow=5)  # 250 × 5 × 4 = 5,000 events
-    run = Run.objects.create(scenario=scenario, scenario_body=scenario.body, ran_by=user)
+    run = _created_unqueued(user, _generated(340), mode="trace")  # ≈ 15 events per flow
     cookie = login_cookie(user)
 
     async def watch():
@@ -226,9 +282,10 @@ def test_live_stream_keeps_up(daphne_url, ws_client, login_cookie, worker):
                 return seqs, lags, now - first_at
 
     seqs, lags, elapsed = asyncio.run(watch())
-    assert seqs == list(range(5000))
+    assert len(seqs) >= 5000 and seqs == list(range(len(seqs)))
     rate = len(seqs) / elapsed
     p95 = sorted(lags)[int(0.95 * len(lags))]
-    print(f"\nlive stream: {rate:,.0f} events/s, lag p95 {p95 * 1000:.1f} ms")
+    print(f"\nlive stream: {len(seqs)} events, {rate:,.0f} events/s, "
+          f"lag p95 {p95 * 1000:.1f} ms")
     assert rate >= 2000
     assert p95 < 0.250

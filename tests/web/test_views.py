@@ -1,20 +1,38 @@
-"""Pages through Django's test client: login required, access rules, bad input → 4xx."""
+"""The lab page and its JSON API through Django's test client: shapes of success and error.
+
+Runs are queued but not executed here (``django_capture_on_commit_callbacks`` without
+executing); test_stack.py runs them on a real worker.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
+
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from engine.examples import EXAMPLES_DIR
+from labsite.lab.builder import PRESETS
 from labsite.lab.models import Scenario
-from labsite.runs.models import Run
+from labsite.runs.models import Run, RunCapture, RunEventChunk
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def scenario():
-    return Scenario.objects.create(name="Demo", slug="demo", body="flows: 2\n")
+TYPO_YAML = """schema_version: 1
+name: typo
+system:
+  cores: 4
+services:
+  - name: web
+    vip: 192.0.2.10
+    vport: 80
+    policy: natt
+    servers: ["10.0.0.1:80"]
+traffic: {generated: {count: 10}}
+"""
 
 
 @pytest.fixture
@@ -24,107 +42,320 @@ def student(client):
     return user
 
 
-@pytest.mark.parametrize("url", ["/", "/runs/1/", "/runs/1/data.json"])
+def _post_json(client, url, data):
+    return client.post(url, json.dumps(data), content_type="application/json")
+
+
+@pytest.mark.parametrize("url", ["/", "/lab/", "/runs/", "/runs/1/"])
 def test_pages_need_login(client, url):
-    response = client.get(url)
-    assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login"))
+    response = client.get(url, follow=url == "/")
+    assert response.redirect_chain[-1][0].startswith(reverse("login")) if url == "/" else (
+        response.status_code == 302 and response["Location"].startswith(reverse("login")))
 
 
-def test_start_needs_login_and_post(client, scenario):
-    url = reverse("runs:start", args=["demo"])
-    assert client.post(url, {"mode": "trace", "seed": 1}).status_code == 302
-    assert not Run.objects.exists()
-    client.force_login(User.objects.create_user("x"))
-    assert client.get(url).status_code == 405
+@pytest.mark.parametrize(("method", "url"), [
+    ("post", "/lab/api/runs/"), ("get", "/lab/api/runs/1/"), ("get", "/lab/api/runs/1/events/"),
+    ("get", "/lab/api/explain/?src=1.2.3.4&dst=5.6.7.8"), ("post", "/lab/api/compare/"),
+])
+def test_api_refuses_strangers_with_json_403(client, method, url):
+    response = getattr(client, method)(url)
+    assert response.status_code == 403
+    assert response.json() == {"errors": [{"field": "login", "line": None,
+                                           "message": "log in to use the lab"}]}
 
 
-def test_login_page_and_login_flow(client):
+def test_login_lands_on_the_lab(client):
     User.objects.create_user("ann", password="pw-for-tests-123")
-    page = client.get(reverse("login"))
-    assert page.status_code == 200 and b'name="username"' in page.content
+    ok = client.post(reverse("login"), {"username": "ann", "password": "pw-for-tests-123"})
+    assert ok.status_code == 302 and ok["Location"] == "/lab/"
+    assert client.get("/").headers["Location"] == "/lab/"
     wrong = client.post(reverse("login"), {"username": "ann", "password": "nope"})
     assert wrong.status_code == 200 and b"didn't match" in wrong.content
-    ok = client.post(reverse("login"), {"username": "ann", "password": "pw-for-tests-123"})
-    assert ok.status_code == 302 and ok["Location"] == reverse("lab:index")
-    assert client.post(reverse("logout")).status_code == 302
 
 
-def test_index_lists_scenarios_and_only_own_runs(client, student, scenario):
-    other = User.objects.create_user("other")
-    Run.objects.create(scenario=scenario, scenario_body="", ran_by=student)
-    Run.objects.create(scenario=scenario, scenario_body="", ran_by=other)
-    page = client.get("/")
+def test_workbench_context(client, student):
+    page = client.get("/lab/")
     assert page.status_code == 200
-    assert b"Demo" in page.content
-    assert len(page.context["runs"]) == 1
-
-
-def test_start_run_redirects_to_the_run_page(client, student, scenario,
-                                             django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = client.post(reverse("runs:start", args=["demo"]),
-                               {"mode": "batch", "seed": "42"})
-    run = Run.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
-    assert (run.mode, run.seed, run.ran_by, run.status) == ("batch", 42, student, "queued")
-    assert run.scenario_body == scenario.body
-    assert len(callbacks) == 1  # the task is queued only once the row is committed
-    page = client.get(response["Location"])
-    assert page.status_code == 200 and b'data-ws-path="/ws/runs/' in page.content
+    context = page.context
+    assert set(context["presets_json"]) == {"nat", "usip", "transparent"}
+    nat = context["presets_json"]["nat"]
+    assert nat["key"] == "microsoft" and nat["cores"] == 4 and nat["hash_bits"] == 7
+    assert nat["traffic"]["flows"][0]["client"] == "66.9.149.187:2794"
+    assert nat["service"]["vip"] == "161.142.100.80" and nat["service"]["vport"] == 1766
+    names = [e["name"] for e in context["examples"]]
+    assert "nat-microsoft" in names and "pcap-replay" in names
+    assert context["limits_json"]["trace_max_flows"] == 5000
+    assert context["limits_json"]["pcap_max_bytes"] == 2 * 1024 * 1024
+    assert context["run_json"] is None
+    assert context["defaults_json"]["policy"] == "nat"
     assert b"vendor/plotly.min.js" in page.content
+    # The context reaches the page as JSON a script can read.
+    assert b'id="lab-presets"' in page.content
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"mode": "replay", "seed": "1"}, b"Select a valid choice"),
-    ({"mode": "trace", "seed": "abc"}, b"Enter a whole number"),
-    ({"mode": "trace", "seed": "-3"}, b"greater than or equal to 0"),
-    ({"mode": "trace", "seed": str(2**40)}, b"less than or equal to 4294967295"),
-    ({}, b"This field is required"),
-])
-def test_bad_start_input_is_a_400_with_the_reason(client, student, scenario, data, message):
-    response = client.post(reverse("runs:start", args=["demo"]), data)
-    assert response.status_code == 400
-    assert message in response.content
+def test_workbench_opens_own_runs_only(client, student):
+    run = Run.objects.create(scenario_body="x", ran_by=student, title="mine")
+    other = Run.objects.create(scenario_body="x", ran_by=User.objects.create_user("o"))
+    page = client.get(f"/lab/?run={run.pk}")
+    assert page.context["run_json"]["run"] == run.pk
+    assert client.get(f"/lab/?run={other.pk}").status_code == 404
+    assert client.get("/lab/?run=abc").status_code == 404
+
+
+def test_submit_builder_run(client, student, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = _post_json(client, "/lab/api/runs/", {
+            "source": "builder", "builder": PRESETS["nat"], "mode": "trace", "seed": 5})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    run = Run.objects.get()
+    assert body == {"run": run.pk, "ws": f"/ws/runs/{run.pk}/", "mode": "trace",
+                    "status_url": f"/lab/api/runs/{run.pk}/",
+                    "events_url": f"/lab/api/runs/{run.pk}/events/",
+                    "scenario_yaml": run.scenario_body, "flows": 3}
+    assert "policy: nat" in run.scenario_body
+    assert (run.mode, run.seed, run.ran_by, run.status, run.scenario) == (
+        "trace", 5, student, "queued", None)
+    assert run.parameters == {"source": "builder"}
+    assert len(callbacks) == 1  # queued once the row is committed
+
+
+def test_submit_builder_as_multipart_form_with_a_pcap(client, student, data_dir,
+                                                      django_capture_on_commit_callbacks):
+    fields = copy.deepcopy(PRESETS["nat"])
+    fields["traffic"] = {"kind": "pcap"}
+    capture = (EXAMPLES_DIR / "replay.pcap").read_bytes()
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/lab/api/runs/", {
+            "source": "builder", "builder": json.dumps(fields), "mode": "batch",
+            "pcap": SimpleUploadedFile("replay.pcap", capture)})
+    assert response.status_code == 201, response.content
+    assert response.json()["flows"] == 4
+    stored = RunCapture.objects.get()
+    assert bytes(stored.data) == capture and stored.name == "replay.pcap"
+    assert stored.packets == 32
+
+
+def test_submit_yaml_and_example(client, student, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        text = (EXAMPLES_DIR / "usip-microsoft.yaml").read_text()
+        typed = _post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text,
+                                                      "mode": "batch"})
+        example = _post_json(client, "/lab/api/runs/", {"source": "example",
+                                                        "example": "pcap-replay",
+                                                        "mode": "trace"})
+    assert typed.status_code == 201 and typed.json()["flows"] == 5000
+    assert example.status_code == 201, example.content
+    assert example.json()["flows"] == 4  # its replay.pcap resolved in engine/examples
+    run = Run.objects.get(pk=example.json()["run"])
+    assert run.scenario.example == "pcap-replay" and run.seed == 9  # the file's seed
+
+
+def _errors(response, status=400):
+    assert response.status_code == status, response.content
+    return response.json()["errors"]
+
+
+def test_yaml_problems_keep_lines_and_key_paths(client, student):
+    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "yaml",
+                                                           "scenario": TYPO_YAML}))
+    assert errors == [{"field": "services[0].policy", "line": 9,
+                       "message": "expected one of nat, usip, transparent, got 'natt'"}]
     assert not Run.objects.exists()
 
 
-def test_unknown_scenario_and_run_are_404_not_500(client, student):
-    assert client.post(reverse("runs:start", args=["nope"]), {"mode": "trace",
-                                                              "seed": 1}).status_code == 404
-    assert client.get("/runs/999999/").status_code == 404
-    assert client.get("/runs/abc/").status_code == 404
+def test_builder_problems_name_builder_fields(client, student):
+    fields = copy.deepcopy(PRESETS["nat"])
+    fields.update(cores=0, key="zz")
+    fields["service"]["vip"] = "not-an-ip"
+    fields["traffic"]["flows"][1]["client"] = "1.2.3.4"
+    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "builder",
+                                                           "builder": fields}))
+    assert {e["field"] for e in errors} == {"cores", "key", "service.vip",
+                                            "traffic.flows[1].client"}
+    assert all(e["line"] is None and e["message"] for e in errors)
+    unknown = _errors(_post_json(client, "/lab/api/runs/", {
+        "source": "builder", "builder": {"cors": 4, "traffic": {"kind": "magic"}}}))
+    assert unknown == [{"field": "cors", "line": None, "message": unknown[0]["message"]}]
+    assert "expected one of" in unknown[0]["message"]
 
 
-def test_runs_of_others_are_hidden_from_students_not_instructors(client, student, scenario):
-    owner = User.objects.create_user("owner")
-    run = Run.objects.create(scenario=scenario, scenario_body="", ran_by=owner,
-                             status="succeeded", summary={"totals": {"flows": 2}},
-                             flows=[{"flow": 0}], trace=[{"seq": 0}])
+@pytest.mark.parametrize(("content", "message"), [
+    (b"this is not a capture", "pcap: expected a pcap or pcapng file"),
+    (b"", "pcap: expected a pcap or pcapng file"),
+])
+def test_a_bad_pcap_is_refused_before_queueing(client, student, content, message):
+    fields = copy.deepcopy(PRESETS["nat"])
+    fields["traffic"] = {"kind": "pcap"}
+    errors = _errors(client.post("/lab/api/runs/", {
+        "source": "builder", "builder": json.dumps(fields),
+        "pcap": SimpleUploadedFile("x.pcap", content)}))
+    assert [e["field"] for e in errors] == ["pcap"]
+    assert errors[0]["message"].startswith(message)
+    assert not Run.objects.exists()
+
+
+def test_pcap_size_limit_and_missing_capture(client, student, settings):
+    settings.LAB_PCAP_MAX_BYTES = 100
+    fields = copy.deepcopy(PRESETS["nat"])
+    fields["traffic"] = {"kind": "pcap"}
+    capture = (EXAMPLES_DIR / "replay.pcap").read_bytes()
+    errors = _errors(client.post("/lab/api/runs/", {
+        "source": "builder", "builder": json.dumps(fields),
+        "pcap": SimpleUploadedFile("big.pcap", capture)}))
+    assert errors[0]["field"] == "pcap"
+    assert errors[0]["message"] == (f"expected a capture of at most 100 bytes, got "
+                                    f"{len(capture):,}")
+    missing = _errors(_post_json(client, "/lab/api/runs/", {"source": "builder",
+                                                            "builder": fields}))
+    assert missing[0]["field"] == "pcap" and "upload a pcap" in missing[0]["message"]
+
+
+def test_typed_scenarios_cannot_read_server_files(client, student):
+    text = TYPO_YAML.replace("natt", "nat").replace(
+        "traffic: {generated: {count: 10}}", "traffic: {pcap: {path: /etc/passwd}}")
+    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text}))
+    assert errors[0]["field"] == "traffic.pcap.path"
+    assert "reads no files on the server" in errors[0]["message"]
+
+
+def test_run_size_limits_name_the_limit(client, student):
+    text = (EXAMPLES_DIR / "heavy-hitters.yaml").read_text()  # 20,000 flows
+    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text,
+                                                           "mode": "trace"}))
+    assert errors == [{"field": "traffic", "line": None,
+                       "message": "trace mode runs at most 5,000 flows, this scenario has "
+                                  "20,000 (use batch mode for large runs)"}]
+
+
+@pytest.mark.parametrize(("data", "field", "message"), [
+    ({"source": "magic"}, "source", "expected one of builder, yaml, example, got 'magic'"),
+    ({"source": "example", "mode": "replay"}, "mode",
+     "expected one of trace, batch, got 'replay'"),
+    ({"source": "example", "example": "nope"}, "example", "expected one of "),
+    ({"source": "yaml", "scenario": ""}, "scenario", "expected the scenario's YAML text"),
+    ({"source": "builder", "builder": PRESETS["nat"], "seed": "abc"}, "seed",
+     "expected an integer 0–"),
+    ({"source": "builder", "builder": PRESETS["nat"], "mode": "batch", "delay_ms": 5},
+     "delay_ms", "slow motion is for trace runs only"),
+    ({"source": "builder", "builder": "{not json"}, "builder", "expected JSON"),
+])
+def test_bad_fields_are_400s_naming_the_field(client, student, data, field, message):
+    errors = _errors(_post_json(client, "/lab/api/runs/", data))
+    assert errors[0]["field"] == field and errors[0]["message"].startswith(message)
+
+
+def test_a_broken_json_body_is_a_400(client, student):
+    response = client.post("/lab/api/runs/", "{", content_type="application/json")
+    assert _errors(response)[0]["field"] == "body"
+    assert client.get("/lab/api/runs/").status_code == 405
+
+
+def test_run_status_and_events(client, student):
+    run = Run.objects.create(scenario_body="name: x", ran_by=student, mode="trace",
+                             status="running", event_count=450)
+    for first in range(0, 450, 200):
+        last = min(first + 199, 449)
+        RunEventChunk.objects.create(run=run, first_seq=first, last_seq=last,
+                                     events=[{"seq": s, "kind": "hashed"}
+                                             for s in range(first, last + 1)])
+    status = client.get(f"/lab/api/runs/{run.pk}/").json()
+    assert status["status"] == "running" and status["report"] is None
+    assert status["event_count"] == 450 and status["scenario_yaml"] == "name: x"
+    assert {"run", "status", "progress", "error", "mode", "scenario_yaml", "report",
+            "event_count"} <= set(status)
+
+    page = client.get(f"/lab/api/runs/{run.pk}/events/?after=150&limit=100").json()
+    assert [e["seq"] for e in page["events"]] == list(range(151, 251))
+    assert page["next_after"] == 250 and page["complete"] is False
+    rest = client.get(f"/lab/api/runs/{run.pk}/events/?after=250").json()
+    assert [e["seq"] for e in rest["events"]] == list(range(251, 450))
+    assert rest["complete"] is False  # still running: more may come
+    Run.objects.filter(pk=run.pk).update(status="succeeded", report={"passed": True})
+    done = client.get(f"/lab/api/runs/{run.pk}/events/?after=449").json()
+    assert done == {"events": [], "next_after": None, "complete": True}
+    everything = client.get(f"/lab/api/runs/{run.pk}/events/").json()
+    assert [e["seq"] for e in everything["events"]] == list(range(450))
+    assert everything["complete"] is True
+    assert client.get(f"/lab/api/runs/{run.pk}/").json()["report"] == {"passed": True}
+    for query, field in (("limit=0", "limit"), ("limit=5001", "limit"), ("after=x", "after")):
+        assert _errors(client.get(f"/lab/api/runs/{run.pk}/events/?{query}"))[0]["field"] \
+            == field
+
+
+def test_runs_of_others_are_404_for_students_not_instructors(client, student):
+    run = Run.objects.create(scenario_body="", ran_by=User.objects.create_user("owner"))
+    assert _errors(client.get(f"/lab/api/runs/{run.pk}/"), 404)[0]["field"] == "run"
+    assert client.get(f"/lab/api/runs/{run.pk}/events/").status_code == 404
     assert client.get(f"/runs/{run.pk}/").status_code == 404
-    assert client.get(f"/runs/{run.pk}/data.json").status_code == 404
     teacher = User.objects.create_user("teacher")
     teacher.groups.add(Group.objects.get_or_create(name="instructor")[0])
     client.force_login(teacher)
-    data = client.get(f"/runs/{run.pk}/data.json").json()
-    assert data == {"type": "status", "run": run.pk, "status": "succeeded", "progress": 0.0,
-                    "event_count": 0, "error": "", "summary": {"totals": {"flows": 2}},
-                    "flows": [{"flow": 0}], "trace": [{"seq": 0}]}
+    assert client.get(f"/lab/api/runs/{run.pk}/").json()["run"] == run.pk
+    assert client.get(f"/runs/{run.pk}/")["Location"] == f"/lab/?run={run.pk}"
+    assert client.get("/runs/").context["runs"][0] == run
 
 
-def test_scenario_body_must_parse(scenario):
+def test_explain_is_the_published_hash_bit_by_bit(client, student):
+    data = client.get("/lab/api/explain/", {"src": "66.9.149.187", "dst": "161.142.100.80",
+                                            "sport": "2794", "dport": "1766"}).json()
+    assert data["hash"] == "0x51ccc178"
+    assert (data["bucket"], data["core"]) == (0x78, 0x78 % 4)
+    assert data["input_hex"] == "420995bba18e64500aea06e6"
+    assert data["key_hex"].startswith("6d5a56da255b0ec2")
+    assert data["steps"][-1]["running"] == "0x51ccc178"
+    assert all(step["window"].startswith("0x") for step in data["steps"])
+    two = client.get("/lab/api/explain/", {"src": "66.9.149.187", "dst": "161.142.100.80",
+                                           "hash_bits": "3", "cores": "2"}).json()
+    assert two["hash"] == "0x323e8fc2" and two["bucket"] == 2 and two["core"] == 0
+
+
+@pytest.mark.parametrize(("query", "fields"), [
+    ({}, ["src", "dst"]),
+    ({"src": "1.2.3.4", "dst": "5.6.7.8", "sport": "1"}, ["dport"]),
+    ({"src": "1.2.3.4", "dst": "::1"}, ["dst"]),
+    ({"src": "1.2.3.4", "dst": "5.6.7.8", "key": "zz"}, ["key"]),
+    ({"src": "1.2.3.4", "dst": "5.6.7.8", "hash_bits": "9"}, ["hash_bits"]),
+    ({"src": "x", "dst": "5.6.7.8"}, ["src"]),
+    ({"src": "1.2.3.4", "dst": "5.6.7.8", "sport": "70000", "dport": "1"}, ["sport"]),
+])
+def test_explain_errors_name_the_parameter(client, student, query, fields):
+    assert [e["field"] for e in _errors(client.get("/lab/api/explain/", query))] == fields
+
+
+def test_compare_submit(client, student, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _post_json(client, "/lab/api/compare/", {
+            "source": "example", "example": "nat-microsoft",
+            "vary": {"key": ["microsoft", "symmetric"], "policy": ["nat", "transparent"]}})
+    assert response.status_code == 201, response.content
+    run = Run.objects.get(pk=response.json()["run"])
+    assert run.mode == "compare"
+    assert run.parameters["vary"] == {"key": ["microsoft", "symmetric"],
+                                      "policy": ["nat", "transparent"]}
+    bad = _errors(_post_json(client, "/lab/api/compare/", {
+        "source": "example", "example": "nat-microsoft", "vary": {"policy": ["natt"]}}))
+    assert bad[0]["field"] == "vary.policy" and "got 'natt'" in bad[0]["message"]
+    empty = _errors(_post_json(client, "/lab/api/compare/", {
+        "source": "example", "example": "nat-microsoft"}))
+    assert empty[0]["field"] == "vary"
+
+
+def test_admin_lists_runs_and_scenarios_for_staff(admin_client):
+    scenario = Scenario.objects.create(name="Demo", slug="demo", body="a: 1")
+    run = Run.objects.create(scenario=scenario, scenario_body="")
+    RunEventChunk.objects.create(run=run, first_seq=0, last_seq=0, events=[{"seq": 0}])
+    for url in ("/admin/runs/run/", "/admin/lab/scenario/", "/admin/lab/scenario/add/",
+                "/admin/runs/runeventchunk/", "/admin/runs/runcapture/"):
+        assert admin_client.get(url).status_code == 200, url
+
+
+def test_scenario_body_must_parse():
     from django.core.exceptions import ValidationError
 
-    scenario.body = "flows: [1, 2"
+    scenario = Scenario(name="b", slug="b", body="flows: [1, 2")
     with pytest.raises(ValidationError, match="body: expected YAML or JSON"):
         scenario.full_clean()
-
-
-def test_admin_lists_runs_and_scenarios_for_staff(admin_client, scenario):
-    Run.objects.create(scenario=scenario, scenario_body="")
-    assert admin_client.get("/admin/runs/run/").status_code == 200
-    assert admin_client.get("/admin/lab/scenario/").status_code == 200
-    assert admin_client.get("/admin/lab/scenario/add/").status_code == 200
 
 
 def test_demo_data_is_idempotent_and_prints_passwords_once():
@@ -137,16 +368,23 @@ def test_demo_data_is_idempotent_and_prints_passwords_once():
     assert instructor.check_password(next(c.password for c in first if c.role == "instructor"))
     assert instructor.has_perm("lab.change_scenario")
     examples = example_scenarios()
-    assert examples and all(e["name"] and e["body"] for e in examples)
-    assert Scenario.objects.count() == len(examples)
+    assert examples and all(e["name"] and e["body"] and e["example"] for e in examples)
+    assert Scenario.objects.exclude(example="").count() == len(examples)
     assert demo_data_ensure() == []
     assert Scenario.objects.count() == len(examples)
 
 
-def test_scenarios_load_keeps_edited_scenarios():
-    from labsite.lab.services import BUILTIN_SCENARIOS, scenarios_load
+def test_scenarios_load_keeps_edited_scenarios_and_marks_examples():
+    from labsite.lab.services import example_scenarios, scenarios_load
 
-    assert len(scenarios_load(BUILTIN_SCENARIOS)) == 1
-    Scenario.objects.update(body="edited: true")
-    assert scenarios_load(BUILTIN_SCENARIOS) == []
-    assert Scenario.objects.get().body == "edited: true"
+    nat = next(e for e in example_scenarios() if e["example"] == "nat-microsoft")
+    Scenario.objects.create(name=nat["name"], slug=nat["slug"], body="edited: true")
+    assert scenarios_load([nat]) == []
+    stored = Scenario.objects.get()
+    assert stored.body == "edited: true" and stored.example == "nat-microsoft"
+
+
+def test_an_oversized_body_is_a_400_not_a_500(client, student, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = _post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": "x" * 2000})
+    assert _errors(response)[0]["field"] == "body"

@@ -1,0 +1,228 @@
+// The BUILD form ↔ the builder fields of the API (see labsite/lab/builder.py): reading the form
+// into one JSON object, filling it from a preset, and showing field errors next to the fields.
+
+const KEY_HEX_RE = /^[0-9a-fA-F]{16,}$/;
+
+function num(value, fallback = null) {
+  if (value === "" || value === null || value === undefined) { return fallback; }
+  const n = Number(value);
+  return Number.isFinite(n) ? n : value;   // a non-number goes through: the server names it
+}
+
+function lines(text) { return String(text || "").split(/[\n,]+/).map((s) => s.trim()).filter(Boolean); }
+
+export class Builder {
+  constructor(form, defaults) {
+    this.form = form;
+    this.defaults = defaults || {};
+    this.flowRows = form.querySelector("#flow-rows");
+    this.serviceName = (this.defaults.service && this.defaults.service.name) || "web";
+    form.querySelector("#add-flow").addEventListener("click", () => this.addFlow({}));
+    form.addEventListener("change", (e) => this.sync(e.target));
+    this.flowRows.addEventListener("click", (e) => {
+      const b = e.target.closest("button.remove-flow");
+      if (b && this.flowRows.children.length > 1) { b.closest("tr").remove(); this.renumber(); }
+    });
+  }
+
+  field(name) { return this.form.elements.namedItem(name); }
+
+  sync() {
+    const f = this.form;
+    const keyKind = this.field("key_kind").value;
+    f.querySelector(".key-random").hidden = keyKind !== "random";
+    f.querySelector(".key-hex").hidden = keyKind !== "hex";
+    f.querySelector(".table-custom").hidden = this.field("table_kind").value !== "custom";
+    if (this.field("table_kind").value === "custom" && !this.field("table_custom").value.trim()) {
+      const cores = Number(this.field("cores").value) || 1;
+      const size = 2 ** (Number(this.field("hash_bits").value) || 7);
+      this.field("table_custom").value = Array.from({ length: size }, (_, b) => b % cores).join(",");
+    }
+    const kind = f.querySelector("input[name='traffic.kind']:checked").value;
+    f.querySelector(".traffic-flows").hidden = kind !== "flows";
+    f.querySelector(".traffic-generated").hidden = kind !== "generated";
+    f.querySelector(".traffic-pcap").hidden = kind !== "pcap";
+  }
+
+  addFlow(flow) {
+    const tr = document.createElement("tr");
+    const to = flow.server ? flow.server : (flow.service || this.serviceName);
+    tr.innerHTML = `
+      <td><select data-key="proto" aria-label="protocol"><option>tcp</option><option>udp</option></select></td>
+      <td><input data-key="client" aria-label="client ip:port" spellcheck="false" size="20"></td>
+      <td><input data-key="to" aria-label="service name or server ip:port" spellcheck="false" size="12"></td>
+      <td><input data-key="request_bytes" type="number" min="0" aria-label="request bytes" size="5"></td>
+      <td><input data-key="response_bytes" type="number" min="0" aria-label="response bytes" size="5"></td>
+      <td><button type="button" class="remove-flow" aria-label="remove this flow">✕</button></td>`;
+    tr.querySelector("[data-key=proto]").value = flow.proto || "tcp";
+    tr.querySelector("[data-key=client]").value = flow.client || "198.51.100.7:40000";
+    tr.querySelector("[data-key=to]").value = to;
+    tr.querySelector("[data-key=request_bytes]").value = flow.request_bytes ?? 100;
+    tr.querySelector("[data-key=response_bytes]").value = flow.response_bytes ?? 1000;
+    this.flowRows.appendChild(tr);
+    this.renumber();
+  }
+
+  renumber() {
+    [...this.flowRows.children].forEach((tr, i) => {
+      tr.querySelectorAll("[data-key]").forEach((input) => {
+        const key = input.dataset.key === "to" ? "service" : input.dataset.key;
+        input.name = `traffic.flows[${i}].${key}`;
+        input.id = `flow-${i}-${input.dataset.key}`;
+      });
+    });
+  }
+
+  /** Fill the form from builder fields (a preset or the defaults). */
+  load(fields) {
+    const v = { ...this.defaults, ...fields };
+    const set = (name, value) => { const el = this.field(name); if (el && value !== undefined && value !== null) { el.value = value; } };
+    ["cores", "ips_per_core", "hash_bits", "tables_per_ip", "transform", "fragments", "strategy", "handoff"]
+      .forEach((k) => set(k, v[k]));
+    const key = String(v.key || "microsoft");
+    if (key === "microsoft" || key === "symmetric") { set("key_kind", key); } else if (key.startsWith("random:")) {
+      set("key_kind", "random"); set("key_seed", key.slice(7));
+    } else { set("key_kind", "hex"); set("key_hex", key); }
+    if (Array.isArray(v.table)) { set("table_kind", "custom"); set("table_custom", v.table.join(",")); } else {
+      set("table_kind", "round-robin"); set("table_custom", "");
+    }
+    const policy = this.form.querySelector(`input[name=policy][value="${v.policy || "nat"}"]`);
+    if (policy) { policy.checked = true; }
+    this.field("wrong_direction").checked = Boolean(v.wrong_direction);
+    const s = v.service || {};
+    this.serviceName = s.name || this.serviceName;
+    set("service.vip", s.vip); set("service.vport", s.vport); set("service.proto", s.proto);
+    this.field("service.mtu").value = s.mtu ?? "";
+    set("service.response_bytes", s.response_bytes);
+    this.field("service.assemble_flag").checked = Boolean(s.assemble_flag);
+    if (Array.isArray(s.servers)) { this.field("service.servers").value = s.servers.join("\n"); }
+    const t = v.traffic || { kind: "flows", flows: [{}] };
+    const radio = this.form.querySelector(`input[name='traffic.kind'][value="${t.kind}"]`);
+    if (radio) { radio.checked = true; }
+    this.flowRows.textContent = "";
+    const flows = t.kind === "flows" && Array.isArray(t.flows) && t.flows.length ? t.flows : [{}];
+    flows.forEach((f) => this.addFlow(f));
+    if (t.kind === "generated") {
+      set("traffic.count", t.count); set("traffic.seed", t.seed);
+      this.field("traffic.zipf").value = t.zipf ?? "";
+      if (Array.isArray(t.client_prefixes)) { this.field("traffic.client_prefixes").value = t.client_prefixes.join("\n"); }
+    }
+    this.name = v.name;
+    this.sync();
+  }
+
+  key() {
+    const kind = this.field("key_kind").value;
+    if (kind === "random") { return `random:${this.field("key_seed").value || 0}`; }
+    if (kind === "hex") { return this.field("key_hex").value.trim().replace(/^0x/i, "").replace(/[\s:]/g, ""); }
+    return kind;
+  }
+
+  /** The builder fields the API takes. */
+  read() {
+    const g = (name) => this.field(name).value;
+    const tableKind = g("table_kind");
+    const fields = {
+      cores: num(g("cores")), ips_per_core: num(g("ips_per_core")), key: this.key(),
+      hash_bits: num(g("hash_bits")),
+      table: tableKind === "custom" ? lines(g("table_custom")).map((x) => num(x)) : "round-robin",
+      transform: g("transform"), fragments: g("fragments"),
+      policy: this.form.querySelector("input[name=policy]:checked").value,
+      strategy: g("strategy"), tables_per_ip: num(g("tables_per_ip")),
+      wrong_direction: this.field("wrong_direction").checked, handoff: g("handoff"),
+      service: { name: this.serviceName, vip: g("service.vip").trim(), vport: num(g("service.vport")),
+        proto: g("service.proto"), servers: lines(g("service.servers")), mtu: num(g("service.mtu")),
+        response_bytes: num(g("service.response_bytes")),
+        assemble_flag: this.field("service.assemble_flag").checked },
+    };
+    if (this.name) { fields.name = this.name; }
+    const kind = this.form.querySelector("input[name='traffic.kind']:checked").value;
+    if (kind === "flows") {
+      fields.traffic = { kind, flows: [...this.flowRows.children].map((tr) => {
+        const val = (k) => tr.querySelector(`[data-key=${k}]`).value.trim();
+        const to = val("to");
+        const flow = { client: val("client"), proto: val("proto"),
+          request_bytes: num(val("request_bytes")), response_bytes: num(val("response_bytes")) };
+        if (/^[\d.]+:\d+$|^\[.*\]:\d+$/.test(to)) { flow.server = to; } else { flow.service = to || this.serviceName; }
+        return flow;
+      }) };
+    } else if (kind === "generated") {
+      fields.traffic = { kind, count: num(g("traffic.count")), client_prefixes: lines(g("traffic.client_prefixes")),
+        zipf: num(g("traffic.zipf")), seed: num(g("traffic.seed")) };
+    } else {
+      fields.traffic = { kind: "pcap" };
+    }
+    return fields;
+  }
+
+  pcapFile() {
+    const kind = this.form.querySelector("input[name='traffic.kind']:checked").value;
+    const input = this.form.querySelector("#pcap-file");
+    return kind === "pcap" && input.files.length ? input.files[0] : null;
+  }
+
+  hasKeyHex() { return KEY_HEX_RE.test(this.key()); }
+}
+
+/** Put each error next to the field it names (or its nearest named ancestor); list them all. */
+export function showErrors(root, summary, errors) {
+  clearErrors(root, summary);
+  const list = summary.querySelector("ul");
+  for (const e of errors) {
+    const field = e.field || "";
+    const where = field ? `${field}${e.line ? ` (line ${e.line})` : ""}` : (e.line ? `line ${e.line}` : "");
+    const li = document.createElement("li");
+    li.textContent = where ? `${where}: ${e.message}` : e.message;
+    const target = fieldTarget(root, field);
+    if (target) {
+      const span = document.createElement("span");
+      span.className = "field-error-msg";
+      span.textContent = (e.line ? `line ${e.line}: ` : "") + e.message;
+      target.holder.appendChild(span);
+      target.holder.hidden = false;
+      if (target.input) { target.input.setAttribute("aria-invalid", "true"); }
+      const link = document.createElement("a");
+      link.href = "#";
+      link.textContent = li.textContent;
+      link.addEventListener("click", (ev) => { ev.preventDefault(); (target.input || target.holder).focus(); });
+      li.textContent = "";
+      li.appendChild(link);
+    }
+    list.appendChild(li);
+  }
+  summary.hidden = errors.length === 0;
+}
+
+export function clearErrors(root, summary) {
+  root.querySelectorAll(".field-error-msg, .field-error-inline").forEach((n) => n.remove());
+  root.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+  summary.querySelector("ul").textContent = "";
+  summary.hidden = true;
+}
+
+function fieldTarget(root, field) {
+  if (!field) { return null; }
+  const input = root.querySelector(`[name="${CSS.escape(field)}"]`);
+  if (input) {
+    let holder = root.querySelector(`.field-error[data-error-for="${CSS.escape(field)}"]`);
+    if (!holder) {
+      holder = document.createElement("span");
+      holder.className = "field-error field-error-inline";
+      holder.dataset.errorFor = field;
+      const anchor = input.closest("label") || input;
+      anchor.after(holder);
+    }
+    holder.id = holder.id || `err-${field.replace(/[^\w-]/g, "_")}`;
+    input.setAttribute("aria-describedby", holder.id);
+    return { holder, input };
+  }
+  // Longest named prefix: "service.servers[0]" → "service", "system.nic.key" → "key" is mapped
+  // by the server already; "traffic.count" → "traffic".
+  const parts = field.split(/[.[\]]+/).filter(Boolean);
+  for (let n = parts.length; n > 0; n--) {
+    const prefix = parts.slice(0, n).join(".");
+    const holder = root.querySelector(`.field-error[data-error-for="${CSS.escape(prefix)}"]`);
+    if (holder) { return { holder, input: null }; }
+  }
+  return null;
+}

@@ -1,0 +1,237 @@
+// The WATCH diagram: client → NIC (Toeplitz → bucket → table → core) → one box per core
+// (packet engine, sessions, port-table gauge) → server, and back. One event is "current";
+// its packet travels along the matching edge (or, with prefers-reduced-motion, the boxes it
+// touches light up instead).
+import { VERDICT_MARK, coreOf, hex32 } from "./describe.js";
+
+export const OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
+  "#CC79A7", "#000000"];
+// Text colour readable on each of the colours above.
+const INK = ["#000", "#000", "#fff", "#000", "#fff", "#fff", "#000", "#fff"];
+
+export function coreColour(core) { return OKABE_ITO[core % OKABE_ITO.length]; }
+export function coreInk(core) { return INK[core % INK.length]; }
+/** Cores 8–15 reuse the colours with stripes, 16+ with dots (and always their number). */
+export function corePattern(core) { return ["", "stripes", "dots", "cross"][Math.floor(core / 8) % 4]; }
+
+const NS = "http://www.w3.org/2000/svg";
+const W = 960;
+const PER_ROW = 16;
+
+function el(name, attrs = {}, text) {
+  const node = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) { node.setAttribute(k, v); }
+  if (text !== undefined) { node.textContent = text; }
+  return node;
+}
+
+export class Diagram {
+  constructor(root, { onPacketClick }) {
+    this.root = root;
+    this.onPacketClick = onPacketClick;
+    this.cores = 0;
+    this.reduced = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    this.duration = 600;
+  }
+
+  build(cores) {
+    this.cores = cores;
+    const rows = Math.max(1, Math.ceil(cores / PER_ROW));
+    const perRow = Math.min(cores, PER_ROW);
+    const gap = 8;
+    const boxW = Math.min(140, (W - 40 - gap * (perRow - 1)) / perRow);
+    const boxH = 92;
+    const coreTop = 190;
+    const height = coreTop + rows * (boxH + 14) + 70;
+    const svg = el("svg", { viewBox: `0 0 ${W} ${height}`, role: "img",
+      "aria-labelledby": "diagram-title diagram-desc", class: "diagram-svg" });
+    svg.appendChild(el("title", { id: "diagram-title" }, "Packet path"));
+    svg.appendChild(el("desc", { id: "diagram-desc" },
+      `Client, NIC with RSS, ${cores} cores each with a packet engine, and the servers.`));
+    const defs = el("defs");
+    defs.innerHTML = `
+      <pattern id="pat-stripes" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
+        <rect width="3" height="6" fill="rgba(255,255,255,.55)"/></pattern>
+      <pattern id="pat-dots" width="6" height="6" patternUnits="userSpaceOnUse">
+        <circle cx="3" cy="3" r="1.4" fill="rgba(255,255,255,.7)"/></pattern>
+      <pattern id="pat-cross" width="6" height="6" patternUnits="userSpaceOnUse">
+        <path d="M0 0L6 6M6 0L0 6" stroke="rgba(255,255,255,.6)"/></pattern>
+      <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+        <path d="M0 0L10 5L0 10z" fill="#333"/></marker>
+      <marker id="arrow-hand" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse">
+        <path d="M0 0L10 5L0 10z" fill="#D55E00"/></marker>`;
+    svg.appendChild(defs);
+
+    // Boxes: client, NIC, server.
+    this.pos = {};
+    const box = (id, x, y, w, h, title) => {
+      const g = el("g", { class: "node", id: `d-${id}` });
+      g.appendChild(el("rect", { x, y, width: w, height: h, rx: 6, class: "node-box" }));
+      g.appendChild(el("text", { x: x + 8, y: y + 18, class: "node-title" }, title));
+      svg.appendChild(g);
+      this.pos[id] = { x: x + w / 2, y: y + h / 2, top: y, bottom: y + h, left: x, right: x + w };
+      return g;
+    };
+    const client = box("client", 10, 40, 190, 80, "client");
+    this.clientText = el("text", { x: 18, y: 80, class: "node-line" }, "");
+    this.clientText2 = el("text", { x: 18, y: 100, class: "node-line" }, "");
+    client.append(this.clientText, this.clientText2);
+    const nic = box("nic", 320, 10, 320, 120, "NIC · RSS");
+    this.nicLines = [0, 1, 2, 3].map((i) => {
+      const t = el("text", { x: 330, y: 48 + i * 20, class: "node-line mono" }, "");
+      nic.appendChild(t);
+      return t;
+    });
+    const server = box("server", W - 200, 40, 190, 80, "server(s)");
+    this.serverText = el("text", { x: W - 192, y: 80, class: "node-line" }, "");
+    this.serverText2 = el("text", { x: W - 192, y: 100, class: "node-line" }, "");
+    server.append(this.serverText, this.serverText2);
+
+    // Static edges.
+    const edges = el("g", { class: "edges" });
+    edges.appendChild(el("line", { x1: 200, y1: 80, x2: 320, y2: 70, class: "edge", "marker-end": "url(#arrow)" }));
+    edges.appendChild(el("line", { x1: 640, y1: 70, x2: W - 200, y2: 80, class: "edge edge-faint" }));
+    svg.insertBefore(edges, client);
+
+    // Cores.
+    this.coreNodes = [];
+    const fanout = el("g", { class: "edges" });
+    svg.insertBefore(fanout, client);
+    for (let c = 0; c < cores; c++) {
+      const row = Math.floor(c / PER_ROW);
+      const col = c % PER_ROW;
+      const inRow = Math.min(PER_ROW, cores - row * PER_ROW);
+      const rowW = inRow * boxW + (inRow - 1) * gap;
+      const x = (W - rowW) / 2 + col * (boxW + gap);
+      const y = coreTop + row * (boxH + 14);
+      const colour = coreColour(c);
+      const g = el("g", { class: "node core", id: `d-core-${c}`, "data-core": c });
+      g.appendChild(el("rect", { x, y, width: boxW, height: boxH, rx: 6, class: "node-box core-box",
+        style: `stroke:${colour}` }));
+      g.appendChild(el("rect", { x, y, width: boxW, height: 20, rx: 6, fill: colour }));
+      const pattern = corePattern(c);
+      if (pattern) { g.appendChild(el("rect", { x, y, width: boxW, height: 20, rx: 6, fill: `url(#pat-${pattern})` })); }
+      g.appendChild(el("text", { x: x + 6, y: y + 15, class: "core-label", fill: coreInk(c) }, `core ${c}`));
+      const sessions = el("text", { x: x + 6, y: y + 38, class: "node-line small" }, "PE · 0 sessions");
+      const gaugeBack = el("rect", { x: x + 6, y: y + 48, width: boxW - 12, height: 10, class: "gauge-back" });
+      const gauge = el("rect", { x: x + 6, y: y + 48, width: 0, height: 10, class: "gauge",
+        fill: colour });
+      const ports = el("text", { x: x + 6, y: y + 72, class: "node-line small" }, "ports 0");
+      const mark = el("text", { x: x + boxW - 8, y: y + 86, class: "core-mark", "text-anchor": "end" }, "");
+      g.append(sessions, gaugeBack, gauge, ports, mark);
+      svg.appendChild(g);
+      this.pos[`core-${c}`] = { x: x + boxW / 2, y: y + boxH / 2, top: y, bottom: y + boxH,
+        left: x, right: x + boxW };
+      this.coreNodes.push({ g, sessions, gauge, ports, mark, x, w: boxW - 12 });
+      if (cores <= 32) {
+        fanout.appendChild(el("line", { x1: 480, y1: 130, x2: x + boxW / 2, y2: y, class: "edge edge-faint" }));
+      }
+    }
+    this.overlay = el("g", { class: "overlay" });
+    svg.appendChild(this.overlay);
+    this.caption = el("text", { x: 10, y: height - 20, class: "caption" }, "");
+    svg.appendChild(this.caption);
+    this.root.textContent = "";
+    this.root.appendChild(svg);
+    this.svg = svg;
+  }
+
+  /** Per-core numbers at the current step: [{sessions, ports, capacity, handoffs}]. */
+  setCoreState(state) {
+    state.forEach((s, c) => {
+      const node = this.coreNodes[c];
+      if (!node) { return; }
+      node.sessions.textContent = `PE · ${s.sessions} session${s.sessions === 1 ? "" : "s"}`;
+      const frac = s.capacity ? Math.min(1, s.ports / s.capacity) : (s.ports ? 1 : 0);
+      node.gauge.setAttribute("width", String(node.w * frac));
+      node.ports.textContent = s.capacity ? `ports ${s.ports} / ${Math.round(s.capacity)}` : `ports ${s.ports}`;
+      node.g.querySelector("title")?.remove();
+      node.g.appendChild(el("title", {}, `core ${c}: ${s.sessions} sessions, ${s.ports} ports taken, ${s.handoffs} handoffs received`));
+    });
+  }
+
+  clearHighlights() {
+    this.svg.querySelectorAll(".lit").forEach((n) => n.classList.remove("lit"));
+    this.overlay.textContent = "";
+  }
+
+  light(id) { this.svg.querySelector(`#d-${id}`)?.classList.add("lit"); }
+
+  /** Show event ``ev`` (``ctx``: the flow's last hash/tuples known at this step). */
+  show(ev, ctx, { animate = true } = {}) {
+    if (!this.svg) { return; }
+    this.clearHighlights();
+    const core = coreOf(ev);
+    const flowLabel = ev.flow >= 0 ? `f${ev.flow}` : "";
+    const response = ctx.direction === "response";
+    let from = null, to = null;
+    switch (ev.kind) {
+      case "packet-arrived": from = response ? "server" : "client"; to = "nic"; break;
+      case "hashed": this.light("nic"); break;
+      case "steered": case "fragment-steered": from = "nic"; to = `core-${core}`; break;
+      case "delivered-to-server": from = `core-${core}`; to = "server"; break;
+      case "response-sent": this.light("server"); break;
+      case "response-arrived": from = `core-${core}`; to = "client"; break;
+      case "forwarded": case "forwarded-core-to-core": case "bridged":
+      case "action-sent": case "action-sent-to-core": case "reassembled-forwarded":
+        from = `core-${ev.from_core}`; to = `core-${ev.to_core}`;
+        this.handoffArrow(ev.from_core, ev.to_core, ev.kind === "forwarded" ? `↪ ${ev.via}` : ev.kind);
+        break;
+      default:
+        if (core !== null) { this.light(`core-${core}`); }
+    }
+    // NIC lines: the flow's latest RSS decision.
+    const h = ctx.hashed;
+    this.nicLines[0].textContent = h ? `Toeplitz → ${hex32(h.hash)}${h.hash_type ? "  (" + h.hash_type + ")" : ""}` : "Toeplitz → …";
+    this.nicLines[1].textContent = h ? `low ${ctx.hashBits} bits → bucket ${h.bucket}` : "low bits → bucket …";
+    this.nicLines[2].textContent = h ? `table[${h.bucket}] → core ${h.core}` : "table[…] → core …";
+    this.nicLines[3].textContent = h ? `${h.direction || ""} of flow ${h.flow}` : "";
+    this.clientText.textContent = ctx.request ? `${ctx.request.src}:${ctx.request.sport ?? ""}` : "";
+    this.clientText2.textContent = ctx.verdict ? `${VERDICT_MARK[ctx.verdict.verdict] || ""} ${ctx.verdict.verdict}` : "";
+    this.serverText.textContent = ctx.rewritten ? `${ctx.rewritten.dst}:${ctx.rewritten.dport ?? ""}` :
+      (ctx.request ? `${ctx.request.dst}:${ctx.request.dport ?? ""}` : "");
+    this.serverText2.textContent = ctx.rewritten ? `from ${ctx.rewritten.src}:${ctx.rewritten.sport ?? ""}` : "";
+    this.coreNodes.forEach((n, c) => {
+      n.mark.textContent = ctx.verdict && ctx.verdict.request_core === c ? (VERDICT_MARK[ctx.verdict.verdict] || "") : "";
+    });
+    this.caption.textContent = `#${ev.seq} ${ev.kind}${flowLabel ? " · flow " + ev.flow : ""}`;
+    if (from && to) {
+      this.light(from); this.light(to);
+      this.packet(ev, from, to, response ? "R" : "Q", animate && !this.reduced);
+    }
+  }
+
+  handoffArrow(a, b, label) {
+    const p = this.pos[`core-${a}`], q = this.pos[`core-${b}`];
+    if (!p || !q) { return; }
+    const y = Math.max(p.bottom, q.bottom) + 10;
+    const path = el("path", { d: `M${p.x} ${p.bottom} C ${p.x} ${y + 20}, ${q.x} ${y + 20}, ${q.x} ${q.bottom}`,
+      class: "handoff", "marker-end": "url(#arrow-hand)" });
+    this.overlay.appendChild(path);
+    this.overlay.appendChild(el("text", { x: (p.x + q.x) / 2, y: y + 24, class: "handoff-label",
+      "text-anchor": "middle" }, label));
+  }
+
+  packet(ev, from, to, letter, animate) {
+    const a = this.pos[from], b = this.pos[to];
+    if (!a || !b) { return; }
+    const g = el("g", { class: "packet", tabindex: "0", role: "button",
+      "aria-label": `packet of event ${ev.seq}, flow ${ev.flow}` });
+    const colour = typeof ev.core === "number" ? coreColour(ev.core) : "#444";
+    g.appendChild(el("rect", { x: -16, y: -10, width: 32, height: 20, rx: 4, fill: "#fff", stroke: colour, "stroke-width": 2.5 }));
+    g.appendChild(el("text", { x: 0, y: 4, "text-anchor": "middle", class: "packet-label" },
+      `${letter}${ev.flow >= 0 ? ev.flow : ""}`.slice(0, 6)));
+    g.addEventListener("click", () => this.onPacketClick(ev.seq));
+    g.addEventListener("keydown", (e) => { if (e.key === "Enter") { this.onPacketClick(ev.seq); } });
+    this.overlay.appendChild(g);
+    const line = el("line", { x1: a.x, y1: a.y, x2: b.x, y2: b.y, class: "edge-active" });
+    this.overlay.insertBefore(line, g);
+    if (!animate) {
+      g.setAttribute("transform", `translate(${(a.x + b.x) / 2} ${(a.y + b.y) / 2})`);
+      return;
+    }
+    g.setAttribute("transform", `translate(${b.x} ${b.y})`);
+    g.animate([{ transform: `translate(${a.x}px, ${a.y}px)` }, { transform: `translate(${b.x}px, ${b.y}px)` }],
+      { duration: this.duration, easing: "ease-in-out", fill: "forwards" });
+  }
+}

@@ -1,0 +1,201 @@
+// VERDICT, CHARTS and COMPARE: what a finished run (or comparison) found, each chart with the
+// same numbers in a table behind a toggle.
+import { VERDICT_MARK } from "./describe.js";
+import { OKABE_ITO, coreColour } from "./diagram.js";
+
+const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: false };
+const LAYOUT = { margin: { t: 10, r: 10, b: 40, l: 55 }, height: 240, font: { size: 12 } };
+
+function cell(row, text, tag = "td", attrs = {}) {
+  const td = document.createElement(tag);
+  td.textContent = text === null || text === undefined ? "—" : String(text);
+  for (const [k, v] of Object.entries(attrs)) { td.setAttribute(k, v); }
+  row.appendChild(td);
+  return td;
+}
+
+function fillTable(table, head, rows) {
+  table.textContent = "";
+  const thead = table.createTHead().insertRow();
+  head.forEach((h) => cell(thead, h, "th", { scope: "col" }));
+  const tbody = table.createTBody();
+  rows.forEach((values) => { const r = tbody.insertRow(); values.forEach((v) => cell(r, v)); });
+}
+
+export function verdictText(counts) {
+  const total = counts.flows ?? (counts.symmetric + counts.handed_off + counts.asymmetric);
+  const parts = [`${VERDICT_MARK.symmetric} ${counts.symmetric}/${total} symmetric`,
+    `${VERDICT_MARK["handed-off"]} ${counts.handed_off} handed off`,
+    `${VERDICT_MARK.asymmetric} ${counts.asymmetric} asymmetric`];
+  if (counts.allocation_failures) { parts.push(`⊘ ${counts.allocation_failures} allocation failed`); }
+  return parts.join(" · ");
+}
+
+export function showVerdictBar(bar, counts, { partial = false } = {}) {
+  bar.textContent = "";
+  const make = (cls, text) => { const s = document.createElement("span"); s.className = cls; s.textContent = text; return s; };
+  const total = counts.flows ?? (counts.symmetric + counts.handed_off + counts.asymmetric);
+  bar.append(make("v-symmetric", `✓ ${counts.symmetric}/${total} symmetric`), " · ",
+    make("v-handed-off", `↪ ${counts.handed_off} handed off`), " · ",
+    make("v-asymmetric", `✗ ${counts.asymmetric} asymmetric`));
+  if (counts.allocation_failures) { bar.append(" · ", make("v-allocation-failed", `⊘ ${counts.allocation_failures} allocation failed`)); }
+  if (partial) { bar.append(make("muted", "  (so far)")); }
+}
+
+export function showChecks(list, checks) {
+  list.textContent = "";
+  for (const c of checks || []) {
+    const li = document.createElement("li");
+    li.className = c.passed ? "pass" : "fail";
+    li.textContent = `${c.passed ? "✓ pass" : "✗ FAIL"} ${c.name} (actual ${c.actual ?? "missing"})`;
+    list.appendChild(li);
+  }
+}
+
+export function showFlowTable(tbody, rows, onPick) {
+  tbody.textContent = "";
+  const frag = document.createDocumentFragment();
+  for (const r of rows || []) {
+    const tr = document.createElement("tr");
+    tr.dataset.flow = r.flow;
+    tr.tabIndex = 0;
+    tr.className = `v-${r.verdict}`;
+    [r.flow, r.request, r.request_core, r.rewritten, r.response_core].forEach((v) => cell(tr, v));
+    cell(tr, `${VERDICT_MARK[r.verdict] || ""} ${r.verdict}`, "td", { class: "verdict-cell" });
+    cell(tr, r.reason);
+    frag.appendChild(tr);
+  }
+  tbody.appendChild(frag);
+  tbody.onclick = (e) => { const tr = e.target.closest("tr"); if (tr) { onPick(Number(tr.dataset.flow)); } };
+  tbody.onkeydown = (e) => {
+    const tr = e.target.closest("tr");
+    if (tr && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); onPick(Number(tr.dataset.flow)); }
+  };
+}
+
+export function markFlowRow(tbody, flow) {
+  tbody.querySelectorAll("tr.selected").forEach((tr) => tr.classList.remove("selected"));
+  const tr = tbody.querySelector(`tr[data-flow="${flow}"]`);
+  if (tr) { tr.classList.add("selected"); }
+}
+
+export function showMatrix(table, chart, matrix) {
+  const m = matrix?.request_core_by_response_core || [];
+  const n = m.length;
+  const head = ["request ↓ / response →", ...Array.from({ length: n }, (_, j) => `core ${j}`), "no response"];
+  fillTable(table, head, m.map((row, i) => [`core ${i}`, ...row, (matrix.no_response || [])[i] ?? 0]));
+  if (window.Plotly && n) {
+    const labels = Array.from({ length: n }, (_, i) => `core ${i}`);
+    window.Plotly.react(chart, [{ type: "heatmap", z: m, x: labels, y: labels, colorscale: "Viridis",
+      hovertemplate: "request %{y} → response %{x}: %{z} flows<extra></extra>" }],
+    { ...LAYOUT, height: Math.max(240, 24 * n + 80), xaxis: { title: { text: "response core" } },
+      yaxis: { title: { text: "request core" }, autorange: "reversed" } }, PLOT_CONFIG);
+  }
+}
+
+/** One chart box with a "table" toggle; returns {plot, table}. */
+function chartBox(container, id, title) {
+  let box = container.querySelector(`#chart-${id}`);
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "chart-box";
+    box.id = `chart-${id}`;
+    box.innerHTML = `<div class="chart-head"><h3></h3>
+      <button type="button" class="table-toggle" aria-pressed="false">table</button></div>
+      <div class="chart" role="img"></div><div class="scroll" hidden><table class="grid"></table></div>`;
+    box.querySelector("h3").textContent = title;
+    box.querySelector(".chart").setAttribute("aria-label", `${title}; the table has the same numbers`);
+    const button = box.querySelector(".table-toggle");
+    button.setAttribute("aria-label", `${title} as a table`);
+    button.addEventListener("click", () => {
+      const on = button.getAttribute("aria-pressed") !== "true";
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+      box.querySelector(".scroll").hidden = !on;
+      box.querySelector(".chart").hidden = on;
+    });
+    container.appendChild(box);
+  }
+  return { plot: box.querySelector(".chart"), table: box.querySelector("table") };
+}
+
+function bar(target, x, y, colours, ytitle) {
+  if (!window.Plotly) { return; }
+  window.Plotly.react(target, [{ type: "bar", x, y, marker: { color: colours },
+    text: x, textposition: "none", hovertemplate: "%{x}: %{y}<extra></extra>" }],
+  { ...LAYOUT, yaxis: { title: { text: ytitle } } }, PLOT_CONFIG);
+}
+
+export function showCharts(container, report) {
+  const summary = report.summary || {};
+  const cores = report.system?.cores || (summary.core_load || []).length;
+  const labels = Array.from({ length: cores }, (_, c) => `core ${c}`);
+  const colours = labels.map((_, c) => coreColour(c));
+
+  const load = chartBox(container, "load", "Per-core load (packets)");
+  const loads = summary.core_load || [];
+  bar(load.plot, labels, loads, colours, "packets");
+  fillTable(load.table, ["core", "packets", "requests", "responses"],
+    (summary.per_core || []).map((p) => [p.core, p.load, p.requests, p.responses]));
+
+  const buckets = report.buckets || {};
+  const bk = chartBox(container, "buckets", "Bucket histogram (requests per indirection bucket)");
+  const counts = buckets.requests || [];
+  const bcores = buckets.cores || [];
+  bar(bk.plot, counts.map((_, b) => b), counts, bcores.map((c) => coreColour(c)), "requests");
+  fillTable(bk.table, ["bucket", "core", "requests"], counts.map((n, b) => [b, bcores[b], n]));
+
+  const ports = report.ports || {};
+  const po = chartBox(container, "ports", "Port-table occupancy");
+  const occ = (ports.occupancy || []).map((x) => Math.round(x * 10000) / 100);
+  bar(po.plot, labels, occ, colours, "% taken at the end");
+  fillTable(po.table, ["core", "occupancy %", "ports allocated", "fitting ports per table"],
+    labels.map((_, c) => [c, occ[c] ?? 0, (ports.allocated || [])[c] ?? 0, (ports.fitting_per_table || [])[c] ?? 0]));
+
+  const ho = chartBox(container, "handoffs", "Handoff copies (responses received from another core)");
+  const hand = summary.handoffs_per_core || [];
+  bar(ho.plot, labels, hand, colours, "handoffs");
+  fillTable(ho.table, ["core", "handoffs received"], hand.map((n, c) => [c, n]));
+}
+
+// ---------------------------------------------------------------------------- compare
+
+function pct(x) { return `${(x * 100).toFixed(1)} %`; }
+
+export function showComparison(grid, chart, table, comparison) {
+  const cells = comparison.cells || [];
+  grid.textContent = "";
+  for (const c of cells) {
+    const div = document.createElement("div");
+    div.className = "cmp-cell" + (c.error ? " cmp-error" : "");
+    const h = document.createElement("h3");
+    h.textContent = c.label;
+    div.appendChild(h);
+    const dl = document.createElement("dl");
+    const cap = c.port_capacity ? `${Math.round(Math.min(...c.port_capacity))}–${Math.round(Math.max(...c.port_capacity))}` : "—";
+    const items = c.error ? [["not run", c.error]] : [
+      ["symmetric", `${c.symmetric_rate >= 1 ? "✓" : "✗"} ${pct(c.symmetric_rate)}`],
+      ["handoff copies", `${c.handoff_copies ? "↪ " : ""}${c.handoff_copies}`],
+      ["fairness", c.fairness.toFixed(3)], ["ports / core", cap]];
+    for (const [k, v] of items) {
+      const dt = document.createElement("dt"); dt.textContent = k;
+      const dd = document.createElement("dd"); dd.textContent = v;
+      dl.append(dt, dd);
+    }
+    div.appendChild(dl);
+    grid.appendChild(div);
+  }
+  const ok = cells.filter((c) => !c.error);
+  fillTable(table, ["configuration", "symmetric rate", "handed off", "handoff copies", "asymmetric", "fairness", "allocation failures", "ports / core (min)"],
+    ok.map((c) => [c.label, pct(c.symmetric_rate), c.handed_off, c.handoff_copies, c.asymmetric,
+      c.fairness.toFixed(4), c.allocation_failures, c.port_capacity ? Math.round(Math.min(...c.port_capacity)) : "—"]));
+  if (window.Plotly) {
+    const symbols = ["circle", "square", "diamond", "triangle-up", "x", "cross", "star", "hexagon"];
+    window.Plotly.react(chart, ok.map((c, i) => ({
+      type: "scatter", mode: "markers", name: c.label, x: [c.fairness], y: [c.symmetric_rate * 100],
+      marker: { size: 8 + Math.min(20, Math.sqrt(c.handoff_copies) / 4), color: OKABE_ITO[i % 8],
+        symbol: symbols[Math.floor(i / 8) % symbols.length], line: { width: 1, color: "#333" } },
+      hovertemplate: `${c.label}<br>fairness %{x:.3f}<br>symmetric %{y:.1f} %<br>copies ${c.handoff_copies}<extra></extra>`,
+    })), { ...LAYOUT, height: 320, xaxis: { title: { text: "fairness (Jain index)" } },
+      yaxis: { title: { text: "symmetric %" }, range: [-5, 105] }, legend: { orientation: "h", y: -0.3 } }, PLOT_CONFIG);
+  }
+}
