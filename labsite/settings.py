@@ -19,7 +19,8 @@ Variables (all optional):
   running task proves its worker alive, after how long without proof the run is declared
   lost, and how many attempts a lost run gets before it fails.
 - ``RUN_TRACE_MAX_FLOWS`` / ``RUN_TRACE_MAX_EVENTS`` / ``RUN_BATCH_MAX_FLOWS`` /
-  ``RUN_COMPARE_MAX_FLOW_CELLS`` — how big a run may be (see "Runs" below).
+  ``RUN_COMPARE_MAX_FLOW_CELLS`` — how big a run may be (see "Runs" below);
+  ``RUN_PCAP_EXPORT_MAX_FLOWS`` — how many of a run's flows "Export pcap" writes.
 - ``LAB_PCAP_MAX_BYTES`` — the largest capture the lab page accepts (default 2 MiB).
 """
 
@@ -210,6 +211,8 @@ RUN_DELAY_MAX_MS = 100
 RUN_DELAY_MAX_TOTAL_S = 120.0
 # The events endpoint returns at most this many events per request.
 RUN_EVENTS_PAGE_MAX = 5000
+# "Export pcap" writes the packets of a run's first RUN_PCAP_EXPORT_MAX_FLOWS flows.
+RUN_PCAP_EXPORT_MAX_FLOWS = int(os.environ.get("RUN_PCAP_EXPORT_MAX_FLOWS", "5000"))
 
 # --- The lab page ---------------------------------------------------------------------------
 # An uploaded capture larger than this is refused before it is read (bytes).

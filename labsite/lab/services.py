@@ -34,7 +34,7 @@ from labsite.lab.models import INSTRUCTOR_GROUP, STUDENT_GROUP, Scenario
 from labsite.runs import engine_bridge
 from labsite.runs.errors import RunInputError
 from labsite.runs.models import Run
-from labsite.runs.services import SEED_MAX, RunCaptureInput, run_start
+from labsite.runs.services import SEED_MAX, RunCaptureInput, run_pcap_export, run_start
 
 
 @dataclass(frozen=True)
@@ -344,10 +344,20 @@ def pcap_validate(upload) -> RunCaptureInput:
                            packets=len(result.packets))
 
 
+#: Hash input lengths (bytes) a NIC hashes: IPv4 and IPv6, addresses only or with ports.
+EXPLAIN_INPUT_BYTES = (8, 12, 32, 36)
+
+
 def lab_explain(params) -> dict[str, Any]:
-    """The bit-by-bit Toeplitz hash of one tuple (``src``, ``dst``, optional ``sport`` and
-    ``dport``) under ``key``, with its bucket and core for ``hash_bits`` and ``cores``
-    (round-robin table). Raises LabInputError naming the parameter."""
+    """The bit-by-bit Toeplitz hash of one input under ``key``, with its bucket and core.
+
+    The input is either ``input_hex`` — the bytes the NIC hashed, as a ``hashed`` event
+    carries them (already through the NIC's transform, so the result is the event's hash
+    whatever the transform) — or a tuple: ``src``, ``dst``, optional ``sport`` and
+    ``dport``. The bucket is the hash's low ``hash_bits`` bits; its core comes from
+    ``table`` (the run's indirection table, comma-separated cores, one per bucket) or else
+    a round-robin table over ``cores``. Raises LabInputError naming the parameter.
+    """
     from engine.errors import RssLabError
     from engine.nic import IndirectionTable
     from engine.toeplitz import explain_hash, hash_input, parse_key
@@ -357,11 +367,25 @@ def lab_explain(params) -> dict[str, Any]:
         return value.strip() if isinstance(value, str) and value.strip() else default
 
     errors = []
-    for name in ("src", "dst"):
-        if text(name) is None:
-            errors.append({"field": name, "line": None, "message": "expected an address"})
+    raw_hex = text("input_hex")
+    data = None
+    if raw_hex is not None:
+        digits = raw_hex.lower().removeprefix("0x").replace(" ", "").replace(":", "")
+        try:
+            data = bytes.fromhex(digits)
+        except ValueError:
+            data = None
+        if data is None or len(data) not in EXPLAIN_INPUT_BYTES:
+            errors.append({"field": "input_hex", "line": None,
+                           "message": f"expected the hex of an RSS input of "
+                                      f"{', '.join(map(str, EXPLAIN_INPUT_BYTES))} bytes, got "
+                                      f"{raw_hex[:80]!r}"})
+    else:
+        for name in ("src", "dst"):
+            if text(name) is None:
+                errors.append({"field": name, "line": None, "message": "expected an address"})
     sport, dport = text("sport"), text("dport")
-    if (sport is None) != (dport is None):
+    if raw_hex is None and (sport is None) != (dport is None):
         errors.append({"field": "dport" if dport is None else "sport", "line": None,
                        "message": "expected both ports or neither"})
     numbers = {}
@@ -370,12 +394,25 @@ def lab_explain(params) -> dict[str, Any]:
             numbers[name] = _optional_int({name: text(name)}, name, low, high) or default
         except LabInputError as error:
             errors += error.errors
+    buckets = None
+    if text("table") is not None:
+        try:
+            buckets = tuple(int(part) for part in text("table").split(","))
+        except ValueError:
+            errors.append({"field": "table", "line": None,
+                           "message": "expected cores separated by commas, one per bucket"})
     if errors:
         raise LabInputError(errors)
     try:
         key = parse_key(text("key", "microsoft"))
-        data = hash_input(text("src"), text("dst"), sport, dport)
-        table = IndirectionTable.round_robin(numbers["cores"], numbers["hash_bits"])
+        if data is None:
+            data = hash_input(text("src"), text("dst"), sport, dport)
+        if buckets is None:
+            table = IndirectionTable.round_robin(numbers["cores"], numbers["hash_bits"])
+        else:
+            if text("cores") is None:
+                numbers["cores"] = max(max(buckets) + 1, 1)
+            table = IndirectionTable(numbers["cores"], numbers["hash_bits"], buckets)
         if len(data) > key.max_input_bytes:
             raise LabInputError.one("key", f"expected a key of at least {len(data) + 4} bytes "
                                            f"for a {len(data)}-byte input, got "
@@ -387,8 +424,25 @@ def lab_explain(params) -> dict[str, Any]:
     return {"hash": f"0x{value:08x}", "bucket": table.bucket_of(value),
             "core": table.core_of(value), "input_hex": data.hex(), "key_hex": key.hex,
             "hash_bits": numbers["hash_bits"], "cores": numbers["cores"],
+            "table": list(table.buckets) if buckets is not None else "round-robin",
             "steps": [{"bit": s.bit, "window": f"0x{s.window:08x}",
                        "running": f"0x{s.running:08x}"} for s in steps]}
+
+
+def lab_run_pcap(run: Run) -> tuple[bytes, str]:
+    """The pcap of ``run``'s packets and a file name for it; LabInputError when it cannot
+    be made (a comparison, a scenario or capture the engine refuses)."""
+    from engine.errors import RssLabError
+
+    try:
+        exported = run_pcap_export(run)
+    except RunInputError as error:
+        field, _, message = str(error).partition(": ")
+        raise LabInputError.one(field, message or str(error)) from None
+    except RssLabError as error:
+        raise LabInputError.one(_error_field(error.field or "scenario"), str(error)) from None
+    name = slugify(run.title) or "run"
+    return exported.data, f"rsslab-run-{run.pk}-{name}.pcap"
 
 
 def examples_ensure() -> None:

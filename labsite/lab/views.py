@@ -13,7 +13,7 @@ import json
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -24,6 +24,7 @@ from labsite.lab.services import (
     examples_ensure,
     lab_compare_submit,
     lab_explain,
+    lab_run_pcap,
     lab_run_submit,
 )
 from labsite.runs.selectors import run_events_page, run_get_for_user, run_payload, run_urls
@@ -152,3 +153,13 @@ def api_run_events(request, run_id: int):
 @api_view("GET")
 def api_explain(request):
     return JsonResponse(lab_explain(request.GET))
+
+
+@api_view("GET")
+def api_run_pcap(request, run_id: int):
+    """The run's packets as a pcap download (client and server sides, raw IP)."""
+    data, filename = lab_run_pcap(_visible_run(request, run_id))
+    response = HttpResponse(data, content_type="application/vnd.tcpdump.pcap")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Length"] = str(len(data))
+    return response

@@ -240,6 +240,40 @@ def _verify(scenario, job: EngineJob, flows: int, pcap_path: Path | None,
     return EngineOutcome(report=data, summary=summary)
 
 
+@dataclass(frozen=True)
+class ExportedPcap:
+    """A run's packets as a classic pcap: the bytes, packets and flows written."""
+
+    data: bytes
+    packets: int
+    flows: int
+    flows_total: int
+
+
+def export_job_pcap(job: EngineJob, *, limit: int) -> ExportedPcap:
+    """The packets of ``job``'s first ``limit`` flows as a pcap (``engine.run.export_pcap``:
+    client and server sides, raw IP), from the same scenario, seed and uploaded capture
+    the run used, so the flows are the run's flows.
+
+    Raises the engine's RssLabError for a scenario or capture it cannot run.
+    """
+    import io
+
+    from engine.run import export_pcap
+
+    scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
+    total = flow_count(scenario, pcap=job.pcap)
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="rsslab-export-") as scratch:
+        pcap_path = None
+        if job.pcap is not None:
+            pcap_path = Path(scratch) / "upload.pcap"
+            pcap_path.write_bytes(job.pcap)
+        result = export_pcap(scenario, buffer, pcap=pcap_path, limit=limit)
+    return ExportedPcap(data=buffer.getvalue(), packets=result.packets, flows=result.flows,
+                        flows_total=total)
+
+
 def _compare(scenario, vary, pcap_path: Path | None, on_progress: Callable[[float], None]
              ) -> EngineOutcome:
     from engine.compare import compare_scenario

@@ -277,6 +277,20 @@ def run_job_spec(run: Run) -> engine_bridge.EngineJob:
         source=run.title or "scenario")
 
 
+def run_pcap_export(run: Run) -> engine_bridge.ExportedPcap:
+    """The packets of ``run`` (its first RUN_PCAP_EXPORT_MAX_FLOWS flows) as a pcap.
+
+    The engine is deterministic: the stored scenario text, seed and uploaded capture give
+    the run's flows again. Raises RunInputError for a comparison (it has no one set of
+    packets) and the engine's RssLabError for input it cannot run.
+    """
+    if run.mode == Run.Mode.COMPARE:
+        raise RunInputError("run: a comparison runs many configurations and has no one set "
+                            "of packets; export a trace or batch run")
+    return engine_bridge.export_job_pcap(run_job_spec(run),
+                                         limit=settings.RUN_PCAP_EXPORT_MAX_FLOWS)
+
+
 def run_events_stored_through(run_id: int) -> int:
     """The last stored event's seq for ``run_id`` (-1 when none is stored)."""
     last = (RunEventChunk.objects.filter(run_id=run_id).order_by("-last_seq")

@@ -1,5 +1,7 @@
 // The BUILD form ↔ the builder fields of the API (see labsite/lab/builder.py): reading the form
 // into one JSON object, filling it from a preset, and showing field errors next to the fields.
+// The indirection table is edited per bucket (tablegrid.js) or as text, kept in step.
+import { TableEditor } from "./tablegrid.js";
 
 const KEY_HEX_RE = /^[0-9a-fA-F]{16,}$/;
 
@@ -17,8 +19,18 @@ export class Builder {
     this.defaults = defaults || {};
     this.flowRows = form.querySelector("#flow-rows");
     this.serviceName = (this.defaults.service && this.defaults.service.name) || "web";
-    form.querySelector("#add-flow").addEventListener("click", () => this.addFlow({}));
-    form.addEventListener("change", (e) => this.sync(e.target));
+    this.onChange = () => {};       // the page redraws the idle diagram from the fields
+    this.table = new TableEditor({ grid: form.querySelector("#table-grid"),
+      text: this.field("table_custom"), error: form.querySelector("#table-check"),
+      cores: this.field("cores"), hashBits: this.field("hash_bits"),
+      onChange: () => this.onChange() });
+    form.querySelector("#add-flow").addEventListener("click", () => { this.addFlow({}); this.onChange(); });
+    form.addEventListener("change", (e) => { this.sync(e.target); this.onChange(); });
+    form.addEventListener("input", (e) => {
+      const name = e.target.name;
+      if (name === "cores" || name === "hash_bits") { this.sync(e.target); }
+      if (!e.target.closest("#table-grid") && name !== "table_custom") { this.onChange(); }
+    });
     this.flowRows.addEventListener("click", (e) => {
       const b = e.target.closest("button.remove-flow");
       if (b && this.flowRows.children.length > 1) { b.closest("tr").remove(); this.renumber(); }
@@ -27,16 +39,23 @@ export class Builder {
 
   field(name) { return this.form.elements.namedItem(name); }
 
-  sync() {
+  sync(target) {
     const f = this.form;
     const keyKind = this.field("key_kind").value;
     f.querySelector(".key-random").hidden = keyKind !== "random";
     f.querySelector(".key-hex").hidden = keyKind !== "hex";
-    f.querySelector(".table-custom").hidden = this.field("table_kind").value !== "custom";
-    if (this.field("table_kind").value === "custom" && !this.field("table_custom").value.trim()) {
-      const cores = Number(this.field("cores").value) || 1;
-      const size = 2 ** (Number(this.field("hash_bits").value) || 7);
-      this.field("table_custom").value = Array.from({ length: size }, (_, b) => b % cores).join(",");
+    const custom = this.field("table_kind").value === "custom";
+    f.querySelector(".table-custom").hidden = !custom;
+    if (custom) {
+      const name = target && target.name;
+      if (!target || name === "table_kind" || name === "hash_bits") {
+        this.table.fit();            // open with round robin; resize with the hash bits
+      } else if (name === "cores") {
+        this.table.render();
+        this.table.check();
+      }
+    } else {
+      this.form.querySelector("#table-check").textContent = "";
     }
     const kind = f.querySelector("input[name='traffic.kind']:checked").value;
     f.querySelector(".traffic-flows").hidden = kind !== "flows";
@@ -83,7 +102,7 @@ export class Builder {
     if (key === "microsoft" || key === "symmetric") { set("key_kind", key); } else if (key.startsWith("random:")) {
       set("key_kind", "random"); set("key_seed", key.slice(7));
     } else { set("key_kind", "hex"); set("key_hex", key); }
-    if (Array.isArray(v.table)) { set("table_kind", "custom"); set("table_custom", v.table.join(",")); } else {
+    if (Array.isArray(v.table)) { set("table_kind", "custom"); this.field("table_custom").value = v.table.join(","); } else {
       set("table_kind", "round-robin"); set("table_custom", "");
     }
     const policy = this.form.querySelector(`input[name=policy][value="${v.policy || "nat"}"]`);
@@ -109,6 +128,36 @@ export class Builder {
     }
     this.name = v.name;
     this.sync();
+    this.onChange();
+  }
+
+  /** What the idle diagram shows: the system and traffic the fields describe. */
+  systemInfo() {
+    const g = (name) => this.field(name).value;
+    const cores = Number(g("cores"));
+    const bits = Number(g("hash_bits"));
+    const kind = this.form.querySelector("input[name='traffic.kind']:checked").value;
+    const rows = [...this.flowRows.children];
+    const first = rows[0] ? rows[0].querySelector("[data-key=client]").value.trim() : "";
+    const info = {
+      cores: Number.isInteger(cores) && cores >= 1 && cores <= 64 ? cores : null,
+      hashBits: Number.isInteger(bits) && bits >= 1 && bits <= 7 ? bits : 7,
+      key: this.field("key_kind").value === "hex" ? "hex" : this.key(), transform: g("transform"),
+      table: g("table_kind") === "custom" ? this.table.read() : "round-robin",
+      policy: this.form.querySelector("input[name=policy]:checked").value,
+      vip: `${g("service.vip").trim()}:${g("service.vport")}`,
+      server: lines(g("service.servers"))[0] || "",
+    };
+    if (kind === "flows") {
+      info.client = first;
+      info.flows = rows.length;
+    } else if (kind === "generated") {
+      info.client = lines(g("traffic.client_prefixes"))[0] || "generated";
+      info.flows = Number(g("traffic.count")) || 0;
+    } else {
+      info.client = "from the capture";
+    }
+    return info;
   }
 
   key() {
@@ -125,7 +174,7 @@ export class Builder {
     const fields = {
       cores: num(g("cores")), ips_per_core: num(g("ips_per_core")), key: this.key(),
       hash_bits: num(g("hash_bits")),
-      table: tableKind === "custom" ? lines(g("table_custom")).map((x) => num(x)) : "round-robin",
+      table: tableKind === "custom" ? this.table.read() : "round-robin",
       transform: g("transform"), fragments: g("fragments"),
       policy: this.form.querySelector("input[name=policy]:checked").value,
       strategy: g("strategy"), tables_per_ip: num(g("tables_per_ip")),

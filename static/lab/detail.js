@@ -58,7 +58,7 @@ export class Detail {
     this.root = root;
     this.explainRoot = explainRoot;
     this.explainUrl = explainUrl;
-    this.context = context;          // () => {key, hashBits, cores, transform}
+    this.context = context;          // () => {key, hashBits, cores, transform, table}
   }
 
   clear() { this.root.innerHTML = '<p class="muted">Select an event or a flow.</p>'; this.explainRoot.hidden = true; }
@@ -117,13 +117,20 @@ export class Detail {
     box.hidden = false;
     button.setAttribute("aria-expanded", "true");
     button.textContent = "how: bit-by-bit ▾";
-    if (!tuple) { box.textContent = "The hashed tuple is not known for this event."; return; }
+    // The event's own input: the bytes the NIC hashed, after its transform (symmetric-xor,
+    // sort), so the running XOR ends in the event's hash whatever the transform.
+    if (!h.input_hex && !tuple) { box.textContent = "The hashed input is not known for this event."; return; }
     const ctx = this.context();
     box.textContent = "working it out…";
+    const params = { key: ctx.key, hash_bits: ctx.hashBits, cores: ctx.cores };
+    if (Array.isArray(ctx.table) && ctx.table.length === 2 ** ctx.hashBits) { params.table = ctx.table.join(","); }
+    if (h.input_hex) {
+      params.input_hex = h.input_hex;
+    } else {
+      Object.assign(params, { src: tuple.src, dst: tuple.dst, sport: tuple.sport ?? "", dport: tuple.dport ?? "" });
+    }
     try {
-      const data = await getJson(this.explainUrl, {
-        src: tuple.src, dst: tuple.dst, sport: tuple.sport ?? "", dport: tuple.dport ?? "",
-        key: ctx.key, hash_bits: ctx.hashBits, cores: ctx.cores });
+      const data = await getJson(this.explainUrl, params);
       this.renderSteps(box, data, h, ctx);
     } catch (err) {
       box.textContent = "";
@@ -135,7 +142,8 @@ export class Detail {
     box.textContent = "";
     box.append(node("h3", { text: "Toeplitz, bit by bit" }));
     box.append(node("p", { class: "small" },
-      `For every set bit i of the input, XOR in the 32 key bits starting at key bit i. Key ${data.key_hex ? data.key_hex.slice(0, 16) + "…" : ctx.key}.`));
+      `For every set bit i of the input, XOR in the 32 key bits starting at key bit i. Key ${data.key_hex ? data.key_hex.slice(0, 16) + "…" : ctx.key}.`
+      + (ctx.transform && ctx.transform !== "none" ? ` The input is the event's, after the NIC's "${ctx.transform}" transform.` : "")));
     const bits = (data.input_hex || "").match(/../g) || [];
     const bitsLine = node("div", { class: "bits mono", "aria-label": "input bits" });
     bits.forEach((b, i) => {
@@ -158,6 +166,6 @@ export class Detail {
     box.append(node("p", { class: "explain-result", id: "explain-result" },
       `hash ${data.hash} → bucket ${data.bucket} → core ${data.core}`,
       eventHash ? (same ? ` ✓ equals the event's hash ${eventHash}` :
-        ` — the event's hash is ${eventHash} (the NIC's transform "${ctx.transform}" changed the input)`) : ""));
+        ` ✗ differs from the event's hash ${eventHash} (the input is not the one the NIC hashed)`) : ""));
   }
 }

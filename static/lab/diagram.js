@@ -1,7 +1,9 @@
 // The WATCH diagram: client → NIC (Toeplitz → bucket → table → core) → one box per core
 // (packet engine, sessions, port-table gauge) → server, and back. One event is "current";
-// its packet travels along the matching edge (or, with prefers-reduced-motion, the boxes it
-// touches light up instead).
+// its packet travels along the matching edge (or, with prefers-reduced-motion, no packet
+// moves: the boxes it touches and the edge between them light up instead). Before a run it
+// shows the system the BUILD form describes. Each core box is a toggle button: it filters
+// the event list to that core.
 import { VERDICT_MARK, coreOf, hex32 } from "./describe.js";
 
 export const OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
@@ -26,11 +28,15 @@ function el(name, attrs = {}, text) {
 }
 
 export class Diagram {
-  constructor(root, { onPacketClick }) {
+  constructor(root, { onPacketClick, onCoreClick }) {
     this.root = root;
     this.onPacketClick = onPacketClick;
+    this.onCoreClick = onCoreClick || (() => {});
     this.cores = 0;
-    this.reduced = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    this.coreFilter = null;
+    const motion = window.matchMedia("(prefers-reduced-motion: reduce)");
+    this.reduced = motion.matches;
+    motion.addEventListener("change", (e) => { this.reduced = e.matches; });
     this.duration = 600;
   }
 
@@ -105,7 +111,17 @@ export class Diagram {
       const x = (W - rowW) / 2 + col * (boxW + gap);
       const y = coreTop + row * (boxH + 14);
       const colour = coreColour(c);
-      const g = el("g", { class: "node core", id: `d-core-${c}`, "data-core": c });
+      const g = el("g", { class: "node core", id: `d-core-${c}`, "data-core": c, tabindex: "0",
+        role: "button", "aria-pressed": this.coreFilter === c ? "true" : "false",
+        "aria-label": `core ${c}: show only this core's events` });
+      g.addEventListener("click", () => this.onCoreClick(c));
+      g.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") {
+          e.preventDefault();
+          e.stopPropagation();
+          this.onCoreClick(c);
+        }
+      });
       g.appendChild(el("rect", { x, y, width: boxW, height: boxH, rx: 6, class: "node-box core-box",
         style: `stroke:${colour}` }));
       g.appendChild(el("rect", { x, y, width: boxW, height: 20, rx: 6, fill: colour }));
@@ -119,6 +135,8 @@ export class Diagram {
       const ports = el("text", { x: x + 6, y: y + 72, class: "node-line small" }, "ports 0");
       const mark = el("text", { x: x + boxW - 8, y: y + 86, class: "core-mark", "text-anchor": "end" }, "");
       g.append(sessions, gaugeBack, gauge, ports, mark);
+      g.appendChild(el("rect", { x: x - 3, y: y - 3, width: boxW + 6, height: boxH + 6, rx: 8,
+        class: "core-focus" }));
       svg.appendChild(g);
       this.pos[`core-${c}`] = { x: x + boxW / 2, y: y + boxH / 2, top: y, bottom: y + boxH,
         left: x, right: x + boxW };
@@ -134,6 +152,32 @@ export class Diagram {
     this.root.textContent = "";
     this.root.appendChild(svg);
     this.svg = svg;
+    svg.dataset.cores = String(cores);
+    if (this.system) { this.showSystem(this.system); }
+  }
+
+  /** Mark core ``core`` (or none: null) as the one the event list is filtered to. */
+  setCoreFilter(core) {
+    this.coreFilter = core;
+    this.coreNodes.forEach((n, c) => n.g.setAttribute("aria-pressed", core === c ? "true" : "false"));
+  }
+
+  /** Before a run: the system the BUILD form describes (``info`` from the form's fields). */
+  showSystem(info) {
+    this.system = info;
+    if (!this.svg) { return; }
+    const table = info.table === "round-robin" || !info.table ? `round robin over ${this.cores} cores`
+      : `custom, ${info.table.length} buckets`;
+    this.nicLines[0].textContent = `Toeplitz, key ${info.key || "microsoft"}`.slice(0, 40);
+    this.nicLines[1].textContent = `transform ${info.transform || "none"}`;
+    this.nicLines[2].textContent = `low ${info.hashBits} bits → ${2 ** info.hashBits} buckets`;
+    this.nicLines[3].textContent = `table: ${table}`;
+    this.clientText.textContent = info.client || "";
+    this.clientText2.textContent = info.flows ? `${info.flows} flow${info.flows === 1 ? "" : "s"}` : "";
+    this.serverText.textContent = info.vip || "";
+    this.serverText2.textContent = info.server ? `→ ${info.server}` : "";
+    this.caption.textContent = info.policy ? `${info.policy} · no run yet: press Run ▶` : "";
+    this.setCoreState(Array.from({ length: this.cores }, () => ({ sessions: 0, ports: 0, capacity: 0, handoffs: 0 })));
   }
 
   /** Per-core numbers at the current step: [{sessions, ports, capacity, handoffs}]. */
@@ -145,6 +189,8 @@ export class Diagram {
       const frac = s.capacity ? Math.min(1, s.ports / s.capacity) : (s.ports ? 1 : 0);
       node.gauge.setAttribute("width", String(node.w * frac));
       node.ports.textContent = s.capacity ? `ports ${s.ports} / ${Math.round(s.capacity)}` : `ports ${s.ports}`;
+      node.g.dataset.sessions = String(s.sessions);
+      node.g.dataset.ports = String(s.ports);
       node.g.querySelector("title")?.remove();
       node.g.appendChild(el("title", {}, `core ${c}: ${s.sessions} sessions, ${s.ports} ports taken, ${s.handoffs} handoffs received`));
     });
@@ -197,7 +243,11 @@ export class Diagram {
     this.caption.textContent = `#${ev.seq} ${ev.kind}${flowLabel ? " · flow " + ev.flow : ""}`;
     if (from && to) {
       this.light(from); this.light(to);
-      this.packet(ev, from, to, response ? "R" : "Q", animate && !this.reduced);
+      if (this.reduced) {
+        this.edge(from, to);        // no packet moves: the step is the lit boxes and edge
+      } else {
+        this.packet(ev, from, to, response ? "R" : "Q", animate);
+      }
     }
   }
 
@@ -212,6 +262,14 @@ export class Diagram {
       "text-anchor": "middle" }, label));
   }
 
+  edge(from, to) {
+    const a = this.pos[from], b = this.pos[to];
+    if (!a || !b) { return null; }
+    const line = el("line", { x1: a.x, y1: a.y, x2: b.x, y2: b.y, class: "edge-active" });
+    this.overlay.appendChild(line);
+    return line;
+  }
+
   packet(ev, from, to, letter, animate) {
     const a = this.pos[from], b = this.pos[to];
     if (!a || !b) { return; }
@@ -223,9 +281,8 @@ export class Diagram {
       `${letter}${ev.flow >= 0 ? ev.flow : ""}`.slice(0, 6)));
     g.addEventListener("click", () => this.onPacketClick(ev.seq));
     g.addEventListener("keydown", (e) => { if (e.key === "Enter") { this.onPacketClick(ev.seq); } });
+    this.edge(from, to);
     this.overlay.appendChild(g);
-    const line = el("line", { x1: a.x, y1: a.y, x2: b.x, y2: b.y, class: "edge-active" });
-    this.overlay.insertBefore(line, g);
     if (!animate) {
       g.setAttribute("transform", `translate(${(a.x + b.x) / 2} ${(a.y + b.y) / 2})`);
       return;

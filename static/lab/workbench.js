@@ -8,6 +8,7 @@
 //   state() {run, status, cursor, playing, speed, live, count}
 import { ApiError, getJson, postForm, postJson } from "./api.js";
 import { Builder, clearErrors, showErrors } from "./build.js";
+import { CoreTracker } from "./corestate.js";
 import { Detail } from "./detail.js";
 import { announceOf, coreOf, parseTuple, whatOf, whereOf } from "./describe.js";
 import { Diagram } from "./diagram.js";
@@ -44,7 +45,7 @@ const state = {
   run: null, status: null, mode: null, report: null, scenarioYaml: "",
   cursor: -1, playing: false, speed: 1, live: true, timer: null,
   flows: new Map(), kinds: new Set(), coreCount: 0, verdicts: { symmetric: 0, handed_off: 0, asymmetric: 0, allocation_failures: 0, flows: 0 },
-  coreCache: null, stream: null, frame: false, lastShown: -1, source: "builder",
+  stream: null, frame: false, lastShown: -1, source: "builder",
 };
 
 window.rssLab = {
@@ -52,17 +53,21 @@ window.rssLab = {
   statusUrl: () => state.run && state.run.status_url,
   state: () => ({ run: state.run && state.run.run, status: state.status, cursor: state.cursor,
     playing: state.playing, speed: state.speed, live: state.live, count: store.events.length }),
+  select: (seq) => select(seq, "console"),   // jump to an event, as clicking it does
 };
 
 // ---------------------------------------------------------------------------- widgets
 const builder = new Builder($("#pane-builder"), defaults);
-const diagram = new Diagram($("#diagram"), { onPacketClick: (seq) => select(seq, "diagram") });
+const diagram = new Diagram($("#diagram"), { onPacketClick: (seq) => select(seq, "diagram"),
+  onCoreClick: (core) => toggleCoreFilter(core) });
+const tracker = new CoreTracker();
 const list = new EventList($("#event-list"), store, { onSelect: (seq) => select(seq, "list") });
 const detail = new Detail($("#detail"), $("#explain"), {
   explainUrl: root.dataset.apiExplain,
   context: () => scenarioSettings(),
 });
 
+builder.onChange = () => showIdleSystem();
 builder.load(presets.nat || defaults);
 const limitText = [];
 const pcapMax = limits.pcap_max_bytes || limits.max_pcap_bytes;
@@ -80,7 +85,9 @@ function yamlValue(name) {
 
 function scenarioSettings() {
   const sys = state.report && state.report.system;
+  const buckets = state.report && state.report.buckets;
   return {
+    table: buckets && Array.isArray(buckets.cores) ? buckets.cores : null,
     key: (sys && sys.key) || yamlValue("key") || "microsoft",
     hashBits: Number((sys && sys.hash_bits) || yamlValue("hash_bits") || 7),
     cores: Number((sys && sys.cores) || yamlValue("cores") || state.coreCount || 4),
@@ -92,6 +99,9 @@ function ensureDiagram(cores) {
   if (cores !== state.coreCount) {
     state.coreCount = cores;
     diagram.build(cores);
+    tracker.reset(cores);
+    tracker.append(store.events);
+    state.lastShown = -1;
     const select = $("#f-core");
     const value = select.value;
     select.length = 1;
@@ -120,7 +130,7 @@ function onEvents(events) {
       if (ev.verdict === "symmetric") { v.symmetric += 1; } else if (ev.verdict === "handed-off") { v.handed_off += 1; } else if (ev.verdict === "asymmetric") { v.asymmetric += 1; } else { v.allocation_failures += 1; }
     }
   }
-  if (maxCore + 1 > state.coreCount) { ensureDiagram(maxCore + 1); }
+  if (maxCore + 1 > state.coreCount) { ensureDiagram(maxCore + 1); } else { tracker.append(events); }
   list.appended(first);
   if (state.live) { state.cursor = store.events.length - 1; }
   scheduleFrame();
@@ -145,28 +155,38 @@ function frame() {
 }
 
 // ---------------------------------------------------------------------------- player
+/** Per-core sessions, ports taken (of the core's fitting-port capacity) and handoffs after
+ * event ``cursor``: the tracker moves incrementally (see corestate.js). */
 function coreStateAt(cursor) {
-  const n = state.coreCount;
-  let cache = state.coreCache;
-  if (!cache || cache.n !== n || cache.upto > cursor) {
-    cache = { n, upto: -1, cores: Array.from({ length: n }, () => ({ sessions: 0, ports: 0, handoffs: 0, capacity: 0 })) };
-  }
-  for (let i = cache.upto + 1; i <= cursor; i++) {
-    const ev = store.events[i];
-    const c = cache.cores[coreOf(ev)] ;
-    switch (ev.kind) {
-      case "delivered-to-server": if (c) { c.sessions += 1; } break;
-      case "session-closed": if (c) { c.sessions = Math.max(0, c.sessions - 1); } break;
-      case "port-allocated": if (c) { c.ports += 1; } break;
-      case "port-freed": if (c) { c.ports = Math.max(0, c.ports - 1); } break;
-      case "forwarded": case "forwarded-core-to-core": if (c) { c.handoffs += 1; } break;
-      default: break;
-    }
-  }
-  cache.upto = Math.max(cache.upto, cursor);
-  state.coreCache = cache;
-  const fitting = state.report && state.report.ports && state.report.ports.fitting_per_table;
-  return cache.cores.map((c, i) => ({ ...c, capacity: fitting ? fitting[i] : 0 }));
+  const t = tracker.at(cursor);
+  const report = state.report;
+  const fitting = report && report.ports && report.ports.fitting_per_table;
+  const sys = (report && report.system) || {};
+  const tables = (sys.ips_per_core || 1) * (sys.tables_per_ip || 1);
+  return t.sessions.map((sessions, c) => ({ sessions, ports: t.ports[c], handoffs: t.handoffs[c],
+    capacity: fitting && fitting[c] ? fitting[c] * tables : 0 }));
+}
+
+/** Before any run: the system the BUILD form describes, redrawn as its fields change. */
+function showIdleSystem() {
+  if (state.run || store.events.length) { return; }
+  const info = builder.systemInfo();
+  if (info.cores) { ensureDiagram(info.cores); }
+  diagram.showSystem(info);
+}
+
+/** Clicking a core box (or Enter / Space on it) filters the event list to that core; again
+ * clears the filter. The Core select shows the same filter. */
+function toggleCoreFilter(core) {
+  const next = list.filter.core === core ? null : core;
+  setCoreFilter(next);
+  $("#announce").textContent = next === null ? "event list: every core" : `event list: core ${next} only`;
+}
+
+function setCoreFilter(core) {
+  $("#f-core").value = core === null ? "" : String(core);
+  list.setFilter({ core });
+  diagram.setCoreFilter(core);
 }
 
 function flowContext(ev) {
@@ -324,7 +344,7 @@ document.addEventListener("keydown", (e) => {
 
 // Filters.
 $("#f-kind").addEventListener("change", (e) => list.setFilter({ kind: e.target.value }));
-$("#f-core").addEventListener("change", (e) => list.setFilter({ core: e.target.value === "" ? null : Number(e.target.value) }));
+$("#f-core").addEventListener("change", (e) => setCoreFilter(e.target.value === "" ? null : Number(e.target.value)));
 $("#f-flow").addEventListener("input", (e) => list.setFilter({ flow: e.target.value === "" ? null : Number(e.target.value) }));
 
 // ---------------------------------------------------------------------------- tabs, presets
@@ -375,7 +395,7 @@ function resetRun() {
   state.report = null;
   state.cursor = -1;
   state.lastShown = -1;
-  state.coreCache = null;
+  tracker.reset(state.coreCount);
   state.verdicts = { symmetric: 0, handed_off: 0, asymmetric: 0, allocation_failures: 0, flows: 0 };
   Object.assign(stats, { received: 0, messages: 0, firstAt: null, lastAt: null, fetched: 0, duplicates: 0,
     gaps: 0, receivedBeforeFinal: null, finalAt: null });
@@ -407,8 +427,10 @@ function startWatching(run, { replay = false } = {}) {
   state.run = run;
   if (state.scenarioYaml) { $("#yaml-text").value = state.scenarioYaml; }
   const cores = scenarioSettings().cores;
+  diagram.system = null;             // from now on the diagram shows the run, not the form
   state.coreCount = 0;
   ensureDiagram(cores);
+  updateExport();
   const history = new URLSearchParams(window.location.search);
   if (history.get("run") !== String(run.run)) {
     window.history.replaceState(null, "", `${window.location.pathname}?run=${run.run}`);
@@ -448,7 +470,6 @@ async function finished() {
   }
   state.report = report;
   if (report.system && report.system.cores) { ensureDiagram(report.system.cores); }
-  state.coreCache = null;
   state.lastShown = -1;
   $("#scenario-title").textContent = report.scenario ? `· ${report.scenario.name}` : "";
   showVerdictBar($("#verdict-bar"), report.summary || {});
@@ -458,7 +479,46 @@ async function finished() {
   showCharts($("#charts"), report);
   if (state.live && store.events.length) { goTo(store.events.length - 1, { from: "live" }); }
   root.dataset.finished = "true";
+  updateExport();
 }
+
+// ---------------------------------------------------------------------------- pcap export
+function updateExport() {
+  $("#export-pcap").disabled = !(state.run && state.mode !== "compare");
+}
+
+$("#export-pcap").addEventListener("click", async () => {
+  const status = $("#export-status");
+  if (!state.run) { return; }
+  const url = `/lab/api/runs/${state.run.run}/pcap`;
+  status.textContent = "exporting…";
+  let response;
+  try {
+    response = await fetch(url, { credentials: "same-origin" });
+  } catch (err) {
+    status.textContent = `could not export: network error: ${err.message}`;
+    return;
+  }
+  if (!response.ok) {
+    let message = `HTTP ${response.status}`;
+    try {
+      const data = await response.json();
+      if (Array.isArray(data.errors)) { message = data.errors.map((e) => `${e.field ? e.field + ": " : ""}${e.message}`).join("; "); }
+    } catch (err) { /* not JSON: keep the status */ }
+    status.textContent = `✗ could not export: ${message}`;
+    return;
+  }
+  const blob = await response.blob();
+  const name = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name ? name[1] : `rsslab-run-${state.run.run}.pcap`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  window.setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  status.textContent = `exported ${link.download} (${blob.size.toLocaleString()} bytes)`;
+});
 
 async function startRun(mode) {
   clearErrors(root, $("#form-errors"));
@@ -483,6 +543,7 @@ async function startRun(mode) {
     const data = await postForm(root.dataset.apiRuns, form);
     resetRun();
     state.mode = mode;
+    $("#export-status").textContent = "";
     state.scenarioYaml = data.scenario_yaml || "";
     setStatus("queued", 0, "");
     startWatching(runUrls(data.run, data));
@@ -556,7 +617,8 @@ document.querySelector("#compare .table-toggle").addEventListener("click", (e) =
 });
 
 // ---------------------------------------------------------------------------- start
-ensureDiagram(Number(builder.read().cores) || 4);
+ensureDiagram(builder.systemInfo().cores || 4);
+showIdleSystem();
 if (initialRun && initialRun.run) {
   state.scenarioYaml = initialRun.scenario_yaml || "";
   state.mode = initialRun.mode;

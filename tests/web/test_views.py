@@ -56,6 +56,7 @@ def test_pages_need_login(client, url):
 @pytest.mark.parametrize(("method", "url"), [
     ("post", "/lab/api/runs/"), ("get", "/lab/api/runs/1/"), ("get", "/lab/api/runs/1/events/"),
     ("get", "/lab/api/explain/?src=1.2.3.4&dst=5.6.7.8"), ("post", "/lab/api/compare/"),
+    ("get", "/lab/api/runs/1/pcap"),
 ])
 def test_api_refuses_strangers_with_json_403(client, method, url):
     response = getattr(client, method)(url)
@@ -310,7 +311,44 @@ def test_explain_is_the_published_hash_bit_by_bit(client, student):
     assert two["hash"] == "0x323e8fc2" and two["bucket"] == 2 and two["core"] == 0
 
 
+def test_explain_takes_the_events_hashed_input_so_any_transform_reproduces(client, student):
+    """A symmetric-xor NIC hashes a transformed input: the tuple alone cannot give the
+    event's hash, the event's ``input_hex`` (with the run's table) always does."""
+    from engine.scenario import load_scenario
+    from labsite.lab.builder import scenario_yaml_from_builder
+
+    fields = copy.deepcopy(PRESETS["nat"])
+    fields["transform"] = "symmetric-xor"
+    fields["table"] = [3 - (b % 4) for b in range(128)]
+    from engine.run import verify_scenario
+
+    events = []
+    verify_scenario(load_scenario(scenario_yaml_from_builder(fields)), mode="trace",
+                    on_event=lambda e: events.append(e.as_dict()))
+    hashed = [e for e in events if e["kind"] == "hashed"]
+    assert len(hashed) == 6
+    table = ",".join(str(c) for c in fields["table"])
+    for event in hashed:
+        data = client.get("/lab/api/explain/", {"input_hex": event["input_hex"],
+                                                "key": "microsoft", "hash_bits": "7",
+                                                "table": table}).json()
+        assert int(data["steps"][-1]["running"], 16) == event["hash"]
+        assert int(data["hash"], 16) == event["hash"]
+        assert (data["bucket"], data["core"]) == (event["bucket"], event["core"])
+        assert data["input_hex"] == event["input_hex"] and data["cores"] == 4
+    tuple_only = client.get("/lab/api/explain/", {"src": "66.9.149.187",
+                                                  "dst": "161.142.100.80", "sport": "2794",
+                                                  "dport": "1766"}).json()
+    assert int(tuple_only["hash"], 16) != hashed[0]["hash"]   # why input_hex is needed
+
+
 @pytest.mark.parametrize(("query", "fields"), [
+    ({"input_hex": "zz"}, ["input_hex"]),
+    ({"input_hex": "0102"}, ["input_hex"]),
+    ({"input_hex": "420995bba18e64500aea06e6", "table": "0,1,x"}, ["table"]),
+    ({"input_hex": "420995bba18e64500aea06e6", "hash_bits": "2", "table": "0,1,2"}, ["table"]),
+    ({"input_hex": "420995bba18e64500aea06e6", "hash_bits": "1", "cores": "2",
+      "table": "0,5"}, ["table[1]"]),
     ({}, ["src", "dst"]),
     ({"src": "1.2.3.4", "dst": "5.6.7.8", "sport": "1"}, ["dport"]),
     ({"src": "1.2.3.4", "dst": "::1"}, ["dst"]),
@@ -388,3 +426,57 @@ def test_an_oversized_body_is_a_400_not_a_500(client, student, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = _post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": "x" * 2000})
     assert _errors(response)[0]["field"] == "body"
+
+
+def _ran(student, fields, *, mode="trace", **extra) -> Run:
+    from labsite.lab.builder import scenario_yaml_from_builder
+
+    return Run.objects.create(scenario_body=scenario_yaml_from_builder(fields), ran_by=student,
+                              mode=mode, seed=3, status="succeeded", **extra)
+
+
+def test_pcap_export_is_the_runs_packets(client, student):
+    from engine.pcap import flows_from_packets, read_pcap
+
+    run = _ran(student, PRESETS["nat"])
+    response = client.get(f"/lab/api/runs/{run.pk}/pcap")
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "application/vnd.tcpdump.pcap"
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="rsslab-run-{run.pk}-run.pcap"')
+    packets = read_pcap(response.content).packets
+    clients = {str(p.tuple) for p in packets}
+    for flow in PRESETS["nat"]["traffic"]["flows"]:
+        assert f"tcp {flow['client']} -> 161.142.100.80:1766" in clients
+    # Client side and server side of three nat flows: six connections.
+    assert len(flows_from_packets(packets).flows) == 6
+
+
+def test_pcap_export_limits_flows_and_keeps_uploads(client, student, settings):
+    from engine.pcap import flows_from_packets, read_pcap
+
+    settings.RUN_PCAP_EXPORT_MAX_FLOWS = 1
+    limited = _ran(student, PRESETS["transparent"])
+    packets = read_pcap(client.get(f"/lab/api/runs/{limited.pk}/pcap").content).packets
+    assert {p.tuple.sport for p in packets} >= {2794}
+    assert 14230 not in {p.tuple.sport for p in packets}   # the second flow is cut
+    settings.RUN_PCAP_EXPORT_MAX_FLOWS = 100
+    fields = copy.deepcopy(PRESETS["transparent"])
+    fields["traffic"] = {"kind": "pcap"}
+    capture = (EXAMPLES_DIR / "replay.pcap").read_bytes()
+    uploaded = _ran(student, fields)
+    RunCapture.objects.create(run=uploaded, name="replay.pcap", data=capture, packets=32)
+    exported = read_pcap(client.get(f"/lab/api/runs/{uploaded.pk}/pcap").content).packets
+    original = flows_from_packets(read_pcap(capture).packets).flows
+    assert len(flows_from_packets(exported).flows) == len(original) == 4
+
+
+def test_pcap_export_errors(client, student):
+    other = Run.objects.create(scenario_body="", ran_by=User.objects.create_user("owner"))
+    assert _errors(client.get(f"/lab/api/runs/{other.pk}/pcap"), 404)[0]["field"] == "run"
+    compare = _ran(student, PRESETS["nat"], mode="compare")
+    assert _errors(client.get(f"/lab/api/runs/{compare.pk}/pcap"))[0]["field"] == "run"
+    broken = Run.objects.create(scenario_body="name: x\n", ran_by=student, mode="trace")
+    errors = _errors(client.get(f"/lab/api/runs/{broken.pk}/pcap"))
+    assert errors and set(errors[0]) == {"field", "line", "message"}
+    assert client.post(f"/lab/api/runs/{compare.pk}/pcap").status_code == 405
