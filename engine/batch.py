@@ -165,6 +165,15 @@ def steer_batch(nic: Nic, src, dst, sport, dport, proto
     return hashes, hashed, cores
 
 
+def steer_flows(nic: Nic, flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``steer_batch`` of the request direction of ``flows`` (``FlowArrays`` or alike)."""
+    return steer_batch(nic, np.asarray(flows.client_ip, np.uint32),
+                       np.asarray(flows.server_ip, np.uint32),
+                       np.asarray(flows.client_port, np.uint32),
+                       np.asarray(flows.server_port, np.uint32),
+                       np.asarray(flows.proto, np.uint8))
+
+
 def steer_two_tuple_batch(nic: Nic, src, dst) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(hashes, hashed, cores)`` of IPv4 packets without ports (fragments), as
     ``Nic.steer`` treats them: the 2-tuple hash when ``ipv4`` is enabled, else the
@@ -373,6 +382,9 @@ class BatchResult:
     summary: Summary
     handoff: str = "message"
     fragments: FragmentColumns | None = None
+    #: the request's hash as the NIC computed it, and whether it hashed at all
+    request_hash: np.ndarray | None = None
+    request_hashed: np.ndarray | None = None
 
     def outcome(self, row: int) -> FlowOutcome:
         """Row ``row`` as the trace's ``FlowOutcome`` (for reports and comparison)."""
@@ -528,9 +540,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     client_ip = np.asarray(flows.client_ip, dtype=np.uint32)
     client_port = np.asarray(flows.client_port, dtype=np.uint32)
     proto = np.asarray(flows.proto, dtype=np.uint8)
-    request_hash, request_hashed, request_core = steer_batch(
-        nic, client_ip, np.asarray(flows.server_ip, np.uint32), client_port,
-        np.asarray(flows.server_port, np.uint32), proto)
+    request_hash, request_hashed, request_core = steer_flows(nic, flows)
     policy, server_ip, server_port = route_batch(config, flows, request_hash, request_hashed)
 
     frag = service = None
@@ -646,7 +656,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         fragment_figures=None if frag is None else frag.figures())
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
-                       summary, config.handoff, frag)
+                       summary, config.handoff, frag, request_hash, request_hashed)
 
 
 

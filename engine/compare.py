@@ -202,7 +202,7 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
 
     Raises CompareError (too many cells), TrafficError/PcapError for the traffic.
     """
-    from .batch import run_batch, steer_batch
+    from .batch import run_batch, steer_flows
     from .run import fitting_ports
     from .system import HANDOFF_COPIES
 
@@ -248,11 +248,7 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
         progress((index + 1) / total, cell.label)
     if schemes:
         nic = base.build_nic()
-        hashes, _, _ = steer_batch(nic, np.asarray(flows.client_ip, np.uint32),
-                                   np.asarray(flows.server_ip, np.uint32),
-                                   np.asarray(flows.client_port, np.uint32),
-                                   np.asarray(flows.server_port, np.uint32),
-                                   np.asarray(flows.proto, np.uint8))
+        hashes, _, _ = steer_flows(nic, flows)
         copies = HANDOFF_COPIES[base.handoff]
         for offset, scheme in enumerate(schemes):
             request, response, extra = scheme_cores(

@@ -221,7 +221,7 @@ def _source_of(scenario: Scenario) -> str:
 
 
 def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
-    from .batch import run_batch, steer_batch
+    from .batch import run_batch
     try:
         arrays = build_flow_arrays(scenario, pcap=pcap)
     except TrafficError as error:
@@ -232,14 +232,10 @@ def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -
     progress(_STAGE_DONE["traffic"], "traffic")
     result = run_batch(config, arrays)
     progress(_STAGE_DONE["batch"], "batch")
-    nic = config.build_nic()
-    hashes, hashed, _ = steer_batch(nic, np.asarray(arrays.client_ip, np.uint32),
-                                    np.asarray(arrays.server_ip, np.uint32),
-                                    np.asarray(arrays.client_port, np.uint32),
-                                    np.asarray(arrays.server_port, np.uint32),
-                                    np.asarray(arrays.proto, np.uint8))
-    buckets = np.bincount((hashes[hashed] & np.uint32(nic.table.mask)).astype(np.int64),
-                          minlength=nic.table.size)
+    table = config.build_nic().table
+    hashes = result.request_hash[result.request_hashed]
+    buckets = np.bincount((hashes & np.uint32(table.mask)).astype(np.int64),
+                          minlength=table.size)
     allocated = np.bincount(result.request_core[result.allocated], minlength=config.cores)
     return _report(scenario, config, "batch", result.summary, result.request_core,
                    result.response_core, buckets, allocated, arrays,
