@@ -55,7 +55,7 @@ from typing import ClassVar, NamedTuple
 from .errors import ConfigError, RssLabError
 from .events import Event
 from .nic import Nic, Steering
-from .packet import Address, FlowTuple, Fragment, Packet, Proto
+from .packet import Address, FlowTuple, Fragment, Packet, Proto, max_datagram_payload
 
 #: The largest IP datagram: a fragment may not reach past byte 65,535 (RFC 791 / RFC 8200).
 MAX_DATAGRAM_BYTES = 65_535
@@ -101,6 +101,14 @@ class FragmentMode(StrEnum):
     MS_2TUPLE = "ms-2tuple"
     REASSEMBLE_HEADER = "reassemble-header"
     DEFAULT_CORE = "default-core"
+
+    @classmethod
+    def parse(cls, mode) -> FragmentMode:
+        """``mode`` as a FragmentMode; ConfigError naming ``mode`` otherwise."""
+        try:
+            return cls(mode)
+        except ValueError:
+            raise ConfigError("mode", ", ".join(m.value for m in cls), mode) from None
 
 
 # ---------------------------------------------------------------------------- limits, keys
@@ -201,7 +209,7 @@ def check_fragment(packet: Packet) -> tuple[int, int]:
         raise FragmentError("fragment", "a fragment (more-fragments set or offset > 0)",
                             fragment, reason="not-a-fragment")
     start = fragment.offset
-    if start < 0 or start % 8:
+    if not isinstance(start, int) or start < 0 or start % 8:
         raise FragmentError("fragment.offset", "a byte offset >= 0 that is a multiple of 8",
                             start, reason="bad-offset")
     length = fragment_length(packet)
@@ -921,10 +929,7 @@ class FragmentSteerer:
                  sessions: Callable[[FlowTuple], SessionFacts] | None = None,
                  forced: str | None = None, seq: Iterator[int] | None = None,
                  strict: bool = False):
-        try:
-            self.mode = FragmentMode(mode)
-        except ValueError:
-            raise ConfigError("mode", ", ".join(m.value for m in FragmentMode), mode) from None
+        self.mode = FragmentMode.parse(mode)
         if not 0 <= default_fragment_core < nic.cores:
             raise ConfigError("default_fragment_core", f"a core 0-{nic.cores - 1}",
                               default_fragment_core)
@@ -1132,7 +1137,7 @@ def fragment_outcome(nic: Nic, flow: FlowTuple, mode: FragmentMode | str, *, fra
     ``action`` is the decided fragmentation action. Raises ConfigError for an unknown
     mode or action, or fewer than 2 fragments.
     """
-    mode = FragmentMode(mode)
+    mode = FragmentMode.parse(mode)
     if action not in (ASSEMBLE, BRIDGE):
         raise ConfigError("action", "assemble or bridge", action)
     if fragments < 2:
@@ -1180,8 +1185,9 @@ def fragment_packet(packet: Packet, mtu: int, *, order: str = "in", duplicates: 
     to the packet's own fragment ident, else ``packet.id`` (masked to 16 bits for IPv4).
     ``order``: ``in``, ``reverse`` or ``random``; ``duplicates`` extra copies of
     randomly chosen fragments are inserted at random places. A packet that fits is
-    returned alone. Raises ConfigError for a non-IP packet, an MTU below header + 8, an
-    unknown order, negative duplicates, or ``random``/duplicates without ``rng``.
+    returned alone. Raises ConfigError for a non-IP packet, a payload larger than one
+    datagram holds, an MTU below header + 8, an unknown order, negative duplicates, or
+    ``random``/duplicates without ``rng``.
     """
     if not packet.is_ip:
         raise ConfigError("packet", "an IP packet", packet.ethertype)
@@ -1196,6 +1202,11 @@ def fragment_packet(packet: Packet, mtu: int, *, order: str = "in", duplicates: 
     if rng is None and (order == "random" or duplicates):
         raise ConfigError("rng", "a random.Random(seed) for a random order or duplicates",
                           None)
+    largest = max_datagram_payload(packet.version, packet.proto)
+    size = len(packet.payload) if packet.payload else packet.payload_len
+    if not isinstance(size, int) or not 0 <= size <= largest:
+        raise ConfigError("payload_len", f"0-{largest} bytes (one IPv{packet.version} "
+                          f"datagram's payload)", size)
     data = l4_bytes(packet)
     step = (mtu - header) // 8 * 8
     if len(data) + (IPV4_HEADER_BYTES if packet.version == 4 else IPV6_HEADER_BYTES) <= mtu:

@@ -29,6 +29,25 @@ from .packet import Packet, Proto
 from .toeplitz import Key, hash_words, toeplitz_hash
 
 MIN_HASH_BITS, MAX_HASH_BITS = 1, 7
+#: The most cores a model has: 64 receive queues (more than most NICs' RSS queues), so
+#: per-core state stays small and every core can own at least two of 128 buckets.
+MAX_CORES = 64
+
+
+def _is_whole(value) -> bool:
+    """An int that is not a bool (``True`` is an int to Python, never a core count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_cores(cores) -> None:
+    if not _is_whole(cores) or not 1 <= cores <= MAX_CORES:
+        raise TableError("cores", f"a whole number of cores, 1-{MAX_CORES}", cores)
+
+
+def _check_hash_bits(hash_bits) -> None:
+    if not _is_whole(hash_bits) or not MIN_HASH_BITS <= hash_bits <= MAX_HASH_BITS:
+        raise TableError("hash_bits", f"{MIN_HASH_BITS}-{MAX_HASH_BITS} "
+                         f"(2-{2 ** MAX_HASH_BITS} buckets)", hash_bits)
 
 
 class HashType(StrEnum):
@@ -87,26 +106,23 @@ class IndirectionTable:
     buckets: tuple[int, ...]
 
     def __post_init__(self):
-        if not isinstance(self.cores, int) or self.cores < 1:
-            raise TableError("cores", "a whole number of cores, 1 or more", self.cores)
-        if not MIN_HASH_BITS <= self.hash_bits <= MAX_HASH_BITS:
-            raise TableError("hash_bits", f"{MIN_HASH_BITS}-{MAX_HASH_BITS} "
-                             f"(2-{2 ** MAX_HASH_BITS} buckets)", self.hash_bits)
+        _check_cores(self.cores)
+        _check_hash_bits(self.hash_bits)
+        if not isinstance(self.buckets, tuple | list):
+            raise TableError("table", f"a list of {2 ** self.hash_bits} cores", self.buckets)
         if len(self.buckets) != 2 ** self.hash_bits:
             raise TableError("table", f"{2 ** self.hash_bits} buckets for "
                              f"{self.hash_bits} hash bits", len(self.buckets))
         for index, core in enumerate(self.buckets):
-            if not isinstance(core, int) or not 0 <= core < self.cores:
+            if not _is_whole(core) or not 0 <= core < self.cores:
                 raise TableError(f"table[{index}]", f"a core 0-{self.cores - 1}", core,
                                  detail=f"the system has {self.cores} cores")
 
     @classmethod
     def round_robin(cls, cores: int, hash_bits: int = MAX_HASH_BITS) -> IndirectionTable:
         """Bucket i → core i mod cores: the fill drivers use by default."""
-        if not isinstance(hash_bits, int) or not MIN_HASH_BITS <= hash_bits <= MAX_HASH_BITS:
-            raise TableError("hash_bits", f"{MIN_HASH_BITS}-{MAX_HASH_BITS}", hash_bits)
-        if not isinstance(cores, int) or cores < 1:
-            raise TableError("cores", "a whole number of cores, 1 or more", cores)
+        _check_hash_bits(hash_bits)
+        _check_cores(cores)
         return cls(cores, hash_bits, tuple(i % cores for i in range(2 ** hash_bits)))
 
     @property
@@ -156,9 +172,17 @@ class IndirectionTable:
         so buckets without measured load still spread evenly and the result is
         deterministic. Cores in ``exclude`` (failed) receive nothing.
         """
-        load = np.asarray(bucket_load, dtype=float)
+        try:
+            load = np.asarray(bucket_load, dtype=float)
+        except (TypeError, ValueError):
+            raise TableError("bucket_load", f"{self.size} per-bucket numbers",
+                             bucket_load) from None
         if load.shape != (self.size,):
-            raise TableError("bucket_load", f"{self.size} per-bucket figures", load.shape[0])
+            raise TableError("bucket_load", f"{self.size} per-bucket figures",
+                             f"{load.size} in shape {load.shape}")
+        if not np.isfinite(load).all() or (load < 0).any():
+            raise TableError("bucket_load", "finite figures, none negative",
+                             "a NaN, infinite or negative figure")
         cores = [c for c in range(self.cores) if c not in exclude]
         if not cores:
             raise TableError("exclude", "at least one core left in service", sorted(exclude))

@@ -42,6 +42,18 @@ class Proto(IntEnum):
         return number
 
 
+#: L4 header bytes of the packets the lab builds (TCP without options).
+L4_HEADER_BYTES = {Proto.TCP: 20, Proto.UDP: 8}
+
+
+def max_datagram_payload(version: int, proto: int) -> int:
+    """The most L4 payload bytes one IP datagram can carry: 65,535 (IPv4's total length,
+    which counts its 20-byte header; IPv6's payload length, which does not) less the IP
+    header for IPv4 and the L4 header — 65,507 for UDP over IPv4, 65,495 for TCP."""
+    ip_header = 20 if version == 4 else 0
+    return 65_535 - ip_header - L4_HEADER_BYTES.get(proto, 0)
+
+
 def proto_name(number: int) -> str:
     try:
         return Proto(number).name.lower()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import struct
 from collections.abc import Iterable
@@ -85,6 +86,39 @@ class PcapFlows:
     ignored: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class PcapTally:
+    """What replaying captures read: frames in the files, packets the lab could use,
+    flows found, and every frame or packet left out, per reason (unreadable rest of a
+    truncated file, unknown link type, not IP, a fragment without its first...). A run
+    report carries it so a partly read capture never passes unnoticed."""
+
+    frames: int = 0
+    packets: int = 0
+    flows: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def add(self, read: PcapReadResult, found: PcapFlows) -> None:
+        self.frames += read.total
+        self.packets += len(read.packets)
+        self.flows += len(found.flows)
+        for reason, count in (*read.skipped.items(), *found.ignored.items()):
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+    def as_dict(self) -> dict:
+        return {"frames": self.frames, "packets": self.packets, "flows": self.flows,
+                "skipped": dict(self.skipped)}
+
+    def line(self) -> str:
+        """One readable line, e.g. ``pcap: 9 frames, 8 packets used, 4 flows; skipped:
+        unreadable rest of file 1``."""
+        text = f"pcap: {self.frames} frames, {self.packets} packets used, {self.flows} flows"
+        if self.skipped:
+            text += "; skipped: " + ", ".join(f"{reason} {count}"
+                                              for reason, count in self.skipped.items())
+        return text
+
+
 def _layers():
     """The Scapy pieces this module uses, imported on first use (never scapy.all)."""
     import scapy.layers.inet
@@ -121,12 +155,19 @@ def read_pcap(source: str | Path | bytes | BinaryIO, *, max_bytes: int = MAX_PCA
         raise PcapError("pcap", "a readable capture header", data[:24].hex(),
                         detail="the file header is corrupt") from None
     frames = 0
+    # Scapy logs a warning for a cut record or block; ``skipped`` reports it instead.
+    scapy_log = logging.getLogger("scapy.runtime")
+    quiet = _DropReaderWarnings()
+    scapy_log.addFilter(quiet)
     try:
         iterator = iter(reader)
         while True:
+            start = reader.f.tell()
             try:
                 raw, meta = next(iterator)
             except StopIteration:
+                if start < len(data):  # Scapy stops quietly at a record header cut short
+                    skip("unreadable rest of file")
                 break
             except Exception:  # noqa: BLE001  (a corrupt record ends the readable part)
                 skip("unreadable rest of file")
@@ -140,6 +181,10 @@ def read_pcap(source: str | Path | bytes | BinaryIO, *, max_bytes: int = MAX_PCA
                 linktype = getattr(reader, "linktype", None)
             name = _LINK_NAMES.get(linktype, f"link type {linktype}")
             link_types[name] = link_types.get(name, 0) + 1
+            captured = getattr(meta, "caplen", None)  # pcap records only
+            if captured is not None and len(raw) < min(captured, _SCAPY_MAX_READ):
+                skip("record cut short by the end of the file")
+                continue
             decoder = conf.l2types.num2layer.get(linktype)
             if decoder is None:
                 skip(f"unknown link type {linktype}")
@@ -150,9 +195,19 @@ def read_pcap(source: str | Path | bytes | BinaryIO, *, max_bytes: int = MAX_PCA
             else:
                 packets.append(packet)
     finally:
+        scapy_log.removeFilter(quiet)
         with contextlib.suppress(Exception):  # closing a BytesIO cannot lose data
             reader.close()
     return PcapReadResult(packets, skipped, link_types)
+
+
+#: Scapy's RawPcapReader returns at most this many bytes of a record (its MTU, 0xFFFF).
+_SCAPY_MAX_READ = 0xFFFF
+
+
+class _DropReaderWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Pcap")
 
 
 def _load(source, max_bytes: int) -> bytes:
@@ -164,14 +219,16 @@ def _load(source, max_bytes: int) -> bytes:
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         try:
+            if path.is_dir():
+                raise IsADirectoryError(21, "a folder, not a file")
             size = path.stat().st_size
+            if size > max_bytes:
+                raise PcapError("pcap", f"at most {max_bytes} bytes", f"{size} bytes",
+                                detail=str(path))
+            return path.read_bytes()
         except OSError as error:
             raise PcapError("pcap", "a readable capture file", str(path),
                             detail=error.strerror or str(error)) from None
-        if size > max_bytes:
-            raise PcapError("pcap", f"at most {max_bytes} bytes", f"{size} bytes",
-                            detail=str(path))
-        return path.read_bytes()
     data = source.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise PcapError("pcap", f"at most {max_bytes} bytes", f"more than {max_bytes} bytes")

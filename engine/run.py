@@ -35,6 +35,7 @@ import numpy as np
 from .errors import ConfigError
 from .events import Event, Verdict
 from .packet import FlowTuple, Packet, Proto
+from .pcap import PcapTally
 from .scenario import CheckResult, Scenario, evaluate_checks
 from .traffic import TrafficError, build_flow_arrays, build_flow_specs
 from .verify import FlowOutcome, Summary
@@ -84,6 +85,7 @@ class Report:
     elapsed_s: float = 0.0
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    pcap: PcapTally | None = None
 
     @property
     def passed(self) -> bool:
@@ -139,6 +141,8 @@ class Report:
                       "fitting_per_table": self.fitting_ports},
             **self.extra,
         }
+        if self.pcap is not None:
+            data["pcap"] = self.pcap.as_dict()
         if rows if rows is not None else self.rows is not None:
             data["rows"] = [row.as_dict() for row in self.rows or []]
         return data
@@ -151,6 +155,8 @@ class Report:
                *(f"  {line}" for line in summary.lines())]
         if summary.port_map:
             out.append(f"  {summary.port_map}")
+        if self.pcap is not None:
+            out.append(f"  {self.pcap.line()}")
         out.append("  core    load  requests  responses  handoffs  ports  occupancy")
         for row in self.per_core():
             out.append(f"  {row['core']:>4}  {row['load']:>6}  {row['requests']:>8}  "
@@ -222,8 +228,9 @@ def _source_of(scenario: Scenario) -> str:
 
 def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
     from .batch import run_batch
+    tally = PcapTally()
     try:
-        arrays = build_flow_arrays(scenario, pcap=pcap)
+        arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
     except TrafficError as error:
         if "IPv4" not in error.expected:
             raise
@@ -239,12 +246,13 @@ def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -
     allocated = np.bincount(result.request_core[result.allocated], minlength=config.cores)
     return _report(scenario, config, "batch", result.summary, result.request_core,
                    result.response_core, buckets, allocated, arrays,
-                   result.outcomes() if rows else None)
+                   result.outcomes() if rows else None, tally)
 
 
 def _run_trace(scenario, config, pcap, rows: bool, progress: ProgressCallback,
                on_event) -> Report:
-    specs = build_flow_specs(scenario, pcap=pcap)
+    tally = PcapTally()
+    specs = build_flow_specs(scenario, pcap=pcap, tally=tally)
     progress(_STAGE_DONE["traffic"], "traffic")
     system = scenario.build_system()
     total = max(len(specs), 1)
@@ -271,11 +279,11 @@ def _run_trace(scenario, config, pcap, rows: bool, progress: ProgressCallback,
                                        dtype=np.int64), minlength=config.cores)
     return _report(scenario, config, "trace", result.summary, request_core, response_core,
                    np.asarray(system.bucket_load, dtype=np.int64), allocated, specs,
-                   outcomes if rows else None)
+                   outcomes if rows else None, tally)
 
 
 def _report(scenario, config, mode, summary: Summary, request_core, response_core,
-            buckets, allocated, traffic, rows) -> Report:
+            buckets, allocated, traffic, rows, tally: PcapTally) -> Report:
     cores = config.cores
     answered = response_core >= 0
     matrix = np.bincount(request_core[answered] * cores + response_core[answered],
@@ -296,7 +304,7 @@ def _report(scenario, config, mode, summary: Summary, request_core, response_cor
                 "strategy": config.strategy, "tables_per_ip": config.tables_per_ip,
                 "handoff": config.handoff, "fragments": nic.fragments},
         traffic={"flows": len(traffic), "sources": [s.kind for s in scenario.sources]},
-        rows=rows)
+        rows=rows, pcap=tally if any(s.pcap is not None for s in scenario.sources) else None)
 
 
 def fitting_ports(config) -> list[float]:

@@ -61,8 +61,9 @@ from pydantic import (
 )
 
 from .errors import HashKeyError, RssLabError
-from .nic import HashType, IndirectionTable, Transform
+from .nic import MAX_CORES, HashType, IndirectionTable, Transform
 from .nic import Nic as NicModel
+from .packet import Proto, max_datagram_payload
 from .toeplitz import Key, parse_key
 
 SCHEMA_VERSION = 1
@@ -72,7 +73,6 @@ MAX_FILE_BYTES = 1 << 20
 #: Nesting depth and node count (aliases expanded) of the parsed document.
 MAX_DEPTH = 32
 MAX_NODES = 200_000
-MAX_CORES = 64
 MAX_IPS_PER_CORE = 16
 MAX_TABLES_PER_IP = 256
 MAX_SERVICES = 256
@@ -924,6 +924,13 @@ def _cross_check(scenario: Scenario, base_dir: Path | None) -> list[tuple[tuple,
                          f"expected 1 (or no ips_per_core) with shared_ip, "
                          f"got {system.ips_per_core}"))
     pool = ipaddress.ip_network(system.ip_pool)
+    if pool.version != 4:
+        problems.append((("system", "ip_pool"), f"expected an IPv4 prefix (the cores' nat "
+                                                f"addresses are IPv4), got {system.ip_pool!r}"))
+    if system.shared_ip is not None and ipaddress.ip_address(system.shared_ip).version != 4:
+        problems.append((("system", "shared_ip"), f"expected an IPv4 address (the cores' nat "
+                                                  f"addresses are IPv4), got "
+                                                  f"{system.shared_ip!r}"))
     needed = system.cores * system.ips_per_core + 1
     if system.shared_ip is None and pool.num_addresses <= needed:
         problems.append((("system", "ip_pool"),
@@ -941,6 +948,12 @@ def _cross_check(scenario: Scenario, base_dir: Path | None) -> list[tuple[tuple,
                              f"(services[{names[service.name]}])"))
         names.setdefault(service.name, index)
         vip = ipaddress.ip_address(service.vip)
+        if vip.version != 4 and service.policy != "transparent":
+            problems.append((("services", index, "policy"),
+                             f"expected transparent for an IPv6 service (port allocation, "
+                             f"for nat and usip, is modelled for IPv4), got {service.policy}"))
+        problems += _size_problems(("services", index), service.proto, vip.version,
+                                   service.mtu, response_bytes=service.response_bytes)
         for s_index, server in enumerate(service.servers):
             if parse_endpoint(server)[0].version != vip.version:
                 problems.append((("services", index, "servers", s_index),
@@ -964,7 +977,8 @@ def _cross_check(scenario: Scenario, base_dir: Path | None) -> list[tuple[tuple,
                 problems += _check_flow(flow, loc + ("flows", f_index), names, scenario)
         elif source.generated is not None:
             total += source.generated.count
-            problems += _check_generated(source.generated, loc + ("generated",), names)
+            problems += _check_generated(source.generated, loc + ("generated",), names,
+                                         scenario)
         elif source.adversarial is not None:
             total += source.adversarial.count
             problems += _check_adversarial(source.adversarial, loc + ("adversarial",), names,
@@ -1002,11 +1016,46 @@ def _check_flow(flow: FlowEntry, loc: tuple, names: dict, scenario: Scenario):
         if client.version != target.version:
             problems.append((loc + ("client",), f"expected an IPv{target.version} client "
                                                 f"like its server, got {flow.client!r}"))
+        service = scenario.service(flow.service) if flow.service is not None else None
+        proto = flow.proto or (service.proto if service else "tcp")
+        problems += _size_problems(loc, proto, target.version, service and service.mtu,
+                                   request_bytes=flow.request_bytes,
+                                   response_bytes=flow.response_bytes)
     return problems
 
 
-def _check_generated(gen: Generated, loc: tuple, names: dict):
+def _size_problems(loc: tuple, proto: str, version: int, mtu: int | None,
+                   **sizes: int | Size | None) -> list[tuple[tuple, str]]:
+    """Sizes that cannot travel as one IP datagram where the lab sends one: any UDP
+    message, and a TCP response its server fragments (a service with an ``mtu``)."""
+    problems = []
+    largest = max_datagram_payload(version, Proto.parse(proto))
+    for name, size in sizes.items():
+        high = size.high if isinstance(size, Size) else size
+        one_datagram = proto == "udp" or (name == "response_bytes" and mtu is not None)
+        if one_datagram and high is not None and high > largest:
+            why = ("a UDP datagram" if proto == "udp"
+                   else "the response its server fragments, one TCP datagram")
+            problems.append((loc + (name,), f"expected at most {largest} bytes ({why} over "
+                                            f"IPv{version}), got {high}"))
+    return problems
+
+
+def _check_generated(gen: Generated, loc: tuple, names: dict, scenario: Scenario):
     problems = _check_range(gen.client_ports, loc + ("client_ports",))
+    sizes = {"request_bytes": gen.request_bytes, "response_bytes": gen.response_bytes}
+    if gen.servers is None:
+        for name in gen.services or list(names):
+            service = scenario.service(name) if name in names else None
+            if service is None:
+                continue
+            if ipaddress.ip_address(service.vip).version != 4:
+                problems.append((loc + ("services",), f"expected IPv4 services (generated "
+                                                      f"traffic is IPv4), got {name!r}"))
+            else:
+                problems += _size_problems(loc, service.proto, 4, service.mtu, **sizes)
+    elif gen.proto_mix.get("udp", 0) > 0:
+        problems += _size_problems(loc, "udp", 4, None, **sizes)
     for index, prefix in enumerate(gen.client_prefixes):
         if ipaddress.ip_network(prefix).version != 4:
             problems.append((loc + ("client_prefixes", index),
@@ -1049,6 +1098,9 @@ def _check_adversarial(adv: Adversarial, loc: tuple, names: dict, scenario: Scen
               else scenario.services[0] if scenario.services else None)
     if target is not None and ipaddress.ip_address(target.vip).version != 4:
         problems.append((loc + ("service",), "expected an IPv4 service (the flood is IPv4)"))
+    elif target is not None:
+        problems += _size_problems(loc, target.proto, 4, target.mtu,
+                                   request_bytes=adv.request_bytes)
     if ipaddress.ip_network(adv.client_prefix).version != 4:
         problems.append((loc + ("client_prefix",), f"expected an IPv4 prefix, "
                                                    f"got {adv.client_prefix!r}"))

@@ -309,6 +309,12 @@ class SystemConfig:
             raise ConfigError("cores", "a whole number of cores, 1 or more", self.cores)
         if not isinstance(self.ips_per_core, int) or self.ips_per_core < 1:
             raise ConfigError("ips_per_core", "1 or more", self.ips_per_core)
+        if self.shared_ip is None:
+            base = int(parse_address(self.local_ip_base, "local_ip_base"))
+            if base + self.cores * self.ips_per_core > 2 ** 32:
+                raise ConfigError("local_ip_base", f"room for {self.cores} x "
+                                  f"{self.ips_per_core} IPv4 addresses from it",
+                                  self.local_ip_base)
         for name, allowed in (("policy", POLICIES), ("strategy", STRATEGIES),
                               ("handoff", HANDOFFS)):
             if getattr(self, name) not in allowed:

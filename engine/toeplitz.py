@@ -54,6 +54,8 @@ class Key:
     name: str = "custom"
 
     def __post_init__(self):
+        if not isinstance(self.data, bytes):
+            raise HashKeyError("key", "the key's bytes", type(self.data).__name__)
         if len(self.data) < 8:
             raise HashKeyError("key", "at least 8 bytes (40 for every RSS input)",
                                self.data.hex())
@@ -97,6 +99,8 @@ def parse_key(text: str | Key | None) -> Key:
     """
     if isinstance(text, Key):
         return text
+    if text is not None and not isinstance(text, str):
+        raise HashKeyError("key", "microsoft, symmetric, random:SEED or hex", text)
     if text is None or text.strip() == "" or text.strip().lower() == "microsoft":
         return Key.microsoft()
     word = text.strip().lower()
@@ -253,7 +257,7 @@ def check_port(value, field: str) -> int:
     """``value`` as a port number; TupleError unless it is an integer in 0–65535."""
     try:
         port = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise TupleError(field, "a port number 0-65535", value) from None
     if isinstance(value, bool) or not 0 <= port <= 65535 or (
             isinstance(value, float) and value != port):

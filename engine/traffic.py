@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from .errors import RssLabError
 from .nic import Nic, Transform
 from .packet import Address, FlowTuple, Proto
 from .toeplitz import hash_ipv4_batch, word_tables
+
+if TYPE_CHECKING:
+    from .pcap import PcapTally
 
 
 class TrafficError(RssLabError):
@@ -373,20 +377,27 @@ def _adversarial_arrays(scenario, adv, index: int) -> FlowArrays:
                              seed=_source_seed(scenario, adv.seed, index))
 
 
-def _pcap_specs(scenario, source, pcap: str | Path | None, first_id: int) -> list[FlowSpec]:
+def _pcap_specs(scenario, source, pcap: str | Path | None, first_id: int,
+                tally: PcapTally | None) -> list[FlowSpec]:
     from .pcap import flows_from_packets, read_pcap
     path = scenario.pcap_path(source, pcap)
     if path is None:
         raise TrafficError("traffic.pcap.path", "a pcap file (in the scenario or --pcap)",
                            None)
-    flows = flows_from_packets(read_pcap(path).packets).flows
+    read = read_pcap(path)
+    found = flows_from_packets(read.packets)
+    if tally is not None:
+        tally.add(read, found)
+    flows = found.flows
     return [FlowSpec(first_id + i, f.client_ip, f.client_port, f.server_ip, f.server_port,
                      f.proto, f.request_bytes, f.response_bytes) for i, f in enumerate(flows)]
 
 
-def build_flow_arrays(scenario, *, pcap: str | Path | None = None) -> FlowArrays:
+def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
+                      tally: PcapTally | None = None) -> FlowArrays:
     """All of a scenario's traffic as arrays for the batch path, sources in file order,
-    row i being flow id i. ``pcap`` overrides the file of pcap sources.
+    row i being flow id i. ``pcap`` overrides the file of pcap sources; ``tally``
+    collects what reading them found and skipped.
 
     Raises TrafficError (IPv6 flows, unreachable bucket, too many flows per client and
     target) and PcapError (an unreadable capture).
@@ -400,16 +411,19 @@ def build_flow_arrays(scenario, *, pcap: str | Path | None = None) -> FlowArrays
         elif source.adversarial is not None:
             part = _adversarial_arrays(scenario, source.adversarial, index)
         else:
-            part = FlowArrays.from_specs(_pcap_specs(scenario, source.pcap, pcap, next_id))
+            part = FlowArrays.from_specs(_pcap_specs(scenario, source.pcap, pcap, next_id,
+                                                     tally))
         parts.append(part)
         next_id += len(part)
     return FlowArrays.concat(parts)
 
 
 def build_flow_specs(scenario, *, pcap: str | Path | None = None,
-                     limit: int | None = None) -> list[FlowSpec]:
+                     limit: int | None = None, tally: PcapTally | None = None
+                     ) -> list[FlowSpec]:
     """All of a scenario's traffic as records for the trace path (ids as in
-    ``build_flow_arrays``; IPv6 explicit and pcap flows included), at most ``limit``.
+    ``build_flow_arrays``; IPv6 explicit and pcap flows included), at most ``limit``;
+    ``tally`` as in ``build_flow_arrays``.
 
     Raises TrafficError and PcapError as ``build_flow_arrays`` does.
     """
@@ -422,7 +436,7 @@ def build_flow_specs(scenario, *, pcap: str | Path | None = None,
         if source.flows is not None:
             part = _explicit_specs(scenario, source.flows, next_id)
         elif source.pcap is not None:
-            part = _pcap_specs(scenario, source.pcap, pcap, next_id)
+            part = _pcap_specs(scenario, source.pcap, pcap, next_id, tally)
         else:
             arrays = (_generated_arrays(scenario, source.generated, index)
                       if source.generated is not None

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import sys
 
+from . import check_output_file, writing
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser("compare", help="run the cross product of settings",
@@ -37,6 +39,7 @@ def run(args) -> int:
     from ..scenario import load_scenario_file
     from .verify import ProgressBar
 
+    check_output_file(args.html, "--html")
     vary = parse_vary(args.vary)
     scenario = load_scenario_file(args.scenario)
     bar = ProgressBar()
@@ -47,7 +50,8 @@ def run(args) -> int:
         bar.close()
     if args.html:
         from ..report import write_compare_html
-        write_compare_html(result, args.html)
+        with writing(args.html, "--html"):
+            write_compare_html(result, args.html)
         print(f"wrote {args.html}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.as_dict()))

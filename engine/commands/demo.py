@@ -49,10 +49,14 @@ MODES = {
 
 
 def demo_flows(count: int, mode: str = "nat") -> list[Flow]:
+    """``count`` (at most MAX_DEMO_FLOWS) flows from clients spread over 198.51.100.1-254
+    (13 steps apart, coprime with 254, so no two of the first 254 share an address)."""
+    def client(i: int) -> str:
+        return f"198.51.100.{(6 + 13 * i) % 254 + 1}"
     if mode.startswith("fragments"):
-        return [Flow(i + 1, f"198.51.100.{7 + 13 * i}", 40000 + 17 * i, DNS_SERVER.ip, 53,
+        return [Flow(i + 1, client(i), 40000 + 17 * i, DNS_SERVER.ip, 53,
                      proto="udp", request_bytes=40) for i in range(count)]
-    return [Flow(i + 1, f"198.51.100.{7 + 13 * i}", 40000 + 17 * i, f"203.0.113.{10 + i}", 80)
+    return [Flow(i + 1, client(i), 40000 + 17 * i, f"203.0.113.{10 + i}", 80)
             for i in range(count)]
 
 

@@ -77,10 +77,15 @@ def _whole(text, field: str) -> int:
 def hash_rows(lines) -> list[dict]:
     """Hash every CSV row; a row that fails becomes ``{"row": n, "error": {...}}``.
 
-    Rows are numbered from 1 after the header, as a spreadsheet shows them.
+    Rows are numbered from 1 after the header by the file's lines, so blank lines
+    (skipped) do not shift the numbers of the rows after them.
     """
     reader = csv.DictReader(lines)
     header = [name.strip() for name in reader.fieldnames or []]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise TupleError("header", "each column once", ",".join(header),
+                         detail=f"repeated {', '.join(repeated)}")
     missing = [name for name in ("src", "dst") if name not in header]
     if missing:
         raise TupleError("header", "CSV columns src,dst[,sport,dport,key,cores,hash_bits]",
@@ -90,11 +95,16 @@ def hash_rows(lines) -> list[dict]:
         raise TupleError("header", f"only the columns {','.join(CSV_COLUMNS)}",
                          ",".join(unknown))
     results = []
-    for number, row in enumerate(reader, start=1):
-        if number > MAX_BATCH_ROWS:
-            raise TupleError("rows", f"at most {MAX_BATCH_ROWS:,} rows", number)
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+    for count, row in enumerate(reader, start=1):
+        if count > MAX_BATCH_ROWS:
+            raise TupleError("rows", f"at most {MAX_BATCH_ROWS:,} rows", count)
+        number = reader.line_num - 1
+        extra = row.pop(None, None)  # DictReader's place for cells beyond the header
+        row = {k.strip(): (v or "").strip() for k, v in row.items()}
         try:
+            if extra:
+                raise TupleError("columns", f"at most {len(header)} cells (the header's)",
+                                 len(header) + len(extra))
             result = hash_one(src=row.get("src"), dst=row.get("dst"), sport=row.get("sport"),
                               dport=row.get("dport"), key=row.get("key") or None,
                               cores=row.get("cores") or "4",
@@ -110,7 +120,8 @@ def hash_rows(lines) -> list[dict]:
 def run(args) -> int:
     if args.batch:
         try:
-            with open(args.batch, newline="", encoding="utf-8") as lines:
+            # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark
+            with open(args.batch, newline="", encoding="utf-8-sig") as lines:
                 results = hash_rows(lines)
         except (OSError, UnicodeDecodeError, csv.Error) as error:
             raise ConfigError("--batch", "a readable CSV file in UTF-8", args.batch,

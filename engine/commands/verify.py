@@ -17,6 +17,7 @@ import sys
 import time
 
 from ..errors import RssLabError
+from . import check_output_file, writing
 
 
 def add_parser(subparsers):
@@ -70,6 +71,8 @@ def run(args) -> int:
 
     bar = ProgressBar()
     try:
+        check_output_file(args.html, "--html")
+        check_output_file(args.export_pcap, "--export-pcap")
         scenario = load_scenario_file(args.scenario)
         report = verify_scenario(scenario, pcap=args.pcap,
                                  mode="trace" if args.trace else "batch", rows=args.rows,
@@ -78,8 +81,9 @@ def run(args) -> int:
         if args.export_pcap:
             sides = ("client", "server") if args.export_side == "both" else (args.export_side,)
             limit = DEFAULT_EXPORT_FLOWS if args.export_limit is None else args.export_limit
-            exported = export_pcap(scenario, args.export_pcap, pcap=args.pcap, sides=sides,
-                                   limit=limit)
+            with writing(args.export_pcap, "--export-pcap"):
+                exported = export_pcap(scenario, args.export_pcap, pcap=args.pcap,
+                                       sides=sides, limit=limit)
     except RssLabError as error:
         bar.close()
         if args.json:
@@ -90,7 +94,8 @@ def run(args) -> int:
         bar.close()
     if args.html:
         from ..report import write_report_html
-        write_report_html(report, args.html)
+        with writing(args.html, "--html"):
+            write_report_html(report, args.html)
         print(f"wrote {args.html}", file=sys.stderr)
     if exported is not None:
         print(f"wrote {exported.packets} packets of {exported.flows} flows to "

@@ -97,3 +97,31 @@ def test_bench_quick_prints_named_figures():
 def test_bench_rejects_an_unknown_figure():
     result = engine_cli("bench", "--quick", "--only", "nope", check=False)
     assert result.returncode == 2 and "--only: expected one of" in result.stderr
+
+
+def test_batch_csv_from_a_spreadsheet_with_bom_blank_lines_and_stray_cells(tmp_path):
+    csv_file = tmp_path / "excel.csv"
+    # "CSV UTF-8" from a spreadsheet: a byte-order mark; a blank line; a row with one
+    # cell too many; then a bad address on file line 5 (row 4 after the header)
+    csv_file.write_bytes(b"\xef\xbb\xbfsrc,dst\r\n1.2.3.4,5.6.7.8\r\n\r\n"
+                         b"1.2.3.4,5.6.7.8,9\r\n1.2.3.999,5.6.7.8\r\n")
+    result = engine_cli("hash", "--batch", str(csv_file), "--json", check=False)
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1
+    assert answers[0]["row"] == 1 and answers[0]["hash"].startswith("0x")
+    assert answers[1]["row"] == 3 and answers[1]["error"]["field"] == "columns"
+    assert answers[2]["row"] == 4 and answers[2]["error"]["field"] == "src"
+
+
+def test_batch_csv_with_a_repeated_column_is_refused(tmp_path):
+    csv_file = tmp_path / "twice.csv"
+    csv_file.write_text("src,dst,src\n1.1.1.1,2.2.2.2,3.3.3.3\n")
+    result = engine_cli("hash", "--batch", str(csv_file), check=False)
+    assert result.returncode == 2 and "repeated src" in result.stderr
+
+
+def test_cores_beyond_the_model_limit_are_refused():
+    result = engine_cli("hash", "--src", "1.2.3.4", "--dst", "5.6.7.8", "--cores",
+                        "1000000000", check=False)
+    assert result.returncode == 2 and "cores: expected a whole number of cores, 1-64" in \
+        result.stderr

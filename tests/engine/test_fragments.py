@@ -425,3 +425,8 @@ def test_fragment_packet_rejects_bad_settings():
     with pytest.raises(ConfigError, match="order"):
         fragment_packet(udp_response(), 68, order="sideways")
     assert fragment_packet(udp_response(), 1500) == [udp_response()]
+    # past what one datagram carries: 65,507 bytes of UDP payload over IPv4
+    with pytest.raises(ConfigError, match="payload_len: expected 0-65507 bytes"):
+        fragment_packet(replace(udp_response(), payload=b"", payload_len=65_508), 1500)
+    with pytest.raises(ConfigError, match="mode"):
+        FragmentMode.parse("bogus")

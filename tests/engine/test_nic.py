@@ -189,3 +189,19 @@ def test_hash_input_layout_is_source_destination_ports():
     data = hash_input("1.2.3.4", "5.6.7.8", 0x0102, 0x0304)
     assert data == bytes([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4])
     assert FIRST_VECTOR.reversed().src == ipaddress.ip_address("161.142.100.80")
+
+
+@pytest.mark.parametrize(("make", "field"), [
+    (lambda: IndirectionTable.round_robin(True, 1), "cores"),     # a bool is not a count
+    (lambda: IndirectionTable.round_robin(65, 7), "cores"),       # past MAX_CORES
+    (lambda: IndirectionTable(4, "7", (0,) * 128), "hash_bits"),
+    (lambda: IndirectionTable(4, 1, None), "table"),
+    (lambda: IndirectionTable(4, 1, (0, True)), "table[1]"),
+    (lambda: IndirectionTable.round_robin(4, 1).rebalanced(5), "bucket_load"),
+    (lambda: IndirectionTable.round_robin(4, 1).rebalanced([1, float("nan")]), "bucket_load"),
+    (lambda: IndirectionTable.round_robin(4, 1).rebalanced(["a", "b"]), "bucket_load"),
+])
+def test_table_inputs_of_the_wrong_kind_are_table_errors(make, field):
+    with pytest.raises(TableError) as caught:
+        make()
+    assert caught.value.field == field

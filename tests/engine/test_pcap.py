@@ -212,3 +212,14 @@ def test_fuzzed_captures_only_give_pcap_error_or_counted_skips(which, edits, cut
     assert isinstance(result, PcapReadResult)
     assert all(count > 0 for count in result.skipped.values())
     flows_from_packets(result.packets)
+
+
+@pytest.mark.parametrize(("cut", "reason"), [
+    (30, "unreadable rest of file"),                    # inside the first record's header
+    (300, "record cut short by the end of the file"),   # inside a record's packet bytes
+])
+def test_a_cut_capture_names_what_it_lost(cut, reason):
+    data = (EXAMPLES_DIR / "replay.pcap").read_bytes()[:cut]
+    result = read_pcap(data)
+    assert result.skipped == {reason: 1}
+    assert result.total == len(result.packets) + 1

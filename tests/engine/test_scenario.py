@@ -113,6 +113,40 @@ def test_cross_references_are_checked_with_locations(tmp_path):
     assert all(line is not None for line, _, _ in found)
 
 
+def test_what_the_model_cannot_run_is_refused_at_load_time():
+    # Each would pass the schema and then fail mid-run: an IPv6 nat service (port
+    # allocation is IPv4), IPv6 nat addresses, and datagrams larger than IP allows.
+    text = textwrap.dedent("""\
+        schema_version: 1
+        name: limits
+        system: {cores: 4, ip_pool: "2001:db8::/64"}
+        services:
+          - {name: six, vip: "2001:db8::10", vport: 80, policy: nat,
+             servers: ["[2001:db8::20]:80"]}
+          - {name: dns, vip: 192.0.2.53, vport: 53, proto: udp, policy: nat,
+             servers: ["10.0.0.53:53"], response_bytes: 70000}
+          - {name: web, vip: 192.0.2.80, vport: 80, policy: nat, mtu: 1500,
+             servers: ["10.0.0.80:80"], response_bytes: 65496}
+          - {name: bulk, vip: 192.0.2.81, vport: 80, policy: nat,
+             servers: ["10.0.0.81:80"], response_bytes: 1000000}
+        traffic:
+          - generated: {count: 10, services: [six]}
+          - flows:
+              - {client: "198.51.100.1:4000", service: dns, request_bytes: 65508}
+        """)
+    found = {path: (line, message) for line, path, message in problems_of(text)}
+    assert found["system.ip_pool"][1].startswith("expected an IPv4 prefix")
+    assert found["services[0].policy"] == (
+        5, "expected transparent for an IPv6 service (port allocation, for nat and usip, "
+           "is modelled for IPv4), got nat")
+    assert found["services[1].response_bytes"][1] == \
+        "expected at most 65507 bytes (a UDP datagram over IPv4), got 70000"
+    assert "65495 bytes" in found["services[2].response_bytes"][1]
+    assert found["traffic[0].generated.services"][1].startswith("expected IPv4 services")
+    assert found["traffic[1].flows[0].request_bytes"][1].startswith("expected at most 65507")
+    assert len(found) == 6  # a TCP bulk transfer without an MTU is fine
+
+
 def test_yaml_and_json_give_the_same_scenario():
     data = yaml.safe_load(MINIMAL)
     assert load_scenario(json.dumps(data)) == load_scenario(MINIMAL)

@@ -119,6 +119,7 @@ def test_random_keys_are_reproducible():
     ("6d5", "even number of hex digits"),
     ("zz" * 40, "hex digits"),
     ("random:x", "random:<integer seed>"),
+    (5, "microsoft, symmetric, random:SEED or hex"),  # not text at all
 ])
 def test_bad_keys_name_the_problem(text, expected):
     with pytest.raises(HashKeyError, match=expected) as raised:
@@ -146,6 +147,7 @@ def test_a_key_too_short_for_the_input_is_refused():
     (("1.2.3.4", "1.1.1.1", 70000, 1), "sport"),
     (("1.2.3.4", "1.1.1.1", 1, -1), "dport"),
     (("1.2.3.4", "1.1.1.1", "http", 1), "sport"),
+    (("1.2.3.4", "1.1.1.1", float("inf"), 1), "sport"),
 ])
 def test_bad_tuples_name_the_field(args, field):
     with pytest.raises(TupleError) as raised:

@@ -170,7 +170,8 @@ schema_version: 1
 name: six
 system: {cores: 2}
 services:
-  - {name: v6, vip: "2001:db8::10", vport: 443, policy: nat, servers: ["[2001:db8::20]:443"]}
+  - {name: v6, vip: "2001:db8::10", vport: 443, policy: transparent,
+     servers: ["[2001:db8::20]:443"]}
   - {name: v4, vip: 192.0.2.1, vport: 53, proto: udp, policy: nat, servers: ["10.0.0.1:53"],
      response_bytes: 333}
 traffic:

@@ -241,3 +241,41 @@ def test_scapy_capture_matches_explicit_flows(tmp_path):
     for mode in ("batch", "trace"):
         assert _verdicts(verify_scenario(load_scenario_file(replay), rows=True, mode=mode)) \
             == _verdicts(verify_scenario(scenario, rows=True, mode=mode))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["verify", "engine/examples/nat-microsoft.yaml", "--html", "no/such/folder/r.html"],
+     "--html: expected a file in an existing folder"),
+    (["verify", "engine/examples/nat-microsoft.yaml", "--export-pcap", "engine"],
+     "--export-pcap: expected a file to write, not a folder"),
+    (["compare", "engine/examples/nat-microsoft.yaml", "--vary", "key=symmetric", "--html",
+      "no/such/folder/c.html"], "--html: expected a file in an existing folder"),
+    (["verify", "engine/examples/pcap-replay.yaml", "--pcap", "engine"],
+     "pcap: expected a readable capture file, got 'engine' (a folder, not a file)"),
+])
+def test_cli_paths_it_cannot_use_are_one_line_before_any_work(args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not result.stdout  # refused before the run, not after
+
+
+def test_a_cut_capture_is_named_in_the_report(tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((EXAMPLES_DIR / "replay.pcap").read_bytes()[:300])
+    scenario = load_example("pcap-replay")
+    for mode in ("batch", "trace"):
+        report = verify_scenario(scenario, pcap=cut, mode=mode)
+        assert report.as_dict()["pcap"] == {
+            "frames": 4, "packets": 3, "flows": 1,
+            "skipped": {"record cut short by the end of the file": 1}}
+    assert "  pcap: 4 frames, 3 packets used, 1 flows; skipped: record cut short by the end " \
+           "of the file 1" in report.lines()
+    assert "pcap" not in verify_scenario(load_example("nat-microsoft")).as_dict()
+
+
+def test_demo_runs_its_largest_size_in_every_mode():
+    from engine.commands.demo import MAX_DEMO_FLOWS, MODES
+    for mode in MODES:
+        result = cli("demo", "--mode", mode, "--flows", str(MAX_DEMO_FLOWS), "--json")
+        assert result.returncode == 0, (mode, result.stderr[-300:])
