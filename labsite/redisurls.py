@@ -55,7 +55,8 @@ def channel_layers_config(redis_url: str, prefix: str) -> dict:
     }
 
 
-def celery_transport_options(prefix: str, *, visibility_timeout: int) -> dict:
+def celery_transport_options(prefix: str, *, visibility_timeout: int,
+                             socket_connect_timeout: float = 3.0) -> dict:
     """Kombu options: every broker key under ``<prefix>:celery:``."""
     return {
         "global_keyprefix": f"{prefix}:celery:",
@@ -63,4 +64,7 @@ def celery_transport_options(prefix: str, *, visibility_timeout: int) -> dict:
         # the longest run, or a healthy long run is delivered twice (run_claim refuses a
         # run whose heartbeat is fresh, so that costs a message, not a duplicate result).
         "visibility_timeout": visibility_timeout,
+        # Without it a connect to an unreachable host waits for the OS (minutes); a web
+        # request queueing a run must fail fast instead (see CELERY_TASK_PUBLISH_RETRY_POLICY).
+        "socket_connect_timeout": socket_connect_timeout,
     }

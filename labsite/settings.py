@@ -18,6 +18,8 @@ Variables (all optional):
 - ``RUN_HEARTBEAT_SECONDS`` / ``RUN_STALE_SECONDS`` / ``RUN_MAX_ATTEMPTS`` — how often a
   running task proves its worker alive, after how long without proof the run is declared
   lost, and how many attempts a lost run gets before it fails.
+- ``RUN_QUEUED_MAX_SECONDS`` — how long a run may wait for a worker before it fails as
+  never started (default 6 hours).
 - ``RUN_TRACE_MAX_FLOWS`` / ``RUN_TRACE_MAX_EVENTS`` / ``RUN_BATCH_MAX_FLOWS`` /
   ``RUN_COMPARE_MAX_FLOW_CELLS`` — how big a run may be (see "Runs" below);
   ``RUN_PCAP_EXPORT_MAX_FLOWS`` — how many of a run's flows "Export pcap" writes.
@@ -176,6 +178,10 @@ CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
 CELERY_BROKER_TRANSPORT_OPTIONS = celery_transport_options(
     REDIS_PREFIX, visibility_timeout=int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Queueing a run happens inside a web request: when Redis is down, give up within seconds
+# (the run is then failed with the reason and the API answers 503) instead of hanging.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0,
+                                    "interval_step": 0.2, "interval_max": 0.5}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -192,6 +198,9 @@ RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", "2"))
 RUN_STALE_SECONDS = float(os.environ.get("RUN_STALE_SECONDS", "30"))
 # A run whose worker died is retried until it has had this many attempts, then failed.
 RUN_MAX_ATTEMPTS = int(os.environ.get("RUN_MAX_ATTEMPTS", "2"))
+# A run still queued after this long never got a worker (the queue lost its task, or no
+# worker ran for hours): the reaper fails it with that reason.
+RUN_QUEUED_MAX_SECONDS = float(os.environ.get("RUN_QUEUED_MAX_SECONDS", str(6 * 3600)))
 RUN_BATCH_MAX_EVENTS = 200
 RUN_BATCH_MAX_SECONDS = 0.05
 # Sizes a run may have (see labsite/runs/engine_bridge.py; the README's Limits section).

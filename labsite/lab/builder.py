@@ -17,10 +17,14 @@ Fields (all optional; the defaults are :data:`DEFAULTS`): ``cores``, ``ips_per_c
 "flows": [...]}``, ``{"kind": "generated", "count", "client_prefixes", "zipf", "seed"}``
 or ``{"kind": "pcap"}`` (the capture is uploaded with the run).
 
-Values are not checked here beyond their shape: the engine's scenario loader checks them
-(with its limits) and :func:`builder_field_of` maps each problem's key path back to the
-form field it came from (``system.cores`` → ``cores``, ``services[0].vip`` →
-``service.vip``, ``traffic.flows[1].client`` → ``traffic.flows[1].client``).
+Here each field's shape and JSON type is checked (``name`` is a string of at most
+:data:`TEXT_MAX` characters, ``cores`` an integer, ``servers`` a list of strings, …;
+strings must be valid Unicode, without lone surrogates), every problem at once as a
+:class:`~labsite.lab.errors.LabInputError` naming the field. The values themselves are
+left to the engine's scenario loader (with its limits), and :func:`builder_field_of` maps
+each problem's key path back to the form field it came from (``system.cores`` →
+``cores``, ``services[0].vip`` → ``service.vip``, ``traffic.flows[1].client`` →
+``traffic.flows[1].client``).
 """
 
 from __future__ import annotations
@@ -89,6 +93,118 @@ _SERVICE_KEYS = ("name", "vip", "vport", "proto", "servers", "mtu", "response_by
 _FLOW_KEYS = ("client", "service", "server", "proto", "request_bytes", "response_bytes")
 _GENERATED_KEYS = ("count", "client_prefixes", "zipf", "seed")
 
+#: The longest text any builder field takes (names, addresses, keys: the engine's own
+#: limits are lower; this one only keeps absurd input out of the YAML).
+TEXT_MAX = 256
+
+# The JSON type of every scalar field: "text", "int", "number", "bool", a tuple of those
+# (any of them), "text-list"/"int-list" (a list of those), "null" (null allowed).
+_TYPES: dict[str, tuple[str, ...]] = {
+    "name": ("text",), "cores": ("int",), "ips_per_core": ("int",), "key": ("text",),
+    "hash_bits": ("int",), "table": ("text", "int-list"), "transform": ("text",),
+    "fragments": ("text",), "policy": ("text",), "strategy": ("text",),
+    "tables_per_ip": ("int",), "wrong_direction": ("bool",), "handoff": ("text",),
+    "service.name": ("text",), "service.vip": ("text",), "service.vport": ("int",),
+    "service.proto": ("text",), "service.servers": ("text-list",),
+    "service.mtu": ("int", "null"), "service.response_bytes": ("int",),
+    "service.assemble_flag": ("bool",),
+    "flow.client": ("text",), "flow.service": ("text",), "flow.server": ("text",),
+    "flow.proto": ("text",), "flow.request_bytes": ("int",),
+    "flow.response_bytes": ("int",),
+    "generated.count": ("int",), "generated.client_prefixes": ("text-list",),
+    "generated.zipf": ("number",), "generated.seed": ("int",),
+}
+_EXPECTED = {"text": f"a string of at most {TEXT_MAX} characters", "int": "an integer",
+             "number": "a number", "bool": "true or false", "null": "null",
+             "text-list": f"a list of strings of at most {TEXT_MAX} characters",
+             "int-list": "a list of integers"}
+
+
+def text_problem(text: str, *, lines: bool = False) -> tuple[int | None, str] | None:
+    """``(line, message)`` for text that is not valid Unicode — a lone surrogate, which
+    only a JSON ``\\ud800`` escape can produce and UTF-8 cannot store — else None.
+
+    With ``lines`` (scenario text) the message gives the column and ``line`` the 1-based
+    line; otherwise the message gives the character and ``line`` is None.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        index = error.start
+        where, line = f"character {index + 1}", None
+        if lines:
+            line = text.count("\n", 0, index) + 1
+            line_start = text.rfind("\n", 0, index) + 1
+            where = f"column {index - line_start + 1}"
+        return line, (f"expected valid text, got a lone surrogate U+{ord(text[index]):04X} "
+                      f"(an invalid character) at {where}")
+    return None
+
+
+def shown(value: Any) -> str:
+    """A short spelling of a JSON value for a message (never the whole of a big one)."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 60 else (
+            f"{value[:40]!r}… ({len(value):,} characters)")
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if kind == "text":
+        return isinstance(value, str) and len(value) <= TEXT_MAX
+    if kind == "int":
+        return is_int
+    if kind == "number":
+        return is_int or isinstance(value, float)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "null":
+        return value is None
+    item = kind.removesuffix("-list")
+    return isinstance(value, list) and all(_is_type(v, item) for v in value)
+
+
+def _text_problems(value: Any, field: str) -> list[dict]:
+    texts = value if isinstance(value, list) else [value]
+    for index, text in enumerate(texts):
+        problem = text_problem(text) if isinstance(text, str) else None
+        if problem is not None:
+            where = f"{field}[{index}]" if isinstance(value, list) else field
+            return [{"field": where, "line": None, "message": problem[1]}]
+    return []
+
+
+def _check_types(values: dict, prefix: str, field_prefix: str, *,
+                 blank_is_default: bool = False) -> None:
+    """LabInputError listing every field of ``values`` whose JSON type is wrong."""
+    errors = []
+    for name, value in values.items():
+        kinds = _TYPES.get(f"{prefix}{name}")
+        if kinds is None or (blank_is_default and value in ("", None)):
+            continue
+        field = f"{field_prefix}{name}"
+        if not any(_is_type(value, kind) for kind in kinds):
+            expected = " or ".join(_EXPECTED[kind] for kind in kinds)
+            got = shown(value)
+            lists = [kind.removesuffix("-list") for kind in kinds if kind.endswith("-list")]
+            if isinstance(value, list) and lists:  # name the first item of a wrong type
+                index = next((i for i, item in enumerate(value)
+                              if not _is_type(item, lists[0])), None)
+                if index is not None:
+                    got = f"{shown(value[index])} at position {index}"
+            errors.append({"field": field, "line": None,
+                           "message": f"expected {expected}, got {got}"})
+        else:
+            errors += _text_problems(value, field)
+    if errors:
+        raise LabInputError(errors)
+
 
 def _mapping(value: Any, field: str) -> dict:
     if not isinstance(value, dict):
@@ -108,13 +224,16 @@ def scenario_dict_from_builder(fields: Any) -> dict[str, Any]:
     """The scenario (as a dict in the file's shape) the builder fields describe.
 
     Raises LabInputError for fields of the wrong shape (unknown names, a traffic kind
-    that does not exist); values are left to the engine's loader.
+    that does not exist, a JSON type the field does not take, invalid text); values are
+    left to the engine's loader.
     """
     fields = _mapping(fields, "builder")
     _known(fields, _TOP_LEVEL, "", extra=())
+    _check_types(fields, "", "")
     merged = {**copy.deepcopy(DEFAULTS), **fields}
     service = {**DEFAULTS["service"], **_mapping(merged["service"], "service")}
     _known(service, _SERVICE_KEYS, "service.", extra=())
+    _check_types(service, "service.", "service.")
     nic: dict[str, Any] = {"key": merged["key"], "hash_bits": merged["hash_bits"],
                            "table": merged["table"], "transform": merged["transform"],
                            "fragments": merged["fragments"]}
@@ -149,12 +268,14 @@ def _traffic(traffic: dict) -> dict[str, Any]:
         for index, flow in enumerate(flows):
             flow = _mapping(flow, f"traffic.flows[{index}]")
             _known(flow, _FLOW_KEYS, f"traffic.flows[{index}].", extra=())
+            _check_types(flow, "flow.", f"traffic.flows[{index}].", blank_is_default=True)
             # Empty form inputs arrive as "" or null: they mean "the default".
             out.append({key: value for key, value in flow.items()
                         if value not in ("", None)})
         return {"flows": out}
     if kind == "generated":
         _known(traffic, _GENERATED_KEYS, "traffic.")
+        _check_types(traffic, "generated.", "traffic.", blank_is_default=True)
         generated = {key: traffic[key] for key in _GENERATED_KEYS
                      if traffic.get(key) not in ("", None)}
         generated.setdefault("count", 100)
@@ -163,7 +284,7 @@ def _traffic(traffic: dict) -> dict[str, Any]:
         _known(traffic, (), "traffic.")
         return {"pcap": {}}
     raise LabInputError.one("traffic.kind", f"expected one of flows, generated, pcap, got "
-                                            f"{kind!r}")
+                                            f"{shown(kind)}")
 
 
 def scenario_yaml_from_builder(fields: Any) -> str:

@@ -16,6 +16,7 @@ examples directory when they run.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +29,12 @@ from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils.text import slugify
 
-from labsite.lab.builder import builder_field_of, scenario_yaml_from_builder
+from labsite.lab.builder import (
+    builder_field_of,
+    scenario_yaml_from_builder,
+    shown,
+    text_problem,
+)
 from labsite.lab.errors import LabInputError
 from labsite.lab.models import INSTRUCTOR_GROUP, STUDENT_GROUP, Scenario
 from labsite.runs import engine_bridge
@@ -139,9 +145,11 @@ def lab_run_submit(*, user, data: dict, upload=None) -> Submitted:
     (optional) and ``delay_ms`` (optional, trace only); ``upload`` an uploaded pcap file
     (a Django ``UploadedFile``) or None. Raises LabInputError.
     """
+    _check_texts(data)
     mode = data.get("mode", "trace")
     if mode not in RUN_MODES:
-        raise LabInputError.one("mode", f"expected one of {', '.join(RUN_MODES)}, got {mode!r}")
+        raise LabInputError.one("mode", f"expected one of {', '.join(RUN_MODES)}, "
+                                        f"got {shown(mode)}")
     seed = _optional_int(data, "seed", 0, SEED_MAX)
     delay_ms = _optional_int(data, "delay_ms", 0, settings.RUN_DELAY_MAX_MS) or 0
     if delay_ms and mode != "trace":
@@ -163,6 +171,7 @@ def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
     """
     from engine.errors import RssLabError
 
+    _check_texts(data)
     seed = _optional_int(data, "seed", 0, SEED_MAX)
     vary_data = _json_field(data, "vary")
     try:
@@ -219,22 +228,44 @@ def _optional_int(data: dict, name: str, low: int, high: int) -> int | None:
             value = int(value.strip())
         except ValueError:
             raise LabInputError.one(name, f"expected an integer {low}–{high}, got "
-                                          f"{data.get(name)!r}") from None
+                                          f"{shown(data.get(name))}") from None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise LabInputError.one(name, f"expected an integer {low}–{high}, got {value!r}")
+        raise LabInputError.one(name, f"expected an integer {low}–{high}, got {shown(value)}")
     return value
+
+
+def json_parse(text: str | bytes, field: str) -> Any:
+    """The value of JSON ``text``; LabInputError on ``field`` when it is not JSON, or is
+    nested too deep for the parser (``[[[[…`` a hundred thousand deep)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise LabInputError.one(field, "expected JSON, got arrays or objects nested too deep "
+                                       "to read") from None
+    except ValueError as error:
+        raise LabInputError.one(field, f"expected JSON, got a syntax error ({error})") \
+            from None
 
 
 def _json_field(data: dict, name: str) -> Any:
     """A field that is JSON in a multipart form and an object in a JSON body."""
     value = data.get(name)
     if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError as error:
-            raise LabInputError.one(name, f"expected JSON, got a syntax error ({error})") \
-                from None
+        return json_parse(value, name)
     return value
+
+
+def _check_texts(data: dict) -> None:
+    """LabInputError naming the first text field (outside ``builder``, which checks its
+    own) that is not valid Unicode: a JSON ``\\ud800`` escape gives Python a lone
+    surrogate that UTF-8, the database and the engine all refuse."""
+    for name, value in data.items():
+        if name == "builder" or not isinstance(value, str):
+            continue
+        problem = text_problem(value, lines=name == "scenario")
+        if problem is not None:
+            line, message = problem
+            raise LabInputError.one(name, message, line=line)
 
 
 def scenario_prepare(*, data: dict, upload=None) -> PreparedScenario:
@@ -246,7 +277,7 @@ def scenario_prepare(*, data: dict, upload=None) -> PreparedScenario:
     source = data.get("source")
     if source not in SOURCES:
         raise LabInputError.one("source", f"expected one of {', '.join(SOURCES)}, "
-                                          f"got {source!r}")
+                                          f"got {shown(source)}")
     capture = pcap_validate(upload) if upload is not None else None
     stored = None
     if source == "builder":
@@ -360,6 +391,7 @@ def lab_explain(params) -> dict[str, Any]:
     """
     from engine.errors import RssLabError
     from engine.nic import IndirectionTable
+    from engine.scenario import MAX_CORES
     from engine.toeplitz import explain_hash, hash_input, parse_key
 
     def text(name: str, default: str | None = None) -> str | None:
@@ -389,7 +421,7 @@ def lab_explain(params) -> dict[str, Any]:
         errors.append({"field": "dport" if dport is None else "sport", "line": None,
                        "message": "expected both ports or neither"})
     numbers = {}
-    for name, default, low, high in (("hash_bits", 7, 1, 7), ("cores", 4, 1, 64)):
+    for name, default, low, high in (("hash_bits", 7, 1, 7), ("cores", 4, 1, MAX_CORES)):
         try:
             numbers[name] = _optional_int({name: text(name)}, name, low, high) or default
         except LabInputError as error:
@@ -397,10 +429,10 @@ def lab_explain(params) -> dict[str, Any]:
     buckets = None
     if text("table") is not None:
         try:
-            buckets = tuple(int(part) for part in text("table").split(","))
-        except ValueError:
-            errors.append({"field": "table", "line": None,
-                           "message": "expected cores separated by commas, one per bucket"})
+            buckets = _explain_table(text("table"),
+                                     numbers["cores"] if text("cores") is not None else None)
+        except LabInputError as error:
+            errors += error.errors
     if errors:
         raise LabInputError(errors)
     try:
@@ -427,6 +459,33 @@ def lab_explain(params) -> dict[str, Any]:
             "table": list(table.buckets) if buckets is not None else "round-robin",
             "steps": [{"bit": s.bit, "window": f"0x{s.window:08x}",
                        "running": f"0x{s.running:08x}"} for s in steps]}
+
+
+_TABLE_ENTRY = re.compile(r"-?[0-9]+")
+
+
+def _explain_table(text: str, cores: int | None) -> tuple[int, ...]:
+    """The cores of an explain ``table`` (``"0,1,0,1"``, one per bucket).
+
+    LabInputError on ``table`` for an entry that is not a whole number, and on
+    ``table[i]`` (as the engine names it) for one that is not a core 0..cores-1; with
+    ``cores`` not given (it is then the largest entry + 1) for one that is not a core of
+    the largest system the lab models (0..MAX_CORES-1).
+    """
+    from engine.scenario import MAX_CORES
+
+    limit = cores if cores is not None else MAX_CORES
+    buckets = []
+    for index, part in enumerate(part.strip() for part in text.split(",")):
+        if _TABLE_ENTRY.fullmatch(part) is None:
+            raise LabInputError.one("table", f"expected cores separated by commas, one per "
+                                             f"bucket, got {part[:40]!r} at position {index}")
+        core = int(part) if len(part) <= 6 else limit  # a 5,000-digit "core" is just big
+        if not 0 <= core < limit:
+            raise LabInputError.one(f"table[{index}]", f"expected a core 0–{limit - 1} at "
+                                                       f"position {index}, got {part[:40]}")
+        buckets.append(core)
+    return tuple(buckets)
 
 
 def lab_run_pcap(run: Run) -> tuple[bytes, str]:

@@ -2,13 +2,14 @@
 
 Every API refusal is ``{"errors": [{"field", "line", "message"}]}`` (see
 ``labsite.lab.errors``): 400 for bad input, 403 when not logged in, 404 for a run that does
-not exist or is not yours, 405 for a wrong method — never a server error for bad input.
+not exist or is not yours, 405 for a wrong method, 503 (field ``queue``, with the failed
+run's ``run`` and ``status``) when the task queue cannot be reached — never a server error
+for bad input.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -22,22 +23,25 @@ from labsite.lab.errors import LabInputError
 from labsite.lab.selectors import example_list, lab_limits
 from labsite.lab.services import (
     examples_ensure,
+    json_parse,
     lab_compare_submit,
     lab_explain,
     lab_run_pcap,
     lab_run_submit,
 )
+from labsite.runs.errors import RunQueueError
 from labsite.runs.selectors import run_events_page, run_get_for_user, run_payload, run_urls
 from labsite.runs.services import runs_reap_stale
 
 
-def _errors(status: int, field: str, message: str) -> JsonResponse:
-    return JsonResponse({"errors": [{"field": field, "line": None, "message": message}]},
-                        status=status)
+def _errors(status: int, field: str, message: str, /, **extra) -> JsonResponse:
+    return JsonResponse({"errors": [{"field": field, "line": None, "message": message}],
+                         **extra}, status=status)
 
 
 def api_view(*methods: str):
-    """Login (403 JSON, not a redirect), method (405 JSON) and LabInputError (400 JSON)."""
+    """Login (403 JSON, not a redirect), method (405 JSON), LabInputError (400 JSON) and
+    RunQueueError (503 JSON)."""
     def decorate(view):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
@@ -59,6 +63,9 @@ def api_view(*methods: str):
                                             f"pcap)")
             except Http404 as missing:
                 return _errors(404, "run", str(missing))
+            except RunQueueError as down:  # the run is stored, failed with this reason
+                run = {"run": down.run.pk, "status": down.run.status} if down.run else {}
+                return _errors(503, "queue", str(down), **run)
         return wrapper
     return decorate
 
@@ -73,11 +80,7 @@ def _visible_run(request, run_id: int):
 def _submitted_data(request) -> tuple[dict, object]:
     """The fields of a submit (a JSON body or a multipart form) and the uploaded pcap."""
     if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except ValueError as error:
-            raise LabInputError.one("body", f"expected JSON, got a syntax error ({error})") \
-                from None
+        data = json_parse(request.body or b"{}", "body")
         if not isinstance(data, dict):
             raise LabInputError.one("body", "expected a JSON object")
         return data, None

@@ -175,8 +175,10 @@ def compare_cells(vary: dict[str, list[str]]) -> int:
 
 
 def parse_vary(vary: Any) -> dict[str, tuple[str, ...]]:
-    """``{"key": ["microsoft", "symmetric"], …}`` checked by the engine (CompareError)."""
-    from engine.compare import CompareError
+    """``{"key": ["microsoft", "symmetric"], …}`` checked by the engine (CompareError),
+    including the engine's limit of ``MAX_CELLS`` cells, so a comparison too big to run
+    is refused before it is queued."""
+    from engine.compare import MAX_CELLS, CompareError
     from engine.compare import parse_vary as engine_parse_vary
 
     if not isinstance(vary, dict) or not vary:
@@ -188,7 +190,11 @@ def parse_vary(vary: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise CompareError(f"vary.{name}", "a list of values", values)
         specs.append(f"{name}={','.join(values)}")
-    return engine_parse_vary(specs)
+    parsed = engine_parse_vary(specs)
+    cells = compare_cells(parsed)
+    if cells > MAX_CELLS:  # what engine.compare.compare_scenario refuses, with its words
+        raise CompareError("vary", f"at most {MAX_CELLS} cells", cells)
+    return parsed
 
 
 def run_job(job: EngineJob, *, on_event: Callable[[dict], None],

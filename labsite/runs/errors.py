@@ -7,3 +7,15 @@ class RunInputError(ValueError):
     ``engine_bridge.iter_run`` raises it (or the engine's own ``RssLabError``) for bad input;
     ``services.execute_run`` stores the message as the run's error, shown as is.
     """
+
+
+class RunQueueError(RuntimeError):
+    """The task queue (the Celery broker) did not take a run's task.
+
+    The message says which queue and why, without the URL's password; ``run`` is the run,
+    already marked failed with that reason, so it is never left ``queued`` for ever.
+    """
+
+    def __init__(self, message: str, *, run=None):
+        super().__init__(message)
+        self.run = run

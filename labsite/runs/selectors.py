@@ -39,11 +39,28 @@ def run_urls(run_id: int) -> dict[str, str]:
 
 
 def run_payload(run: Run) -> dict[str, Any]:
-    """A run as the lab API returns it (``report`` once it has one)."""
+    """A run as the lab API returns it (``report`` once it has one; ``pcap_note`` the
+    line the verdict shows about a replayed capture, see :func:`report_pcap_note`)."""
     return {"run": run.pk, "status": run.status, "progress": run.progress,
             "error": run.error, "mode": run.mode, "seed": run.seed, "title": run.title,
             "scenario_yaml": run.scenario_body, "report": run.report,
+            "pcap_note": report_pcap_note(run.report),
             "event_count": run.event_count, **run_urls(run.pk)}
+
+
+def report_pcap_note(report: Any) -> str | None:
+    """The engine's one line on what a replayed capture gave (frames read, packets and
+    flows used, what was skipped and why), from the report's ``pcap`` section, so a
+    capture read only in part never passes unnoticed. None for a run without one."""
+    from engine.pcap import PcapTally
+
+    pcap = report.get("pcap") if isinstance(report, dict) else None
+    if not isinstance(pcap, dict):
+        return None
+    try:
+        return PcapTally(**pcap).line()
+    except TypeError:  # a report stored by another version of the engine
+        return None
 
 
 def run_events_page(run: Run, *, after: int = -1, limit: int) -> dict[str, Any]:

@@ -17,6 +17,10 @@ lost …". If the broker later re-delivers the dead worker's message too, :func:
 lets only one of the two deliveries run it (a live heartbeat or a finished run refuses
 the other). A run is therefore never ``running`` for ever, and never finished twice:
 every final write is conditional on the attempt that claimed it.
+
+Nor is a run ``queued`` for ever: when the broker cannot be reached, :func:`run_start`
+marks the run failed with the reason and raises RunQueueError (the API answers 503), and
+the reaper fails a run still queued after RUN_QUEUED_MAX_SECONDS.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from labsite.lab.models import Scenario
 from labsite.runs import engine_bridge
 from labsite.runs.broadcast import broadcast_events, broadcast_status
-from labsite.runs.errors import RunInputError
+from labsite.runs.errors import RunInputError, RunQueueError
 from labsite.runs.models import Run, RunCapture, RunEventChunk
 
 logger = logging.getLogger(__name__)
@@ -52,14 +57,13 @@ def run_start(*, user, body: str, mode: str = Run.Mode.TRACE, seed: int = 0,
 
     ``scenario`` is the stored scenario the text came from (None for text built or typed
     in the lab); ``capture`` an uploaded pcap the caller has already validated.
-    Raises RunInputError for a bad mode or seed.
+    Raises RunInputError for a bad mode or seed, and RunQueueError when the broker cannot
+    be reached (the run, already stored, is then marked failed with that reason).
     """
     if mode not in Run.Mode.values:
         raise RunInputError(f"mode: expected one of {', '.join(Run.Mode.values)}, got {mode!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise RunInputError(f"seed: expected an integer 0–{SEED_MAX}, got {seed!r}")
-    from labsite.runs.tasks import run_scenario  # tasks imports this module
-
     with transaction.atomic():
         run = Run.objects.create(
             scenario=scenario, title=title or (scenario.name if scenario else ""),
@@ -69,9 +73,67 @@ def run_start(*, user, body: str, mode: str = Run.Mode.TRACE, seed: int = 0,
         if capture is not None:
             RunCapture.objects.create(run=run, name=capture.name[:255], data=capture.data,
                                       packets=capture.packets)
-        task_id = run.celery_task_id
-        transaction.on_commit(lambda: run_scenario.apply_async(args=[run.pk], task_id=task_id))
+        # Sent once the row is committed (a worker must find it). When this block is the
+        # outermost transaction the hook runs as it exits, so RunQueueError reaches the
+        # caller; the run is already marked failed by then.
+        transaction.on_commit(functools.partial(_enqueue_or_raise, run))
     return run
+
+
+def _enqueue_or_raise(run: Run) -> None:
+    reason = run_enqueue(run.pk, task_id=run.celery_task_id)
+    if reason is not None:
+        run.refresh_from_db()
+        raise RunQueueError(reason, run=run)
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    """What publishing raises when the broker cannot be reached (after Celery's retries)."""
+    import kombu.exceptions
+    import redis.exceptions
+
+    return (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError, OSError)
+
+
+def broker_unreachable_reason(error: BaseException) -> str:
+    """Why a task could not be queued, naming the broker without its password."""
+    from kombu.utils.url import maybe_sanitize_url, url_to_parts
+
+    from labsite.celery import app
+
+    url = str(app.conf.broker_url or "")
+    detail = str(error) or type(error).__name__
+    try:
+        password = url_to_parts(url).password
+    except Exception:  # an unparsable URL: name none of it
+        password, url = None, "(the configured broker URL)"
+    if password:
+        detail = detail.replace(password, "**")
+    return (f"the task queue (Redis at {maybe_sanitize_url(url)}) is not reachable "
+            f"({detail}); the run was not queued — start it again once Redis is back")
+
+
+def run_enqueue(run_id: int, *, task_id: str) -> str | None:
+    """Send ``run_id``'s task to the broker; on failure mark the run failed and return why.
+
+    Celery retries the publish briefly (``CELERY_TASK_PUBLISH_RETRY_POLICY``; a Redis
+    connect times out after ``socket_connect_timeout``), so an unreachable broker costs a
+    request a few seconds at most, and the run is failed with the reason instead of
+    staying ``queued`` with no task behind it. Returns None when the task was sent.
+    """
+    from labsite.runs.tasks import run_scenario  # tasks imports this module
+
+    try:
+        run_scenario.apply_async(args=[run_id], task_id=task_id)
+    except _broker_errors() as error:
+        reason = broker_unreachable_reason(error)
+        logger.error("run %s: %s", run_id, reason)
+        # No broadcast: the channel layer lives on the same unreachable Redis.
+        Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, celery_task_id=task_id).update(
+            status=Run.Status.FAILED, error=reason, finished_at=timezone.now())
+        return reason
+    return None
 
 
 @dataclass(frozen=True)
@@ -318,10 +380,9 @@ def runs_reap_stale(*, now: datetime | None = None) -> list[int]:
     A run that has had fewer than RUN_MAX_ATTEMPTS attempts is queued again (the engine is
     deterministic, so the retry produces the same events); otherwise it fails with the
     reason "worker lost". Every write is conditional on the state read, so two reapers
-    (a worker starting while a page is viewed) never act twice on one run.
+    (a worker starting while a page is viewed) never act twice on one run. A run queued
+    for more than RUN_QUEUED_MAX_SECONDS fails too (see :func:`_reap_never_started`).
     """
-    from labsite.runs.tasks import run_scenario  # tasks imports this module
-
     now = now or timezone.now()
     limit = settings.RUN_STALE_SECONDS
     reaped = []
@@ -343,12 +404,43 @@ def runs_reap_stale(*, now: datetime | None = None) -> list[int]:
                 pk=run.pk, status=Run.Status.RUNNING, attempts=run.attempts,
                 heartbeat_at=run.heartbeat_at,
             ).update(**fields)
-            if updated and retry:
+            if updated and retry:  # an unreachable broker fails the run, never raises
                 transaction.on_commit(functools.partial(
-                    run_scenario.apply_async, args=[run.pk], task_id=fields["celery_task_id"]))
+                    run_enqueue, run.pk, task_id=fields["celery_task_id"]))
         if updated:
             run.refresh_from_db()
             _broadcast_final(run)
             reaped.append(run.pk)
             logger.warning("run %s: %s", run.pk, run.error)
+    return reaped + _reap_never_started(now)
+
+
+def _reap_never_started(now: datetime) -> list[int]:
+    """Fail every run queued for more than RUN_QUEUED_MAX_SECONDS; return their ids.
+
+    A queued run waits for a worker, possibly behind others, so the limit is hours, not
+    RUN_STALE_SECONDS. Past it the task is taken as lost (the broker lost it, or no
+    worker has run for that long); a worker that takes it later finds it failed and
+    drops it.
+    """
+    limit = settings.RUN_QUEUED_MAX_SECONDS
+    cutoff = now - timedelta(seconds=limit)
+    waiting = (Run.objects.filter(status=Run.Status.QUEUED)
+               .annotate(queued_since=Coalesce("heartbeat_at", "created_at"))
+               .filter(queued_since__lt=cutoff))
+    reaped = []
+    for run in waiting:
+        since = run.heartbeat_at or run.created_at
+        error = (f"never started: queued since {since:%Y-%m-%d %H:%M:%S} UTC and no worker "
+                 f"took it within {limit / 3600:g} h (the task queue lost it, or no worker "
+                 f"is running); start the run again")
+        updated = Run.objects.filter(
+            pk=run.pk, status=Run.Status.QUEUED, attempts=run.attempts,
+            heartbeat_at=run.heartbeat_at,
+        ).update(status=Run.Status.FAILED, finished_at=now, error=error)
+        if updated:
+            run.refresh_from_db()
+            _broadcast_final(run)
+            reaped.append(run.pk)
+            logger.warning("run %s: %s", run.pk, error)
     return reaped

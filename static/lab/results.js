@@ -42,6 +42,13 @@ export function showVerdictBar(bar, counts, { partial = false } = {}) {
   if (partial) { bar.append(make("muted", "  (so far)")); }
 }
 
+/** The report's line about a replayed capture (packets read, used, skipped and why). */
+export function showPcapNote(node, note) {
+  node.textContent = note || "";
+  node.hidden = !note;
+  node.classList.toggle("pcap-skipped", Boolean(note && / skipped /.test(note)));
+}
+
 export function showChecks(list, checks) {
   list.textContent = "";
   for (const c of checks || []) {

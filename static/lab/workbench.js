@@ -13,8 +13,8 @@ import { Detail } from "./detail.js";
 import { announceOf, coreOf, parseTuple, whatOf, whereOf } from "./describe.js";
 import { Diagram } from "./diagram.js";
 import { EventList } from "./eventlist.js";
-import { showChecks, showCharts, showComparison, showFlowTable, showMatrix, showVerdictBar,
-  markFlowRow } from "./results.js";
+import { showChecks, showCharts, showComparison, showFlowTable, showMatrix, showPcapNote,
+  showVerdictBar, markFlowRow } from "./results.js";
 import { RunStream } from "./stream.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -405,6 +405,7 @@ function resetRun() {
   list.reset();
   detail.clear();
   $("#verdict-bar").textContent = "running…";
+  showPcapNote($("#pcap-note"), null);
   $("#checks").textContent = "";
   $("#flow-table tbody").textContent = "";
   $("#event-count").textContent = "0";
@@ -473,6 +474,7 @@ async function finished() {
   state.lastShown = -1;
   $("#scenario-title").textContent = report.scenario ? `· ${report.scenario.name}` : "";
   showVerdictBar($("#verdict-bar"), report.summary || {});
+  showPcapNote($("#pcap-note"), data.pcap_note);
   showChecks($("#checks"), report.checks);
   showFlowTable($("#flow-table tbody"), report.rows || [], selectFlow);
   showMatrix($("#matrix-table"), $("#matrix-chart"), report.matrix);
