@@ -92,6 +92,14 @@ def test_bench_quick_prints_named_figures():
                                     "hash_batch_ipv4_per_s", "hash_scalar_ipv4_per_s").stdout)
     assert figures["hash_batch_ipv4_per_s"] > figures["hash_scalar_ipv4_per_s"] > 0
     assert figures["machine"]["quick"] is True
+    assert "port_alloc_solve_over_scan" not in figures
+
+
+def test_bench_reports_solve_over_scan_when_both_ran():
+    figures = json.loads(engine_cli("bench", "--quick", "--json", "--only",
+                                    "port_alloc_solve_per_s", "port_alloc_scan_per_s").stdout)
+    ratio = figures["port_alloc_solve_per_s"] / figures["port_alloc_scan_per_s"]
+    assert figures["port_alloc_solve_over_scan"] == pytest.approx(ratio, abs=0.1)
 
 
 def test_bench_rejects_an_unknown_figure():
