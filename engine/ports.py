@@ -93,6 +93,12 @@ PORTS = 65536
 #: at most this many (server IP, server port) partial constants are cached per map
 _PART_CACHE = 1 << 16
 _V4 = ipaddress.IPv4Address
+#: usip port allocation tables a system may have in all (cores x tables per core). A
+#: table costs 64 KiB of port state once used, and 390 KiB more once a port goes back to
+#: its pool (a session end), so 2,048 tables stay under about 1 GiB. The patent's 256
+#: tables per core fit 8 cores; its 64, 32 cores.
+MAX_USIP_TABLES = 2048
+
 _new_tuple = tuple.__new__
 _TAKEN = 1  # PortState.TAKEN as a plain int (an enum member lookup costs 70 ns)
 
@@ -403,7 +409,8 @@ class PortAllocationTable:
 
     # slots: the allocation fast path reads six of these per call
     __slots__ = ("port_map", "port_range", "local_ip", "index", "_classes", "_slots", "_pos",
-                 "_start", "_size", "_count", "_state", "taken", "cursor", "_touched")
+                 "_start", "_size", "_count", "_state", "taken", "cursor", "_touched",
+                 "_own_layout")
 
     def __init__(self, port_map: ResponsePortMap, port_range: PortRange = PortRange(), *,
                  local_ip: Address | None = None, index: int = 0):
@@ -413,8 +420,12 @@ class PortAllocationTable:
         self.local_ip = local_ip
         self.index = index
         self._classes = port_map._class_list
-        self._slots = array("H", slots)
-        self._pos = array("i", pos)
+        # Shared with every table of the map and range until this one moves a port
+        # between pools (``_own``): popping only reads them, so a table that only ever
+        # pops costs its 64 KiB state, not another 390 KiB of layout.
+        self._slots = slots
+        self._pos = pos
+        self._own_layout = False
         self._start = starts
         self._size = sizes
         self._count = list(sizes)
@@ -453,7 +464,15 @@ class PortAllocationTable:
     def _where(self) -> str:
         return f"table {self.index} of {self.local_ip}" if self.local_ip else "table"
 
+    def _own(self) -> None:
+        """Copy the shared layout before the first write to it."""
+        if not self._own_layout:
+            self._slots = array("H", self._slots)
+            self._pos = array("i", self._pos)
+            self._own_layout = True
+
     def _remove(self, port: int) -> None:
+        self._own()
         self._touched = True
         k = self._classes[port]
         i = self._pos[port]
@@ -466,6 +485,7 @@ class PortAllocationTable:
         self._count[k] -= 1
 
     def _add(self, port: int) -> None:
+        self._own()
         k = self._classes[port]
         i = self._pos[port]
         j = self._start[k] + self._count[k]
@@ -545,6 +565,7 @@ class PortAllocationTable:
         state[ports] = PortState.TAKEN
         self.taken += int(ports.size)
         self._touched = True
+        self._own()
         slots = np.frombuffer(self._slots, dtype=np.uint16)
         pos = np.frombuffer(self._pos, dtype=np.int32)
         classes = self.port_map.classes[slots].astype(np.int32)
@@ -577,6 +598,9 @@ class Allocation(NamedTuple):
     strategy: str
     server_ip: Address | None = None
     server_port: int | None = None
+    #: the address that keys the port's table when it is not ``local_ip``: usip's tables
+    #: belong to the core, shared by every client (``PortAllocator.shared_ip``)
+    table_ip: Address | None = None
 
 
 def spread_mix(client_ip: int, server_ip: int) -> int:
@@ -635,6 +659,10 @@ class PortAllocator:
         sizes = port_map._layout(port_range)[3]
         self.fitting_capacity: float = sum(
             sizes[k] for fit in self._fit for k in fit) / size
+        #: usip's tables are the core's, not a client's (the patent: "a plurality of port
+        #: allocation tables on each core", one picked by a hash of client and server
+        #: IP), so they are keyed by this "any client" address rather than the client's
+        self.shared_ip: Address = ipaddress.ip_address(0 if port_map.family == 4 else "::")
         self._sessions: dict[tuple[int, int, int, int], bool] | None = (
             {} if tables_per_ip > 1 else None)
         self._foreign = 0
@@ -643,8 +671,9 @@ class PortAllocator:
         #: tables of index 0 by integer IP
         self._quick: bool = strategy == "solve" and tables_per_ip == 1 and port_map._split
         self._server_parts = port_map._server_parts
-        #: per local IP: [address, integer, local part of the constant, unused,
-        #: table 0 once created]
+        #: per local IP: [address, integer, local part of the constant, the table's key
+        #: address when not the address (usip's shared_ip; None for nat), table 0 once
+        #: created]
         self._quick_locals: list[list] = [
             [ip, int(ip), port_map._local_part(int(ip)), None, None]
             for ip in self.local_ips] if self._quick else []
@@ -721,8 +750,8 @@ class PortAllocator:
         spread = self.spread
         mix = (client ^ server) * 0x9E3779B1 if spread else 0  # spread_mix, unmasked
         if keep_client_ip:
-            candidates = ([client_ip, client, self.port_map._local_part(client), None,
-                           self._by_int.get((client, 0))],)
+            candidates = ([client_ip, client, self.port_map._local_part(client),
+                           self.shared_ip, self._by_int.get((0, 0))],)
         else:
             candidates = self._quick_locals
             count_ips = len(candidates)
@@ -740,7 +769,8 @@ class PortAllocator:
             fit = fits[constant]
             table = candidate[4]
             if table is None:  # first use: create it, as _allocate would
-                table = candidate[4] = self.table(candidate[0])
+                table = candidate[4] = self.table(candidate[0] if candidate[3] is None
+                                                  else candidate[3])
             length = len(fit)
             if not length:
                 continue
@@ -762,7 +792,8 @@ class PortAllocator:
             table.taken += 1
             # tuple.__new__ skips the named tuple's Python-level __new__ (half the cost)
             return _new_tuple(Allocation, (self.core, candidate[0], 0, port, tries,
-                                           constant ^ k, self.strategy, server_ip, server_port))
+                                           constant ^ k, self.strategy, server_ip, server_port,
+                                           candidate[3]))
         # nothing fits: the general path repeats the (side-effect free) search and raises
         return self._allocate(server_ip, server_port, client_ip, keep_client_ip, False)
 
@@ -784,7 +815,9 @@ class PortAllocator:
         mix = spread_mix(client_int, server_int) if self.spread else 0
         if keep_client_ip:
             candidates = [(client, client_int)]
+            table_ip, table_int = self.shared_ip, 0
         else:
+            table_ip = table_int = None
             candidates = self._local_pairs
             if not candidates:
                 raise ConfigError("local_ips", f"at least one IP on core {self.core} for nat",
@@ -806,7 +839,9 @@ class PortAllocator:
             home = 0 if many == 1 else self.pair_hash(local_int, server_int) % many
             for step in range(many):
                 index = (home + step) % many
-                table = by_int.get((local_int, index)) or self.table(ip, index)
+                table = (by_int.get((local_int, index)) or self.table(ip, index)
+                         if table_ip is None else
+                         by_int.get((table_int, index)) or self.table(table_ip, index))
                 tables_tried += 1
                 port = None
                 if solve:
@@ -831,7 +866,7 @@ class PortAllocator:
                         self._foreign += step > 0
                     return Allocation(self.core, ip, index, port, tries,
                                       constant ^ port_map._class_list[port], self.strategy,
-                                      server, server_port)
+                                      server, server_port, table_ip)
         raise self._exhausted(candidates, server, server_port, tables_tried, keep_client_ip,
                               tries)
 
@@ -918,7 +953,8 @@ class PortAllocator:
     def release(self, allocation: Allocation) -> None:
         """Free the allocation's port (FIN, RST or idle timeout). PortStateError when it is
         already free."""
-        table = self.table(allocation.local_ip, allocation.table_index)
+        table = self.table(allocation.local_ip if allocation.table_ip is None
+                           else allocation.table_ip, allocation.table_index)
         table.release(allocation.port)
         if self._sessions is not None and allocation.server_ip is not None:
             foreign = self._sessions.pop((int(allocation.local_ip), int(allocation.server_ip),
@@ -1060,9 +1096,11 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
                  for local in locals_]
     homes = [(hash_ipv4_pairs(key, local, srv) % many).astype(np.int64) if many > 1
              else np.zeros(count, np.int64) for local in locals_]
-    # every (local IP, table index) the rows may use, as one table id per row and position
+    # every (table address, table index) the rows may use, as one table id per row and
+    # position; usip's tables are keyed by the shared "any client" address 0.0.0.0
+    table_locals = [np.zeros(count, np.int64)] if keep else locals_
     combined = np.concatenate([local.astype(np.int64) * 65536 + home
-                               for local, home in zip(locals_, homes, strict=True)])
+                               for local, home in zip(table_locals, homes, strict=True)])
     unique, inverse = np.unique(combined, return_inverse=True)
     table_ids = inverse.reshape(len(locals_), count)
     tables = [allocator.table(ipaddress.IPv4Address(int(u) >> 16), int(u) & 0xFFFF)

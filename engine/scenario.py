@@ -64,6 +64,7 @@ from .errors import HashKeyError, RssLabError
 from .nic import MAX_CORES, HashType, IndirectionTable, Transform
 from .nic import Nic as NicModel
 from .packet import Proto, max_datagram_payload
+from .ports import MAX_USIP_TABLES
 from .toeplitz import Key, parse_key
 
 SCHEMA_VERSION = 1
@@ -298,7 +299,9 @@ class Ports(_Model):
         "solve", description="scan: the patent's try-the-next-port loop; solve: computed "
                              "from the key's GF(2) matrix")
     tables_per_ip: int = Field(1, ge=1, le=MAX_TABLES_PER_IP,
-                               description="port allocation tables per core IP (usip)")
+                               description="usip: port allocation tables per core (the "
+                                           "patent: 64 or 256), one picked by a hash of "
+                                           "client and server IP")
     range: PortRange = Field(default_factory=PortRange)
     wrong_direction: bool = Field(False, description="teaching only: hash the request-"
                                   "direction tuple when choosing a port (a classic bug)")
@@ -936,6 +939,11 @@ def _cross_check(scenario: Scenario, base_dir: Path | None) -> list[tuple[tuple,
         problems.append((("system", "ip_pool"),
                          f"expected a prefix with more than {needed} addresses for "
                          f"{system.cores} cores x {system.ips_per_core} IPs, got {pool}"))
+    if system.cores * scenario.ports.tables_per_ip > MAX_USIP_TABLES:
+        problems.append((("ports", "tables_per_ip"),
+                         f"expected at most {MAX_USIP_TABLES // system.cores} tables per core "
+                         f"on {system.cores} cores ({MAX_USIP_TABLES} usip tables in all), "
+                         f"got {scenario.ports.tables_per_ip}"))
     if scenario.ports.range.low > scenario.ports.range.high:
         problems.append((("ports", "range"), f"expected low <= high, got "
                                              f"{scenario.ports.range.low}-"

@@ -79,7 +79,7 @@ from .fragments import (
 from .nic import HashType, IndirectionTable, Nic, Transform
 from .packet import Address, FlowTuple, Packet, Proto
 from .packet_engine import POLICIES, PacketEngine, Session
-from .ports import PortAllocator, PortExhausted, PortRange, ResponsePortMap
+from .ports import MAX_USIP_TABLES, PortAllocator, PortExhausted, PortRange, ResponsePortMap
 from .toeplitz import Key, check_port, parse_address, parse_key
 from .verify import (
     FlowOutcome,
@@ -249,8 +249,9 @@ class SystemConfig:
       only with ``transparent`` everywhere, else ConfigError); ``hash_types`` — names of
       enabled ``HashType`` values (``None``: all); ``default_core`` for unhashed packets;
     * ``policy`` — for flows that match no service (their destination is the server);
-    * ``strategy`` — ``solve`` or ``scan`` port choice; ``tables_per_ip`` — port
-      allocation tables per local IP in ``usip`` mode (the patent: 64 or 256);
+    * ``strategy`` — ``solve`` or ``scan`` port choice; ``tables_per_ip`` — ``usip``'s
+      port allocation tables per core (the patent: 64 or 256; each core has them once,
+      shared by its clients; at most MAX_USIP_TABLES over all cores);
       ``port_range`` — (low, high) ports the tables hand out, inclusive;
     * ``handoff`` — ``message`` / ``shared-buffer`` / ``none`` (transparent mode);
     * ``wrong_direction`` — teaching option: choose ports by hashing the
@@ -322,6 +323,10 @@ class SystemConfig:
         if not isinstance(self.tables_per_ip, int) or self.tables_per_ip < 1:
             raise ConfigError("tables_per_ip", "1 or more (the patent: 64 or 256)",
                               self.tables_per_ip)
+        if self.cores * self.tables_per_ip > MAX_USIP_TABLES:
+            raise ConfigError("tables_per_ip", f"at most {MAX_USIP_TABLES} usip tables in "
+                              f"all ({MAX_USIP_TABLES // self.cores} per core on "
+                              f"{self.cores} cores)", self.tables_per_ip)
         for name in ("idle_timeout_us", "link_us", "server_us", "handoff_us",
                      "close_after_us", "jitter_us"):
             value = getattr(self, name)
@@ -409,7 +414,8 @@ class SystemConfig:
 def build_allocators(config: SystemConfig, table: IndirectionTable
                      ) -> list[dict[str, PortAllocator]]:
     """Per core, the ``nat`` allocator (one table per local IP) and the ``usip`` one
-    (``tables_per_ip`` tables per local IP), over the port map of ``table``."""
+    (``tables_per_ip`` tables of the core's, shared by its clients), over the port map
+    of ``table``."""
     key = config.build_key()
     direction = "request" if config.wrong_direction else "response"
     transform = Transform(config.transform)

@@ -196,6 +196,28 @@ def test_usip_tables_reuse_port_numbers_but_never_a_response_tuple():
     assert any(len(v) > 1 for v in by_port.values())
 
 
+def test_usip_tables_belong_to_the_core_not_to_each_client():
+    # The patent: "a plurality of port allocation tables on each core", one picked by a
+    # hash of client and server IP. 500 clients make at most tables_per_ip tables, so
+    # memory is bounded by the configuration, not by the traffic.
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(4, 7))
+    allocator = PortAllocator(1, [], port_map, tables_per_ip=4)
+    server = V4(0xC0000201)
+    got = [allocator.allocate(server_ip=server, server_port=80, client_ip=V4(0x0A000000 + i),
+                              keep_client_ip=True) for i in range(500)]
+    assert {key for key in allocator.tables} <= {(allocator.shared_ip, i) for i in range(4)}
+    assert all(g.local_ip == V4(0x0A000000 + i) and g.table_ip == allocator.shared_ip
+               for i, g in enumerate(got))
+    # one table never hands a port out twice, whichever clients asked
+    by_table = {}
+    for g in got:
+        assert g.port not in by_table.setdefault(g.table_index, set())
+        by_table[g.table_index].add(g.port)
+    allocator.release(got[0])
+    assert allocator.table(allocator.shared_ip, got[0].table_index).state(got[0].port) == \
+        PortState.FREE
+
+
 def test_wrong_direction_map_sends_most_responses_elsewhere():
     table = IndirectionTable.round_robin(8, 7)
     wrong = ResponsePortMap(Key.microsoft(), table, direction="request")

@@ -147,6 +147,15 @@ def test_what_the_model_cannot_run_is_refused_at_load_time():
     assert len(found) == 6  # a TCP bulk transfer without an MTU is fine
 
 
+def test_usip_tables_in_all_are_bounded():
+    text = MINIMAL.replace("system: {cores: 4}", "system: {cores: 16}") + \
+        "ports: {tables_per_ip: 256}\n"
+    assert problems_of(text) == [(7, "ports.tables_per_ip",
+                                  "expected at most 128 tables per core on 16 cores (2048 "
+                                  "usip tables in all), got 256")]
+    load_scenario(text.replace("tables_per_ip: 256", "tables_per_ip: 128"))
+
+
 def test_yaml_and_json_give_the_same_scenario():
     data = yaml.safe_load(MINIMAL)
     assert load_scenario(json.dumps(data)) == load_scenario(MINIMAL)
