@@ -409,8 +409,7 @@ class PortAllocationTable:
 
     # slots: the allocation fast path reads six of these per call
     __slots__ = ("port_map", "port_range", "local_ip", "index", "_classes", "_slots", "_pos",
-                 "_start", "_size", "_count", "_state", "taken", "cursor", "_touched",
-                 "_own_layout")
+                 "_start", "_size", "_count", "_state", "closed", "cursor", "_own_layout")
 
     def __init__(self, port_map: ResponsePortMap, port_range: PortRange = PortRange(), *,
                  local_ip: Address | None = None, index: int = 0):
@@ -433,14 +432,20 @@ class PortAllocationTable:
         self._state[:port_range.low] = bytes([PortState.CLOSED]) * port_range.low
         self._state[port_range.high + 1:] = bytes([PortState.CLOSED]) * (PORTS - 1
                                                                           - port_range.high)
-        self.taken = 0
+        #: ports in range that are closed (outside the range every port is)
+        self.closed = 0
         self.cursor = port_range.low
-        self._touched = False
 
     @property
     def capacity(self) -> int:
         """Ports in range that are not closed."""
-        return sum(self._count) + self.taken
+        return self.port_range.size - self.closed
+
+    @property
+    def taken(self) -> int:
+        """Ports taken: in range, neither free nor closed (counted, not tracked, so that
+        taking a port writes nothing but its state and its pool's count)."""
+        return self.port_range.size - self.closed - sum(self._count)
 
     @property
     def occupancy(self) -> float:
@@ -458,8 +463,10 @@ class PortAllocationTable:
         return self._count[cls]
 
     def pristine(self) -> bool:
-        """True when nothing was ever taken, closed or scanned (as if never created)."""
-        return not self._touched
+        """True when the table is as if never created: nothing taken or closed, no port
+        ever moved between pools (which copies the shared layout), no scan begun."""
+        return (not self._own_layout and not self.closed and self.cursor == self.port_range.low
+                and sum(self._count) == self.port_range.size)
 
     def _where(self) -> str:
         return f"table {self.index} of {self.local_ip}" if self.local_ip else "table"
@@ -473,7 +480,6 @@ class PortAllocationTable:
 
     def _remove(self, port: int) -> None:
         self._own()
-        self._touched = True
         k = self._classes[port]
         i = self._pos[port]
         last = self._start[k] + self._count[k] - 1
@@ -501,9 +507,7 @@ class PortAllocationTable:
         count = self._count[cls] - 1
         port = self._slots[self._start[cls] + count]
         self._count[cls] = count
-        self._touched = True
         self._state[port] = PortState.TAKEN
-        self.taken += 1
         return port
 
     def take(self, port: int) -> None:
@@ -515,7 +519,6 @@ class PortAllocationTable:
                                         f"{self._where()}")
         self._remove(port)
         self._state[port] = PortState.TAKEN
-        self.taken += 1
 
     def release(self, port: int) -> None:
         """Free a taken port (session end). A port closed meanwhile stays closed.
@@ -527,7 +530,6 @@ class PortAllocationTable:
                                  detail=f"it is already free in {self._where()}")
         if state == PortState.TAKEN:
             self._state[port] = PortState.FREE
-            self.taken -= 1
             self._add(port)
 
     def close(self, port: int) -> None:
@@ -536,10 +538,9 @@ class PortAllocationTable:
         state = self._state[port]
         if state == PortState.FREE:
             self._remove(port)
-        elif state == PortState.TAKEN:
-            self.taken -= 1
+        if state != PortState.CLOSED:  # free or taken: a port in range
+            self.closed += 1
         self._state[port] = PortState.CLOSED
-        self._touched = True
 
     def reopen(self, port: int) -> None:
         """Return a closed port to the free pool. PortStateError outside the range."""
@@ -549,6 +550,7 @@ class PortAllocationTable:
                                  f"{self.port_range.high}", port)
         if self._state[port] == PortState.CLOSED:
             self._state[port] = PortState.FREE
+            self.closed -= 1
             self._add(port)
 
     def take_many(self, ports) -> None:
@@ -563,8 +565,6 @@ class PortAllocationTable:
             raise PortStateError("ports", "distinct free ports",
                                  int(bad[0]) if bad.size else "a repeated port")
         state[ports] = PortState.TAKEN
-        self.taken += int(ports.size)
-        self._touched = True
         self._own()
         slots = np.frombuffer(self._slots, dtype=np.uint16)
         pos = np.frombuffer(self._pos, dtype=np.int32)
@@ -578,7 +578,7 @@ class PortAllocationTable:
 
     def snapshot(self) -> tuple:
         """Everything that decides future allocations, for equality checks."""
-        return (bytes(self._state), self._slots.tobytes(), tuple(self._count), self.taken,
+        return (bytes(self._state), self._slots.tobytes(), tuple(self._count), self.closed,
                 self.cursor)
 
 
@@ -787,9 +787,7 @@ class PortAllocator:
             left = count[k] - 1
             port = table._slots[table._start[k] + left]
             count[k] = left
-            table._touched = True
             table._state[port] = _TAKEN
-            table.taken += 1
             # tuple.__new__ skips the named tuple's Python-level __new__ (half the cost)
             return _new_tuple(Allocation, (self.core, candidate[0], 0, port, tries,
                                            constant ^ k, self.strategy, server_ip, server_port,
@@ -1180,8 +1178,6 @@ def _apply(allocator, tables, settled, rows, has, tid, chosen_k, rank, chosen_j,
         table.state_array[picked] = PortState.TAKEN
         taken = np.bincount(k[mine], minlength=len(table._count))
         table._count = (np.asarray(table._count, dtype=np.int64) - taken).tolist()
-        table.taken += int(mine.sum())
-        table._touched = True
     target = rows[at]
     local_ips = np.choose(j, [local[at] for local in locals_]) if len(locals_) > 1 \
         else locals_[0][at]
