@@ -295,3 +295,13 @@ def page(browser, daphne_url):
     page.on("request", lambda r: page.requests.append(r.url))
     yield page
     context.close()
+
+
+@pytest.fixture
+def student(client):
+    """A student logged in on the Django test ``client`` (browser tests make their own)."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user("stu", password="pw-for-tests-123")
+    client.force_login(user)
+    return user

@@ -14,7 +14,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
@@ -24,21 +23,12 @@ from labsite.lab.builder import PRESETS
 from labsite.procutil import free_port
 from labsite.runs.models import Run
 from labsite.runs.services import run_start, runs_reap_stale
+from tests.web.helpers import post_json
 
 BROKER_PASSWORD = "hunter2-not-for-users"
 DEEP = "[" * 100_000 + "]" * 100_000
 
 
-@pytest.fixture
-def student(client):
-    user = User.objects.create_user("stu", password="pw-for-tests-123")
-    client.force_login(user)
-    return user
-
-
-def _post_json(client, url, data):
-    return client.post(url, data if isinstance(data, str) else json.dumps(data),
-                       content_type="application/json")
 
 
 def _errors(response, status=400):
@@ -74,7 +64,7 @@ def test_an_unreachable_queue_is_a_503_and_the_run_fails_with_the_reason(
     if "compare" in url:
         data = {"source": "builder", "builder": PRESETS["nat"], "vary": {"policy": ["nat"]}}
     started = time.monotonic()
-    response = _post_json(client, url, data)
+    response = post_json(client, url, data)
     assert time.monotonic() - started < 5  # a short publish retry, not a hanging request
     errors = _errors(response, 503)
     message = errors[0]["message"]
@@ -134,7 +124,7 @@ pytestmark_db = pytest.mark.django_db
 @pytestmark_db
 @pytest.mark.parametrize("body", [DEEP, '{"a":' * 50_000 + "1" + "}" * 50_000])
 def test_json_nested_too_deep_is_a_400(client, student, body):
-    assert _errors(_post_json(client, "/lab/api/runs/", body)) == [{
+    assert _errors(post_json(client, "/lab/api/runs/", body)) == [{
         "field": "body", "line": None,
         "message": "expected JSON, got arrays or objects nested too deep to read"}]
 
@@ -180,7 +170,7 @@ def test_builder_fields_are_type_checked_naming_the_field(client, student, chang
     fields = copy.deepcopy(PRESETS["nat"])
     for name, value in change.items():  # service fields change one by one
         fields[name] = {**fields[name], **value} if name == "service" else value
-    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "builder",
+    errors = _errors(post_json(client, "/lab/api/runs/", {"source": "builder",
                                                            "builder": fields}))
     assert [e["field"] for e in errors] == [field]
     assert errors[0]["message"].startswith(message), errors[0]["message"]
@@ -200,7 +190,7 @@ def test_lone_surrogates_are_a_400_naming_the_field(client, student, data, field
                                                     message):
     for url in ("/lab/api/runs/", "/lab/api/compare/"):
         body = {**data, "vary": {"policy": ["nat"]}} if "compare" in url else data
-        assert _errors(_post_json(client, url, body)) == [
+        assert _errors(post_json(client, url, body)) == [
             {"field": field, "line": line, "message": message}]
     assert not Run.objects.exists()
 
@@ -211,7 +201,7 @@ def test_lone_surrogates_are_a_400_naming_the_field(client, student, data, field
 @pytestmark_db
 def test_a_comparison_over_the_engines_cell_limit_is_refused_before_queueing(client, student):
     keys = [f"random:{seed}" for seed in range(MAX_CELLS + 44)]
-    errors = _errors(_post_json(client, "/lab/api/compare/", {
+    errors = _errors(post_json(client, "/lab/api/compare/", {
         "source": "builder", "builder": PRESETS["nat"], "vary": {"key": keys}}))
     cells = len(keys) + 4  # plus the four non-RSS schemes
     assert errors == [{"field": "vary", "line": None,

@@ -18,6 +18,7 @@ from engine.examples import EXAMPLES_DIR
 from labsite.lab.builder import PRESETS
 from labsite.lab.models import Scenario
 from labsite.runs.models import Run, RunCapture, RunEventChunk
+from tests.web.helpers import post_json
 
 pytestmark = pytest.mark.django_db
 
@@ -35,15 +36,6 @@ traffic: {generated: {count: 10}}
 """
 
 
-@pytest.fixture
-def student(client):
-    user = User.objects.create_user("stu", password="pw-for-tests-123")
-    client.force_login(user)
-    return user
-
-
-def _post_json(client, url, data):
-    return client.post(url, json.dumps(data), content_type="application/json")
 
 
 @pytest.mark.parametrize("url", ["/", "/lab/", "/runs/", "/runs/1/"])
@@ -105,7 +97,7 @@ def test_workbench_opens_own_runs_only(client, student):
 
 def test_submit_builder_run(client, student, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = _post_json(client, "/lab/api/runs/", {
+        response = post_json(client, "/lab/api/runs/", {
             "source": "builder", "builder": PRESETS["nat"], "mode": "trace", "seed": 5})
     assert response.status_code == 201, response.content
     body = response.json()
@@ -140,9 +132,9 @@ def test_submit_builder_as_multipart_form_with_a_pcap(client, student, data_dir,
 def test_submit_yaml_and_example(client, student, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         text = (EXAMPLES_DIR / "usip-microsoft.yaml").read_text()
-        typed = _post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text,
+        typed = post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text,
                                                       "mode": "batch"})
-        example = _post_json(client, "/lab/api/runs/", {"source": "example",
+        example = post_json(client, "/lab/api/runs/", {"source": "example",
                                                         "example": "pcap-replay",
                                                         "mode": "trace"})
     assert typed.status_code == 201 and typed.json()["flows"] == 5000
@@ -158,7 +150,7 @@ def _errors(response, status=400):
 
 
 def test_yaml_problems_keep_lines_and_key_paths(client, student):
-    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "yaml",
+    errors = _errors(post_json(client, "/lab/api/runs/", {"source": "yaml",
                                                            "scenario": TYPO_YAML}))
     assert errors == [{"field": "services[0].policy", "line": 9,
                        "message": "expected one of nat, usip, transparent, got 'natt'"}]
@@ -170,12 +162,12 @@ def test_builder_problems_name_builder_fields(client, student):
     fields.update(cores=0, key="zz")
     fields["service"]["vip"] = "not-an-ip"
     fields["traffic"]["flows"][1]["client"] = "1.2.3.4"
-    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "builder",
+    errors = _errors(post_json(client, "/lab/api/runs/", {"source": "builder",
                                                            "builder": fields}))
     assert {e["field"] for e in errors} == {"cores", "key", "service.vip",
                                             "traffic.flows[1].client"}
     assert all(e["line"] is None and e["message"] for e in errors)
-    unknown = _errors(_post_json(client, "/lab/api/runs/", {
+    unknown = _errors(post_json(client, "/lab/api/runs/", {
         "source": "builder", "builder": {"cors": 4, "traffic": {"kind": "magic"}}}))
     assert unknown == [{"field": "cors", "line": None, "message": unknown[0]["message"]}]
     assert "expected one of" in unknown[0]["message"]
@@ -207,7 +199,7 @@ def test_pcap_size_limit_and_missing_capture(client, student, settings):
     assert errors[0]["field"] == "pcap"
     assert errors[0]["message"] == (f"expected a capture of at most 100 bytes, got "
                                     f"{len(capture):,}")
-    missing = _errors(_post_json(client, "/lab/api/runs/", {"source": "builder",
+    missing = _errors(post_json(client, "/lab/api/runs/", {"source": "builder",
                                                             "builder": fields}))
     assert missing[0]["field"] == "pcap" and "upload a pcap" in missing[0]["message"]
 
@@ -215,14 +207,14 @@ def test_pcap_size_limit_and_missing_capture(client, student, settings):
 def test_typed_scenarios_cannot_read_server_files(client, student):
     text = TYPO_YAML.replace("natt", "nat").replace(
         "traffic: {generated: {count: 10}}", "traffic: {pcap: {path: /etc/passwd}}")
-    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text}))
+    errors = _errors(post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text}))
     assert errors[0]["field"] == "traffic.pcap.path"
     assert "reads no files on the server" in errors[0]["message"]
 
 
 def test_run_size_limits_name_the_limit(client, student):
     text = (EXAMPLES_DIR / "heavy-hitters.yaml").read_text()  # 20,000 flows
-    errors = _errors(_post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text,
+    errors = _errors(post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text,
                                                            "mode": "trace"}))
     assert errors == [{"field": "traffic", "line": None,
                        "message": "trace mode runs at most 5,000 flows, this scenario has "
@@ -242,7 +234,7 @@ def test_run_size_limits_name_the_limit(client, student):
     ({"source": "builder", "builder": "{not json"}, "builder", "expected JSON"),
 ])
 def test_bad_fields_are_400s_naming_the_field(client, student, data, field, message):
-    errors = _errors(_post_json(client, "/lab/api/runs/", data))
+    errors = _errors(post_json(client, "/lab/api/runs/", data))
     assert errors[0]["field"] == field and errors[0]["message"].startswith(message)
 
 
@@ -363,7 +355,7 @@ def test_explain_errors_name_the_parameter(client, student, query, fields):
 
 def test_compare_submit(client, student, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        response = _post_json(client, "/lab/api/compare/", {
+        response = post_json(client, "/lab/api/compare/", {
             "source": "example", "example": "nat-microsoft",
             "vary": {"key": ["microsoft", "symmetric"], "policy": ["nat", "transparent"]}})
     assert response.status_code == 201, response.content
@@ -371,10 +363,10 @@ def test_compare_submit(client, student, django_capture_on_commit_callbacks):
     assert run.mode == "compare"
     assert run.parameters["vary"] == {"key": ["microsoft", "symmetric"],
                                       "policy": ["nat", "transparent"]}
-    bad = _errors(_post_json(client, "/lab/api/compare/", {
+    bad = _errors(post_json(client, "/lab/api/compare/", {
         "source": "example", "example": "nat-microsoft", "vary": {"policy": ["natt"]}}))
     assert bad[0]["field"] == "vary.policy" and "got 'natt'" in bad[0]["message"]
-    empty = _errors(_post_json(client, "/lab/api/compare/", {
+    empty = _errors(post_json(client, "/lab/api/compare/", {
         "source": "example", "example": "nat-microsoft"}))
     assert empty[0]["field"] == "vary"
 
@@ -424,7 +416,7 @@ def test_scenarios_load_keeps_edited_scenarios_and_marks_examples():
 
 def test_an_oversized_body_is_a_400_not_a_500(client, student, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = _post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": "x" * 2000})
+    response = post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": "x" * 2000})
     assert _errors(response)[0]["field"] == "body"
 
 
