@@ -47,7 +47,12 @@ Conventions and deviations from the first brief (read these before calling):
   the client IP, which is the patent's "hash of the client IP address and the
   destination IP address". When the home table has no fitting free port the
   next tables (cyclically) are tried.
-* Several tables per IP can hand out the same port number; two sessions with
+* usip's tables are the core's, shared by all its clients ("a plurality of port
+  allocation tables on each core"), keyed by ``PortAllocator.shared_ip``
+  (0.0.0.0); ``Allocation.table_ip`` says so, ``local_ip`` is still the
+  client's. So memory follows the configuration (cores x tables), not the
+  number of clients.
+* Several tables can hand out the same port number; two sessions with
   the same (local IP, server IP, server port) must not. With
   ``tables_per_ip > 1`` the allocator therefore keeps a session index and
   refuses a port that another session of the same (local IP, server IP, server
@@ -407,7 +412,7 @@ class PortAllocationTable:
     boundary, so every operation is O(1) and a pool pops its last free entry.
     """
 
-    # slots: the allocation fast path reads six of these per call
+    # slots: the allocation fast path reads four of these per call
     __slots__ = ("port_map", "port_range", "local_ip", "index", "_classes", "_slots", "_pos",
                  "_start", "_size", "_count", "_state", "closed", "cursor", "_own_layout")
 
