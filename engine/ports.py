@@ -238,6 +238,7 @@ class ResponsePortMap:
         self._class_list: list[int] = self.classes.tolist()
         self._buckets = table.buckets
         self._layouts: dict[PortRange, tuple] = {}
+        self._fits: dict[int, list[tuple[int, ...]]] = {}
         self._rows: list[list[int]] | None = None
         self._pair_rows: list[list[int]] | None = None
         #: IPv4 without a transform: the constant splits into a server part (server IP
@@ -325,6 +326,17 @@ class ResponsePortMap:
 
     def response_bucket(self, constant: int, port: int) -> int:
         return (constant ^ self._class_list[port]) & self.mask
+
+    def fitting_classes(self, core: int) -> list[tuple[int, ...]]:
+        """Per constant: the port classes whose response lands on ``core``, by ascending
+        bucket (computed once per core and shared by its allocators)."""
+        fits = self._fits.get(core)
+        if fits is None:
+            buckets, size, span = self.table.buckets, self.table.size, self.span
+            fits = self._fits[core] = [
+                tuple(c ^ b for b in range(size) if buckets[b] == core and (c ^ b) in span)
+                for c in range(size)]
+        return fits
 
     def reachable_buckets(self, constant: int) -> frozenset[int]:
         """Buckets some port can make the response land in, for this constant."""
@@ -655,12 +667,9 @@ class PortAllocator:
         self._tables: dict[tuple[Address, int], PortAllocationTable] = {}
         self._by_int: dict[tuple[int, int], PortAllocationTable] = {}
         self._local_pairs = [(ip, int(ip)) for ip in self.local_ips]
-        buckets = port_map.table.buckets
         size = port_map.table.size
         #: per constant: the classes whose response lands on this core, by ascending bucket
-        self._fit: list[tuple[int, ...]] = [
-            tuple(c ^ b for b in range(size) if buckets[b] == core and (c ^ b) in port_map.span)
-            for c in range(size)]
+        self._fit: list[tuple[int, ...]] = port_map.fitting_classes(core)
         sizes = port_map._layout(port_range)[3]
         self.fitting_capacity: float = sum(
             sizes[k] for fit in self._fit for k in fit) / size
