@@ -27,6 +27,12 @@ class RssLabError(Exception):
             message += f" ({detail})"
         super().__init__(message)
 
+    @property
+    def problem(self) -> str:
+        """The message without its field: ``expected …, got … (detail)``, for a form that
+        shows the field already."""
+        return str(self).removeprefix(f"{self.field}: ")
+
     def as_dict(self) -> dict:
         """A JSON-ready form, the one error shape the CLI and the API emit."""
         return {"field": self.field, "expected": self.expected,

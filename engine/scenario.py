@@ -180,8 +180,8 @@ def parse_endpoint(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Ad
     except ValueError:
         raise ValueError(f"expected an IPv4 or IPv6 address before the port, "
                          f"got {_short(host)}") from None
-    if int(port) > 65535:
-        raise ValueError(f"expected a port 0-65535, got {int(port)}")
+    if not 1 <= int(port) <= 65535:  # port 0 is reserved: no TCP or UDP flow uses it
+        raise ValueError(f"expected a port 1-65535, got {int(port)}")
     return address, int(port)
 
 
@@ -312,7 +312,7 @@ class Service(_Model):
 
     name: Name
     vip: IPAddress
-    vport: Port
+    vport: Annotated[int, Field(ge=1, le=65535)]
     proto: Literal["tcp", "udp"] = "tcp"
     policy: Literal["nat", "usip", "transparent"]
     servers: list[Endpoint] = Field(min_length=1, max_length=MAX_SERVERS_PER_SERVICE)

@@ -54,6 +54,23 @@ def _prepare_database() -> None:
             _say(f"loaded {len(created)} example scenarios")
 
 
+def _worker_ready(*, timeout: float, stopping: threading.Event) -> bool:
+    """Wait until a Celery worker answers a ping (so the URL is printed once runs can
+    start, after the worker's own start-up lines); False after ``timeout`` seconds."""
+    import time
+
+    from labsite.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stopping.is_set():
+        try:
+            if app.control.ping(timeout=0.5):
+                return True
+        except Exception:  # noqa: BLE001  (the broker is ours and local: just retry)
+            time.sleep(0.5)
+    return False
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
     host = os.environ.get("HOST", "127.0.0.1")
@@ -88,7 +105,9 @@ def main() -> int:
                 raise OSError(f"port {port} on {host} is in use; set PORT to another one")
         env = dict(os.environ)
         children.append(("worker", spawn([
-            sys.executable, "-m", "celery", "-A", "labsite", "worker", "--loglevel", "info",
+            # --quiet: no banner, so the URL below stays the last thing a user reads
+            sys.executable, "-m", "celery", "--quiet", "-A", "labsite", "worker",
+            "--loglevel", "info",
             "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"),
             "--without-gossip", "--without-mingle",
             "--hostname", f"rsslab-{os.getpid()}@%h"], env=env)))
@@ -96,7 +115,9 @@ def main() -> int:
             sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
             "labsite.asgi:application"], env=env)))
         wait_for_port(host, port, timeout=60, procs=[proc for _, proc in children])
-        _say(f"RSS Lab is running at http://{host}:{port}/  (Ctrl-C stops it)")
+        ready = _worker_ready(timeout=30, stopping=stopping)
+        _say(f"RSS Lab is running at http://{host}:{port}/  (Ctrl-C stops it)"
+             + ("" if ready else "; the Celery worker is still starting: runs wait for it"))
         while not stopping.wait(0.25):
             for name, proc in children:
                 if proc.poll() is not None:

@@ -25,11 +25,11 @@ DNS_SERVER = Server("203.0.113.53", 53, response_bytes=100, mtu=68)
 
 #: name → (title, config) of each demonstration.
 MODES = {
-    "nat": ("nat: new local IP and port, chosen so the response hashes back",
+    "nat": ("new local IP and port, chosen so the response hashes back",
             SystemConfig(cores=4, ips_per_core=2, policy="nat")),
-    "usip": ("usip: client IP kept, port proxied from one of 64 tables per IP",
+    "usip": ("client IP kept, port proxied from one of the core's 64 port tables",
              SystemConfig(cores=4, policy="usip", tables_per_ip=64)),
-    "transparent": ("transparent: nothing rewritten, misdirected responses handed over",
+    "transparent": ("nothing rewritten, misdirected responses handed over",
                     SystemConfig(cores=4, policy="transparent", handoff="message")),
     "symmetric": ("transparent with the symmetric 0x6d5a key: no handoff needed",
                   SystemConfig(cores=4, policy="transparent", key="symmetric")),

@@ -78,11 +78,16 @@ def _preset(policy: str, **changes) -> dict[str, Any]:
 
 #: The patent's three policies, each with Microsoft's key, 4 cores, 7 hash bits, one
 #: service and the same three flows: nat and usip return every response to its core;
-#: transparent hands all three off by core-to-core message.
+#: transparent hands all three off by core-to-core message. A transparent middlebox
+#: rewrites nothing, so there its "service" is the server itself (no VIP translation):
+#: the response is then the request's tuple reversed, and the symmetric key alone keeps
+#: it on the request's core.
 PRESETS: dict[str, dict[str, Any]] = {
     "nat": _preset("nat"),
     "usip": _preset("usip", tables_per_ip=4),
-    "transparent": _preset("transparent"),
+    "transparent": _preset("transparent", service={
+        **DEFAULTS["service"],
+        "servers": [f"{DEFAULTS['service']['vip']}:{DEFAULTS['service']['vport']}"]}),
 }
 
 _TOP_LEVEL = ("name", "cores", "ips_per_core", "key", "hash_bits", "table", "transform",

@@ -21,3 +21,17 @@ class LabInputError(ValueError):
     @classmethod
     def one(cls, field: str, message: str, line: int | None = None) -> LabInputError:
         return cls([{"field": field, "line": line, "message": message}])
+
+    @classmethod
+    def from_engine(cls, error, field: str | None = None) -> LabInputError:
+        """An engine ``RssLabError`` as the error of ``field`` (default: the engine's own
+        field). The message drops the field's name when it is the one shown, so a form
+        never reads ``pcap: pcap: expected …``."""
+        field = field or error.field
+        same = lab_field(error.field) == lab_field(field)
+        return cls.one(field, error.problem if same else str(error))
+
+
+def lab_field(field: str) -> str:
+    """A field as the lab spells it: the CLI's ``--vary key`` is the form's ``vary.key``."""
+    return field.removeprefix("--").replace(" ", ".")

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
+from engine.nic import MAX_CORES
 from labsite.lab.models import INSTRUCTOR_GROUP, Scenario
 
 
@@ -43,7 +44,7 @@ def lab_limits() -> dict[str, Any]:
         "pcap_max_bytes": settings.LAB_PCAP_MAX_BYTES,
         "scenario_max_bytes": settings.LAB_SCENARIO_MAX_BYTES,
         "delay_max_ms": settings.RUN_DELAY_MAX_MS,
-        "cores": [1, 64],
+        "cores": [1, MAX_CORES],
         "hash_bits": [1, 7],
         "vary_options": {name: list(values) if values else None
                          for name, values in VARY.items()},

@@ -35,7 +35,7 @@ from labsite.lab.builder import (
     shown,
     text_problem,
 )
-from labsite.lab.errors import LabInputError
+from labsite.lab.errors import LabInputError, lab_field
 from labsite.lab.models import INSTRUCTOR_GROUP, STUDENT_GROUP, Scenario
 from labsite.runs import engine_bridge
 from labsite.runs.errors import RunInputError
@@ -177,7 +177,7 @@ def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
     try:
         vary = engine_bridge.parse_vary(vary_data)
     except RssLabError as error:
-        raise LabInputError.one(_error_field(error.field), str(error)) from None
+        raise LabInputError.from_engine(error, lab_field(error.field)) from None
     prepared = scenario_prepare(data=data, upload=upload)
     cells = engine_bridge.compare_cells(vary)
     _check_limits(prepared, mode="compare", cells=cells)
@@ -185,10 +185,6 @@ def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
     return _start(prepared, user=user, mode="compare", seed=seed, parameters=parameters)
 
 
-def _error_field(field: str) -> str:
-    """``--vary key`` (the CLI's spelling in engine messages) → ``vary.key``."""
-    field = field.removeprefix("--")
-    return field.replace(" ", ".")
 
 
 @dataclass(frozen=True)
@@ -314,7 +310,7 @@ def scenario_prepare(*, data: dict, upload=None) -> PreparedScenario:
     try:
         flows = engine_bridge.flow_count(scenario, pcap=capture.data if capture else None)
     except RssLabError as error:
-        raise LabInputError.one("pcap", str(error)) from None
+        raise LabInputError.from_engine(error, "pcap") from None
     return PreparedScenario(body=body, scenario=scenario, stored=stored, flows=flows,
                             capture=capture, source=source)
 
@@ -363,7 +359,7 @@ def pcap_validate(upload) -> RunCaptureInput:
     try:
         result = read_pcap(data, max_bytes=limit)
     except PcapError as error:
-        raise LabInputError.one("pcap", str(error)) from None
+        raise LabInputError.from_engine(error, "pcap") from None
     if not result.packets:
         skipped = ", ".join(f"{count} {reason}" for reason, count in result.skipped.items())
         raise LabInputError.one("pcap", f"expected IPv4/IPv6 TCP or UDP packets, found none "
@@ -450,7 +446,7 @@ def lab_explain(params) -> dict[str, Any]:
                                            f"for a {len(data)}-byte input, got "
                                            f"{len(key.data)}")
     except RssLabError as error:
-        raise LabInputError.one(error.field, str(error)) from None
+        raise LabInputError.from_engine(error) from None
     steps = explain_hash(key, data)
     value = steps[-1].running if steps else 0
     return {"hash": f"0x{value:08x}", "bucket": table.bucket_of(value),
@@ -499,7 +495,7 @@ def lab_run_pcap(run: Run) -> tuple[bytes, str]:
         field, _, message = str(error).partition(": ")
         raise LabInputError.one(field, message or str(error)) from None
     except RssLabError as error:
-        raise LabInputError.one(_error_field(error.field or "scenario"), str(error)) from None
+        raise LabInputError.from_engine(error, lab_field(error.field or "scenario")) from None
     name = slugify(run.title) or "run"
     return exported.data, f"rsslab-run-{run.pk}-{name}.pcap"
 

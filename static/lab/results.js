@@ -31,10 +31,35 @@ export function verdictText(counts) {
   return parts.join(" · ");
 }
 
-export function showVerdictBar(bar, counts, { partial = false } = {}) {
+/** One line on the whole run, before the counts: did every response come back to its
+ * request's core (and how), and did the scenario's checks pass. */
+function headline(counts, checks, partial) {
+  const failed = (counts.asymmetric || 0) + (counts.allocation_failures || 0);
+  let text;
+  let cls;
+  if (failed) {
+    text = "not symmetric"; cls = "v-asymmetric";
+  } else if (counts.handed_off) {
+    text = "symmetric only by handoff"; cls = "v-handed-off";
+  } else {
+    text = "every response back on its request's core"; cls = "v-symmetric";
+  }
+  if (partial) { text += " so far"; }
+  if (checks && !partial) {
+    const bad = checks.filter((c) => !c.passed).length;
+    text += !checks.length ? " · no checks"
+      : bad ? ` · checks FAIL (${bad} of ${checks.length})` : ` · checks PASS (${checks.length})`;
+  }
+  return { text, cls };
+}
+
+export function showVerdictBar(bar, counts, { partial = false, checks = null } = {}) {
   bar.textContent = "";
   const make = (cls, text) => { const s = document.createElement("span"); s.className = cls; s.textContent = text; return s; };
   const total = counts.flows ?? (counts.symmetric + counts.handed_off + counts.asymmetric);
+  const head = headline(counts, checks, partial);
+  const strong = make(`v-headline ${head.cls}`, head.text);
+  bar.append(strong, ": ");
   bar.append(make("v-symmetric", `✓ ${counts.symmetric}/${total} symmetric`), " · ",
     make("v-handed-off", `↪ ${counts.handed_off} handed off`), " · ",
     make("v-asymmetric", `✗ ${counts.asymmetric} asymmetric`));
@@ -125,11 +150,20 @@ function chartBox(container, id, title) {
   return { plot: box.querySelector(".chart"), table: box.querySelector("table") };
 }
 
-function bar(target, x, y, colours, ytitle) {
+/** A bar chart; with nothing above zero, a 0-based axis and ``empty`` said on it (Plotly
+ * would otherwise draw a meaningless -1…1 axis). */
+function bar(target, x, y, colours, ytitle, empty = "nothing to show") {
   if (!window.Plotly) { return; }
+  const blank = !y.some((v) => v > 0);
+  const layout = { ...LAYOUT, bargap: 0.1, yaxis: { title: { text: ytitle }, rangemode: "tozero",
+    ...(blank ? { range: [0, 1] } : {}) } };
+  if (blank) {
+    layout.annotations = [{ text: empty, xref: "paper", yref: "paper", x: 0.5, y: 0.5,
+      showarrow: false, font: { size: 13, color: "#555" } }];
+  }
   window.Plotly.react(target, [{ type: "bar", x, y, marker: { color: colours },
     text: x, textposition: "none", hovertemplate: "%{x}: %{y}<extra></extra>" }],
-  { ...LAYOUT, yaxis: { title: { text: ytitle } } }, PLOT_CONFIG);
+  layout, PLOT_CONFIG);
 }
 
 export function showCharts(container, report) {
@@ -154,13 +188,14 @@ export function showCharts(container, report) {
   const ports = report.ports || {};
   const po = chartBox(container, "ports", "Port-table occupancy");
   const occ = (ports.occupancy || []).map((x) => Math.round(x * 10000) / 100);
-  bar(po.plot, labels, occ, colours, "% taken at the end");
+  bar(po.plot, labels, occ, colours, "% taken at the end",
+    "no port taken at the end (every session had closed)");
   fillTable(po.table, ["core", "occupancy %", "ports allocated", "fitting ports per table"],
     labels.map((_, c) => [c, occ[c] ?? 0, (ports.allocated || [])[c] ?? 0, (ports.fitting_per_table || [])[c] ?? 0]));
 
   const ho = chartBox(container, "handoffs", "Handoff copies (responses received from another core)");
   const hand = summary.handoffs_per_core || [];
-  bar(ho.plot, labels, hand, colours, "handoffs");
+  bar(ho.plot, labels, hand, colours, "handoffs", "no handoff: every response on its core");
   fillTable(ho.table, ["core", "handoffs received"], hand.map((n, c) => [c, n]));
 }
 

@@ -253,6 +253,7 @@ function step(delta) { setLive(false); pause(); goTo(state.cursor + delta); }
 
 function play() {
   if (!store.events.length) { return; }
+  showHint("");
   setLive(false);
   if (state.cursor >= store.events.length - 1) { goTo(0); }
   state.playing = true;
@@ -405,11 +406,25 @@ function resetRun() {
   list.reset();
   detail.clear();
   $("#verdict-bar").textContent = "running…";
+  $("#pl-pos").textContent = "event 0 / 0";
+  $("#step-text").textContent = "";
+  showHint("");
   showPcapNote($("#pcap-note"), null);
   $("#checks").textContent = "";
   $("#flow-table tbody").textContent = "";
   $("#event-count").textContent = "0";
 }
+
+/** A line under the player: what to do next (replay a finished run), or why there is
+ * nothing to watch (a batch run). */
+function showHint(text) {
+  $("#pl-hint").textContent = text;
+  $("#pl-hint").hidden = !text;
+}
+
+const BATCH_HINT = "Verify (batch) runs every flow at once, as arrays: there are no packet "
+  + "events to watch. The verdict, matrix and charts below show its result; use Run ▶ "
+  + "(trace) to watch packets move.";
 
 function setStatus(status, progress, error) {
   state.status = status;
@@ -473,13 +488,19 @@ async function finished() {
   if (report.system && report.system.cores) { ensureDiagram(report.system.cores); }
   state.lastShown = -1;
   $("#scenario-title").textContent = report.scenario ? `· ${report.scenario.name}` : "";
-  showVerdictBar($("#verdict-bar"), report.summary || {});
+  showVerdictBar($("#verdict-bar"), report.summary || {}, { checks: report.checks || [] });
   showPcapNote($("#pcap-note"), data.pcap_note);
   showChecks($("#checks"), report.checks);
   showFlowTable($("#flow-table tbody"), report.rows || [], selectFlow);
   showMatrix($("#matrix-table"), $("#matrix-chart"), report.matrix);
   showCharts($("#charts"), report);
   if (state.live && store.events.length) { goTo(store.events.length - 1, { from: "live" }); }
+  if (data.mode === "batch") {
+    showHint(BATCH_HINT);
+  } else if (store.events.length && !state.playing) {
+    showHint(`Finished: ▶ (or Space) replays its ${store.events.length} events from the `
+      + "start, ◀ and ▶| step through them.");
+  }
   root.dataset.finished = "true";
   updateExport();
 }
@@ -545,6 +566,7 @@ async function startRun(mode) {
     const data = await postForm(root.dataset.apiRuns, form);
     resetRun();
     state.mode = mode;
+    if (mode === "batch") { showHint(BATCH_HINT); }
     $("#export-status").textContent = "";
     state.scenarioYaml = data.scenario_yaml || "";
     setStatus("queued", 0, "");
@@ -601,7 +623,11 @@ function watchCompare(run) {
       const data = await getJson(run.status_url);
       if (data.report && data.report.cells) {
         showComparison($("#compare-grid"), $("#compare-chart"), $("#compare-table"), data.report);
-        $("#compare-status").textContent = `done: ${data.report.cells.length} configurations, ${data.report.flows} flows each`;
+        const rss = data.report.cells.filter((c) => c.scheme === "rss").length;
+        const others = data.report.cells.length - rss;
+        $("#compare-status").textContent = `done: ${rss} RSS configuration${rss === 1 ? "" : "s"}`
+          + (others ? ` and ${others} other distribution schemes for reference (per-packet, per-vserver, per-nic, per-function: the patent's alternatives to flow-based RSS)` : "")
+          + `, ${data.report.flows} flows each`;
       } else if (data.error) {
         $("#compare-errors").textContent = data.error;
       }
@@ -626,6 +652,9 @@ if (initialRun && initialRun.run) {
   state.mode = initialRun.mode;
   setStatus(initialRun.status || "queued", initialRun.progress, initialRun.error);
   if (initialRun.mode === "compare") {
+    state.run = runUrls(initialRun.run, initialRun);
+    setStatus(initialRun.status || "queued", initialRun.progress, initialRun.error);
+    $("#verdict-bar").textContent = "a comparison: its table and chart are under Compare, below";
     watchCompare(runUrls(initialRun.run, initialRun));
   } else {
     setLive(!FINISHED.has(initialRun.status));

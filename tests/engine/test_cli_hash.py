@@ -133,3 +133,12 @@ def test_cores_beyond_the_model_limit_are_refused():
                         "1000000000", check=False)
     assert result.returncode == 2 and "cores: expected a whole number of cores, 1-64" in \
         result.stderr
+
+
+def test_the_readmes_example_csv_answers_as_the_readme_shows():
+    from engine.examples import EXAMPLES_DIR
+    result = engine_cli("hash", "--batch", str(EXAMPLES_DIR / "tuples.csv"))
+    lines = result.stdout.splitlines()
+    assert lines[0] == "row 1: hash 0x51ccc178  bucket 120  core 0"
+    assert len(lines) == 5 and all(line.startswith(f"row {i}: hash 0x")
+                                   for i, line in enumerate(lines, start=1))

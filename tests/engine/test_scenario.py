@@ -147,6 +147,15 @@ def test_what_the_model_cannot_run_is_refused_at_load_time():
     assert len(found) == 6  # a TCP bulk transfer without an MTU is fine
 
 
+def test_port_zero_is_no_service_or_client_port():
+    text = MINIMAL.replace("vport: 80", "vport: 0").replace(
+        "traffic: {generated: {count: 10}}",
+        'traffic: {flows: [{client: "198.51.100.1:0", service: web}]}')
+    found = {path: message for _, path, message in problems_of(text)}
+    assert found["services[0].vport"] == "expected a number >= 1, got 0"
+    assert found["traffic.flows[0].client"].startswith("expected a port 1-65535, got 0")
+
+
 def test_usip_tables_in_all_are_bounded():
     text = MINIMAL.replace("system: {cores: 4}", "system: {cores: 16}") + \
         "ports: {tables_per_ip: 256}\n"

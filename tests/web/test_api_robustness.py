@@ -205,7 +205,7 @@ def test_a_comparison_over_the_engines_cell_limit_is_refused_before_queueing(cli
         "source": "builder", "builder": PRESETS["nat"], "vary": {"key": keys}}))
     cells = len(keys) + 4  # plus the four non-RSS schemes
     assert errors == [{"field": "vary", "line": None,
-                       "message": f"vary: expected at most {MAX_CELLS} cells, got {cells}"}]
+                       "message": f"expected at most {MAX_CELLS} cells, got {cells}"}]
     assert not Run.objects.exists()
 
 

@@ -74,6 +74,7 @@ def test_nat_flow_runs_live_and_is_symmetric(student, start_worker, daphne_url, 
     assert "run" in page.inner_text("#run-status") and "succeeded" in page.inner_text("#run-status")
     verdict = page.inner_text("#verdict-bar")
     assert "✓ 3/3 symmetric" in verdict and "↪ 0 handed off" in verdict
+    assert verdict.startswith("every response back on its request's core · no checks")
     assert "66.9.149.187:2795" in page.input_value("#yaml-text")  # the edited port ran
     first = next(e for e in events if e["kind"] == "packet-arrived")
     assert first["tuple"].startswith("tcp 66.9.149.187:2795 ->")
@@ -120,6 +121,8 @@ def test_transparent_hands_off_and_replays(student, worker, daphne_url, page):
     page.wait_for_selector(FINISHED, timeout=60_000)
     verdict = page.inner_text("#verdict-bar")
     assert "↪ 3 handed off" in verdict and "✗ 0 asymmetric" in verdict
+    assert verdict.startswith("symmetric only by handoff")
+    assert "replays its" in page.inner_text("#pl-hint")        # how to watch it again
     events = page.evaluate("window.rssLab.events")
     handoffs = [e for e in events if e["kind"] in ("forwarded", "forwarded-core-to-core")]
     assert len(handoffs) == 3

@@ -174,8 +174,9 @@ def test_builder_problems_name_builder_fields(client, student):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b"this is not a capture", "pcap: expected a pcap or pcapng file"),
-    (b"", "pcap: expected a pcap or pcapng file"),
+    # the field is shown beside the message: the message does not repeat it
+    (b"this is not a capture", "expected a pcap or pcapng file"),
+    (b"", "expected a pcap or pcapng file"),
 ])
 def test_a_bad_pcap_is_refused_before_queueing(client, student, content, message):
     fields = copy.deepcopy(PRESETS["nat"])
@@ -472,3 +473,13 @@ def test_pcap_export_errors(client, student):
     errors = _errors(client.get(f"/lab/api/runs/{broken.pk}/pcap"))
     assert errors and set(errors[0]) == {"field", "line", "message"}
     assert client.post(f"/lab/api/runs/{compare.pk}/pcap").status_code == 405
+
+
+def test_the_transparent_preset_rewrites_nothing():
+    # A transparent middlebox keeps the tuple: its preset's service is the server itself,
+    # so the response is the request reversed (what the symmetric key is made for).
+    from labsite.lab.builder import scenario_dict_from_builder
+
+    service = scenario_dict_from_builder(copy.deepcopy(PRESETS["transparent"]))["services"][0]
+    assert service["policy"] == "transparent"
+    assert service["servers"] == [f"{service['vip']}:{service['vport']}"]
