@@ -77,6 +77,23 @@ class Run(models.Model):
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
 
+    @property
+    def verdict(self) -> str:
+        """What a finished run found, in one line for lists ("" before it has a summary):
+        ``3/3 symmetric · 0 handed off · 0 asymmetric · checks pass``."""
+        s = self.summary or {}
+        if s.get("mode") == "compare":
+            return f"{s.get('cells', 0)} configurations × {s.get('flows', 0):,} flows"
+        if "symmetric" not in s:
+            return ""
+        line = (f"{s['symmetric']:,}/{s.get('flows', 0):,} symmetric · "
+                f"{s.get('handed_off', 0):,} handed off · {s.get('asymmetric', 0):,} asymmetric")
+        if s.get("allocation_failures"):
+            line += f" · {s['allocation_failures']:,} allocation failed"
+        if "passed" in s:
+            line += " · checks pass" if s["passed"] else " · checks FAIL"
+        return line
+
 
 class RunEventChunk(models.Model):
     """Events ``first_seq`` … ``last_seq`` of a trace run (no gaps, in order), as sent."""

@@ -483,3 +483,15 @@ def test_the_transparent_preset_rewrites_nothing():
     service = scenario_dict_from_builder(copy.deepcopy(PRESETS["transparent"]))["services"][0]
     assert service["policy"] == "transparent"
     assert service["servers"] == [f"{service['vip']}:{service['vport']}"]
+
+
+def test_the_runs_list_says_what_each_run_found(client, student):
+    Run.objects.create(scenario_body="x", ran_by=student, status=Run.Status.SUCCEEDED,
+                       title="good", summary={"flows": 3, "symmetric": 3, "handed_off": 0,
+                                              "asymmetric": 0, "passed": True})
+    Run.objects.create(scenario_body="x", ran_by=student, status=Run.Status.SUCCEEDED,
+                       title="bad", summary={"flows": 4, "symmetric": 1, "handed_off": 0,
+                                             "asymmetric": 3, "passed": False})
+    page = client.get("/runs/").content.decode()
+    assert "3/3 symmetric · 0 handed off · 0 asymmetric · checks pass" in page
+    assert "1/4 symmetric · 0 handed off · 3 asymmetric · checks FAIL" in page
