@@ -205,6 +205,8 @@ function pct(x) { return `${(x * 100).toFixed(1)} %`; }
 
 export function showComparison(grid, chart, table, comparison) {
   const cells = comparison.cells || [];
+  const box = document.getElementById("compare-result");
+  if (box) { box.hidden = false; }
   grid.textContent = "";
   for (const c of cells) {
     const div = document.createElement("div");
@@ -231,13 +233,19 @@ export function showComparison(grid, chart, table, comparison) {
     ok.map((c) => [c.label, pct(c.symmetric_rate), c.handed_off, c.handoff_copies, c.asymmetric,
       c.fairness.toFixed(4), c.allocation_failures, c.port_capacity ? Math.round(Math.min(...c.port_capacity)) : "—"]));
   if (window.Plotly) {
-    const symbols = ["circle", "square", "diamond", "triangle-up", "x", "cross", "star", "hexagon"];
-    window.Plotly.react(chart, ok.map((c, i) => ({
-      type: "scatter", mode: "markers", name: c.label, x: [c.fairness], y: [c.symmetric_rate * 100],
-      marker: { size: 8 + Math.min(20, Math.sqrt(c.handoff_copies) / 4), color: OKABE_ITO[i % 8],
-        symbol: symbols[Math.floor(i / 8) % symbols.length], line: { width: 1, color: "#333" } },
-      hovertemplate: `${c.label}<br>fairness %{x:.3f}<br>symmetric %{y:.1f} %<br>copies ${c.handoff_copies}<extra></extra>`,
-    })), { ...LAYOUT, height: 320, xaxis: { title: { text: "fairness (Jain index)" } },
-      yaxis: { title: { text: "symmetric %" }, range: [-5, 105] }, legend: { orientation: "h", y: -0.3 } }, PLOT_CONFIG);
+    // Grouped bars, a row per configuration: ties (several designs at 100 % and even
+    // load) stay readable, where a scatter stacked their points.
+    const labels = ok.map((c) => c.label);
+    const hover = ok.map((c) => `copies ${c.handoff_copies}`);
+    window.Plotly.react(chart, [
+      { type: "bar", orientation: "h", name: "symmetric rate", y: labels, x: ok.map((c) => c.symmetric_rate),
+        marker: { color: OKABE_ITO[2] }, customdata: hover,
+        hovertemplate: "%{y}: %{x:.1%} symmetric (%{customdata})<extra></extra>" },
+      { type: "bar", orientation: "h", name: "Jain fairness of per-core load", y: labels, x: ok.map((c) => c.fairness),
+        marker: { color: OKABE_ITO[4], pattern: { shape: "/" } },
+        hovertemplate: "%{y}: fairness %{x:.3f}<extra></extra>" },
+    ], { ...LAYOUT, barmode: "group", height: 110 + 34 * ok.length, margin: { ...LAYOUT.margin, l: 10 },
+      xaxis: { range: [0, 1], tickformat: ".0%" }, yaxis: { automargin: true, autorange: "reversed" },
+      legend: { orientation: "h", y: -0.12 } }, PLOT_CONFIG);
   }
 }

@@ -157,3 +157,19 @@ def test_a_broken_upload_shows_its_error_next_to_the_pcap_field(student, daphne_
     assert page.get_attribute("#pcap-file", "aria-invalid") == "true"
     assert page.evaluate("window.rssLab.state().run") is None   # nothing was queued
     _clean(page, daphne_url, refused=1)
+
+
+def test_compare_charts_keys_and_policies_side_by_side(student, worker, daphne_url, page):
+    _open_lab(page)
+    page.click("button.preset[data-preset=transparent]")   # ticked: microsoft, symmetric x
+    page.click("#compare-run")                              #         nat, transparent
+    page.wait_for_selector("#compare-status:text('done')", timeout=60_000)
+    status = page.inner_text("#compare-status")
+    assert status.startswith("done: 4 RSS configurations and 4 other distribution schemes")
+    labels = page.locator("#compare-grid .cmp-cell h3").all_inner_texts()
+    assert "key=symmetric policy=transparent" in labels and "per-packet" in labels
+    cell = page.locator(".cmp-cell", has_text="key=symmetric policy=transparent")
+    assert "✓ 100.0 %" in cell.inner_text()         # the preset rewrites nothing
+    assert page.is_visible("#compare-result")
+    assert page.locator("#compare-chart .bars .point").count() == 2 * len(labels)
+    _clean(page, daphne_url)
