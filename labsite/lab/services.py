@@ -375,6 +375,14 @@ def pcap_validate(upload) -> RunCaptureInput:
 EXPLAIN_INPUT_BYTES = (8, 12, 32, 36)
 
 
+def lab_builder_yaml(data: dict) -> str:
+    """The scenario file the form's ``builder`` fields describe, for the YAML tab (so a
+    student sees, and can edit, the file a run would take). LabInputError for fields of
+    the wrong shape; the values are checked when the text is run."""
+    _check_texts(data)
+    return scenario_yaml_from_builder(data.get("builder"))
+
+
 def lab_explain(params) -> dict[str, Any]:
     """The bit-by-bit Toeplitz hash of one input under ``key``, with its bucket and core.
 

@@ -24,6 +24,7 @@ from labsite.lab.selectors import example_list, lab_limits
 from labsite.lab.services import (
     examples_ensure,
     json_parse,
+    lab_builder_yaml,
     lab_compare_submit,
     lab_explain,
     lab_run_pcap,
@@ -151,6 +152,12 @@ def api_run_events(request, run_id: int):
             raise LabInputError.one(name, f"expected an integer {low}–{high}, got "
                                           f"{numbers[name]}")
     return JsonResponse(run_events_page(run, after=numbers["after"], limit=numbers["limit"]))
+
+
+@api_view("POST")
+def api_builder_yaml(request):
+    data, _ = _submitted_data(request)
+    return JsonResponse({"yaml": lab_builder_yaml(data)})
 
 
 @api_view("GET")

@@ -121,7 +121,8 @@ export function showMatrix(table, chart, matrix) {
     window.Plotly.react(chart, [{ type: "heatmap", z: m, x: labels, y: labels, colorscale: "Viridis",
       hovertemplate: "request %{y} → response %{x}: %{z} flows<extra></extra>" }],
     { ...LAYOUT, height: Math.max(240, 24 * n + 80), xaxis: { title: { text: "response core" } },
-      yaxis: { title: { text: "request core" }, autorange: "reversed" } }, PLOT_CONFIG);
+      yaxis: { title: { text: "request core", standoff: 12 }, autorange: "reversed", automargin: true } },
+    PLOT_CONFIG);
   }
 }
 

@@ -350,8 +350,33 @@ $("#f-flow").addEventListener("input", (e) => list.setFilter({ flow: e.target.va
 
 // ---------------------------------------------------------------------------- tabs, presets
 const tabs = ["builder", "yaml", "example"];
+
+/** The YAML tab starts from the form: the scenario file a run of the form would take.
+ * Text the student typed (or a run's own file) is never replaced. */
+async function fillYamlFromForm() {
+  const text = $("#yaml-text");
+  if (text.value.trim() && text.dataset.fromForm !== "true") { return; }
+  try {
+    const data = await postJson(root.dataset.apiBuilderYaml, { builder: builder.read() });
+    if (text.value.trim() && text.dataset.fromForm !== "true") { return; }  // typed meanwhile
+    text.value = data.yaml;
+    text.dataset.fromForm = "true";
+  } catch (err) {
+    if (err instanceof ApiError) { showErrors(root, $("#form-errors"), err.errors); } else { throw err; }
+  }
+}
+$("#yaml-text").addEventListener("input", (e) => { e.target.dataset.fromForm = "false"; });
+
+/** A run's scenario file in the YAML tab. One this page built from the form is refreshed
+ * from the form when the tab opens again; typed or example text, and the file of a run
+ * opened from its link, are kept. */
+function showRunYaml(text) {
+  $("#yaml-text").value = text;
+  $("#yaml-text").dataset.fromForm = state.startedHere && state.source === "builder" ? "true" : "false";
+}
 function showTab(name) {
   state.source = name;
+  if (name === "yaml") { fillYamlFromForm(); }
   for (const t of tabs) {
     const tab = $(`#tab-${t}`);
     tab.setAttribute("aria-selected", t === name ? "true" : "false");
@@ -441,7 +466,7 @@ function runUrls(id, data = {}) {
 
 function startWatching(run, { replay = false } = {}) {
   state.run = run;
-  if (state.scenarioYaml) { $("#yaml-text").value = state.scenarioYaml; }
+  if (state.scenarioYaml) { showRunYaml(state.scenarioYaml); }
   const cores = scenarioSettings().cores;
   diagram.system = null;             // from now on the diagram shows the run, not the form
   state.coreCount = 0;
@@ -478,7 +503,7 @@ async function finished() {
     return;
   }
   setStatus(data.status, data.progress, data.error);
-  if (data.scenario_yaml) { state.scenarioYaml = data.scenario_yaml; $("#yaml-text").value = data.scenario_yaml; }
+  if (data.scenario_yaml) { state.scenarioYaml = data.scenario_yaml; showRunYaml(data.scenario_yaml); }
   const report = data.report;
   if (!report) {
     $("#verdict-bar").textContent = data.error ? `✗ run failed: ${data.error}` : "no report";
@@ -565,6 +590,7 @@ async function startRun(mode) {
   try {
     const data = await postForm(root.dataset.apiRuns, form);
     resetRun();
+    state.startedHere = true;
     state.mode = mode;
     if (mode === "batch") { showHint(BATCH_HINT); }
     $("#export-status").textContent = "";

@@ -76,6 +76,7 @@ def test_nat_flow_runs_live_and_is_symmetric(student, start_worker, daphne_url, 
     assert "✓ 3/3 symmetric" in verdict and "↪ 0 handed off" in verdict
     assert verdict.startswith("every response back on its request's core · no checks")
     assert "66.9.149.187:2795" in page.input_value("#yaml-text")  # the edited port ran
+
     first = next(e for e in events if e["kind"] == "packet-arrived")
     assert first["tuple"].startswith("tcp 66.9.149.187:2795 ->")
     assert page.locator("#event-list .ev-row").count() > 0
@@ -145,6 +146,11 @@ def test_transparent_hands_off_and_replays(student, worker, daphne_url, page):
 
 def test_a_broken_upload_shows_its_error_next_to_the_pcap_field(student, daphne_url, page):
     _open_lab(page)
+    page.click("button.preset[data-preset=usip]")
+    page.click("#tab-yaml")                    # before any run: the file the form describes
+    page.wait_for_function("document.querySelector('#yaml-text').value.includes('usip')")
+    assert page.input_value("#yaml-text").startswith("schema_version: 1")
+    page.click("#tab-builder")
     page.check("input[name='traffic.kind'][value=pcap]")
     page.set_input_files("#pcap-file", files=[{"name": "notes.pcap", "mimeType": "text/plain",
                                                "buffer": b"these are notes, not a capture\n"}])

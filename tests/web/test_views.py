@@ -495,3 +495,14 @@ def test_the_runs_list_says_what_each_run_found(client, student):
     page = client.get("/runs/").content.decode()
     assert "3/3 symmetric · 0 handed off · 0 asymmetric · checks pass" in page
     assert "1/4 symmetric · 0 handed off · 3 asymmetric · checks FAIL" in page
+
+
+def test_the_yaml_tab_gets_the_forms_scenario_file(client, student):
+    response = post_json(client, "/lab/api/builder-yaml/", {"builder": PRESETS["usip"]})
+    assert response.status_code == 200
+    text = response.json()["yaml"]
+    from engine.scenario import load_scenario
+    scenario = load_scenario(text)                   # a file the engine takes as it is
+    assert scenario.services[0].policy == "usip" and scenario.ports.tables_per_ip == 4
+    bad = _errors(post_json(client, "/lab/api/builder-yaml/", {"builder": {"cores": "four"}}))
+    assert bad[0]["field"] == "cores"
