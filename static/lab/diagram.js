@@ -262,10 +262,21 @@ export class Diagram {
       "text-anchor": "middle" }, label));
   }
 
+  /** Where a line between two boxes meets their borders (not their centres, so it never
+   * crosses the text inside them): [start, end] points. */
+  anchors(a, b) {
+    if (b.top >= a.bottom) { return [{ x: a.x, y: a.bottom }, { x: b.x, y: b.top }]; }
+    if (b.bottom <= a.top) { return [{ x: a.x, y: a.top }, { x: b.x, y: b.bottom }]; }
+    if (b.left >= a.right) { return [{ x: a.right, y: a.y }, { x: b.left, y: b.y }]; }
+    if (b.right <= a.left) { return [{ x: a.left, y: a.y }, { x: b.right, y: b.y }]; }
+    return [{ x: a.x, y: a.y }, { x: b.x, y: b.y }];
+  }
+
   edge(from, to) {
     const a = this.pos[from], b = this.pos[to];
     if (!a || !b) { return null; }
-    const line = el("line", { x1: a.x, y1: a.y, x2: b.x, y2: b.y, class: "edge-active" });
+    const [p, q] = this.anchors(a, b);
+    const line = el("line", { x1: p.x, y1: p.y, x2: q.x, y2: q.y, class: "edge-active" });
     this.overlay.appendChild(line);
     return line;
   }
@@ -283,12 +294,17 @@ export class Diagram {
     g.addEventListener("keydown", (e) => { if (e.key === "Enter") { this.onPacketClick(ev.seq); } });
     this.edge(from, to);
     this.overlay.appendChild(g);
+    // The packet travels between the boxes' borders and stops just outside the target,
+    // so it never covers the text it has just changed (the NIC's hash, a core's count).
+    const [p, q] = this.anchors(a, b);
+    const length = Math.hypot(q.x - p.x, q.y - p.y) || 1;
+    const stop = { x: q.x - ((q.x - p.x) / length) * 18, y: q.y - ((q.y - p.y) / length) * 14 };
     if (!animate) {
-      g.setAttribute("transform", `translate(${(a.x + b.x) / 2} ${(a.y + b.y) / 2})`);
+      g.setAttribute("transform", `translate(${(p.x + q.x) / 2} ${(p.y + q.y) / 2})`);
       return;
     }
-    g.setAttribute("transform", `translate(${b.x} ${b.y})`);
-    g.animate([{ transform: `translate(${a.x}px, ${a.y}px)` }, { transform: `translate(${b.x}px, ${b.y}px)` }],
+    g.setAttribute("transform", `translate(${stop.x} ${stop.y})`);
+    g.animate([{ transform: `translate(${p.x}px, ${p.y}px)` }, { transform: `translate(${stop.x}px, ${stop.y}px)` }],
       { duration: this.duration, easing: "ease-in-out", fill: "forwards" });
   }
 }

@@ -249,7 +249,10 @@ function setLive(live) {
   $("#pl-live").checked = live;
 }
 
-function step(delta) { setLive(false); pause(); goTo(state.cursor + delta); }
+function step(delta) {
+  if (store.events.length) { showHint(""); }
+  setLive(false); pause(); goTo(state.cursor + delta);
+}
 
 function play() {
   if (!store.events.length) { return; }
