@@ -239,7 +239,7 @@ def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -
     progress(_STAGE_DONE["traffic"], "traffic")
     result = run_batch(config, arrays)
     progress(_STAGE_DONE["batch"], "batch")
-    table = config.build_nic().table
+    table = config.build_table()
     hashes = result.request_hash[result.request_hashed]
     buckets = np.bincount((hashes & np.uint32(table.mask)).astype(np.int64),
                           minlength=table.size)

@@ -22,15 +22,6 @@ function fillTable(table, head, rows) {
   rows.forEach((values) => { const r = tbody.insertRow(); values.forEach((v) => cell(r, v)); });
 }
 
-export function verdictText(counts) {
-  const total = counts.flows ?? (counts.symmetric + counts.handed_off + counts.asymmetric);
-  const parts = [`${VERDICT_MARK.symmetric} ${counts.symmetric}/${total} symmetric`,
-    `${VERDICT_MARK["handed-off"]} ${counts.handed_off} handed off`,
-    `${VERDICT_MARK.asymmetric} ${counts.asymmetric} asymmetric`];
-  if (counts.allocation_failures) { parts.push(`⊘ ${counts.allocation_failures} allocation failed`); }
-  return parts.join(" · ");
-}
-
 /** One line on the whole run, before the counts: did every response come back to its
  * request's core (and how), and did the scenario's checks pass. */
 function headline(counts, checks, partial) {
@@ -60,10 +51,13 @@ export function showVerdictBar(bar, counts, { partial = false, checks = null } =
   const head = headline(counts, checks, partial);
   const strong = make(`v-headline ${head.cls}`, head.text);
   bar.append(strong, ": ");
-  bar.append(make("v-symmetric", `✓ ${counts.symmetric}/${total} symmetric`), " · ",
-    make("v-handed-off", `↪ ${counts.handed_off} handed off`), " · ",
-    make("v-asymmetric", `✗ ${counts.asymmetric} asymmetric`));
-  if (counts.allocation_failures) { bar.append(" · ", make("v-allocation-failed", `⊘ ${counts.allocation_failures} allocation failed`)); }
+  const mark = VERDICT_MARK;
+  bar.append(make("v-symmetric", `${mark.symmetric} ${counts.symmetric}/${total} symmetric`), " · ",
+    make("v-handed-off", `${mark["handed-off"]} ${counts.handed_off} handed off`), " · ",
+    make("v-asymmetric", `${mark.asymmetric} ${counts.asymmetric} asymmetric`));
+  if (counts.allocation_failures) {
+    bar.append(" · ", make("v-allocation-failed", `${mark["allocation-failed"]} ${counts.allocation_failures} allocation failed`));
+  }
   if (partial) { bar.append(make("muted", "  (so far)")); }
 }
 

@@ -679,12 +679,11 @@ showIdleSystem();
 if (initialRun && initialRun.run) {
   state.scenarioYaml = initialRun.scenario_yaml || "";
   state.mode = initialRun.mode;
+  if (initialRun.mode === "compare") { state.run = runUrls(initialRun.run, initialRun); }
   setStatus(initialRun.status || "queued", initialRun.progress, initialRun.error);
   if (initialRun.mode === "compare") {
-    state.run = runUrls(initialRun.run, initialRun);
-    setStatus(initialRun.status || "queued", initialRun.progress, initialRun.error);
     $("#verdict-bar").textContent = "a comparison: its table and chart are under Compare, below";
-    watchCompare(runUrls(initialRun.run, initialRun));
+    watchCompare(state.run);
   } else {
     setLive(!FINISHED.has(initialRun.status));
     startWatching(runUrls(initialRun.run, initialRun), { replay: FINISHED.has(initialRun.status) });
