@@ -278,11 +278,36 @@ def make_allocators(port_map, strategy, tables_per_ip, port_range, ips):
             for c in range(port_map.table.cores)]
 
 
-@settings(max_examples=25, deadline=None)
+def churn(allocators, seed: int, keep: bool) -> None:
+    """Allocate, release every other port and close one, so that the tables' pools no
+    longer share the initial layout (the same steps for the same seed)."""
+    rng = np.random.default_rng(seed)
+    for allocator in allocators:
+        held = []
+        for _ in range(12):
+            try:
+                held.append(allocator.allocate(
+                    server_ip=V4(0xC0000200 + int(rng.integers(4))), server_port=80,
+                    client_ip=V4(0x0B000000 + int(rng.integers(5))), keep_client_ip=keep))
+            except PortExhausted:
+                break
+        for got in held[::2]:
+            allocator.release(got)
+        if held:
+            got = held[-1]
+            allocator.close(got.local_ip if got.table_ip is None else got.table_ip,
+                            got.table_index, got.port)
+
+
+@settings(max_examples=30, deadline=None)
 @given(strategy=st.sampled_from(["solve", "scan"]), keep=st.booleans(),
        tables_per_ip=st.sampled_from([1, 3]), ips=st.integers(1, 3), cores=st.integers(1, 4),
-       small=st.booleans(), seed=st.integers(0, 2**16), rows=st.integers(1, 400))
-def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows):
+       small=st.booleans(), seed=st.integers(0, 2**16), rows=st.integers(1, 400),
+       used=st.booleans())
+def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows,
+                                  used):
+    """``allocate_batch`` makes the scalar loop's decisions, from fresh tables or from
+    tables that have allocated, released and closed ports (``used``)."""
     port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(cores, 4))
     port_range = PortRange(3000, 3040) if small else PortRange()
     rng = np.random.default_rng(seed)
@@ -292,6 +317,9 @@ def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, sma
     sport = rng.choice(np.array([80, 443], np.uint32), rows)
     scalar = make_allocators(port_map, strategy, tables_per_ip, port_range, ips)
     batch = make_allocators(port_map, strategy, tables_per_ip, port_range, ips)
+    if used:
+        churn(scalar, seed, keep)
+        churn(batch, seed, keep)
     result = allocate_batch(batch, core=core, server_ip=server, server_port=sport,
                             client_ip=client, keep_client_ip=keep)
     for i in range(rows):
