@@ -330,13 +330,16 @@ class ResponsePortMap:
     def fitting_classes(self, core: int) -> list[tuple[int, ...]]:
         """Per constant: the port classes whose response lands on ``core``, by ascending
         bucket (computed once per core and shared by its allocators)."""
-        fits = self._fits.get(core)
-        if fits is None:
+        if not self._fits:  # every core's at once: one pass over (constant, bucket)
             buckets, size, span = self.table.buckets, self.table.size, self.span
-            fits = self._fits[core] = [
-                tuple(c ^ b for b in range(size) if buckets[b] == core and (c ^ b) in span)
-                for c in range(size)]
-        return fits
+            fits = [[[] for _ in range(size)] for _ in range(self.table.cores)]
+            for c in range(size):
+                for b in range(size):
+                    if c ^ b in span:
+                        fits[buckets[b]][c].append(c ^ b)
+            self._fits = {i: [tuple(classes) for classes in per_core]
+                          for i, per_core in enumerate(fits)}
+        return self._fits[core]
 
     def reachable_buckets(self, constant: int) -> frozenset[int]:
         """Buckets some port can make the response land in, for this constant."""
