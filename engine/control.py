@@ -142,10 +142,7 @@ def retarget(old: PortAllocator, new: PortAllocator) -> PortAllocator:
     """``new`` (built for the new table) carrying ``old``'s port allocation tables, so
     every taken port stays taken. The class layout of a table depends only on the key
     and the hash width, which a table change keeps."""
-    new.tables.update(old.tables)
-    if old._sessions is not None:
-        new._sessions = dict(old._sessions)
-        new._foreign = old._foreign
+    new.adopt(old)
     return new
 
 

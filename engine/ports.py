@@ -237,7 +237,7 @@ class ResponsePortMap:
         self.span: frozenset[int] = frozenset(np.unique(self.classes).tolist())
         self._class_list: list[int] = self.classes.tolist()
         self._buckets = table.buckets
-        self._layouts: dict[PortRange, tuple] = {}
+        self._layouts: dict[PortRange, list[array]] = {}
         self._fits: dict[int, list[tuple[int, ...]]] = {}
         self._rows: list[list[int]] | None = None
         self._pair_rows: list[list[int]] | None = None
@@ -399,20 +399,20 @@ class ResponsePortMap:
             result ^= np.take(tables[index], column)
         return (result & self.mask).astype(np.uint8)
 
-    def _layout(self, port_range: PortRange) -> tuple:
-        """Per range: ports grouped by class (each class descending, so pools pop the
-        lowest port first), each port's slot, class starts and sizes."""
+    def _layout(self, port_range: PortRange) -> list[array]:
+        """Per range: each class's ports as a fresh table's pool (uint16, descending, so
+        that popping gives the lowest port first); tables copy these."""
         layout = self._layouts.get(port_range)
         if layout is None:
             ports = np.arange(port_range.low, port_range.high + 1, dtype=np.int64)
             order = np.lexsort((-ports, self.classes[ports]))
-            slots = ports[order].astype(np.uint16)
-            pos = np.full(PORTS, -1, dtype=np.int32)
-            pos[slots] = np.arange(slots.size, dtype=np.int32)
-            sizes = np.bincount(self.classes[ports], minlength=self.table.size)
-            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-            layout = (array("H", slots.tobytes()), array("i", pos.tobytes()),
-                      starts.tolist(), sizes.tolist())
+            grouped = ports[order].astype(np.uint16)
+            ends = np.cumsum(np.bincount(self.classes[ports], minlength=self.table.size))
+            layout = []
+            for start, end in zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True):
+                pool = array("H")
+                pool.frombytes(grouped[start:end].tobytes())
+                layout.append(pool)
             self._layouts[port_range] = layout
         return layout
 
@@ -421,33 +421,29 @@ class PortAllocationTable:
     """One port allocation table: one core, one local IP, one table index.
 
     ``state`` holds a PortState per port (a bytearray of 65536; a writable NumPy
-    view is ``state_array``). The free ports of each class sit in one contiguous
-    region of ``slots`` (the first ``count[k]`` entries of class k's region), with
-    ``pos`` the inverse; taking and releasing swap a port across the region's
-    boundary, so every operation is O(1) and a pool pops its last free entry.
+    view is ``state_array``). The free ports of class k are the array ``pools[k]``
+    (uint16, popped from the end: the lowest port first on a fresh table); taking
+    pops or swaps the last entry into the taken port's place, releasing appends, so
+    every operation but taking one given port (a C-level search of its class) is O(1).
+    ``fitting[constant]`` (when the table belongs to an allocator, whose core decides
+    it) is the pair (the pools of the classes that land on the core, by ascending
+    bucket; those buckets) for a flow with that port-0 constant: ``solve`` reads one
+    entry and pops.
     """
 
-    # slots: the allocation fast path reads four of these per call
-    __slots__ = ("port_map", "port_range", "local_ip", "index", "_classes", "_slots", "_pos",
-                 "_start", "_size", "_count", "_state", "closed", "cursor", "_own_layout")
+    # slots: the allocation fast path reads three of these per call
+    __slots__ = ("port_map", "port_range", "local_ip", "index", "_classes", "_pools",
+                 "fitting", "_state", "closed", "cursor", "_moved")
 
     def __init__(self, port_map: ResponsePortMap, port_range: PortRange = PortRange(), *,
-                 local_ip: Address | None = None, index: int = 0):
-        slots, pos, starts, sizes = port_map._layout(port_range)
+                 local_ip: Address | None = None, index: int = 0,
+                 fit: list[tuple[int, ...]] | None = None):
         self.port_map = port_map
         self.port_range = port_range
         self.local_ip = local_ip
         self.index = index
-        self._classes = port_map._class_list
-        # Shared with every table of the map and range until this one moves a port
-        # between pools (``_own``): popping only reads them, so a table that only ever
-        # pops costs its 64 KiB state, not another 390 KiB of layout.
-        self._slots = slots
-        self._pos = pos
-        self._own_layout = False
-        self._start = starts
-        self._size = sizes
-        self._count = list(sizes)
+        self._pools: list[array] = [pool[:] for pool in port_map._layout(port_range)]
+        self.refit(port_map, fit)
         self._state = bytearray(PORTS)
         self._state[:port_range.low] = bytes([PortState.CLOSED]) * port_range.low
         self._state[port_range.high + 1:] = bytes([PortState.CLOSED]) * (PORTS - 1
@@ -455,6 +451,19 @@ class PortAllocationTable:
         #: ports in range that are closed (outside the range every port is)
         self.closed = 0
         self.cursor = port_range.low
+        #: a port went back to a pool or left one out of turn, so the pools' order may
+        #: differ from a fresh table's
+        self._moved = False
+
+    def refit(self, port_map: ResponsePortMap, fit: list[tuple[int, ...]] | None) -> None:
+        """Answer to ``port_map`` (same key and hash width: the same port classes) and to
+        ``fit``, the fitting classes of the owning allocator's core per constant."""
+        self.port_map = port_map
+        self._classes = port_map._class_list
+        self.fitting: list[tuple[tuple[array, ...], tuple[int, ...]]] | None = None if (
+            fit is None) else [(tuple(self._pools[k] for k in classes),
+                                tuple(constant ^ k for k in classes))
+                               for constant, classes in enumerate(fit)]
 
     @property
     def capacity(self) -> int:
@@ -462,10 +471,15 @@ class PortAllocationTable:
         return self.port_range.size - self.closed
 
     @property
+    def free(self) -> int:
+        """Free ports (in range, neither taken nor closed)."""
+        return sum(map(len, self._pools))
+
+    @property
     def taken(self) -> int:
         """Ports taken: in range, neither free nor closed (counted, not tracked, so that
-        taking a port writes nothing but its state and its pool's count)."""
-        return self.port_range.size - self.closed - sum(self._count)
+        taking a port writes nothing but its state and its pool)."""
+        return self.port_range.size - self.closed - self.free
 
     @property
     def occupancy(self) -> float:
@@ -480,53 +494,37 @@ class PortAllocationTable:
         return PortState(self._state[check_port(port, "port")])
 
     def free_in_class(self, cls: int) -> int:
-        return self._count[cls]
+        return len(self._pools[cls])
+
+    def free_counts(self) -> list[int]:
+        """Free ports per class."""
+        return list(map(len, self._pools))
 
     def pristine(self) -> bool:
         """True when the table is as if never created: nothing taken or closed, no port
-        ever moved between pools (which copies the shared layout), no scan begun."""
-        return (not self._own_layout and not self.closed and self.cursor == self.port_range.low
-                and sum(self._count) == self.port_range.size)
+        moved out of turn, no scan begun."""
+        return (not self._moved and not self.closed and self.cursor == self.port_range.low
+                and self.free == self.port_range.size)
 
     def _where(self) -> str:
         return f"table {self.index} of {self.local_ip}" if self.local_ip else "table"
 
-    def _own(self) -> None:
-        """Copy the shared layout before the first write to it."""
-        if not self._own_layout:
-            self._slots = array("H", self._slots)
-            self._pos = array("i", self._pos)
-            self._own_layout = True
-
     def _remove(self, port: int) -> None:
-        self._own()
-        k = self._classes[port]
-        i = self._pos[port]
-        last = self._start[k] + self._count[k] - 1
-        other = self._slots[last]
-        self._slots[i] = other
-        self._pos[other] = i
-        self._slots[last] = port
-        self._pos[port] = last
-        self._count[k] -= 1
+        """Take free ``port`` out of its pool: the pool's last entry takes its place."""
+        pool = self._pools[self._classes[port]]
+        where = pool.index(port)
+        last = pool.pop()
+        if where < len(pool):
+            pool[where] = last
+        self._moved = True
 
     def _add(self, port: int) -> None:
-        self._own()
-        k = self._classes[port]
-        i = self._pos[port]
-        j = self._start[k] + self._count[k]
-        other = self._slots[j]
-        self._slots[i] = other
-        self._pos[other] = i
-        self._slots[j] = port
-        self._pos[port] = j
-        self._count[k] += 1
+        self._pools[self._classes[port]].append(port)
+        self._moved = True
 
     def _pop(self, cls: int) -> int:
         """Take the last free port of class ``cls`` (the caller checked it has one)."""
-        count = self._count[cls] - 1
-        port = self._slots[self._start[cls] + count]
-        self._count[cls] = count
+        port = self._pools[cls].pop()
         self._state[port] = PortState.TAKEN
         return port
 
@@ -585,21 +583,29 @@ class PortAllocationTable:
             raise PortStateError("ports", "distinct free ports",
                                  int(bad[0]) if bad.size else "a repeated port")
         state[ports] = PortState.TAKEN
-        self._own()
-        slots = np.frombuffer(self._slots, dtype=np.uint16)
-        pos = np.frombuffer(self._pos, dtype=np.int32)
-        classes = self.port_map.classes[slots].astype(np.int32)
-        order = np.argsort(classes * 2 + (state[slots] != PortState.FREE), kind="stable")
-        slots[:] = slots[order].copy()
-        pos[slots] = np.arange(slots.size, dtype=np.int32)
-        free = state[slots] == PortState.FREE
-        self._count = np.bincount(classes[order][free],
-                                  minlength=self.port_map.table.size).tolist()
+        for cls in np.unique(self.port_map.classes[ports]).tolist():
+            pool = self._pools[cls]
+            left = array("H")
+            members = np.frombuffer(pool, dtype=np.uint16)
+            left.frombytes(members[state[members] == PortState.FREE].tobytes())
+            del members  # a NumPy view pins the array's size
+            pool[:] = left  # in place: ``fitting`` holds the pool itself
+        self._moved = True
+
+    def take_ranked(self, cls: int, count: int) -> array:
+        """Take the last ``count`` free ports of class ``cls`` at once, last first (the
+        ports ``count`` pops would give, in that order); the caller checked there are
+        that many. The batch path's pop."""
+        pool = self._pools[cls]
+        taken = pool[len(pool) - count:]
+        del pool[len(pool) - count:]
+        taken.reverse()
+        return taken
 
     def snapshot(self) -> tuple:
         """Everything that decides future allocations, for equality checks."""
-        return (bytes(self._state), self._slots.tobytes(), tuple(self._count), self.closed,
-                self.cursor)
+        return (bytes(self._state), tuple(pool.tobytes() for pool in self._pools),
+                self.closed, self.cursor)
 
 
 class Allocation(NamedTuple):
@@ -673,7 +679,7 @@ class PortAllocator:
         size = port_map.table.size
         #: per constant: the classes whose response lands on this core, by ascending bucket
         self._fit: list[tuple[int, ...]] = port_map.fitting_classes(core)
-        sizes = port_map._layout(port_range)[3]
+        sizes = list(map(len, port_map._layout(port_range)))
         self.fitting_capacity: float = sum(
             sizes[k] for fit in self._fit for k in fit) / size
         #: usip's tables are the core's, not a client's (the patent: "a plurality of port
@@ -684,19 +690,18 @@ class PortAllocator:
             {} if tables_per_ip > 1 else None)
         self._foreign = 0
         #: the scalar solve fast path of ``allocate`` (IPv4, no transform, one table per
-        #: IP): per local IP (address, integer, local part of the constant), and the
-        #: tables of index 0 by integer IP
+        #: IP), where the constant is a cached server part XOR a local part
         self._quick: bool = strategy == "solve" and tables_per_ip == 1 and port_map._split
         self._server_parts = port_map._server_parts
-        #: per local IP: [address, integer, local part of the constant, the table's key
-        #: address when not the address (usip's shared_ip; None for nat), table 0 once
-        #: created]
+        #: per local IP: [address, local part of the constant, table 0 once created]
         self._quick_locals: list[list] = [
-            [ip, int(ip), port_map._local_part(int(ip)), None, None]
+            [ip, port_map._local_part(int(ip)), None]
             for ip in self.local_ips] if self._quick else []
-        #: nat's candidate order for each start (``h2 >> 16 mod len(local_ips)``)
+        #: nat's candidate order for each start (``h2 >> 16 mod len(local_ips)``), when
+        #: there is a choice
         self._quick_rotations = [self._quick_locals[i:] + self._quick_locals[:i]
-                                 for i in range(len(self._quick_locals))]
+                                 for i in range(len(self._quick_locals))
+                                 ] if spread and len(self._quick_locals) > 1 else None
 
     # -- tables ----------------------------------------------------------------------------
 
@@ -714,10 +719,28 @@ class PortAllocator:
             if not 0 <= index < self.tables_per_ip:
                 raise ConfigError("table_index", f"0-{self.tables_per_ip - 1}", index)
             found = PortAllocationTable(self.port_map, self.port_range, local_ip=address,
-                                        index=index)
+                                        index=index, fit=self._fit)
             self._tables[(address, index)] = found
             self._by_int[(int(address), index)] = found
         return found
+
+    def adopt(self, other: PortAllocator) -> None:
+        """Take over ``other``'s tables and sessions, after an indirection-table change
+        (the control core): every taken port stays taken, and the tables now choose by
+        this allocator's fitting classes. ConfigError unless both maps give every port
+        the same class (same key, hash width, direction and transform)."""
+        if not np.array_equal(other.port_map.classes, self.port_map.classes):
+            raise ConfigError("port_map", "the port classes of the adopted tables' map",
+                              str(self.port_map.key))
+        for (address, index), table in other.tables.items():
+            table.refit(self.port_map, self._fit)
+            self._tables[(address, index)] = table
+            self._by_int[(int(address), index)] = table
+        for candidate in self._quick_locals:
+            candidate[2] = self._tables.get((candidate[0], 0))
+        if other._sessions is not None:
+            self._sessions = dict(other._sessions)
+            self._foreign = other._foreign
 
     def pair_hash(self, first: int, second: int) -> int:
         """Toeplitz hash of the 2-tuple (first, second) under the map's key (integers)."""
@@ -748,12 +771,12 @@ class PortAllocator:
         a malformed address or port, ConfigError for a family mismatch or a nat allocator
         without local IPs.
         """
-        # The common case, flattened (same decisions as ``_allocate`` at half the cost):
-        # IPv4 address objects, solve, one table per IP, no input transform. The constant
-        # is the XOR of a cached server part and a precomputed local part; the result is
-        # built from a per-IP template of the Allocation's fields.
-        if (not self._quick or server_ip.__class__ is not _V4
-                or client_ip.__class__ is not _V4 or server_port.__class__ is not int):
+        # The common case, flattened (same decisions as ``_allocate`` at a fraction of the
+        # cost): IPv4 address objects, solve, one table per IP, no input transform. The
+        # constant is the XOR of a cached server part and the local IP's part; the table's
+        # ``fitting`` entry for it holds the pools to try and their buckets.
+        if (server_ip.__class__ is not _V4 or client_ip.__class__ is not _V4
+                or server_port.__class__ is not int or not self._quick):
             return self._allocate(server_ip, server_port, client_ip, keep_client_ip, False)
         server = server_ip._ip
         # the key is unique for any int port (server < 2 ** 32); only valid ports are stored
@@ -763,54 +786,47 @@ class PortAllocator:
                 return self._allocate(server_ip, server_port, client_ip, keep_client_ip,
                                       False)  # raises the TupleError
             part = self.port_map._server_part(server, server_port)
-        client = client_ip._ip
-        spread = self.spread
-        mix = (client ^ server) * 0x9E3779B1 if spread else 0  # spread_mix, unmasked
+        mix = (client_ip._ip ^ server) * 0x9E3779B1 if self.spread else 0  # spread_mix
         if keep_client_ip:
-            candidates = ([client_ip, client, self.port_map._local_part(client),
-                           self.shared_ip, self._by_int.get((0, 0))],)
+            table_ip = self.shared_ip
+            candidates = ([client_ip, self.port_map._local_part(client_ip._ip),
+                           self._by_int.get((0, 0))],)
         else:
+            table_ip = None
             candidates = self._quick_locals
-            count_ips = len(candidates)
-            if count_ips > 1 and spread:
-                candidates = self._quick_rotations[((mix >> 16) & 0xFFFF) % count_ips]
-            elif not count_ips:
-                return self._allocate(server_ip, server_port, client_ip, keep_client_ip,
-                                      False)  # raises the ConfigError
-        offset = (mix >> 24) & 0xFF  # bits 24-31 of spread_mix
-        fits = self._fit
+            if self._quick_rotations is not None:
+                candidates = self._quick_rotations[(mix >> 16 & 0xFFFF) % len(candidates)]
+        offset = mix >> 24 & 0xFF  # bits 24-31 of spread_mix
         tries = 0
         for candidate in candidates:
             tries += 1
-            constant = part ^ candidate[2]
-            fit = fits[constant]
-            table = candidate[4]
+            table = candidate[2]
             if table is None:  # first use: create it, as _allocate would
-                table = candidate[4] = self.table(candidate[0] if candidate[3] is None
-                                                  else candidate[3])
-            length = len(fit)
+                table = candidate[2] = self.table(candidate[0] if table_ip is None
+                                                  else table_ip)
+            pools, buckets = table.fitting[part ^ candidate[1]]
+            length = len(pools)
             if not length:
                 continue
-            count = table._count
-            k = fit[offset % length]
-            if not count[k]:
-                for i in range(1, length):
-                    k = fit[(offset + i) % length]
-                    if count[k]:
+            i = offset % length
+            pool = pools[i]
+            if not pool:
+                for step in range(1, length):
+                    i = (offset + step) % length
+                    pool = pools[i]
+                    if pool:
                         break
                 else:
                     continue
-            # PortAllocationTable._pop, inlined
-            left = count[k] - 1
-            port = table._slots[table._start[k] + left]
-            count[k] = left
+            port = pool.pop()
             table._state[port] = _TAKEN
             # tuple.__new__ skips the named tuple's Python-level __new__ (half the cost)
             return _new_tuple(Allocation, (self.core, candidate[0], 0, port, tries,
-                                           constant ^ k, self.strategy, server_ip, server_port,
-                                           candidate[3]))
+                                           buckets[i], self.strategy, server_ip, server_port,
+                                           table_ip))
         # nothing fits: the general path repeats the (side-effect free) search and raises
         return self._allocate(server_ip, server_port, client_ip, keep_client_ip, False)
+
 
     def _allocate(self, server_ip, server_port, client_ip, keep_client_ip: bool,
                   fast_scan: bool) -> Allocation:
@@ -862,10 +878,10 @@ class PortAllocator:
                 if solve:
                     tries += 1
                     if sessions is None and length:
-                        count = table._count
+                        pools = table._pools
                         for i in range(length):
                             k = fit[(offset + i) % length]
-                            if count[k]:
+                            if pools[k]:
                                 port = table._pop(k)
                                 break
                     elif length:
@@ -890,12 +906,9 @@ class PortAllocator:
         """``solve`` when several tables share port numbers: skip a port that another
         session of the same (local IP, server IP, server port) holds in another table."""
         sessions = self._sessions
-        count = table._count
         for i in range(len(fit)):
-            k = fit[(offset + i) % len(fit)]
-            start = table._start[k]
-            for slot in range(start + count[k] - 1, start - 1, -1):
-                port = table._slots[slot]
+            pool = table._pools[fit[(offset + i) % len(fit)]]
+            for port in reversed(pool):
                 if (*flow, port) not in sessions:
                     table.take(port)
                     return port
@@ -988,7 +1001,7 @@ class PortAllocator:
         report = {}
         for (ip, index), table in sorted(self._tables.items(), key=lambda i: (str(i[0][0]),
                                                                              i[0][1])):
-            free = sum(table._count)
+            free = table.free
             capacity = free + table.taken
             report[f"{ip}/{index}"] = {
                 "local_ip": str(ip), "table_index": index, "taken": table.taken,
@@ -1140,8 +1153,8 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
         if plan.many > 1:
             blocked |= ~has  # the next tables are the scalar loop's business
         stop = int(np.argmax(blocked)) if blocked.any() else remaining.size
-        plan.apply(remaining[:stop], has[:stop], tid[:stop], chosen_k[:stop], rank[:stop],
-                   chosen_j[:stop], counts, out)
+        plan.apply(remaining[:stop], has[:stop], tid[:stop], chosen_k[:stop], chosen_j[:stop],
+                   counts, out)
         remaining = remaining[stop:]
         if stop < _SMALL_ROUND and remaining.size:
             step, remaining = remaining[:_SCALAR_STEP], remaining[_SCALAR_STEP:]
@@ -1220,29 +1233,35 @@ class _SolvePlan:
         counts = np.zeros((len(self.tables), size), np.int64)
         for i, table in enumerate(self.tables):
             if table is not None:
-                counts[i] = table._count
+                counts[i] = table.free_counts()
         return counts
 
-    def apply(self, settled, has, tid, k, rank, j, counts, out: BatchAllocation) -> None:
+    def apply(self, settled, has, tid, k, j, counts, out: BatchAllocation) -> None:
         """Write one round's settled rows into the tables and ``out``."""
         rows = self.rows
         out.tries[rows[settled[~has]]] = self.positions
         if not has.any():
             return
-        at, tid, k, rank, j = settled[has], tid[has], k[has], rank[has], j[has]
-        starts = np.asarray(self.allocator.port_map._layout(self.allocator.port_range)[2],
-                            dtype=np.int64)
-        slot = starts[k] + counts[tid, k] - 1 - rank
-        ports = np.empty(at.size, np.uint16)
+        at, tid, k, j = settled[has], tid[has], k[has], j[has]
+        # Rows grouped by (table, class), each group in rank order (the rows' order, as
+        # the sort is stable): a group of n takes its pool's last n ports, last first.
         size = counts.shape[1]
-        taken = np.bincount(tid * size + k, minlength=counts.size).reshape(counts.shape)
-        for table_id in np.flatnonzero(taken.any(axis=1)).tolist():
-            table = self.tables[table_id]
-            mine = tid == table_id
-            picked = np.frombuffer(table._slots, dtype=np.uint16)[slot[mine]]
-            ports[mine] = picked
-            table.state_array[picked] = PortState.TAKEN
-            table._count = (counts[table_id] - taken[table_id]).tolist()
+        group = tid * size + k
+        order = np.argsort(group.astype(np.uint16) if counts.size < 65536 else group,
+                           kind="stable")
+        grouped = group[order]
+        bounds = [0, *(np.flatnonzero(np.diff(grouped)) + 1).tolist(), grouped.size]
+        picked = np.empty(at.size, np.uint16)
+        for begin, end, key in zip(bounds[:-1], bounds[1:], grouped[bounds[:-1]].tolist(),
+                                   strict=True):
+            table = self.tables[key // size]
+            picked[begin:end] = np.frombuffer(table.take_ranked(key % size, end - begin),
+                                              dtype=np.uint16)
+        owner = grouped // size
+        for table_id in np.unique(owner).tolist():
+            self.tables[table_id].state_array[picked[owner == table_id]] = PortState.TAKEN
+        ports = np.empty(at.size, np.uint16)
+        ports[order] = picked
         local_ips = self.client[at] if self.keep else self.ips[(self.start[at] + j) % self.ips.size]
         target = rows[at]
         out.port[target] = ports
@@ -1283,12 +1302,11 @@ def _bench_setup(fraction: float, strategy: str, requests: int, ips_per_core: in
     allocators = [PortAllocator(core, [ipaddress.IPv4Address(0x0A000000 + 256 * core + i + 1)
                                        for i in range(ips_per_core)], port_map,
                                 strategy=strategy) for core in range(16)]
-    slots, _, starts, sizes = port_map._layout(PortRange())
-    slots = np.frombuffer(slots, dtype=np.uint16)
+    classes = [np.frombuffer(pool, dtype=np.uint16) for pool in port_map._layout(PortRange())]
     for allocator in allocators:
         for ip in allocator.local_ips:
-            picked = [rng.choice(slots[s:s + z], int(z * fraction), replace=False)
-                      for s, z in zip(starts, sizes, strict=True)]
+            picked = [rng.choice(ports, int(ports.size * fraction), replace=False)
+                      for ports in classes]
             allocator.table(ip).take_many(np.concatenate(picked))
     allocators[0].pair_hash(1, 2)  # build the shared lookup rows outside the timing
     port_map._constant_fast(1, 2, 3)
