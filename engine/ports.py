@@ -36,11 +36,13 @@ Conventions and deviations from the first brief (read these before calling):
   placed where the request-direction tuple has it (src = local IP, dst =
   server, sport = PORT; bytes 8-9 / 32-33). ``transform`` may be ``none`` or
   ``symmetric-xor`` (still linear); ``sort`` is not linear and is refused.
-* ``spread=True`` (the default): nat tries the core's local IPs in cyclic
-  order *starting at* ``h2 >> 8 mod len(local_ips)`` and both strategies try
-  the fitting classes starting at ``h2 >> 16 mod (number of fitting classes)``,
-  where ``h2`` is the Toeplitz 2-tuple hash of (client IP, server IP) under the
-  map's key. That spreads flows over IPs and classes, so pools drain evenly.
+* ``spread=True`` (the default): with ``x`` = client IP XOR server IP, nat tries
+  the core's local IPs in cyclic order *starting at* ``(x mod 241) mod
+  len(local_ips)`` and both strategies try the fitting classes starting at
+  ``(x mod 251) mod (number of fitting classes)``. Two primes: every bit of ``x``
+  counts, and the IP and the class are picked independently. That spreads flows
+  over IPs and classes, so pools drain evenly; it is cheap because it stays within
+  small integers (a multiplicative hash of ``x`` cost a tenth of an allocation).
   ``spread=False`` gives the plain order: IPs as listed, classes by ascending
   bucket. The home table of a local IP is ``h2' mod tables_per_ip`` with
   ``h2'`` the 2-tuple hash of (local IP, server IP) — in usip the local IP *is*
@@ -98,6 +100,10 @@ STRATEGIES = ("solve", "scan")
 PORTS = 65536
 #: at most this many (server IP, server port) partial constants are cached per map
 _PART_CACHE = 1 << 16
+#: the spread's moduli (primes): where nat starts among local IPs, where both strategies
+#: start among the fitting classes
+IP_SPREAD, CLASS_SPREAD = 241, 251
+_NO_PARTS: dict[int, int] = {}  # what the part cache holds for a port never seen
 _V4 = ipaddress.IPv4Address
 #: usip port allocation tables a system may have in all (cores x tables per core). A
 #: table costs about 200 KiB once used (64 KiB of port state, 2 bytes per port of its
@@ -245,7 +251,10 @@ class ResponsePortMap:
         #: IPv4 without a transform: the constant splits into a server part (server IP
         #: and port) and a local part (local IP), XORed; both are cached by integer
         self._split: bool = family == 4 and transform is Transform.NONE
-        self._server_parts: dict[int, int] = {}
+        #: server port -> server IP -> part (two small-integer keys: a combined 48-bit
+        #: key costs twice as much to build and hash)
+        self._server_parts: dict[int, dict[int, int]] = {}
+        self._server_part_count = 0
 
     # -- scalar ----------------------------------------------------------------------------
 
@@ -313,9 +322,11 @@ class ResponsePortMap:
         else:
             part = rows[2][server >> 16] ^ rows[3][server & 0xFFFF] ^ rows[5][server_port]
         parts = self._server_parts
-        if len(parts) >= _PART_CACHE:
+        if self._server_part_count >= _PART_CACHE:
             parts.clear()  # bounded: a long run over many servers starts afresh
-        parts[server_port << 32 | server] = part
+            self._server_part_count = 0
+        parts.setdefault(server_port, {})[server] = part
+        self._server_part_count += 1
         return part
 
     def _local_part(self, local: int) -> int:
@@ -634,16 +645,15 @@ class Allocation(NamedTuple):
 
 
 def spread_mix(client_ip: int, server_ip: int) -> int:
-    """A cheap deterministic 32-bit mix of (client IP, server IP) integers (Fibonacci
-    hashing) that picks where nat starts among the local IPs (bits 16-31) and where
-    both strategies start among the fitting classes (bits 24-31)."""
-    return ((client_ip ^ server_ip) * 0x9E3779B1) & 0xFFFFFFFF
+    """What the spread picks from (module docstring): the client and server IP integers
+    XORed. nat starts at local IP ``mix % IP_SPREAD % len(local_ips)``, both strategies
+    at fitting class ``mix % CLASS_SPREAD % (number of fitting classes)``."""
+    return client_ip ^ server_ip
 
 
 def spread_mix_batch(client_ip: np.ndarray, server_ip: np.ndarray) -> np.ndarray:
-    """``spread_mix`` of uint32 arrays (uint64 result)."""
-    mixed = (np.asarray(client_ip, np.uint64) ^ np.asarray(server_ip, np.uint64))
-    return (mixed * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
+    """``spread_mix`` of uint32 arrays (int64 result)."""
+    return np.asarray(client_ip, np.int64) ^ np.asarray(server_ip, np.int64)
 
 
 class PortAllocator:
@@ -701,11 +711,7 @@ class PortAllocator:
         self._quick_locals: list[list] = [
             [ip, port_map._local_part(int(ip)), None]
             for ip in self.local_ips] if self._quick else []
-        #: nat's candidate order for each start (``h2 >> 16 mod len(local_ips)``), when
-        #: there is a choice
-        self._quick_rotations = [self._quick_locals[i:] + self._quick_locals[:i]
-                                 for i in range(len(self._quick_locals))
-                                 ] if spread and len(self._quick_locals) > 1 else None
+        self._quick_by_ip = {entry[0]: entry for entry in self._quick_locals}
 
     # -- tables ----------------------------------------------------------------------------
 
@@ -726,6 +732,8 @@ class PortAllocator:
                                         index=index, fit=self._fit if self._quick else None)
             self._tables[(address, index)] = found
             self._by_int[(int(address), index)] = found
+            if index == 0 and address in self._quick_by_ip:
+                self._quick_by_ip[address][2] = found
         return found
 
     def adopt(self, other: PortAllocator) -> None:
@@ -775,62 +783,46 @@ class PortAllocator:
         a malformed address or port, ConfigError for a family mismatch or a nat allocator
         without local IPs.
         """
-        # The common case, flattened (same decisions as ``_allocate`` at a fraction of the
-        # cost): IPv4 address objects, solve, one table per IP, no input transform. The
-        # constant is the XOR of a cached server part and the local IP's part; the table's
-        # ``fitting`` entry for it holds the pools to try and their buckets.
+        # The common case, flattened: IPv4 address objects, solve, one table per IP, no
+        # input transform, and the first class the spread picks for the first IP has a
+        # free port. The constant is the XOR of a cached server part and the local IP's
+        # part; the table's ``fitting`` entry for it holds the pools to try and their
+        # buckets. Anything else (another class or IP to try, a table not yet created,
+        # an error to raise) is the general path's, which makes the same decisions.
         if (server_ip.__class__ is not _V4 or client_ip.__class__ is not _V4
                 or server_port.__class__ is not int or not self._quick):
             return self._allocate(server_ip, server_port, client_ip, keep_client_ip, False)
         server = server_ip._ip
-        # the key is unique for any int port (server < 2 ** 32); only valid ports are stored
-        part = self._server_parts.get(server_port << 32 | server)
+        part = self._server_parts.get(server_port, _NO_PARTS).get(server)
         if part is None:
             if not 0 <= server_port < PORTS:
                 return self._allocate(server_ip, server_port, client_ip, keep_client_ip,
                                       False)  # raises the TupleError
             part = self.port_map._server_part(server, server_port)
-        mix = (client_ip._ip ^ server) * 0x9E3779B1 if self.spread else 0  # spread_mix
+        mix = client_ip._ip ^ server if self.spread else 0  # spread_mix
         if keep_client_ip:
             table_ip = self.shared_ip
-            candidates = ([client_ip, self.port_map._local_part(client_ip._ip),
-                           self._by_int.get((0, 0))],)
+            table = self._by_int.get((0, 0))
+            local_ip, local_part = client_ip, self.port_map._local_part(client_ip._ip)
         else:
             table_ip = None
-            candidates = self._quick_locals
-            if self._quick_rotations is not None:
-                candidates = self._quick_rotations[(mix >> 16 & 0xFFFF) % len(candidates)]
-        offset = mix >> 24 & 0xFF  # bits 24-31 of spread_mix
-        tries = 0
-        for candidate in candidates:
-            tries += 1
-            table = candidate[2]
-            if table is None:  # first use: create it, as _allocate would
-                table = candidate[2] = self.table(candidate[0] if table_ip is None
-                                                  else table_ip)
-            pools, buckets = table.fitting[part ^ candidate[1]]
-            length = len(pools)
-            if not length:
-                continue
-            i = offset % length
-            pool = pools[i]
-            if not pool:
-                for step in range(1, length):
-                    i = (offset + step) % length
-                    pool = pools[i]
-                    if pool:
-                        break
-                else:
-                    continue
-            port = pool.pop()
-            table._state[port] = _TAKEN
-            # tuple.__new__ skips the named tuple's Python-level __new__ (half the cost)
-            return _new_tuple(Allocation, (self.core, candidate[0], 0, port, tries,
-                                           buckets[i], self.strategy, server_ip, server_port,
-                                           table_ip))
-        # nothing fits: the general path repeats the (side-effect free) search and raises
+            first = self._quick_locals
+            if not first:
+                return self._allocate(server_ip, server_port, client_ip, keep_client_ip, False)
+            local_ip, local_part, table = first[mix % IP_SPREAD % len(first)]
+        if table is not None:
+            pools, buckets = table.fitting[part ^ local_part]
+            if pools:
+                i = mix % CLASS_SPREAD % len(pools)
+                pool = pools[i]
+                if pool:
+                    port = pool.pop()
+                    table._state[port] = _TAKEN
+                    # tuple.__new__ skips the named tuple's Python-level __new__
+                    return _new_tuple(Allocation, (self.core, local_ip, 0, port, 1, buckets[i],
+                                                   self.strategy, server_ip, server_port,
+                                                   table_ip))
         return self._allocate(server_ip, server_port, client_ip, keep_client_ip, False)
-
 
     def _allocate(self, server_ip, server_port, client_ip, keep_client_ip: bool,
                   fast_scan: bool) -> Allocation:
@@ -858,9 +850,9 @@ class PortAllocator:
                 raise ConfigError("local_ips", f"at least one IP on core {self.core} for nat",
                                   [])
             if mix and len(candidates) > 1:
-                first = (mix >> 16) % len(candidates)
+                first = mix % IP_SPREAD % len(candidates)
                 candidates = candidates[first:] + candidates[:first]
-        offset = mix >> 24
+        offset = mix % CLASS_SPREAD
         tries = 0
         tables_tried = 0
         many = self.tables_per_ip
@@ -1196,8 +1188,7 @@ class _SolvePlan:
         many = allocator.tables_per_ip
         srv, prt, cli = server[rows], sport[rows], client[rows]
         count = rows.size
-        mix = (spread_mix_batch(cli, srv) if allocator.spread
-               else np.zeros(count, np.uint64)).astype(np.int64)
+        mix = spread_mix_batch(cli, srv) if allocator.spread else np.zeros(count, np.int64)
         # Toeplitz is linear and hashes zeros to zero: constant = server part ^ local part
         server_part = port_map.response_constants(srv, 0, prt)
         if keep:
@@ -1211,7 +1202,7 @@ class _SolvePlan:
             if ips.size == 0:
                 raise ConfigError("local_ips",
                                   f"at least one IP on core {allocator.core} for nat", [])
-            start = (mix >> 16) % ips.size
+            start = mix % IP_SPREAD % ips.size
             where = [(start + j) % ips.size for j in range(ips.size)]
             locals_ = [ips[w] for w in where]
             local_part = port_map.response_constants(0, ips, 0)
@@ -1227,7 +1218,7 @@ class _SolvePlan:
         used = np.bincount(table_ids.ravel(), minlength=len(addresses) * many)
         tables = [allocator.table(addresses[i // many], i % many) if used[i] else None
                   for i in range(len(addresses) * many)]
-        return cls(allocator, rows, keep, many, positions, mix >> 24, start, ips,
+        return cls(allocator, rows, keep, many, positions, mix % CLASS_SPREAD, start, ips,
                    np.array(constants[:positions], dtype=np.int64), table_ids, homes, tables,
                    srv, prt, cli)
 
@@ -1318,12 +1309,13 @@ def _bench_flows(requests: int, seed: int) -> tuple:
 
 def _timed_run(strategy: str, fraction: float, requests: int, seed: int) -> float:
     """Seconds for ``requests`` scalar allocations from freshly filled tables."""
-    allocators, flows = _bench_tables(fraction, strategy, seed=seed), _bench_flows(requests,
-                                                                                  seed)
+    allocate = [allocator.allocate for allocator in _bench_tables(fraction, strategy,
+                                                                  seed=seed)]
+    flows = _bench_flows(requests, seed)
     start = time.perf_counter()
     for core, server, server_port, client in flows:
-        allocators[core].allocate(server_ip=server, server_port=server_port,
-                                  client_ip=client, keep_client_ip=False)
+        allocate[core](server_ip=server, server_port=server_port, client_ip=client,
+                       keep_client_ip=False)
     return time.perf_counter() - start
 
 
