@@ -389,3 +389,29 @@ def test_scalar_fast_path_matches_the_general_path(key, cores, bits, ips, keep, 
         assert outcomes[0] == outcomes[1]
     assert fast.snapshot() == general.snapshot()
     assert fast.occupancy() == general.occupancy()
+
+
+@pytest.mark.parametrize("clients", ["random", "same low byte"])
+def test_spread_shares_flows_over_local_ips_and_fitting_classes(clients):
+    """nat's spread starts flows evenly over the core's IPs and over the classes that fit,
+    also for clients whose addresses differ only in their upper bits."""
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(16, 7))
+    ips = [V4(0x0A000101 + i) for i in range(4)]
+    allocator = PortAllocator(3, ips, port_map)
+    rng = np.random.default_rng(5)
+    server = V4(0xC6336407)
+    if clients == "random":
+        addresses = rng.integers(1, 2**32 - 1, 4000)
+    else:  # x.y.z.1: the low byte never changes
+        addresses = (rng.integers(1, 2**24 - 1, 4000) << 8) | 1
+    got = [allocator.allocate(server_ip=server, server_port=80, client_ip=V4(int(a)),
+                              keep_client_ip=False) for a in addresses]
+    per_ip = np.bincount([ips.index(g.local_ip) for g in got], minlength=4)
+    assert per_ip.min() > 0.2 * len(got), per_ip
+    assert all(g.tries == 1 for g in got)  # each flow's first IP had room
+    constant = port_map.response_constant(server, ips[0], 80)
+    fitting = len(port_map.fitting_classes(3)[constant])
+    classes = np.bincount([port_map.port_class(g.port) for g in got if g.local_ip == ips[0]],
+                          minlength=128)
+    used = classes[classes > 0]
+    assert used.size == fitting and used.min() > 0.5 * used.mean(), used
