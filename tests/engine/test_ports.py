@@ -299,16 +299,19 @@ def churn(allocators, seed: int, keep: bool) -> None:
                             got.table_index, got.port)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(strategy=st.sampled_from(["solve", "scan"]), keep=st.booleans(),
        tables_per_ip=st.sampled_from([1, 3]), ips=st.integers(1, 3), cores=st.integers(1, 4),
        small=st.booleans(), seed=st.integers(0, 2**16), rows=st.integers(1, 400),
-       used=st.booleans())
+       used=st.booleans(), direction=st.sampled_from(["response", "request"]),
+       transform=st.sampled_from(["none", "symmetric-xor"]))
 def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows,
-                                  used):
+                                  used, direction, transform):
     """``allocate_batch`` makes the scalar loop's decisions, from fresh tables or from
-    tables that have allocated, released and closed ports (``used``)."""
-    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(cores, 4))
+    tables that have allocated, released and closed ports (``used``), for either
+    direction and linear input transform."""
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(cores, 4),
+                               direction=direction, transform=transform)
     port_range = PortRange(3000, 3040) if small else PortRange()
     rng = np.random.default_rng(seed)
     core = rng.integers(0, cores, rows)
