@@ -437,10 +437,10 @@ class PortAllocationTable:
     (uint16, popped from the end: the lowest port first on a fresh table); taking
     pops or swaps the last entry into the taken port's place, releasing appends, so
     every operation but taking one given port (a C-level search of its class) is O(1).
-    ``fitting[constant]`` (when the table belongs to an allocator, whose core decides
-    it) is the pair (the pools of the classes that land on the core, by ascending
-    bucket; those buckets) for a flow with that port-0 constant: ``solve`` reads one
-    entry and pops.
+    ``fitting[constant]`` (for a table of an allocator that takes ``allocate``'s fast
+    path; None otherwise) is the pair (the pools of the classes that land on the
+    allocator's core, by ascending bucket; those buckets) for a flow with that port-0
+    constant: ``solve`` reads one entry and pops.
     """
 
     # slots: the allocation fast path reads three of these per call
@@ -1330,8 +1330,8 @@ def _bench_scalar(strategy: str, fraction: float, requests: int, repeats: int = 
 def _solve_and_scan(quick: bool, repeats: int = 7) -> tuple[float, float]:
     """``solve`` and ``scan`` allocations per second at 90 % occupancy, best of
     ``repeats`` runs each, taken in turn (solve, scan, solve, ...) so that both meet the
-    same machine: their ratio is a target, and this machine's speed drifts by tens of
-    percent within a minute. Measured once per process for both figures."""
+    same machine: their ratio is a target, and a shared machine's speed can drift by
+    tens of percent within a minute. Measured once per process for both figures."""
     solve_requests, scan_requests = (2_000, 40) if quick else (20_000, 400)
     solve = scan = float("inf")
     for repeat in range(repeats):
