@@ -524,10 +524,9 @@ class PortAllocationTable:
     def _remove(self, port: int) -> None:
         """Take free ``port`` out of its pool: the pool's last entry takes its place."""
         pool = self._pools[self._classes[port]]
-        where = pool.index(port)
         last = pool.pop()
-        if where < len(pool):
-            pool[where] = last
+        if last != port:  # search only when it is not the last (array.index boxes each entry)
+            pool[pool.index(port)] = last
         self._moved = True
 
     def _add(self, port: int) -> None:
