@@ -7,6 +7,22 @@ given, so a command line, a REST response or a form can show it as is, e.g.
 
 from __future__ import annotations
 
+#: Characters of a received value an error message repeats; a 5,000-digit input is cut.
+MAX_SHOWN = 60
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to MAX_SHOWN characters with its full length said, so an error
+    about a huge input stays one readable line.
+
+    >>> print(shown("9" * 5000))
+    '99999999999999999999999999999999999999999999999999999... (5,002 characters)
+    """
+    text = repr(value)
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN - 6]}... ({len(text):,} characters)"
+
 
 class RssLabError(Exception):
     """Base of every error the engine raises on bad input or an impossible request.
@@ -15,6 +31,9 @@ class RssLabError(Exception):
     ``expected`` says what would have been accepted, ``got`` is the value received.
     """
 
+    #: The command line's exit status for this error (2: bad input).
+    exit_status = 2
+
     def __init__(self, field: str, expected: str, got: object = None, *, detail: str = ""):
         self.field = field
         self.expected = expected
@@ -22,7 +41,7 @@ class RssLabError(Exception):
         self.detail = detail
         message = f"{field}: expected {expected}"
         if got is not None:
-            message += f", got {got!r}"
+            message += f", got {shown(got)}"
         if detail:
             message += f" ({detail})"
         super().__init__(message)
@@ -53,3 +72,23 @@ class TableError(RssLabError):
 
 class ConfigError(RssLabError):
     """Any other inconsistent system or NIC setting."""
+
+
+class DocumentError(RssLabError):
+    """YAML or JSON text that cannot be read safely: nested too deep, an integer too
+    long, or a syntax error. ``line`` is 1-based, or None when unknown."""
+
+    def __init__(self, field: str, expected: str, got: object = None, *, detail: str = "",
+                 line: int | None = None):
+        super().__init__(field, expected, got, detail=detail)
+        self.line = line
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "line": self.line}
+
+
+class OutputError(RssLabError):
+    """A result the lab could not write (permissions, a full disk): exit status 3, since
+    the input was fine."""
+
+    exit_status = 3

@@ -40,6 +40,7 @@ from typing import BinaryIO
 
 from .errors import RssLabError
 from .packet import Packet, Proto, from_scapy, to_scapy
+from .safeparse import FileTooBig, read_bounded
 from .traffic import FlowSpec
 
 #: A capture larger than this is refused before it is read (bytes).
@@ -219,13 +220,10 @@ def _load(source, max_bytes: int) -> bytes:
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         try:
-            if path.is_dir():
-                raise IsADirectoryError(21, "a folder, not a file")
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise PcapError("pcap", f"at most {max_bytes} bytes", f"{size} bytes",
-                                detail=str(path))
-            return path.read_bytes()
+            return read_bounded(path, max_bytes)
+        except FileTooBig as error:
+            raise PcapError("pcap", f"at most {max_bytes} bytes", error.got,
+                            detail=str(path)) from None
         except OSError as error:
             raise PcapError("pcap", "a readable capture file", str(path),
                             detail=error.strerror or str(error)) from None

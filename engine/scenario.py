@@ -42,7 +42,6 @@ the web lab cannot exhaust a worker.
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import operator
 import re
@@ -60,11 +59,12 @@ from pydantic import (
     ValidationError,
 )
 
-from .errors import HashKeyError, RssLabError
+from .errors import DocumentError, HashKeyError, RssLabError, shown
 from .nic import MAX_CORES, HashType, IndirectionTable, Transform
 from .nic import Nic as NicModel
 from .packet import Proto, max_datagram_payload
 from .ports import MAX_USIP_TABLES
+from .safeparse import FileTooBig, check_yaml_nesting, load_json, read_bounded, yaml_loader
 from .toeplitz import Key, parse_key
 
 SCHEMA_VERSION = 1
@@ -146,16 +146,11 @@ class Problem:
 
 # ---------------------------------------------------------------------------- field types
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
-        raise ValueError(f"expected an IPv4 or IPv6 address, got {_short(value)}") from None
+        raise ValueError(f"expected an IPv4 or IPv6 address, got {shown(value)}") from None
 
 
 def _network(value: str) -> str:
@@ -163,7 +158,7 @@ def _network(value: str) -> str:
         return str(ipaddress.ip_network(value.strip(), strict=False))
     except ValueError:
         raise ValueError(f"expected an address prefix like 198.51.100.0/24, "
-                         f"got {_short(value)}") from None
+                         f"got {shown(value)}") from None
 
 
 def parse_endpoint(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
@@ -172,14 +167,14 @@ def parse_endpoint(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Ad
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", text)
     if match is None:
         raise ValueError(f"expected ADDRESS:PORT like 192.0.2.1:80 or [2001:db8::1]:80, "
-                         f"got {_short(value)}")
+                         f"got {shown(value)}")
     host, port = (match.group(1), match.group(2)) if match.group(1) else (
         match.group(3), match.group(4))
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"expected an IPv4 or IPv6 address before the port, "
-                         f"got {_short(host)}") from None
+                         f"got {shown(host)}") from None
     if not 1 <= int(port) <= 65535:  # port 0 is reserved: no TCP or UDP flow uses it
         raise ValueError(f"expected a port 1-65535, got {int(port)}")
     return address, int(port)
@@ -196,25 +191,29 @@ def _key(value: str) -> str:
     except HashKeyError as error:
         expected = error.expected if "microsoft" in error.expected else (
             f"microsoft, symmetric, random:SEED or a hex key of {error.expected}")
-        raise ValueError(f"expected {expected}, got {_short(value)}") from None
+        raise ValueError(f"expected {expected}, got {shown(value)}") from None
     return value.strip()
 
 
 def parse_check(text: str | int | float) -> tuple[str, float]:
     """``">= 99.5%"`` → (">=", 0.995); a bare number means ``==``. ValueError otherwise."""
     if isinstance(text, bool):
-        raise ValueError(f"expected a condition like '>= 0.9', got {_short(text)}")
+        raise ValueError(f"expected a condition like '>= 0.9', got {shown(text)}")
     if isinstance(text, int | float):
-        if not math.isfinite(text):
-            raise ValueError(f"expected a finite number, got {text}")
-        return "==", float(text)
+        try:
+            number = float(text)
+        except OverflowError:  # an integer past 1.8e308
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {shown(text)}")
+        return "==", number
     match = _CHECK_RE.match(text)
     if match is None:
         raise ValueError(f"expected a condition OP VALUE with OP one of "
-                         f"{', '.join(OPERATORS)} (e.g. '>= 0.9' or '== 0'), got {_short(text)}")
+                         f"{', '.join(OPERATORS)} (e.g. '>= 0.9' or '== 0'), got {shown(text)}")
     op, number, percent = match.group(1) or "==", float(match.group(2)), match.group(3)
     if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {_short(text)}")
+        raise ValueError(f"expected a finite number, got {shown(text)}")
     return op, number / 100 if percent else number
 
 
@@ -596,10 +595,11 @@ def load_scenario_file(path: str | Path) -> Scenario:
     oversized file)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ScenarioError(str(path), [Problem("", None, _too_big(size))])
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_FILE_BYTES)
+    except FileTooBig as error:
+        raise ScenarioError(str(path), [Problem("", None, f"expected at most "
+                                                          f"{MAX_FILE_BYTES} bytes, got "
+                                                          f"{error.got}")]) from None
     except OSError as error:
         raise ScenarioError(str(path), [Problem("", None, f"expected a readable file, got "
                                                           f"{error.strerror or error}")]) from None
@@ -657,10 +657,6 @@ def load_scenario(text: str | bytes, *, source: str = "<string>",
 
 
 
-#: libyaml's safe loader when PyYAML was built with it (same nodes and marks, ~10x faster).
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 class _Refused(Exception):
     """A document too large, too deep or self-referential to walk any further."""
 
@@ -671,21 +667,26 @@ class _Refused(Exception):
 
 def _parse(text: str, source: str, problems: list[Problem]) -> tuple[Any, dict[tuple, int]]:
     """The document as Python data, and the 1-based line of every key path; problems
-    that do not stop parsing (duplicate keys) are appended to ``problems``."""
-    stripped = text.lstrip()
+    that do not stop parsing (duplicate keys) are appended to ``problems``.
+
+    The nesting is bounded before any recursive parser runs (``engine.safeparse``): libyaml
+    composes recursively in C and would crash on a document nested 100,000 deep."""
+    try:
+        # Collections below the top mapping: MAX_DEPTH, as _walk counts them.
+        check_yaml_nesting(text, limit=MAX_DEPTH + 1, field="")
+    except DocumentError as error:
+        raise ScenarioError(source, [Problem("", error.line, f"expected nesting at most "
+                                                             f"{MAX_DEPTH} deep")]) from None
     json_data: Any = None
     json_ok = False
-    if stripped.startswith(("{", "[")):
+    if text.lstrip().startswith(("{", "[")):
         try:
-            json_data = json.loads(text, parse_constant=_reject_constant)
+            json_data = load_json(text, limit=MAX_DEPTH + 1)
             json_ok = True
-        except ValueError:
+        except DocumentError:
             json_ok = False
-        except RecursionError:
-            raise ScenarioError(source, [Problem("", None, f"expected nesting at most "
-                                                           f"{MAX_DEPTH} deep")]) from None
     try:
-        loader = _SafeLoader(text)
+        loader = yaml_loader()(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -696,7 +697,12 @@ def _parse(text: str, source: str, problems: list[Problem]) -> tuple[Any, dict[t
                 _walk(node, (), lines, problems, set(), [0])
             except _Refused as refused:
                 raise ScenarioError(source, [refused.problem]) from None
-            data = json_data if json_ok else loader.construct_document(node)
+            try:
+                data = json_data if json_ok else loader.construct_document(node)
+            except DocumentError as refused:  # a number too long to convert
+                raise ScenarioError(source, [Problem(
+                    _format_path(_path_at_line(lines, refused.line)), refused.line,
+                    refused.problem)]) from None
         finally:
             loader.dispose()
     except yaml.YAMLError as error:
@@ -714,8 +720,10 @@ def _parse(text: str, source: str, problems: list[Problem]) -> tuple[Any, dict[t
     return data, lines
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not allowed")
+def _path_at_line(lines: dict[tuple, int], line: int | None) -> tuple:
+    """The last key path that starts on ``line`` (``()`` when none does)."""
+    found = [path for path, at in lines.items() if at == line]
+    return max(found, key=len) if found else ()
 
 
 def _walk(node: yaml.Node, path: tuple, lines: dict, problems: list, active: set,
@@ -833,7 +841,7 @@ def _given(value: object) -> str:
         return ", got a mapping"
     if isinstance(value, list):
         return ", got a list"
-    return f", got {_short(value)}"
+    return f", got {shown(value)}"
 
 
 def _problem(loc: tuple, error: dict, lines: dict[tuple, int]) -> Problem:

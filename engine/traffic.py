@@ -377,20 +377,84 @@ def _adversarial_arrays(scenario, adv, index: int) -> FlowArrays:
                              seed=_source_seed(scenario, adv.seed, index))
 
 
-def _pcap_specs(scenario, source, pcap: str | Path | None, first_id: int,
+def _pcap_specs(scenario, source, pcap: str | Path | bytes | None, first_id: int,
                 tally: PcapTally | None) -> list[FlowSpec]:
     from .pcap import flows_from_packets, read_pcap
-    path = scenario.pcap_path(source, pcap)
-    if path is None:
-        raise TrafficError("traffic.pcap.path", "a pcap file (in the scenario or --pcap)",
-                           None)
-    read = read_pcap(path)
+    if isinstance(pcap, bytes | bytearray):  # a capture uploaded with the run
+        read = read_pcap(pcap, max_bytes=max(len(pcap), 1))
+    else:
+        path = scenario.pcap_path(source, pcap)
+        if path is None:
+            raise TrafficError("traffic.pcap.path", "a pcap file (in the scenario or --pcap)",
+                               None)
+        read = read_pcap(path)
     found = flows_from_packets(read.packets)
     if tally is not None:
         tally.add(read, found)
     flows = found.flows
     return [FlowSpec(first_id + i, f.client_ip, f.client_port, f.server_ip, f.server_port,
                      f.proto, f.request_bytes, f.response_bytes) for i, f in enumerate(flows)]
+
+
+def _check_pcap_override(scenario, pcap) -> None:
+    """A capture given at run time (``--pcap``) replaces the file of the scenario's pcap
+    sources; a scenario without one would silently ignore it, so that is refused."""
+    if pcap is not None and not any(source.pcap is not None for source in scenario.sources):
+        raise TrafficError("--pcap", "a scenario with a pcap traffic source "
+                           "(traffic: {pcap: {}}) to replay the capture as", str(pcap))
+
+
+def check_flows_runnable(scenario, specs: list[FlowSpec], *, mode: str) -> None:
+    """TrafficError naming the first flow a run of ``mode`` cannot carry: an IPv6 flow
+    on the batch path (IPv4 arrays), or an IPv6 flow that a ``nat``/``usip`` policy would
+    translate (their port tables hold IPv4 addresses; IPv6 runs through ``transparent``
+    services). Explicit flows are checked when the scenario loads; this is for flows
+    known only once a capture is read."""
+    if mode == "batch":
+        FlowArrays.from_specs(specs)
+        return
+    if all(spec.client_ip.version == 4 and spec.server_ip.version == 4 for spec in specs):
+        return
+    from .system import Router
+
+    router = Router(scenario.build_system_config())
+    for spec in specs:
+        if spec.client_ip.version == 4 and spec.server_ip.version == 4:
+            continue
+        policy = router.route(spec.server_ip, spec.server_port, spec.proto, None).policy
+        if policy != "transparent":
+            raise TrafficError(f"flows[{spec.id}]", "IPv4 flows under a nat or usip policy "
+                               "(their port tables hold IPv4 addresses)",
+                               f"{spec.client_ip} -> {spec.server_ip}",
+                               detail=f"this flow matches {policy}: IPv6 flows run through "
+                                      f"transparent services")
+
+
+def count_flows(scenario, *, pcap: str | Path | bytes | None = None,
+                mode: str = "batch") -> int:
+    """How many flows a run of ``scenario`` in ``mode`` will carry, checked as the run
+    checks them, without generating any: explicit, generated and adversarial counts come
+    from the file, captures are read (``pcap`` replaces their file, as in
+    ``build_flow_arrays``). A service calls this before queueing a run, so a refusal
+    shows at once with the reason the run would give.
+
+    Raises TrafficError (a flow the run cannot carry, ``pcap`` with no pcap source, a
+    pcap source with no file) and PcapError (an unreadable capture).
+    """
+    _check_pcap_override(scenario, pcap)
+    total = 0
+    for source in scenario.sources:
+        if source.flows is not None:
+            total += len(source.flows)
+        elif source.generated is not None:
+            total += source.generated.count
+        elif source.adversarial is not None:
+            total += source.adversarial.count
+        else:
+            specs = _pcap_specs(scenario, source.pcap, pcap, total, None)
+            check_flows_runnable(scenario, specs, mode=mode)
+            total += len(specs)
+    return total
 
 
 def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
@@ -402,6 +466,7 @@ def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
     Raises TrafficError (IPv6 flows, unreachable bucket, too many flows per client and
     target) and PcapError (an unreadable capture).
     """
+    _check_pcap_override(scenario, pcap)
     parts, next_id = [], 0
     for index, source in enumerate(scenario.sources):
         if source.flows is not None:
@@ -427,6 +492,7 @@ def build_flow_specs(scenario, *, pcap: str | Path | None = None,
 
     Raises TrafficError and PcapError as ``build_flow_arrays`` does.
     """
+    _check_pcap_override(scenario, pcap)
     specs: list[FlowSpec] = []
     next_id = 0
     for index, source in enumerate(scenario.sources):

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 
 
 def check_output_file(path: str | None, option: str) -> None:
@@ -24,10 +24,11 @@ def check_output_file(path: str | None, option: str) -> None:
 
 @contextlib.contextmanager
 def writing(path: str, option: str) -> Iterator[None]:
-    """Turn an OSError while writing ``path`` (permissions, a full disk) into a
-    ConfigError naming ``option``, so the command prints one line, not a traceback."""
+    """Turn an OSError while writing ``path`` (permissions, a full disk) into an
+    OutputError naming ``option`` (exit 3), so the command prints one line, not a
+    traceback."""
     try:
         yield
     except OSError as error:
-        raise ConfigError(option, "a file the lab can write", path,
+        raise OutputError(option, "a file the lab can write", path,
                           detail=error.strerror or str(error)) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import yaml
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -15,13 +14,18 @@ INSTRUCTOR_GROUP = "instructor"
 def validate_scenario_text(body: str) -> None:
     """Reject text that is not YAML (JSON is YAML) before it is stored.
 
-    Only the syntax is checked here; what the fields mean is the engine's business and is
-    reported when a run starts.
+    Only the syntax and the nesting are checked here (bounded before the parser recurses,
+    so the admin cannot be crashed by ``[[[[…``); what the fields mean is the engine's
+    business and is reported when a run starts.
     """
+    from engine.errors import DocumentError
+    from engine.safeparse import check_yaml_syntax
+
     try:
-        yaml.safe_load(body)
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"body: expected YAML or JSON, got a syntax error ({exc})") from exc
+        check_yaml_syntax(body, field="body")
+    except DocumentError as error:
+        where = f" [line {error.line}]" if error.line else ""
+        raise ValidationError(f"body: {error.problem}{where}") from None
 
 
 class Scenario(models.Model):

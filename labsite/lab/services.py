@@ -15,7 +15,6 @@ examples directory when they run.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Iterable
@@ -154,7 +153,7 @@ def lab_run_submit(*, user, data: dict, upload=None) -> Submitted:
     delay_ms = _optional_int(data, "delay_ms", 0, settings.RUN_DELAY_MAX_MS) or 0
     if delay_ms and mode != "trace":
         raise LabInputError.one("delay_ms", "slow motion is for trace runs only")
-    prepared = scenario_prepare(data=data, upload=upload)
+    prepared = scenario_prepare(data=data, upload=upload, mode=mode)
     _check_limits(prepared, mode=mode, delay_ms=delay_ms)
     parameters = {"source": prepared.source}
     if delay_ms:
@@ -178,13 +177,11 @@ def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
         vary = engine_bridge.parse_vary(vary_data)
     except RssLabError as error:
         raise LabInputError.from_engine(error, lab_field(error.field)) from None
-    prepared = scenario_prepare(data=data, upload=upload)
+    prepared = scenario_prepare(data=data, upload=upload, mode="compare")
     cells = engine_bridge.compare_cells(vary)
     _check_limits(prepared, mode="compare", cells=cells)
     parameters = {"source": prepared.source, "vary": {k: list(v) for k, v in vary.items()}}
     return _start(prepared, user=user, mode="compare", seed=seed, parameters=parameters)
-
-
 
 
 @dataclass(frozen=True)
@@ -232,15 +229,15 @@ def _optional_int(data: dict, name: str, low: int, high: int) -> int | None:
 
 def json_parse(text: str | bytes, field: str) -> Any:
     """The value of JSON ``text``; LabInputError on ``field`` when it is not JSON, or is
-    nested too deep for the parser (``[[[[…`` a hundred thousand deep)."""
+    nested deeper than the engine's ``MAX_NESTING`` (checked before the parser recurses:
+    ``[[[[…`` a hundred thousand deep is refused in one linear pass)."""
+    from engine.errors import DocumentError
+    from engine.safeparse import load_json
+
     try:
-        return json.loads(text)
-    except RecursionError:
-        raise LabInputError.one(field, "expected JSON, got arrays or objects nested too deep "
-                                       "to read") from None
-    except ValueError as error:
-        raise LabInputError.one(field, f"expected JSON, got a syntax error ({error})") \
-            from None
+        return load_json(text, field=field)
+    except DocumentError as error:
+        raise LabInputError.one(field, error.problem, line=error.line) from None
 
 
 def _json_field(data: dict, name: str) -> Any:
@@ -264,8 +261,10 @@ def _check_texts(data: dict) -> None:
             raise LabInputError.one(name, message, line=line)
 
 
-def scenario_prepare(*, data: dict, upload=None) -> PreparedScenario:
-    """Check the scenario a submit names and its capture; raise LabInputError if bad.
+def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
+    """Check the scenario a submit names and its capture for a run in ``mode``, with the
+    engine's own checks (what the worker would refuse is refused here); raise
+    LabInputError if bad.
 
     Only the engine's examples may read files on the server (their own capture); a
     scenario built or typed in the lab replays only a capture uploaded with it.
@@ -308,7 +307,8 @@ def scenario_prepare(*, data: dict, upload=None) -> PreparedScenario:
     from engine.errors import RssLabError
 
     try:
-        flows = engine_bridge.flow_count(scenario, pcap=capture.data if capture else None)
+        flows = engine_bridge.flow_count(scenario, pcap=capture.data if capture else None,
+                                         mode=mode)
     except RssLabError as error:
         raise LabInputError.from_engine(error, "pcap") from None
     return PreparedScenario(body=body, scenario=scenario, stored=stored, flows=flows,

@@ -94,47 +94,34 @@ def load(body: str, *, seed: int | None = None, base_dir: Path | None = None,
     return scenario
 
 
-def pcap_flow_count(data: bytes) -> int:
-    """Flows in a capture (raises PcapError for a file that is not one)."""
-    from engine.pcap import flows_from_packets, read_pcap
+def flow_count(scenario, *, pcap: bytes | None = None, mode: str = "batch") -> int:
+    """How many flows a run of ``scenario`` in ``mode`` carries, checked as the worker
+    will check them (the engine's ``count_flows``: an IPv6 capture under a nat service is
+    refused here, not on the worker), without generating any.
 
-    return len(flows_from_packets(read_pcap(data, max_bytes=max(len(data), 1)).packets).flows)
-
-
-def flow_count(scenario, *, pcap: bytes | None = None) -> int:
-    """How many flows the scenario's traffic has, without generating it.
-
-    Pcap sources are read (the upload, else the example's file), so this can raise
-    PcapError and TrafficError (a pcap source with no file, or a path in a scenario that
-    is not one of the engine's examples: the lab reads no other files on the server).
+    Raises PcapError and TrafficError, also for a pcap source with no uploaded file, or
+    a path in a scenario that is not one of the engine's examples: the lab reads no other
+    files on the server.
     """
-    from engine.traffic import TrafficError
+    from engine.traffic import TrafficError, count_flows
 
-    total, pcap_flows = 0, None
+    engine_mode = "trace" if mode == "trace" else "batch"  # compare runs the batch path
+    if pcap is not None:
+        return count_flows(scenario, pcap=pcap, mode=engine_mode)
     for source in scenario.sources:
-        if source.flows is not None:
-            total += len(source.flows)
-        elif source.generated is not None:
-            total += source.generated.count
-        elif source.adversarial is not None:
-            total += source.adversarial.count
-        else:
-            if pcap is not None:
-                pcap_flows = pcap_flows if pcap_flows is not None else pcap_flow_count(pcap)
-                total += pcap_flows
-                continue
-            path = scenario.pcap_path(source.pcap)
-            if path is None:
-                raise TrafficError("pcap", "a capture file uploaded with the run", None)
-            if scenario.base_dir is None:  # only the engine's examples read their own file
-                raise TrafficError("traffic.pcap.path", "no path: upload the capture with "
-                                   "the run (the lab reads no files on the server)",
-                                   source.pcap.path)
-            if not Path(path).is_file():
-                raise TrafficError("traffic.pcap.path", "a capture next to the scenario",
-                                   source.pcap.path)
-            total += pcap_flow_count(Path(path).read_bytes())
-    return total
+        if source.pcap is None:
+            continue
+        path = scenario.pcap_path(source.pcap)
+        if path is None:
+            raise TrafficError("pcap", "a capture file uploaded with the run", None)
+        if scenario.base_dir is None:  # only the engine's examples read their own file
+            raise TrafficError("traffic.pcap.path", "no path: upload the capture with "
+                               "the run (the lab reads no files on the server)",
+                               source.pcap.path)
+        if not Path(path).is_file():
+            raise TrafficError("traffic.pcap.path", "a capture next to the scenario",
+                               source.pcap.path)
+    return count_flows(scenario, mode=engine_mode)
 
 
 def check_limits(*, mode: str, flows: int, cells: int = 1, delay_ms: int = 0) -> None:
@@ -201,7 +188,7 @@ def run_job(job: EngineJob, *, on_event: Callable[[dict], None],
             on_progress: Callable[[float], None]) -> EngineOutcome:
     """Run ``job`` on the engine; see the module docstring."""
     scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
-    flows = flow_count(scenario, pcap=job.pcap)
+    flows = flow_count(scenario, pcap=job.pcap, mode=job.mode)
     vary = parse_vary(job.vary) if job.mode == "compare" else {}
     check_limits(mode=job.mode, flows=flows, cells=compare_cells(vary) if vary else 1,
                  delay_ms=job.delay_ms if job.mode == "trace" else 0)
@@ -268,7 +255,7 @@ def export_job_pcap(job: EngineJob, *, limit: int) -> ExportedPcap:
     from engine.run import export_pcap
 
     scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
-    total = flow_count(scenario, pcap=job.pcap)
+    total = flow_count(scenario, pcap=job.pcap, mode="trace")
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="rsslab-export-") as scratch:
         pcap_path = None
