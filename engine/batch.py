@@ -28,15 +28,20 @@ stays on the plain NumPy path, which runs unchanged when nothing can fragment.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import operator
+import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from socket import inet_ntoa
 
 import numpy as np
 
 from .errors import ConfigError
 from .fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
 from .nic import HashType, Nic
-from .packet import FlowTuple, Proto
+from .packet import FlowTuple, Proto, proto_name
 from .ports import allocate_batch
 from .system import (
     HANDOFF_COPIES,
@@ -199,6 +204,14 @@ def fragment_counts(proto, payload, mtu) -> np.ndarray:
     return np.where(fragmented, -(-data // step), 0).astype(np.int64)
 
 
+def ipv4_match_value(text: str) -> int:
+    """An IPv4 address as its uint32 host value; -1, which no uint32 row equals, for an
+    IPv6 one: the batch path carries IPv4 flows only, so an IPv6 service or server of a
+    mixed scenario matches none of its rows."""
+    address = ipaddress.ip_address(text)
+    return int(address) if address.version == 4 else -1
+
+
 def service_index_batch(config: SystemConfig, flows) -> np.ndarray:
     """Per row, the index of the service ``Router.route`` matches (-1: none): a VIP
     match, else a transparent service's server addressed directly; later services win."""
@@ -210,11 +223,11 @@ def service_index_batch(config: SystemConfig, flows) -> np.ndarray:
             continue
         code = Proto.parse(service.proto)
         for ip, port in service.servers:
-            index[(flows.server_ip == int(ipaddress.IPv4Address(ip)))
+            index[(flows.server_ip == ipv4_match_value(ip))
                   & (flows.server_port == port) & (proto == code)] = number
     for number, service in enumerate(config.services):
         code = Proto.parse(service.proto)
-        index[(flows.server_ip == int(ipaddress.IPv4Address(service.vip)))
+        index[(flows.server_ip == ipv4_match_value(service.vip))
               & (flows.server_port == service.vport) & (proto == code)] = number
     return index
 
@@ -457,6 +470,125 @@ class BatchResult:
         count = len(self.ids) if limit is None else min(limit, len(self.ids))
         return [self.outcome(row) for row in range(count)]
 
+    def row_dicts(self, start: int = 0, stop: int | None = None) -> list[dict]:
+        """``[self.outcome(row).as_dict() for row in range(start, stop)]`` — the same
+        dicts, keys in the same order — built from column slices: about ten times
+        faster, for streaming millions of rows. Rows with fragments take ``outcome``."""
+        count = len(self.ids)
+        stop = count if stop is None else max(0, min(stop, count))
+        start = max(0, min(start, stop))
+        if start == stop:
+            return []
+        part = slice(start, stop)
+        flows = self.flows
+        protos = [_proto_text(p) for p in flows.proto[part].tolist()]
+        clients, client_ports = _ipv4_texts(flows.client_ip[part]), flows.client_port[
+            part].tolist()
+        vips, vports = _ipv4_texts(flows.server_ip[part]), flows.server_port[part].tolist()
+        locals_, local_ports = _ipv4_texts(self.local_ip[part]), self.local_port[part].tolist()
+        servers, ports = _ipv4_texts(self.server_ip[part]), self.server_port[part].tolist()
+        frag = self.fragments
+        fragmented = ([False] * (stop - start) if frag is None else
+                      ((frag.request_fragments[part] > 0)
+                       | (frag.response_fragments[part] > 0)).tolist())
+        failed_code = VERDICT_CODE["allocation-failed"]
+        handoff = self.handoff
+        rows = []
+        for i, (flow, allocated, table, tries, request_core, response_core, verdict,
+                policy, copies) in enumerate(zip(
+                self.ids[part].tolist(), self.allocated[part].tolist(),
+                self.table[part].tolist(), self.tries[part].tolist(),
+                self.request_core[part].tolist(), self.response_core[part].tolist(),
+                self.verdict[part].tolist(), self.policy[part].tolist(),
+                self.copies[part].tolist(), strict=True)):
+            if fragmented[i]:
+                rows.append(self.outcome(start + i).as_dict())
+                continue
+            proto = protos[i]
+            rows.append({
+                "flow": flow,
+                "request": f"{proto} {clients[i]}:{client_ports[i]} -> {vips[i]}:{vports[i]}",
+                "request_core": request_core,
+                "rewritten": None if verdict == failed_code else
+                f"{proto} {locals_[i]}:{local_ports[i]} -> {servers[i]}:{ports[i]}",
+                "local_ip": locals_[i] if allocated else None,
+                "local_port": local_ports[i] if allocated else -1,
+                "table": table if allocated else -1, "tries": tries if allocated else 0,
+                "response_core": None if response_core < 0 else response_core,
+                "verdict": VERDICTS[verdict], "copies": copies,
+                "reason": _plain_reason(verdict, policy, request_core, response_core, copies,
+                                        handoff),
+                "fragments": 0, "fragment_action": None, "fragment_rule": None,
+                "request_fragments": 0, "request_fragment_action": None,
+                "request_fragment_rule": None, "fragment_messages": 0, "fragment_copies": 0})
+        return rows
+
+
+#: rows ``BatchRows.dicts`` builds at a time: a few MB of dicts, whatever the run's size
+ROW_CHUNK = 4096
+
+
+class BatchRows(Sequence):
+    """The per-flow ``FlowOutcome`` rows of a ``BatchResult``, made on demand from its
+    columns rather than held: indexing gives one row, a slice a list, iteration one
+    row at a time, and ``dicts()`` the rows' ``as_dict()`` in chunks (what a report
+    streams). Memory stays the batch arrays', whatever the number of flows."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: BatchResult):
+        self.result = result
+
+    def __len__(self) -> int:
+        return len(self.result.ids)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.result.outcome(row) for row in range(*index.indices(len(self)))]
+        row = operator.index(index)
+        count = len(self)
+        if row < 0:
+            row += count
+        if not 0 <= row < count:
+            raise IndexError("row index out of range")
+        return self.result.outcome(row)
+
+    def __iter__(self) -> Iterator[FlowOutcome]:
+        outcome = self.result.outcome
+        for row in range(len(self)):
+            yield outcome(row)
+
+    def dicts(self, chunk: int = ROW_CHUNK) -> Iterator[list[dict]]:
+        """Every row's ``as_dict()``, ``chunk`` rows a list."""
+        for start in range(0, len(self), chunk):
+            yield self.result.row_dicts(start, start + chunk)
+
+    def __repr__(self) -> str:
+        return f"<BatchRows of {len(self)} flows>"
+
+
+_IPV4_WORD = struct.Struct("4s")
+
+
+def _ipv4_texts(values: np.ndarray) -> list[str]:
+    """Dotted-quad text of uint32 host-order IPv4 addresses (``str(IPv4Address(v))``)."""
+    data = np.asarray(values, dtype=">u4").tobytes()
+    return [inet_ntoa(word) for (word,) in _IPV4_WORD.iter_unpack(data)]
+
+
+@functools.cache
+def _proto_text(number: int) -> str:
+    return proto_name(number)
+
+
+@functools.lru_cache(maxsize=8192)
+def _plain_reason(verdict: int, policy: int, request_core: int, response_core: int,
+                  copies: int, handoff: str) -> str:
+    """``verdict_reason`` of a row without fragments (codes as the columns hold them)."""
+    return verdict_reason(VERDICTS[verdict], request_core=request_core,
+                          response_core=None if response_core < 0 else response_core,
+                          policy=POLICY_NAMES[policy], via=handoff, copies=copies)
+
 
 def route_batch(config: SystemConfig, flows, request_hash: np.ndarray, hashed: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -471,13 +603,13 @@ def route_batch(config: SystemConfig, flows, request_hash: np.ndarray, hashed: n
             continue
         number = Proto.parse(service.proto)
         for ip, port in service.servers:
-            match = ((flows.server_ip == int(ipaddress.IPv4Address(ip)))
+            match = ((flows.server_ip == ipv4_match_value(ip))
                      & (flows.server_port == port) & (proto == number))
             policy[match] = POLICY_CODE["transparent"]
     index_hash = np.where(hashed, request_hash, 0).astype(np.uint64)
     for service in config.services:
         number = Proto.parse(service.proto)
-        match = ((flows.server_ip == int(ipaddress.IPv4Address(service.vip)))
+        match = ((flows.server_ip == ipv4_match_value(service.vip))
                  & (flows.server_port == service.vport) & (proto == number))
         if not match.any():
             continue
@@ -502,7 +634,7 @@ def response_mtus(config: SystemConfig, service: np.ndarray, server_ip, server_p
             mtu[service == number] = spec.mtu
     for server in config.servers:
         if server.mtu is not None:
-            mtu[(server_ip == int(ipaddress.IPv4Address(server.ip)))
+            mtu[(server_ip == ipv4_match_value(server.ip))
                 & (server_port == server.port)] = server.mtu
     return mtu
 
@@ -516,7 +648,7 @@ def response_sizes(config: SystemConfig, flows, server_ip, server_port) -> np.nd
             else np.asarray(column, dtype=np.int64).copy())
     for server in config.servers:
         if server.response_bytes is not None:
-            size[(server_ip == int(ipaddress.IPv4Address(server.ip)))
+            size[(server_ip == ipv4_match_value(server.ip))
                  & (server_port == server.port)] = server.response_bytes
     return size
 

@@ -61,7 +61,13 @@ Conventions and deviations from the first brief (read these before calling):
   port) holds in any table (otherwise overflowing to the next table could
   silently duplicate a response tuple).
 * ``tries``: for ``solve``, the number of tables examined; for ``scan``, the
-  number of candidate ports hashed (summed over the tables examined).
+  number of candidate ports the patent's loop examines (summed over the tables
+  examined). A table where the loop cannot succeed — no port class of the flow's
+  constant lands on the core (the key's port matrix is singular: the rank leaves
+  the core out of the port's reach), or every port of the classes that do is taken
+  or closed — is refused without hashing, counting the whole range as the loop
+  would (same decisions, same ``tries``); ``PortAllocator.scan_hashes`` counts the
+  candidates scan really hashed (``scan_shortcut=False`` restores the full loop).
 * ``scan`` and ``solve`` generally choose *different* ports from the same state:
   ``scan`` takes the next fitting free port after the table's cursor (which
   starts at the range's low end and wraps), ``solve`` takes the top of the
@@ -661,13 +667,20 @@ class PortAllocator:
     ``local_ips`` are the core's own addresses (used by nat; usip uses the client's).
     Tables are created on first use, keyed (local IP, table index).
 
+    ``scan_hashes`` counts the candidate ports ``scan`` hashed (the real Toeplitz hash
+    on the scalar path, the class trick in ``allocate_batch``). ``scan_shortcut``
+    (default True): ``scan`` refuses a table without hashing when no port of it can
+    fit (module docstring); False runs the patent's loop over the whole range, as a
+    reference.
+
     Raises TableError for a core outside the map's table, ConfigError for an unknown
     strategy, a bad ``tables_per_ip`` or an address of the wrong family.
     """
 
     def __init__(self, core: int, local_ips: list, port_map: ResponsePortMap, *,
                  strategy: str = "solve", tables_per_ip: int = 1,
-                 port_range: PortRange = PortRange(), spread: bool = True):
+                 port_range: PortRange = PortRange(), spread: bool = True,
+                 scan_shortcut: bool = True):
         if not isinstance(core, int) or not 0 <= core < port_map.table.cores:
             raise TableError("core", f"a core 0-{port_map.table.cores - 1}", core)
         if strategy not in STRATEGIES:
@@ -686,6 +699,9 @@ class PortAllocator:
         self.tables_per_ip = tables_per_ip
         self.port_range = port_range
         self.spread = spread
+        self.scan_shortcut = scan_shortcut
+        #: candidate ports ``scan`` hashed (or classed, in the batch path) so far
+        self.scan_hashes = 0
         self._tables: dict[tuple[Address, int], PortAllocationTable] = {}
         self._by_int: dict[tuple[int, int], PortAllocationTable] = {}
         self._local_pairs = [(ip, int(ip)) for ip in self.local_ips]
@@ -882,6 +898,13 @@ class PortAllocator:
                     elif length:
                         port = self._solve_guarded(table, fit, offset, (local_int, server_int,
                                                                         server_port))
+                elif self.scan_shortcut and not (length and any(
+                        table._pools[k] for k in fit)):
+                    # no port class of this constant lands on the core (the rank leaves
+                    # it out of the port's reach), or none of those classes has a free
+                    # port left: the loop would try every port of the range and find
+                    # none, so refuse the table without hashing (the same tries)
+                    tries += self.port_range.size
                 else:
                     port, count = self._scan(table, server, ip, server_port, constant,
                                              fast_scan)
@@ -911,7 +934,8 @@ class PortAllocator:
 
     def _scan(self, table: PortAllocationTable, server: Address, local: Address,
               server_port: int, constant: int, fast: bool) -> tuple[int | None, int]:
-        """The patent's loop from the table's cursor; returns (port or None, candidates)."""
+        """The patent's loop from the table's cursor; returns (port or None, candidates).
+        Adds the candidates to ``scan_hashes``."""
         low, high = self.port_range.low, self.port_range.high
         state = table._state
         buckets = self.port_map.table.buckets
@@ -939,8 +963,10 @@ class PortAllocator:
                     sessions is None or (*flow, port) not in sessions):
                 table.take(port)
                 table.cursor = following
+                self.scan_hashes += tries
                 return port, tries
             port = following
+        self.scan_hashes += high - low + 1
         return None, high - low + 1
 
     def _exhausted(self, candidates, server, server_port, tables_tried,

@@ -24,11 +24,12 @@ Both functions raise ScenarioError, TrafficError, PcapError and ConfigError (all
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
@@ -37,8 +38,11 @@ from .events import Event, Verdict
 from .packet import FlowTuple, Packet, Proto
 from .pcap import PcapTally
 from .scenario import CheckResult, Scenario, evaluate_checks
-from .traffic import TrafficError, build_flow_arrays, build_flow_specs
+from .traffic import TrafficError, build_flow_arrays, build_flow_specs, check_flows_runnable
 from .verify import FlowOutcome, Summary
+
+#: Rows of a held list (the trace path's) turned into dicts at a time when streaming.
+ROW_CHUNK = 4096
 
 #: Version of the report's JSON shape (``Report.as_dict``); bumped on incompatible change.
 REPORT_SCHEMA_VERSION = 1
@@ -64,8 +68,11 @@ class Report:
     handed out; ``fitting_ports[c]`` is the average number of ports of one port
     allocation table whose response lands on core c (the port map's capacity for the
     core: 1024-65535 / cores for a full-rank key). ``rows`` (per-flow outcomes) only
-    when asked for. ``elapsed_s`` is wall time and not part of ``as_dict`` (a report
-    is deterministic given the scenario and its seed).
+    when asked for: a sequence of ``FlowOutcome`` — on the batch path a lazy one
+    (``engine.batch.BatchRows``) that makes each row from the run's arrays when read,
+    so millions of rows cost no memory until used; ``write_json`` streams them.
+    ``elapsed_s`` is wall time and not part of ``as_dict`` (a report is deterministic
+    given the scenario and its seed).
     """
 
     name: str
@@ -81,7 +88,7 @@ class Report:
     fitting_ports: list[float]
     system: dict[str, Any]
     traffic: dict[str, Any]
-    rows: list[FlowOutcome] | None = None
+    rows: Sequence[FlowOutcome] | None = None
     elapsed_s: float = 0.0
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -122,7 +129,8 @@ class Report:
 
     def as_dict(self, *, rows: bool | None = None) -> dict[str, Any]:
         """The JSON report. ``rows`` (default: whether the run kept them) adds the
-        per-flow outcomes under ``rows``."""
+        per-flow outcomes under ``rows`` (all of them, in memory: for a large run,
+        ``write_json`` writes the same JSON without holding the rows)."""
         data = {
             "schema_version": REPORT_SCHEMA_VERSION,
             "scenario": {"name": self.name, "source": self.source,
@@ -144,8 +152,37 @@ class Report:
         if self.pcap is not None:
             data["pcap"] = self.pcap.as_dict()
         if rows if rows is not None else self.rows is not None:
-            data["rows"] = [row.as_dict() for row in self.rows or []]
+            data["rows"] = [row for chunk in self.row_dicts() for row in chunk]
         return data
+
+    def row_dicts(self, chunk: int = ROW_CHUNK) -> Iterator[list[dict[str, Any]]]:
+        """The rows' ``as_dict()`` (none when the run kept no rows), a list of at most
+        ``chunk`` rows at a time, made as they are read."""
+        rows = self.rows
+        if rows is None:
+            return
+        dicts = getattr(rows, "dicts", None)
+        if dicts is not None:
+            yield from dicts(chunk)
+            return
+        for start in range(0, len(rows), chunk):
+            yield [row.as_dict() for row in rows[start:start + chunk]]
+
+    def write_json(self, stream: TextIO, *, rows: bool | None = None) -> None:
+        """Write ``json.dumps(self.as_dict(rows=rows))`` to ``stream``, the same text,
+        with the rows (the last key) encoded and written a chunk at a time: memory does
+        not grow with the number of flows. No newline at the end."""
+        head = json.dumps(self.as_dict(rows=False))
+        if not (rows if rows is not None else self.rows is not None):
+            stream.write(head)
+            return
+        stream.write(head[:-1] + ', "rows": [')
+        separator = ""
+        for chunk in self.row_dicts():
+            if chunk:
+                stream.write(separator + json.dumps(chunk)[1:-1])
+                separator = ", "
+        stream.write("]}")
 
     def lines(self) -> list[str]:
         """A readable summary for a terminal (no colour; marks carry the meaning)."""
@@ -227,7 +264,7 @@ def _source_of(scenario: Scenario) -> str:
 
 
 def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
-    from .batch import run_batch
+    from .batch import BatchRows, run_batch
     tally = PcapTally()
     try:
         arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
@@ -246,13 +283,14 @@ def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -
     allocated = np.bincount(result.request_core[result.allocated], minlength=config.cores)
     return _report(scenario, config, "batch", result.summary, result.request_core,
                    result.response_core, buckets, allocated, arrays,
-                   result.outcomes() if rows else None, tally)
+                   BatchRows(result) if rows else None, tally)
 
 
 def _run_trace(scenario, config, pcap, rows: bool, progress: ProgressCallback,
                on_event) -> Report:
     tally = PcapTally()
     specs = build_flow_specs(scenario, pcap=pcap, tally=tally)
+    check_flows_runnable(scenario, specs, mode="trace")
     progress(_STAGE_DONE["traffic"], "traffic")
     system = scenario.build_system()
     total = max(len(specs), 1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterator
 
 from ..errors import ConfigError, RssLabError, TableError, TupleError
 from ..nic import IndirectionTable
@@ -74,8 +75,25 @@ def _whole(text, field: str) -> int:
         raise TableError(field, "a whole number", text) from None
 
 
-def hash_rows(lines) -> list[dict]:
-    """Hash every CSV row; a row that fails becomes ``{"row": n, "error": {...}}``.
+#: The longest CSV line read (bytes); a longer one (``/dev/zero`` has no line end) is
+#: refused instead of growing memory without bound.
+MAX_LINE_BYTES = 4096
+
+
+def bounded_lines(stream) -> Iterator[str]:
+    """The lines of ``stream``, each read with a limit: TupleError past MAX_LINE_BYTES."""
+    number = 0
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise TupleError("--batch", f"lines of at most {MAX_LINE_BYTES:,} characters",
+                             detail=f"line {number} is longer")
+        yield line
+
+
+def hash_rows(lines) -> Iterator[dict]:
+    """Hash every CSV row, one at a time; a row that fails becomes ``{"row": n, "error":
+    {...}}``.
 
     Rows are numbered from 1 after the header by the file's lines, so blank lines
     (skipped) do not shift the numbers of the rows after them.
@@ -94,7 +112,6 @@ def hash_rows(lines) -> list[dict]:
     if unknown:
         raise TupleError("header", f"only the columns {','.join(CSV_COLUMNS)}",
                          ",".join(unknown))
-    results = []
     for count, row in enumerate(reader, start=1):
         if count > MAX_BATCH_ROWS:
             raise TupleError("rows", f"at most {MAX_BATCH_ROWS:,} rows", count)
@@ -109,32 +126,39 @@ def hash_rows(lines) -> list[dict]:
                               dport=row.get("dport"), key=row.get("key") or None,
                               cores=row.get("cores") or "4",
                               hash_bits=row.get("hash_bits") or "7")
-            results.append({"row": number, **result})
         except RssLabError as error:
             error_dict = error.as_dict()
             error_dict["message"] = f"row {number}: {error}"
-            results.append({"row": number, "error": error_dict})
-    return results
+            yield {"row": number, "error": error_dict}
+        else:
+            yield {"row": number, **result}
+
+
+def _print_row(result: dict, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    elif "error" in result:
+        print(f"error: {result['error']['message']}", file=sys.stderr)
+    else:
+        print(f"row {result['row']}: hash {result['hash']}  bucket {result['bucket']}  "
+              f"core {result['core']}")
 
 
 def run(args) -> int:
     if args.batch:
+        failed = False
         try:
             # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark
-            with open(args.batch, newline="", encoding="utf-8-sig") as lines:
-                results = hash_rows(lines)
+            with open(args.batch, newline="", encoding="utf-8-sig") as stream:
+                for result in hash_rows(bounded_lines(stream)):
+                    failed = failed or "error" in result
+                    _print_row(result, as_json=args.json)
         except (OSError, UnicodeDecodeError, csv.Error) as error:
+            if isinstance(error, OSError) and error.filename != args.batch:
+                raise  # writing stdout failed: not the CSV's fault (exit 3)
             raise ConfigError("--batch", "a readable CSV file in UTF-8", args.batch,
                               detail=str(error)) from None
-        for result in results:
-            if args.json:
-                print(json.dumps(result))
-            elif "error" in result:
-                print(f"error: {result['error']['message']}", file=sys.stderr)
-            else:
-                print(f"row {result['row']}: hash {result['hash']}  bucket {result['bucket']}  "
-                      f"core {result['core']}")
-        return 1 if any("error" in result for result in results) else 0
+        return 1 if failed else 0
     result = hash_one(src=args.src, dst=args.dst, sport=args.sport, dport=args.dport,
                       key=args.key, cores=args.cores, hash_bits=args.hash_bits)
     if args.explain:

@@ -7,7 +7,8 @@
     python -m engine verify scenario.yaml --export-pcap run.pcap
 
 Exit status: 0 when every check passes, 1 when any fails, 2 when the scenario (or its
-traffic or capture) is invalid — every problem printed with its line and key path.
+traffic or capture) is invalid — every problem printed with its line and key path — and
+3 when a result cannot be written (see ``engine/__main__.py``).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def run(args) -> int:
         if args.json:
             print(json.dumps({"error": error.as_dict(), "passed": False}))
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_status
     finally:
         bar.close()
     if args.html:
@@ -100,14 +101,23 @@ def run(args) -> int:
     if exported is not None:
         print(f"wrote {exported.packets} packets of {exported.flows} flows to "
               f"{args.export_pcap}", file=sys.stderr)
+    out = sys.stdout
     if args.json:
-        print(json.dumps(report.as_dict(rows=args.rows)))
+        # one JSON object, its rows encoded and written a chunk at a time (millions of
+        # rows never sit in memory at once)
+        report.write_json(out, rows=args.rows)
+        out.write("\n")
     else:
         for line in report.lines():
             print(line)
         if args.rows:
-            for row in report.rows or []:
-                print(f"  flow {row.flow}: {row.verdict:<17} core {row.request_core} -> "
-                      f"{'-' if row.response_core is None else row.response_core}  "
-                      f"{row.request} => {row.rewritten or '-'}  {row.reason}")
+            for chunk in report.row_dicts():
+                out.write("".join(_row_line(row) for row in chunk))
     return 0 if report.passed else 1
+
+
+def _row_line(row: dict) -> str:
+    """One ``--rows`` line of the text output, from a row's ``as_dict()``."""
+    response = "-" if row["response_core"] is None else row["response_core"]
+    return (f"  flow {row['flow']}: {row['verdict']:<17} core {row['request_core']} -> "
+            f"{response}  {row['request']} => {row['rewritten'] or '-'}  {row['reason']}\n")

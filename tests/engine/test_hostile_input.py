@@ -174,6 +174,13 @@ def test_a_device_as_scenario_reads_at_most_the_limit(device):
     assert "expected at most 1048576 bytes, got more than 1,048,576 bytes" in result.stderr
 
 
+def test_a_device_as_hash_batch_csv_reads_one_bounded_line():
+    result = cli("hash", "--batch", "/dev/zero")
+    assert result.returncode == 2
+    assert result.stderr == ("error: --batch: expected lines of at most 4,096 characters "
+                             "(line 1 is longer)\n")
+
+
 def test_a_device_as_capture_reads_at_most_the_limit():
     result = cli("verify", str(EXAMPLES / "pcap-replay.yaml"), "--pcap", "/dev/zero")
     assert result.returncode == 2

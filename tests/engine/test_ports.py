@@ -6,12 +6,13 @@ import ipaddress
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ConfigError
 from engine.nic import IndirectionTable
 from engine.ports import (
+    Allocation,
     PortAllocationTable,
     PortAllocator,
     PortExhausted,
@@ -418,3 +419,140 @@ def test_spread_shares_flows_over_local_ips_and_fitting_classes(clients):
                           minlength=128)
     used = classes[classes > 0]
     assert used.size == fitting and used.min() > 0.5 * used.mean(), used
+
+
+# -- scan refuses what the rank (or the free pools) rule out, without hashing ----------------
+
+
+def port_keys():
+    """Keys whose port matrix ranges from full rank to rank 0: Microsoft's, the singular
+    one, and random keys with a run of the key bits the port meets cleared or set."""
+    def damaged(seed, start, length, ones):
+        value = int.from_bytes(Key.random(seed).data, "big")
+        for bit in range(start, start + length):
+            mask = 1 << (320 - 1 - bit)
+            value = value | mask if ones else value & ~mask
+        return Key(value.to_bytes(40, "big"), f"damaged-{seed}")
+    return st.one_of(st.just(Key.microsoft()), st.just(singular_key()),
+                     st.builds(damaged, st.integers(0, 10_000), st.integers(96, 126),
+                               st.integers(1, 30), st.booleans()))
+
+
+def rank_refuses(port_map, core, server, server_port, locals_) -> bool:
+    """Whether the rank alone says no port fits: for every candidate local IP, the real
+    hash with port 0 leaves ``core`` out of the buckets the port can reach."""
+    return all(core in port_map.unreachable_cores(
+        port_map.response_constant(server, local, server_port)) for local in locals_)
+
+
+def outcome(allocator, server, server_port, client, keep):
+    try:
+        return allocator.allocate(server_ip=server, server_port=server_port, client_ip=client,
+                                  keep_client_ip=keep)
+    except PortExhausted as error:
+        return (error.reason, error.tries, error.tables_tried, str(error))
+
+
+@settings(max_examples=50, deadline=None)
+@given(key=port_keys(), cores=st.integers(1, 8), bits=st.integers(1, 7),
+       tables_per_ip=st.integers(1, 3), ips=st.integers(1, 3), keep=st.booleans(),
+       size=st.integers(4, 160), seed=st.integers(0, 2**16),
+       direction=st.sampled_from(["response", "request"]),
+       transform=st.sampled_from(["none", "symmetric-xor"]))
+def test_scan_refuses_unreachable_flows_without_hashing(key, cores, bits, tables_per_ip, ips,
+                                                        keep, size, seed, direction,
+                                                        transform):
+    """``scan`` with its shortcut makes the full loop's decisions (ports, IPs, tables,
+    tries, refusals and their reasons, final table state), on the scalar path (real
+    hashes) and the batch path (the class trick); it hashes nothing for a flow whose
+    cores the rank puts out of the port's reach, and never more than the full loop."""
+    port_map = ResponsePortMap(key, IndirectionTable.round_robin(cores, bits),
+                               direction=direction, transform=transform)
+    port_range = PortRange(3000, 3000 + size - 1)  # small: tables fill, refusals by occupancy
+
+    def allocators(shortcut):
+        return [PortAllocator(c, [V4(0x0A000000 + 256 * c + i + 1) for i in range(ips)],
+                              port_map, strategy="scan", tables_per_ip=tables_per_ip,
+                              port_range=port_range, scan_shortcut=shortcut)
+                for c in range(cores)]
+
+    rng = np.random.default_rng(seed)
+    rows = 40
+    core = rng.integers(0, cores, rows)
+    server = rng.integers(0xC0000200, 0xC0000206, rows, dtype=np.uint32)
+    client = rng.integers(0x0B000000, 0x0B000010, rows, dtype=np.uint32)
+    sport = rng.choice(np.array([80, 443, 53], np.uint32), rows)
+    fast, full = allocators(True), allocators(False)
+    held = []
+    refused_by_rank = 0
+    for i in range(rows):
+        c, srv, cli, prt = int(core[i]), V4(int(server[i])), V4(int(client[i])), int(sport[i])
+        before = fast[c].scan_hashes, full[c].scan_hashes
+        got = outcome(fast[c], srv, prt, cli, keep)
+        assert got == outcome(full[c], srv, prt, cli, keep), i
+        hashed = fast[c].scan_hashes - before[0], full[c].scan_hashes - before[1]
+        assert hashed[0] <= hashed[1]
+        if rank_refuses(port_map, c, srv, prt, [cli] if keep else fast[c].local_ips):
+            refused_by_rank += 1
+            assert got[0] == "unreachable" and hashed == (0, got[1]), i
+        elif isinstance(got, Allocation):
+            held.append((c, got))
+            if direction == "response" and transform == "none":
+                assert real_core(port_map, got, srv, prt) == c
+        else:
+            assert got[0] == "occupancy"
+        if held and rng.random() < 0.3:  # release some, so pools and cursors move
+            c, gone = held.pop(int(rng.integers(len(held))))
+            fast[c].release(gone)
+            full[c].release(gone)
+    for a, b in zip(fast, full, strict=True):
+        assert a.snapshot() == b.snapshot()
+    event(f"flows the rank refuses: {'some' if refused_by_rank else 'none'}")
+
+    # the batch path (the class trick): the same decisions, with and without the shortcut
+    fast, full = allocators(True), allocators(False)
+    batch = [allocate_batch(group, core=core, server_ip=server, server_port=sport,
+                            client_ip=client, keep_client_ip=keep) for group in (fast, full)]
+    for name in ("port", "local_ip", "table_index", "tries", "ok", "bucket"):
+        assert np.array_equal(getattr(batch[0], name), getattr(batch[1], name)), name
+    for a, b in zip(fast, full, strict=True):
+        assert a.snapshot() == b.snapshot() and a.scan_hashes <= b.scan_hashes
+    # rows the rank refuses, alone: refused, the loop's tries, not one candidate hashed
+    blocked = np.array([rank_refuses(port_map, int(core[i]), V4(int(server[i])),
+                                     int(sport[i]), [V4(int(client[i]))] if keep
+                                     else fast[int(core[i])].local_ips)
+                        for i in range(rows)])
+    if blocked.any():
+        fast, full = allocators(True), allocators(False)
+        only = [allocate_batch(group, core=core[blocked], server_ip=server[blocked],
+                               server_port=sport[blocked], client_ip=client[blocked],
+                               keep_client_ip=keep) for group in (fast, full)]
+        assert not only[0].ok.any() and np.array_equal(only[0].tries, only[1].tries)
+        assert sum(a.scan_hashes for a in fast) == 0
+        assert sum(a.scan_hashes for a in full) == int(only[1].tries.sum())
+
+
+def test_scan_singular_key_usip_refusals_cost_no_hashing():
+    """The singular-key usip example with ``scan``: about half its flows have no port
+    that fits (the rank); each used to hash the whole range in each of 4 tables."""
+    from engine.examples import EXAMPLES_DIR
+    from engine.run import verify_scenario
+    from engine.scenario import load_scenario
+    text = (EXAMPLES_DIR / "singular-key-usip.yaml").read_text()
+    scenario = load_scenario(text.replace("strategy: solve", "strategy: scan"))
+    batch = verify_scenario(scenario, rows=True)
+    trace = verify_scenario(scenario, mode="trace", rows=True)
+    assert batch.summary.allocation_failures > 500 and batch.passed
+    assert [r.key() for r in batch.rows] == [r.key() for r in trace.rows]
+    refused = [r for r in trace.rows if r.verdict == "allocation-failed"]
+    assert len(refused) == batch.summary.allocation_failures
+    port_map, core, server, port, blocked, fine = singular_setup()
+    allocator = PortAllocator(core, [], port_map, strategy="scan", tables_per_ip=4)
+    with pytest.raises(PortExhausted) as caught:
+        allocator.allocate(server_ip=server, server_port=port, client_ip=blocked,
+                           keep_client_ip=True)
+    assert caught.value.reason == "unreachable" and allocator.scan_hashes == 0
+    assert caught.value.tries == 4 * PortRange().size  # what the full loop reports
+    got = allocator.allocate(server_ip=server, server_port=port, client_ip=fine,
+                             keep_client_ip=True)
+    assert allocator.scan_hashes == got.tries > 0

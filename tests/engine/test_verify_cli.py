@@ -279,3 +279,57 @@ def test_demo_runs_its_largest_size_in_every_mode():
     for mode in MODES:
         result = cli("demo", "--mode", mode, "--flows", str(MAX_DEMO_FLOWS), "--json")
         assert result.returncode == 0, (mode, result.stderr[-300:])
+
+
+# ---------------------------------------------------------------------------- streamed rows
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_batch_rows_are_made_on_demand_and_equal_the_outcomes(name):
+    """The batch report's rows are a lazy sequence over the run's arrays: every way of
+    reading them (index, slice, iteration, the dict chunks a stream writes) gives the
+    rows ``BatchResult.outcomes()`` gives, and ``write_json`` writes exactly
+    ``json.dumps(as_dict())``."""
+    import io
+
+    from engine.batch import BatchRows
+    report = verify_scenario(load_example(name), rows=True)
+    rows = report.rows
+    assert isinstance(rows, BatchRows) and len(rows) == report.summary.flows
+    outcomes = rows.result.outcomes()
+    assert list(rows) == outcomes
+    assert rows[:7] == outcomes[:7] and rows[-1] == outcomes[-1] and rows[3] == outcomes[3]
+    with pytest.raises(IndexError):
+        rows[len(rows)]
+    dicts = [row for chunk in rows.dicts(chunk=333) for row in chunk]
+    assert json.dumps(dicts) == json.dumps([o.as_dict() for o in outcomes])  # key order too
+    stream = io.StringIO()
+    report.write_json(stream)
+    assert stream.getvalue() == json.dumps(report.as_dict())
+    stream = io.StringIO()
+    report.write_json(stream, rows=False)
+    assert stream.getvalue() == json.dumps(report.as_dict(rows=False))
+
+
+@pytest.mark.parametrize("name", ["pcap-replay", "fragmented-udp", "singular-key-usip"])
+def test_trace_report_streams_the_same_json(name):
+    import io
+    report = verify_scenario(load_example(name), mode="trace", rows=True)
+    stream = io.StringIO()
+    report.write_json(stream)
+    assert stream.getvalue() == json.dumps(report.as_dict())
+    assert json.loads(stream.getvalue())["rows"] == [r.as_dict() for r in report.rows]
+
+
+def test_cli_rows_text_and_json_list_every_flow(tmp_path):
+    scenario = EXAMPLES_DIR / "singular-key-usip.yaml"  # failures: rows without a rewrite
+    expected = verify_scenario(load_scenario_file(scenario), rows=True).rows
+    lines = [f"  flow {r.flow}: {r.verdict:<17} core {r.request_core} -> "
+             f"{'-' if r.response_core is None else r.response_core}  "
+             f"{r.request} => {r.rewritten or '-'}  {r.reason}" for r in expected]
+    text = cli("verify", str(scenario), "--rows")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[-len(lines):] == lines
+    assert "PASS: all 1 checks passed" in text.stdout
+    as_json = cli("verify", str(scenario), "--rows", "--json")
+    assert as_json.returncode == 0 and as_json.stdout.endswith("]}\n")
+    assert json.loads(as_json.stdout)["rows"] == [r.as_dict() for r in expected]

@@ -52,8 +52,9 @@ def _answers(base_url: str) -> int:
 @pytest.mark.stack
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("kind", DEEP_YAML)
-@pytest.mark.parametrize(("path", "extra"), [("/lab/api/runs/", {"mode": "batch"}),
-                                             ("/lab/api/compare/", {"vary": {"key": ["microsoft"]}})])
+@pytest.mark.parametrize(("path", "extra"), [
+    ("/lab/api/runs/", {"mode": "batch"}),
+    ("/lab/api/compare/", {"vary": {"key": ["microsoft"]}})])
 def test_deep_yaml_is_a_400_and_daphne_lives_on(daphne_url, login_cookie, kind, path, extra):
     user = User.objects.create_user(f"deep-{secrets.token_hex(4)}", password="pw-for-tests-1")
     status, body = _post(daphne_url, path, {"source": "yaml", "scenario": DEEP_YAML[kind],
