@@ -9,4 +9,6 @@ COPY . .
 RUN useradd --create-home lab && mkdir -p /app/var && chown lab /app/var
 USER lab
 EXPOSE 8000
+# No DJANGO_SECRET_KEY here: the settings refuse to start without one (docker-compose.yml
+# requires it), and .dockerignore keeps a checkout's var/secret_key out of the image.
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "labsite.asgi:application"]

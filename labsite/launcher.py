@@ -7,12 +7,20 @@ processes; print the URL; on Ctrl-C or SIGTERM stop daphne, then the worker, the
 and exit. Children run in their own sessions with a parent-death signal, so nothing
 outlives the launcher, even if it is killed.
 
+Every child is supervised (``labsite.procutil.Supervisor``): one that dies — the worker
+killed for memory, daphne crashing, the embedded Redis killed — is restarted after a
+back-off (0.5 s, doubling up to 10 s) while the others keep serving, with a ``[rsslab]``
+line naming it and how it ended. The embedded Redis comes back on the same socket, so
+daphne and the worker reconnect. The launcher stops only on Ctrl-C / SIGTERM, a start-up
+error, or a child that died 5 times within 60 s (then it says so and exits with status 1).
+
 Environment: ``PORT`` (default 8000), ``HOST`` (default 127.0.0.1), ``WORKER_CONCURRENCY``
 (default 2), plus everything ``labsite.settings`` reads (``REDIS_URL``, ``DATABASE_URL`` …).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -21,7 +29,7 @@ import threading
 from pathlib import Path
 
 from labsite.embedded_redis import EmbeddedRedis
-from labsite.procutil import spawn, stop, wait_for_port
+from labsite.procutil import Child, GaveUp, Supervisor, spawn, wait_for_port
 
 
 class Stopped(Exception):
@@ -54,15 +62,17 @@ def _prepare_database() -> None:
             _say(f"loaded {len(created)} example scenarios")
 
 
-def _worker_ready(*, timeout: float, stopping: threading.Event) -> bool:
+def _worker_ready(*, timeout: float, stopping: threading.Event, tick) -> bool:
     """Wait until a Celery worker answers a ping (so the URL is printed once runs can
-    start, after the worker's own start-up lines); False after ``timeout`` seconds."""
+    start, after the worker's own start-up lines); False after ``timeout`` seconds.
+    ``tick()`` runs between pings (it keeps the children supervised meanwhile)."""
     import time
 
     from labsite.celery import app
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stopping.is_set():
+        tick()
         try:
             if app.control.ping(timeout=0.5):
                 return True
@@ -88,13 +98,26 @@ def main() -> int:
             raise Stopped
 
     redis_server = None
-    children = []  # (name, Popen), started in order, stopped in reverse
+    # Started in order, stopped in reverse (daphne, the worker, Redis); each one that dies
+    # is restarted with a back-off, and one dying 5 times in 60 s stops the lab.
+    supervisor = Supervisor(say=_say)
+
+    def tick() -> None:
+        check()
+        supervisor.poll()
+
     status = 0
     try:
+        from labsite.secretkey import export_secret_key
+
+        export_secret_key()  # DJANGO_SECRET_KEY, from var/secret_key, for us and the children
         if not os.environ.get("REDIS_URL"):
             var_dir = Path(os.environ.get("RSSLAB_VAR") or Path(__file__).resolve().parent.parent
                            / "var")
-            redis_server = EmbeddedRedis(data_dir=var_dir / "redis").start()
+            redis_server = EmbeddedRedis(data_dir=var_dir / "redis")
+            # Restarts reuse its socket path, so the clients' REDIS_URL stays right.
+            supervisor.add(Child("redis", redis_server.spawn))
+            redis_server.wait_ready(timeout=10)
             os.environ["REDIS_URL"] = redis_server.url
             _say(f"embedded Redis on {redis_server.url}")
         check()
@@ -104,35 +127,40 @@ def main() -> int:
             if probe.connect_ex((host, port)) == 0:
                 raise OSError(f"port {port} on {host} is in use; set PORT to another one")
         env = dict(os.environ)
-        children.append(("worker", spawn([
-            # --quiet: no banner, so the URL below stays the last thing a user reads
-            sys.executable, "-m", "celery", "--quiet", "-A", "labsite", "worker",
-            "--loglevel", "info",
-            "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"),
-            "--without-gossip", "--without-mingle",
-            "--hostname", f"rsslab-{os.getpid()}@%h"], env=env)))
-        children.append(("daphne", spawn([
-            sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-            "labsite.asgi:application"], env=env)))
-        wait_for_port(host, port, timeout=60, procs=[proc for _, proc in children])
-        ready = _worker_ready(timeout=30, stopping=stopping)
+        # The supervised commands: (name, argv, seconds it may take to stop on SIGTERM).
+        # Another process (e.g. a Celery beat) is one more entry.
+        commands = [
+            ("worker", [
+                # --quiet: no banner, so the URL below stays the last thing a user reads
+                sys.executable, "-m", "celery", "--quiet", "-A", "labsite", "worker",
+                "--loglevel", "info",
+                "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"),
+                "--without-gossip", "--without-mingle",
+                "--hostname", f"rsslab-{os.getpid()}@%h"], 15),
+            ("daphne", [
+                sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+                "labsite.asgi:application"], 10),
+        ]
+        for name, argv, stop_timeout in commands:
+            supervisor.add(Child(name, functools.partial(spawn, argv, env=env),
+                                 stop_timeout=stop_timeout))
+        wait_for_port(host, port, timeout=60, tick=tick)
+        ready = _worker_ready(timeout=30, stopping=stopping, tick=tick)
         _say(f"RSS Lab is running at http://{host}:{port}/  (Ctrl-C stops it)"
              + ("" if ready else "; the Celery worker is still starting: runs wait for it"))
-        while not stopping.wait(0.25):
-            for name, proc in children:
-                if proc.poll() is not None:
-                    _say(f"{name} exited with code {proc.returncode}; stopping the lab")
-                    status = 1
-                    stopping.set()
+        while not stopping.wait(0.2):
+            supervisor.poll()
     except Stopped:
         pass
+    except GaveUp as exc:
+        _say(f"{exc}; stopping the lab")
+        status = 1
     except (OSError, RuntimeError, TimeoutError) as exc:
         _say(f"could not start: {exc}")
         status = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
-        for name, proc in reversed(children):
-            stop(proc, timeout=15 if name == "worker" else 10)
+        supervisor.stop_all()
         if redis_server is not None:
             redis_server.stop()
         _say("stopped")

@@ -2,9 +2,23 @@
 
 Variables (all optional):
 
-- ``DJANGO_SECRET_KEY`` — required in production; a fixed development key otherwise.
+- ``DJANGO_SECRET_KEY`` — required whenever ``DJANGO_DEBUG`` is off (the default): the
+  settings refuse to load without it. There is no built-in fallback key. ``make run``
+  (``labsite.launcher``) sets it from ``var/secret_key``, a random key it creates once;
+  with ``DJANGO_DEBUG`` on, the settings use that same file themselves; under pytest a
+  random key per test session is used (the web tests hand it to their subprocesses).
 - ``DJANGO_DEBUG`` — ``1``/``true`` turns debug pages on (default off, even in development:
   static files are served by ``labsite.asgi`` either way).
+- ``DJANGO_BEHIND_TLS_PROXY`` — ``1`` when a TLS-terminating proxy is in front (what
+  docker-compose sets): trusts its ``X-Forwarded-Proto: https`` header and turns on
+  secure cookies, the redirect to HTTPS and HSTS. Default off: ``make run`` serves plain
+  HTTP on 127.0.0.1, where secure cookies would break logging in.
+- ``DJANGO_SECURE_SSL_REDIRECT`` / ``DJANGO_SECURE_COOKIES`` — override those two parts
+  (default: the value of ``DJANGO_BEHIND_TLS_PROXY``).
+- ``DJANGO_SECURE_HSTS_SECONDS`` — HSTS max-age (default one year behind the proxy, else 0);
+  ``DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS`` (default on) and ``DJANGO_SECURE_HSTS_PRELOAD``
+  (default off; setting it to ``0`` explicitly records the decision and silences
+  ``check --deploy``'s reminder security.W021).
 - ``DJANGO_ALLOWED_HOSTS`` — comma separated (default ``127.0.0.1,localhost,[::1]``).
 - ``DJANGO_CSRF_TRUSTED_ORIGINS`` — comma separated origins, for a proxy in front of daphne.
 - ``DATABASE_URL`` — any URL dj-database-url reads (default SQLite in ``$RSSLAB_VAR``).
@@ -29,10 +43,12 @@ Variables (all optional):
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from labsite.redisurls import (
     DEFAULT_REDIS_URL,
@@ -40,6 +56,8 @@ from labsite.redisurls import (
     celery_transport_options,
     channel_layers_config,
 )
+from labsite.secretkey import FILE_NAME as SECRET_KEY_FILE_NAME
+from labsite.secretkey import new_secret_key, read_or_create_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,12 +75,41 @@ def _env_list(name: str, default: str) -> list[str]:
 
 VAR_DIR = Path(os.environ.get("RSSLAB_VAR") or BASE_DIR / "var")
 
-SECRET_KEY = os.environ.get(
-    "DJANGO_SECRET_KEY", "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"
-)
 DEBUG = _env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip()
+if not SECRET_KEY:
+    if DEBUG:
+        # Development: the key `make run` keeps (random, made once, mode 0600), so logins
+        # survive restarts and are shared by daphne, runserver and the worker alike.
+        SECRET_KEY = read_or_create_secret_key(VAR_DIR / SECRET_KEY_FILE_NAME)
+    elif "pytest" in sys.modules:
+        # The test suite: a fresh key per session (tests/web/conftest.py passes it on to
+        # the daphne and Celery subprocesses, which do not import pytest).
+        SECRET_KEY = new_secret_key()
+    else:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: export a long random value (e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'), or start the "
+            "lab with `make run`, which keeps one in var/secret_key")
 ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# --- HTTPS (see the docstring): all off for `make run`'s plain HTTP on 127.0.0.1 ------------
+BEHIND_TLS_PROXY = _env_bool("DJANGO_BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
+    # The proxy must set this header itself (overwriting any a client sent).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = _env_bool("DJANGO_SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", BEHIND_TLS_PROXY)
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS")
+                          or (365 * 24 * 3600 if BEHIND_TLS_PROXY else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = _env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# Preloading is the domain owner's call (it binds every subdomain, for months): once the
+# operator has said no explicitly, `check --deploy` need not remind them (W021).
+SILENCED_SYSTEM_CHECKS = (["security.W021"]
+                          if os.environ.get("DJANGO_SECURE_HSTS_PRELOAD", "").strip()
+                          and not SECURE_HSTS_PRELOAD else [])
 
 INSTALLED_APPS = [
     "daphne",
@@ -79,6 +126,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "labsite.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -122,8 +122,11 @@ export class Diagram {
           this.onCoreClick(c);
         }
       });
-      g.appendChild(el("rect", { x, y, width: boxW, height: boxH, rx: 6, class: "node-box core-box",
-        style: `stroke:${colour}` }));
+      // The colour goes through the CSSOM (it must beat .node-box's stroke): the lab's
+      // Content-Security-Policy refuses style="…" attributes.
+      const coreBox = el("rect", { x, y, width: boxW, height: boxH, rx: 6, class: "node-box core-box" });
+      coreBox.style.stroke = colour;
+      g.appendChild(coreBox);
       g.appendChild(el("rect", { x, y, width: boxW, height: 20, rx: 6, fill: colour }));
       const pattern = corePattern(c);
       if (pattern) { g.appendChild(el("rect", { x, y, width: boxW, height: 20, rx: 6, fill: `url(#pat-${pattern})` })); }

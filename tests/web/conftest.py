@@ -87,6 +87,9 @@ def stack_env(redis_url, django_db_setup):
         "REDIS_URL": redis_url,
         "REDIS_PREFIX": TEST_PREFIX,
         "DATABASE_NAME": str(settings.DATABASES["default"]["NAME"]),
+        # The session's key (the settings make one up under pytest; see labsite/settings.py):
+        # the subprocesses must sign and read sessions with the same one.
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "RUN_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS,
         "RUN_STALE_SECONDS": STALE_SECONDS,
         "PYTHONUNBUFFERED": "1",
@@ -263,6 +266,93 @@ def login_cookie():
 
 # --- Chromium through Playwright's sync API ----------------------------------------------
 
+# Every page of every context records Content-Security-Policy violations (the lab sends a
+# strict policy, labsite/middleware.py): the event listener runs before any page script,
+# keeps them in window.__cspViolations and reports each one to Python at once, so a
+# violation on a page the test has since navigated away from is not lost.
+CSP_RECORDER = """
+(() => {
+  window.__cspViolations = [];
+  document.addEventListener("securitypolicyviolation", (e) => {
+    const where = `${e.sourceFile || e.documentURI}:${e.lineNumber}:${e.columnNumber}`;
+    const text = `${e.effectiveDirective} refused ${e.blockedURI || "inline"} at ${where}`
+      + (e.sample ? ` (${JSON.stringify(e.sample)})` : "");
+    window.__cspViolations.push(text);
+    if (window.__rsslabCspViolation) { window.__rsslabCspViolation(text); }
+  }, true);
+})();
+"""
+
+
+def _wait_for_function_without_eval(page):
+    """``page.wait_for_function`` that works under a policy without ``'unsafe-eval'``.
+
+    Playwright's own polls its predicate with ``eval`` inside the page; only a check made
+    during the DevTools call is exempt from the CSP, every later one is refused (and counts
+    as a violation). This one polls with ``page.evaluate`` (a DevTools call each time) and
+    returns the predicate's value instead of a handle.
+    """
+    from playwright.sync_api import Error, TimeoutError
+
+    def wait_for_function(expression, *, arg=None, timeout=None, polling=None):
+        limit = 30_000 if timeout is None else timeout
+        deadline = time.monotonic() + limit / 1000 if limit else float("inf")
+        interval = polling if isinstance(polling, int | float) else 50
+        while True:
+            try:
+                result = page.evaluate(expression, arg)
+            except Error as exc:  # a navigation replaced the document: ask the new one
+                if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                    raise
+                result = None
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"wait_for_function: {expression!r} still false after "
+                                   f"{limit} ms")
+            page.wait_for_timeout(interval)
+
+    return wait_for_function
+
+
+def _watch_csp(context) -> None:
+    """Record in ``context.csp_violations`` every CSP violation of its pages, both the
+    ``securitypolicyviolation`` events and console messages about the policy."""
+    found = context.csp_violations = []
+    context.csp_checked = False
+    context.expose_binding("__rsslabCspViolation",
+                           lambda source, text: found.append(f"{source['page'].url}: {text}"))
+    context.add_init_script(CSP_RECORDER)
+
+    def on_console(message):
+        if "Content Security Policy" in message.text:
+            found.append(f"console: {message.text}")
+
+    def on_page(new_page):
+        new_page.on("console", on_console)
+        new_page.wait_for_function = _wait_for_function_without_eval(new_page)
+
+    context.on("page", on_page)
+
+
+def _csp_violations(context) -> list[str]:
+    """Every violation ``context`` recorded, after letting its open pages deliver theirs."""
+    for open_page in context.pages:
+        with contextlib.suppress(Exception):  # a crashed or closing page has nothing to add
+            for text in open_page.evaluate(
+                    "new Promise(r => setTimeout(() => r(window.__cspViolations || []), 50))"):
+                entry = f"{open_page.url}: {text}"
+                if entry not in context.csp_violations:
+                    context.csp_violations.append(entry)
+    context.csp_checked = True
+    return context.csp_violations
+
+
+def _csp_failure(violations: list[str]) -> str:
+    return ("the page broke the Content-Security-Policy (labsite/middleware.py):\n  "
+            + "\n  ".join(violations))
+
+
 @pytest.fixture
 def browser(daphne_url):
     """Chromium for one test.
@@ -270,6 +360,9 @@ def browser(daphne_url):
     Playwright's sync API marks an event loop as running in this thread while it is
     started, and Django then refuses ORM calls here. So it lives for one test only, and a
     test prepares its rows in fixtures listed *before* ``page`` (set up first).
+
+    Every context it opens (``browser.new_context``, also in a test's own fixture) records
+    CSP violations; the test fails if any page had one (see ``page``).
     """
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (what .ci/run does), "
@@ -279,13 +372,27 @@ def browser(daphne_url):
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS,
                                               headless=True)
+        contexts = []
+        new_context = chromium.new_context
+
+        def watched_new_context(*args, **kwargs):
+            context = new_context(*args, **kwargs)
+            _watch_csp(context)
+            contexts.append(context)
+            return context
+
+        chromium.new_context = watched_new_context
         yield chromium
         chromium.close()
+    unchecked = [text for context in contexts if not context.csp_checked
+                 for text in context.csp_violations]
+    assert not unchecked, _csp_failure(unchecked)
 
 
 @pytest.fixture
 def page(browser, daphne_url):
-    """A fresh browser page that records console errors and every request it makes."""
+    """A fresh browser page that records console errors and every request it makes; the
+    test fails at teardown if any page of its context violated the CSP."""
     context = browser.new_context(base_url=daphne_url)
     page = context.new_page()
     page.console_errors = []
@@ -294,7 +401,11 @@ def page(browser, daphne_url):
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
     page.on("request", lambda r: page.requests.append(r.url))
     yield page
-    context.close()
+    try:
+        violations = _csp_violations(context)
+    finally:
+        context.close()
+    assert not violations, _csp_failure(violations)
 
 
 @pytest.fixture

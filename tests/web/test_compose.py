@@ -1,7 +1,9 @@
-"""docker-compose.yml is valid for Compose (checked by Debian's docker-compose v1)."""
+"""docker-compose.yml is valid for Compose (checked by Debian's docker-compose v1), needs a
+secret key and publishes the web service on loopback only."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,14 +13,39 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
+needs_compose = pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose (the validator) is not installed; .ci/run installs it")
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None,
-                    reason="docker-compose (the validator) is not installed; .ci/run installs it")
-def test_compose_file_validates():
-    result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"],
-                            capture_output=True, text=True, timeout=60, cwd=REPO)
+def _compose_config(tmp_path, **env) -> subprocess.CompletedProcess:
+    """``docker-compose config`` with ``env`` on top of ours minus compose's variables, and
+    an empty env file (a developer's .env must not decide the outcome)."""
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    base = {key: value for key, value in os.environ.items()
+            if not key.startswith(("DJANGO_", "BIND_ADDRESS", "PORT", "WORKER_"))}
+    return subprocess.run(["docker-compose", "--env-file", str(env_file), "-f", str(COMPOSE),
+                           "config"], capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**base, **env})
+
+
+@needs_compose
+def test_compose_file_validates(tmp_path):
+    result = _compose_config(tmp_path, DJANGO_SECRET_KEY="a-key-for-validating-the-file")
     assert result.returncode == 0, result.stderr
+    web = yaml.safe_load(result.stdout)["services"]["web"]
+    # Plain HTTP on loopback by default: a TLS proxy on the host is the way in.
+    assert [str(port) for port in web["ports"]] in (["127.0.0.1:8000:8000/tcp"],
+                                                    ["127.0.0.1:8000:8000"])
+    assert web["environment"]["DJANGO_BEHIND_TLS_PROXY"] == "1"
+
+
+@needs_compose
+def test_compose_refuses_to_run_without_a_secret_key(tmp_path):
+    result = _compose_config(tmp_path)
+    assert result.returncode != 0
+    assert "set DJANGO_SECRET_KEY" in result.stderr
 
 
 def test_compose_runs_the_same_stack():
@@ -28,3 +55,10 @@ def test_compose_runs_the_same_stack():
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
     assert "daphne" in " ".join(services["web"]["command"])
     assert "celery -A labsite worker" in " ".join(services["worker"]["command"])
+
+
+def test_compose_has_no_fallback_secret_key():
+    for name in ("web", "worker"):
+        key = yaml.safe_load(COMPOSE.read_text())["services"][name]["environment"][
+            "DJANGO_SECRET_KEY"]
+        assert key.startswith("${DJANGO_SECRET_KEY:?"), key
