@@ -789,30 +789,3 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
                        summary, config.handoff, frag, request_hash, request_hashed)
-
-
-
-def bench_batch_verify(quick: bool) -> float:
-    """Flows verified per second: 1,000,000 concurrent TCP flows (100,000 quick), ``nat``,
-    16 cores with 4 IPs each, to 100 servers on port 80, Microsoft's key, ``solve``.
-
-    Port capacity: one table per local IP, 64,512 ports (1024-65535) each, so
-    16 x 4 x 64,512 = 4,128,768 ports; a million flows take about 24 % of them, and
-    each core's share of fitting ports for one (server, IP) pair is 64,512 / 16 = 4,032,
-    so 100 servers x 4 IPs give every core about 1.6 million fitting ports for its
-    ~62,500 flows. Includes building the system, hashing both directions, port
-    allocation, verdicts and the summary.
-    """
-    import time
-
-    count = 100_000 if quick else 1_000_000
-    flows = random_flow_arrays(count, np.random.default_rng(42), servers=100)
-    config = SystemConfig(cores=16, ips_per_core=4, policy="nat", strategy="solve")
-    best = float("inf")
-    for _ in range(2 if quick else 3):
-        start = time.perf_counter()
-        result = run_batch(config, flows)
-        best = min(best, time.perf_counter() - start)
-        if result.summary.symmetric != count:
-            raise RuntimeError("benchmark run was not fully symmetric")
-    return count / best

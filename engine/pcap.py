@@ -393,19 +393,3 @@ def write_pcap(target: str | Path | BinaryIO, packets: Iterable[Packet], *,
     else:
         target.write(blob)
     return len(items)
-
-
-def bench_pcap_read(quick: bool) -> float:
-    """Packets read per second from a capture of 20,000 (2,000 quick) TCP packets written
-    by ``write_pcap``, Scapy dissection included."""
-    import ipaddress
-
-    from .bench import best_rate
-    count = 2_000 if quick else 20_000
-    client, server = ipaddress.ip_address("198.51.100.7"), ipaddress.ip_address("192.0.2.10")
-    packets = [Packet(i, client, server, Proto.TCP, 1024 + i % 60000, 80, 100, "PA")
-               for i in range(count)]
-    buffer = io.BytesIO()
-    write_pcap(buffer, packets)
-    data = buffer.getvalue()
-    return best_rate(count, lambda: read_pcap(data), repeats=2)

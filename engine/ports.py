@@ -86,9 +86,7 @@ Conventions and deviations from the first brief (read these before calling):
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import time
 from array import array
 from dataclasses import dataclass
 from enum import IntEnum
@@ -311,6 +309,11 @@ class ResponsePortMap:
         p = server_port.to_bytes(2, "big")
         data = s + c + p + b"\0\0" if self.direction == "response" else c + s + b"\0\0" + p
         return toeplitz_hash(self.key, transform_input(self.transform, data)) & self.mask
+
+    def warm_up(self) -> None:
+        """Build the word tables the IPv4 fast path reads (built on first use otherwise),
+        so that a benchmark or a first allocation does not pay for them."""
+        self._lookup_rows()
 
     def _lookup_rows(self) -> list[list[int]]:
         rows = self._rows
@@ -1295,115 +1298,3 @@ def hash_ipv4_pairs(key: Key, first: np.ndarray, second: np.ndarray) -> np.ndarr
     result ^= np.take(tables[2], second >> 16)
     result ^= np.take(tables[3], second & 0xFFFF)
     return result
-
-
-# -- benchmarks -----------------------------------------------------------------------------
-
-
-def _bench_tables(fraction: float, strategy: str, ips_per_core: int = 1,
-                  seed: int = 7) -> list[PortAllocator]:
-    """16 cores (round-robin, 7 hash bits), Microsoft's key, nat; every table pre-filled by
-    taking ``fraction`` of each class's ports at random, so that ``fraction`` of the
-    fitting ports of every flow are taken."""
-    rng = np.random.default_rng(seed)
-    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(16, 7))
-    allocators = [PortAllocator(core, [ipaddress.IPv4Address(0x0A000000 + 256 * core + i + 1)
-                                       for i in range(ips_per_core)], port_map,
-                                strategy=strategy) for core in range(16)]
-    classes = [np.frombuffer(pool, dtype=np.uint16) for pool in port_map._layout(PortRange())]
-    for allocator in allocators:
-        for ip in allocator.local_ips:
-            picked = [rng.choice(ports, int(ports.size * fraction), replace=False)
-                      for ports in classes]
-            allocator.table(ip).take_many(np.concatenate(picked))
-    allocators[0].pair_hash(1, 2)  # build the shared lookup rows outside the timing
-    port_map._constant_fast(1, 2, 3)
-    return allocators
-
-
-@functools.cache
-def _bench_flows(requests: int, seed: int) -> tuple:
-    """``requests`` flows (core, server IP, server port, client IP) to 100 servers on port
-    80 or 443 (cached: they are only read)."""
-    rng = np.random.default_rng(seed)
-    servers = rng.integers(0xC6336400, 0xC6336500, 100, dtype=np.uint32)
-    return tuple((int(rng.integers(16)), ipaddress.IPv4Address(int(servers[rng.integers(100)])),
-                  int(rng.choice([80, 443])), ipaddress.IPv4Address(int(rng.integers(2**32))))
-                 for _ in range(requests))
-
-
-def _timed_run(strategy: str, fraction: float, requests: int, seed: int) -> float:
-    """Seconds for ``requests`` scalar allocations from freshly filled tables."""
-    allocate = [allocator.allocate for allocator in _bench_tables(fraction, strategy,
-                                                                  seed=seed)]
-    flows = _bench_flows(requests, seed)
-    start = time.perf_counter()
-    for core, server, server_port, client in flows:
-        allocate[core](server_ip=server, server_port=server_port, client_ip=client,
-                       keep_client_ip=False)
-    return time.perf_counter() - start
-
-
-def _bench_scalar(strategy: str, fraction: float, requests: int, repeats: int = 5) -> float:
-    """Allocations per second, the best of ``repeats`` runs from fresh tables (three
-    seeds in turn): on a shared machine the best run is the one least disturbed."""
-    return requests / min(_timed_run(strategy, fraction, requests, 7 + repeat % 3)
-                          for repeat in range(repeats))
-
-
-@functools.cache
-def _solve_and_scan(quick: bool, repeats: int = 7) -> tuple[float, float]:
-    """``solve`` and ``scan`` allocations per second at 90 % occupancy, best of
-    ``repeats`` runs each, taken in turn (solve, scan, solve, ...) so that both meet the
-    same machine: their ratio is a target, and a shared machine's speed can drift by
-    tens of percent within a minute. Measured once per process for both figures."""
-    solve_requests, scan_requests = (2_000, 40) if quick else (20_000, 400)
-    solve = scan = float("inf")
-    for repeat in range(repeats):
-        solve = min(solve, _timed_run("solve", 0.90, solve_requests, 7 + repeat % 3))
-        scan = min(scan, _timed_run("scan", 0.90, scan_requests, 7 + repeat % 3))
-    return solve_requests / solve, scan_requests / scan
-
-
-def bench_port_alloc_solve(quick: bool) -> float:
-    """Scalar ``solve`` allocations per second, nat, 16 cores, 90 % of fitting ports taken
-    (measured in turn with ``scan``)."""
-    return _solve_and_scan(quick)[0]
-
-
-def bench_port_alloc_solve_10pct(quick: bool) -> float:
-    """As ``bench_port_alloc_solve`` at 10 % occupancy."""
-    return _bench_scalar("solve", 0.10, 2_000 if quick else 20_000)
-
-
-def bench_port_alloc_solve_95pct(quick: bool) -> float:
-    """As ``bench_port_alloc_solve`` at 95 % occupancy."""
-    return _bench_scalar("solve", 0.95, 2_000 if quick else 20_000)
-
-
-def bench_port_alloc_scan(quick: bool) -> float:
-    """Scalar ``scan`` allocations per second (the patent's loop, real Toeplitz hash per
-    candidate), nat, 16 cores, 90 % of fitting ports taken (measured in turn with
-    ``solve``)."""
-    return _solve_and_scan(quick)[1]
-
-
-def bench_port_alloc_batch(quick: bool) -> float:
-    """``allocate_batch`` of 1,000,000 flows (100,000 quick), solve, nat, 16 cores x 4 IPs,
-    100 servers on port 80, fresh tables: port capacity 16 x 4 x 64,512 = 4,128,768."""
-    count = 100_000 if quick else 1_000_000
-    rng = np.random.default_rng(11)
-    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(16, 7))
-    servers = rng.integers(0xC6336400, 0xC6336500, 100, dtype=np.uint32)
-    server = servers[rng.integers(0, 100, count)]
-    client = rng.integers(0, 2**32, count, dtype=np.uint32)
-    core = rng.integers(0, 16, count)
-    best = float("inf")
-    for _ in range(3):
-        allocators = [PortAllocator(c, [ipaddress.IPv4Address(0x0A000000 + 256 * c + i + 1)
-                                        for i in range(4)], port_map) for c in range(16)]
-        start = time.perf_counter()
-        allocate_batch(allocators, core=core, server_ip=server, server_port=80,
-                       client_ip=client, keep_client_ip=False)
-        best = min(best, time.perf_counter() - start)
-    return count / best

@@ -475,27 +475,3 @@ def _segments(size: int, proto: int) -> list[int]:
 
 __all__ = ["DEFAULT_EXPORT_FLOWS", "MODES", "REPORT_SCHEMA_VERSION", "SIDES", "ExportResult",
            "ProgressCallback", "Report", "export_pcap", "fitting_ports", "verify_scenario"]
-
-
-def bench_scenario_verify(quick: bool) -> float:
-    """Flows verified per second from a scenario file's text: 1,000,000 (100,000 quick)
-    generated TCP flows, ``nat``, 16 cores with 4 IPs each, one service in front of 100
-    servers, Microsoft's key, ``solve`` — the workload of ``batch_verify_flows_per_s``,
-    but including loading the scenario, generating its traffic, the checks and the
-    report dict (without rows)."""
-    from .bench import best_rate
-    from .scenario import load_scenario
-    count = 100_000 if quick else 1_000_000
-    servers = ", ".join(f'"203.0.113.{i}:80"' for i in range(1, 101))
-    text = (f"schema_version: 1\nname: bench\nseed: 42\n"
-            f"system: {{cores: 16, ips_per_core: 4}}\n"
-            f"services: [{{name: web, vip: 192.0.2.10, vport: 80, policy: nat, "
-            f"servers: [{servers}]}}]\n"
-            f"traffic: {{generated: {{count: {count}, client_prefixes: [16.0.0.0/4]}}}}\n"
-            f"checks: {{symmetric_rate: '>= 100%', allocation_failures: '== 0'}}\n")
-
-    def run():
-        report = verify_scenario(load_scenario(text)).as_dict()
-        if not report["passed"]:
-            raise RuntimeError("benchmark scenario did not pass its checks")
-    return best_rate(count, run, repeats=2 if quick else 3)

@@ -1131,19 +1131,3 @@ __all__ = [
     "ScenarioError", "evaluate_checks", "load_scenario", "load_scenario_file", "parse_check",
     "parse_endpoint", "scenario_json_schema",
 ]
-
-
-def bench_scenario_load(quick: bool) -> float:
-    """Scenario files loaded and validated per second: every shipped example, read from
-    its text (parse, validate, cross-check), 20 rounds (2 quick)."""
-    from .bench import best_rate
-    from .examples import EXAMPLES_DIR
-    texts = [(p.read_text(encoding="utf-8"), p.parent) for p in sorted(
-        EXAMPLES_DIR.glob("*.yaml"))]
-    rounds = 2 if quick else 20
-
-    def run():
-        for _ in range(rounds):
-            for text, base in texts:
-                load_scenario(text, base_dir=base)
-    return best_rate(rounds * len(texts), run)

@@ -1001,23 +1001,3 @@ def port_occupancy(allocators: dict[str, PortAllocator]) -> float:
             taken += table.taken
             capacity += table.capacity
     return taken / capacity if capacity else 0.0
-
-
-def bench_trace_packets(quick: bool) -> float:
-    """Packets per second through the trace path (a request and a response per flow),
-    events built but not kept: 20,000 TCP flows (2,000 quick), ``nat``, 8 cores, 2 IPs
-    each, Microsoft's key, ``solve``, FIN close."""
-    import time
-
-    count = 2_000 if quick else 20_000
-    rng = random.Random(7)
-    flows = [Flow(i, str(ipaddress.IPv4Address(rng.randrange(1 << 24, 0xDF000000))),
-                  1024 + i % 64000, f"203.0.113.{1 + i % 100}", 80) for i in range(count)]
-    config = SystemConfig(cores=8, ips_per_core=2, policy="nat")
-    best = float("inf")
-    for _ in range(2):
-        system = System(config)
-        start = time.perf_counter()
-        system.run_trace(flows, on_event=lambda event: None, keep_events=False)
-        best = min(best, time.perf_counter() - start)
-    return 2 * count / best

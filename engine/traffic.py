@@ -512,18 +512,3 @@ def build_flow_specs(scenario, *, pcap: str | Path | None = None,
         next_id += len(part)
         specs += part if room is None else part[:room]
     return specs
-
-
-def bench_traffic_generate(quick: bool) -> float:
-    """Generated flows per second: 1,000,000 (100,000 quick) flows to 100 servers from a
-    /16 of clients, Zipf 1.1 heavy hitters over 10,000 clients, TCP/UDP mix."""
-    from .bench import best_rate
-    count = 100_000 if quick else 1_000_000
-    targets = [Target(int(ipaddress.IPv4Address("192.0.2.0")) + i, 80, Proto.TCP, 1000)
-               for i in range(100)]
-
-    def run():
-        generate_flows(count=count, targets=targets, client_prefixes=["198.18.0.0/16"],
-                       zipf=1.1, heavy_clients=10_000, proto_weights={6: 0.8, 17: 0.2},
-                       seed=7)
-    return best_rate(count, run)

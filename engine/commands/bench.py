@@ -1,6 +1,6 @@
 """``python -m engine bench [--quick] [--json] [--only NAME ...]``: throughput figures.
 
-Prints one JSON object of named per-second rates (see engine/bench.py), plus the
+Prints one JSON object of named per-second rates (see engine/bench/), plus the
 machine it ran on, so numbers quoted in notes can be compared, and, when both port
 allocation figures ran, ``port_alloc_solve_over_scan`` (how many times faster solve is).
 """
@@ -23,7 +23,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..bench import BENCHMARKS
+    from ..bench import BENCHMARKS, benchmark
     from ..errors import ConfigError
 
     names = args.only or list(BENCHMARKS)
@@ -34,7 +34,7 @@ def run(args) -> int:
     for index, name in enumerate(names, start=1):
         if sys.stderr.isatty():
             print(f"\r[{index}/{len(names)}] {name:<40}", end="", file=sys.stderr, flush=True)
-        figures[name] = round(BENCHMARKS[name](args.quick), 1)
+        figures[name] = round(benchmark(name)(args.quick), 1)
     if sys.stderr.isatty():
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     solve, scan = figures.get("port_alloc_solve_per_s"), figures.get("port_alloc_scan_per_s")
