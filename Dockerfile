@@ -1,4 +1,4 @@
-# One image for both compose services (web = daphne, worker = Celery); see docker-compose.yml.
+# One image for the compose services web (daphne), worker and beat (Celery); see docker-compose.yml.
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app

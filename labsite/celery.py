@@ -4,7 +4,8 @@
 the broker only when its task has finished; if the worker dies first, Redis hands the
 message out again (after the broker's visibility timeout). ``worker_prefetch_multiplier=1``
 keeps a busy worker from hoarding queued runs that an idle worker could start. Everything
-is configured from Django settings (``CELERY_*``); see ``labsite.settings``.
+is configured from Django settings (``CELERY_*``); see ``labsite.settings``. The beat
+process's schedule and start-up hook are ``labsite.beat``'s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+
+from labsite import beat  # noqa: F401  (connects the beat process's start-up hook)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
 

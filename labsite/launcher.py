@@ -1,14 +1,16 @@
 """One command starts the whole lab: ``python -m labsite.launcher`` (what ``make run`` runs).
 
 Steps: migrate the database; create the demo instructor and student (their random
-passwords are printed once, on creation) and the example scenarios; start an embedded
-Redis server unless ``REDIS_URL`` is set; start a Celery worker and daphne as child
-processes; print the URL; on Ctrl-C or SIGTERM stop daphne, then the worker, then Redis,
-and exit. Children run in their own sessions with a parent-death signal, so nothing
-outlives the launcher, even if it is killed.
+passwords are printed once, on creation); start an embedded Redis server unless
+``REDIS_URL`` is set; start the Celery beat process (``labsite.beat``: it stores the example
+scenarios as it starts and reaps lost runs every 15 s), a Celery worker and daphne as child
+processes; wait until the worker answers and the examples are stored; print the URL; on
+Ctrl-C or SIGTERM stop daphne, then the worker, then beat, then Redis, and exit. Children
+run in their own sessions with a parent-death signal, so nothing outlives the launcher,
+even if it is killed.
 
 Every child is supervised (``labsite.procutil.Supervisor``): one that dies — the worker
-killed for memory, daphne crashing, the embedded Redis killed — is restarted after a
+killed for memory, daphne crashing, beat, the embedded Redis killed — is restarted after a
 back-off (0.5 s, doubling up to 10 s) while the others keep serving, with a ``[rsslab]``
 line naming it and how it ended. The embedded Redis comes back on the same socket, so
 daphne and the worker reconnect. The launcher stops only on Ctrl-C / SIGTERM, a start-up
@@ -46,20 +48,33 @@ def _prepare_database() -> None:
 
     django.setup()
     call_command("migrate", interactive=False, verbosity=0)
-    from engine.errors import RssLabError
-    from labsite.lab.services import demo_users_ensure, example_scenarios, scenarios_load
+    from labsite.lab.services import demo_users_ensure
 
     for cred in demo_users_ensure():
         _say(f"created demo {cred.role}: username {cred.username!r} password "
              f"{cred.password!r} (shown only now; change it in the admin)")
+
+
+def _examples_stored(*, timeout: float, stopping: threading.Event, tick) -> bool:
+    """Wait until the example scenarios are stored (the beat process stores them as it
+    starts: ``labsite.beat``), so the first page offers them; False after ``timeout``
+    seconds (beat then says why in its log). Only reads the database."""
+    import time
+
+    from django.db import close_old_connections
+
+    from labsite.lab.models import Scenario
+
+    deadline = time.monotonic() + timeout
     try:
-        created = scenarios_load(example_scenarios())
-    except RssLabError as exc:
-        # A broken example file must not keep the lab from starting; say which and why.
-        _say(f"example scenarios not loaded: {exc}")
-    else:
-        if created:
-            _say(f"loaded {len(created)} example scenarios")
+        while time.monotonic() < deadline and not stopping.is_set():
+            tick()
+            if Scenario.objects.exclude(example="").exists():
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        close_old_connections()
 
 
 def _worker_ready(*, timeout: float, stopping: threading.Event, tick) -> bool:
@@ -98,7 +113,7 @@ def main() -> int:
             raise Stopped
 
     redis_server = None
-    # Started in order, stopped in reverse (daphne, the worker, Redis); each one that dies
+    # Started in order, stopped in reverse (daphne, the worker, beat, Redis); each one that dies
     # is restarted with a back-off, and one dying 5 times in 60 s stops the lab.
     supervisor = Supervisor(say=_say)
 
@@ -111,9 +126,10 @@ def main() -> int:
         from labsite.secretkey import export_secret_key
 
         export_secret_key()  # DJANGO_SECRET_KEY, from var/secret_key, for us and the children
+        var_dir = Path(os.environ.get("RSSLAB_VAR")
+                       or Path(__file__).resolve().parent.parent / "var")
+        var_dir.mkdir(parents=True, exist_ok=True)  # the beat schedule, the embedded Redis
         if not os.environ.get("REDIS_URL"):
-            var_dir = Path(os.environ.get("RSSLAB_VAR") or Path(__file__).resolve().parent.parent
-                           / "var")
             redis_server = EmbeddedRedis(data_dir=var_dir / "redis")
             # Restarts reuse its socket path, so the clients' REDIS_URL stays right.
             supervisor.add(Child("redis", redis_server.spawn))
@@ -127,9 +143,14 @@ def main() -> int:
             if probe.connect_ex((host, port)) == 0:
                 raise OSError(f"port {port} on {host} is in use; set PORT to another one")
         env = dict(os.environ)
-        # The supervised commands: (name, argv, seconds it may take to stop on SIGTERM).
-        # Another process (e.g. a Celery beat) is one more entry.
+        # The supervised commands: (name, argv, seconds it may take to stop on SIGTERM),
+        # started in this order and stopped in reverse.
         commands = [
+            # The one scheduler (labsite.beat): examples at start-up, the reaper every 15 s.
+            ("beat", [
+                sys.executable, "-m", "celery", "--quiet", "-A", "labsite", "beat",
+                "--loglevel", "warning", "--schedule", str(var_dir / "celerybeat-schedule")],
+             10),
             ("worker", [
                 # --quiet: no banner, so the URL below stays the last thing a user reads
                 sys.executable, "-m", "celery", "--quiet", "-A", "labsite", "worker",
@@ -146,8 +167,11 @@ def main() -> int:
                                  stop_timeout=stop_timeout))
         wait_for_port(host, port, timeout=60, tick=tick)
         ready = _worker_ready(timeout=30, stopping=stopping, tick=tick)
+        examples = _examples_stored(timeout=30, stopping=stopping, tick=tick)
         _say(f"RSS Lab is running at http://{host}:{port}/  (Ctrl-C stops it)"
-             + ("" if ready else "; the Celery worker is still starting: runs wait for it"))
+             + ("" if ready else "; the Celery worker is still starting: runs wait for it")
+             + ("" if examples else "; the example scenarios are not stored yet (see the "
+                                    "beat process's log above)"))
         while not stopping.wait(0.2):
             supervisor.poll()
     except Stopped:

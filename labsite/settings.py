@@ -34,6 +34,7 @@ Variables (all optional):
   lost, and how many attempts a lost run gets before it fails.
 - ``RUN_QUEUED_MAX_SECONDS`` — how long a run may wait for a worker before it fails as
   never started (default 6 hours).
+- ``RUN_REAP_SECONDS`` — how often the lab's beat process looks for lost runs (default 15).
 - ``RUN_TRACE_MAX_FLOWS`` / ``RUN_TRACE_MAX_EVENTS`` / ``RUN_BATCH_MAX_FLOWS`` /
   ``RUN_COMPARE_MAX_FLOW_CELLS`` — how big a run may be (see "Runs" below);
   ``RUN_PCAP_EXPORT_MAX_FLOWS`` — how many of a run's flows "Export pcap" writes.
@@ -192,7 +193,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "lab:index"
+LOGIN_REDIRECT_URL = "runs:workbench"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -240,6 +241,19 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "rsslab"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The lab's one beat process (labsite.beat; `celery -A labsite beat`, never `worker -B`):
+# it stores the example scenarios as it starts and reaps lost runs every RUN_REAP_SECONDS,
+# itself, not on a worker (see labsite.beat.LabScheduler), so no GET view ever writes.
+RUN_REAP_SECONDS = float(os.environ.get("RUN_REAP_SECONDS", "15"))
+CELERY_BEAT_SCHEDULER = "labsite.beat:LabScheduler"
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-runs": {
+        "task": "runs.reap_stale",
+        "schedule": RUN_REAP_SECONDS,
+        "options": {"run_in_beat": True},
+    },
+}
 
 # --- Runs ------------------------------------------------------------------------------------
 RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", "2"))
@@ -285,5 +299,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"labsite": {"handlers": ["console"], "level": "INFO"}},
+    # Not propagated: Celery's processes add a root handler of their own, which would print
+    # every line twice.
+    "loggers": {"labsite": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }

@@ -1,4 +1,9 @@
-"""Top-level URLs: the lab (page and API), runs, Django auth (login/logout) and the admin."""
+"""Top-level URLs: the lab page, its run API and the runs list (``labsite.runs``), the
+lab's scenario tools (``labsite.lab``), Django auth (login/logout) and the admin.
+
+Python code and templates reverse these by name; the page's JavaScript reads them from the
+``lab-urls`` block its template renders (``templates/lab/workbench.html``).
+"""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -6,9 +11,11 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="lab:index"), name="home"),
+    path("", RedirectView.as_view(pattern_name="runs:workbench"), name="home"),
+    # /lab/ (the page), /lab/api/runs/…, /lab/api/compare/, /runs/…
+    path("", include("labsite.runs.urls")),
+    # /lab/api/explain/, /lab/api/builder-yaml/
     path("lab/", include("labsite.lab.urls")),
-    path("runs/", include("labsite.runs.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

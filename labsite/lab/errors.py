@@ -1,14 +1,20 @@
-"""The lab API's one error type and its JSON shape.
+"""The lab API's error types and their JSON shape (shared by every app's API views).
 
-Every refusal of the lab's JSON endpoints is a 400 with::
+Every refusal of the lab's JSON endpoints is::
 
     {"errors": [{"field": "service.vip", "line": null, "message": "expected ..."}, ...]}
 
-``field`` names the input (a builder field, ``scenario``, ``pcap``, ``mode`` …), ``line``
-is the scenario text's line (1-based) when the problem is in typed YAML, else null.
+with status 400 for :class:`LabInputError`, 404 for :class:`LabNotFound` and 503 for
+:class:`LabUnavailableError` (see ``labsite.lab.api.api_view``). ``field`` names the input
+(a builder field, ``scenario``, ``pcap``, ``mode`` …), ``line`` is the scenario text's line
+(1-based) when the problem is in typed YAML, else null.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
 
 
 class LabInputError(ValueError):
@@ -30,6 +36,27 @@ class LabInputError(ValueError):
         field = field or error.field
         same = lab_field(error.field) == lab_field(field)
         return cls.one(field, error.problem if same else str(error))
+
+
+class LabNotFound(Http404):
+    """Something the request names (``field``: ``run`` …) does not exist or is not the
+    user's: a 404 page for a page view, a JSON 404 naming ``field`` for the API."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class LabUnavailableError(RuntimeError):
+    """A service the lab depends on cannot be reached (the API answers 503 naming
+    ``field``); subclasses add what the client should know (:meth:`details`), e.g. the
+    run that was stored but could not be queued (``labsite.runs.errors.RunQueueError``)."""
+
+    field = "service"
+
+    def details(self) -> dict[str, Any]:
+        """Extra top-level members of the 503 response."""
+        return {}
 
 
 def lab_field(field: str) -> str:

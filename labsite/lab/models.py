@@ -53,4 +53,4 @@ class Scenario(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
-        return reverse("lab:index")
+        return reverse("home")  # the lab page, where stored scenarios are run

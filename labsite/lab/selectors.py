@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from engine.nic import MAX_CORES
+from labsite.lab.errors import LabInputError
 from labsite.lab.models import INSTRUCTOR_GROUP, Scenario
 
 
@@ -28,6 +29,23 @@ def example_list() -> list[dict[str, str]]:
     return [{"name": name, "title": title} for name, title in
             Scenario.objects.exclude(example="").order_by("example")
             .values_list("example", "description")]
+
+
+def example_scenario_get(name: Any) -> Scenario:
+    """The stored scenario of engine example ``name``; LabInputError on ``example`` when no
+    such example is stored (the beat process stores them as it starts: ``labsite.beat``)."""
+    if not isinstance(name, str) or not name:
+        raise LabInputError.one("example", "expected an example's name")
+    stored = Scenario.objects.filter(example=name).order_by("pk").first()
+    if stored is None:
+        known = sorted(set(Scenario.objects.exclude(example="")
+                           .values_list("example", flat=True)))
+        if not known:
+            raise LabInputError.one("example", f"expected one of the stored examples, got "
+                                               f"{name!r} (none is stored yet: the lab's beat "
+                                               f"process stores them as it starts)")
+        raise LabInputError.one("example", f"expected one of {', '.join(known)}, got {name!r}")
+    return stored
 
 
 def lab_limits() -> dict[str, Any]:

@@ -1,16 +1,12 @@
-"""Write-side logic of the lab: runs started from the lab page, demo users, examples.
+"""Write-side logic of the lab: users and groups, the example scenarios, and the lab
+page's scenario tools (the form's YAML, the bit-by-bit hash).
 
-The lab page's API calls :func:`lab_run_submit` (a trace or batch run) and
-:func:`lab_compare_submit` (a comparison); both check everything a user can get wrong —
-the scenario (every problem with its line and key path), the uploaded capture, the run's
-size against its mode's limit — *before* a run is queued, and raise
-:class:`~labsite.lab.errors.LabInputError` with the JSON errors the view returns.
-
-``labsite.launcher`` calls :func:`demo_data_ensure` on every start; it is idempotent and
-returns the credentials of the users it *created* (so they are printed exactly once), and
-loads the engine's examples (``engine.examples``) as Scenario rows marked with their
-example name, so relative paths in them (``pcap-replay``'s capture) resolve against the
-examples directory when they run.
+``labsite.launcher`` calls :func:`demo_users_ensure` on every start; it is idempotent and
+returns the credentials of the users it *created* (so they are printed exactly once). The
+lab's beat process (``labsite.beat``) calls :func:`examples_load` as it starts: it stores
+the engine's examples (``engine.examples``) as Scenario rows marked with their example
+name, so relative paths in them (``pcap-replay``'s capture) resolve against the examples
+directory when they run. Runs are started by ``labsite.runs.submit``.
 """
 
 from __future__ import annotations
@@ -22,24 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils.text import slugify
 
-from labsite.lab.builder import (
-    builder_field_of,
-    scenario_yaml_from_builder,
-    shown,
-    text_problem,
-)
-from labsite.lab.errors import LabInputError, lab_field
+from labsite.lab.builder import scenario_yaml_from_builder
+from labsite.lab.errors import LabInputError
+from labsite.lab.inputs import check_texts, optional_int
 from labsite.lab.models import INSTRUCTOR_GROUP, STUDENT_GROUP, Scenario
-from labsite.runs import engine_bridge
-from labsite.runs.errors import RunInputError
-from labsite.runs.models import Run
-from labsite.runs.services import SEED_MAX, RunCaptureInput, run_pcap_export, run_start
 
 
 @dataclass(frozen=True)
@@ -112,263 +99,19 @@ def scenarios_load(examples: Iterable[dict]) -> list[Scenario]:
     return created
 
 
+@transaction.atomic  # all of them at once: a page never offers half the examples
+def examples_load() -> list[Scenario]:
+    """Store the engine's examples as scenarios (:func:`scenarios_load`); return the ones
+    created. The lab's beat process calls it once as it starts (``labsite.beat``): the one
+    place examples are written, so no page view ever writes them."""
+    return scenarios_load(example_scenarios())
+
+
 def demo_data_ensure() -> list[NewCredentials]:
     """Everything a fresh lab needs: groups, demo users, example scenarios."""
     credentials = demo_users_ensure()
-    scenarios_load(example_scenarios())
+    examples_load()
     return credentials
-
-
-# ---------------------------------------------------------------------------- lab runs
-
-SOURCES = ("builder", "yaml", "example")
-RUN_MODES = ("trace", "batch")
-
-
-@dataclass(frozen=True)
-class PreparedScenario:
-    """A scenario checked and ready to queue: its text, engine object, flows, capture."""
-
-    body: str
-    scenario: Any  # engine.scenario.Scenario
-    stored: Scenario | None
-    flows: int
-    capture: RunCaptureInput | None
-    source: str
-
-
-def lab_run_submit(*, user, data: dict, upload=None) -> Submitted:
-    """Queue a trace or batch run from the lab page's fields (see the module docstring).
-
-    ``data``: ``source``, ``builder`` | ``scenario`` | ``example``, ``mode``, ``seed``
-    (optional) and ``delay_ms`` (optional, trace only); ``upload`` an uploaded pcap file
-    (a Django ``UploadedFile``) or None. Raises LabInputError.
-    """
-    _check_texts(data)
-    mode = data.get("mode", "trace")
-    if mode not in RUN_MODES:
-        raise LabInputError.one("mode", f"expected one of {', '.join(RUN_MODES)}, "
-                                        f"got {shown(mode)}")
-    seed = _optional_int(data, "seed", 0, SEED_MAX)
-    delay_ms = _optional_int(data, "delay_ms", 0, settings.RUN_DELAY_MAX_MS) or 0
-    if delay_ms and mode != "trace":
-        raise LabInputError.one("delay_ms", "slow motion is for trace runs only")
-    prepared = scenario_prepare(data=data, upload=upload, mode=mode)
-    _check_limits(prepared, mode=mode, delay_ms=delay_ms)
-    parameters = {"source": prepared.source}
-    if delay_ms:
-        parameters["delay_ms"] = delay_ms
-    return _start(prepared, user=user, mode=mode, seed=seed, parameters=parameters)
-
-
-def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
-    """Queue a comparison (a run in mode ``compare``) of the scenario under ``vary``.
-
-    ``data`` as for :func:`lab_run_submit` plus ``vary``: ``{"key": ["microsoft",
-    "symmetric"], "policy": ["nat", "usip", "transparent"], …}`` (the settings and values
-    ``engine.compare`` accepts). Raises LabInputError.
-    """
-    from engine.errors import RssLabError
-
-    _check_texts(data)
-    seed = _optional_int(data, "seed", 0, SEED_MAX)
-    vary_data = _json_field(data, "vary")
-    try:
-        vary = engine_bridge.parse_vary(vary_data)
-    except RssLabError as error:
-        raise LabInputError.from_engine(error, lab_field(error.field)) from None
-    prepared = scenario_prepare(data=data, upload=upload, mode="compare")
-    cells = engine_bridge.compare_cells(vary)
-    _check_limits(prepared, mode="compare", cells=cells)
-    parameters = {"source": prepared.source, "vary": {k: list(v) for k, v in vary.items()}}
-    return _start(prepared, user=user, mode="compare", seed=seed, parameters=parameters)
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """A queued run, the scenario text it runs and its number of flows."""
-
-    run: Run
-    scenario_yaml: str
-    flows: int
-
-
-def _start(prepared: PreparedScenario, *, user, mode: str, seed: int | None,
-           parameters: dict) -> Submitted:
-    run = run_start(user=user, body=prepared.body, mode=mode,
-                    seed=prepared.scenario.seed if seed is None else seed,
-                    scenario=prepared.stored, title=prepared.scenario.name,
-                    parameters=parameters, capture=prepared.capture)
-    return Submitted(run=run, scenario_yaml=prepared.body, flows=prepared.flows)
-
-
-def _check_limits(prepared: PreparedScenario, *, mode: str, cells: int = 1,
-                  delay_ms: int = 0) -> None:
-    try:
-        engine_bridge.check_limits(mode=mode, flows=prepared.flows, cells=cells,
-                                   delay_ms=delay_ms)
-    except RunInputError as error:
-        field, _, message = str(error).partition(": ")
-        raise LabInputError.one(field, message) from None
-
-
-def _optional_int(data: dict, name: str, low: int, high: int) -> int | None:
-    value = data.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise LabInputError.one(name, f"expected an integer {low}–{high}, got "
-                                          f"{shown(data.get(name))}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise LabInputError.one(name, f"expected an integer {low}–{high}, got {shown(value)}")
-    return value
-
-
-def json_parse(text: str | bytes, field: str) -> Any:
-    """The value of JSON ``text``; LabInputError on ``field`` when it is not JSON, or is
-    nested deeper than the engine's ``MAX_NESTING`` (checked before the parser recurses:
-    ``[[[[…`` a hundred thousand deep is refused in one linear pass)."""
-    from engine.errors import DocumentError
-    from engine.safeparse import load_json
-
-    try:
-        return load_json(text, field=field)
-    except DocumentError as error:
-        raise LabInputError.one(field, error.problem, line=error.line) from None
-
-
-def _json_field(data: dict, name: str) -> Any:
-    """A field that is JSON in a multipart form and an object in a JSON body."""
-    value = data.get(name)
-    if isinstance(value, str):
-        return json_parse(value, name)
-    return value
-
-
-def _check_texts(data: dict) -> None:
-    """LabInputError naming the first text field (outside ``builder``, which checks its
-    own) that is not valid Unicode: a JSON ``\\ud800`` escape gives Python a lone
-    surrogate that UTF-8, the database and the engine all refuse."""
-    for name, value in data.items():
-        if name == "builder" or not isinstance(value, str):
-            continue
-        problem = text_problem(value, lines=name == "scenario")
-        if problem is not None:
-            line, message = problem
-            raise LabInputError.one(name, message, line=line)
-
-
-def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
-    """Check the scenario a submit names and its capture for a run in ``mode``, with the
-    engine's own checks (what the worker would refuse is refused here); raise
-    LabInputError if bad.
-
-    Only the engine's examples may read files on the server (their own capture); a
-    scenario built or typed in the lab replays only a capture uploaded with it.
-    """
-    source = data.get("source")
-    if source not in SOURCES:
-        raise LabInputError.one("source", f"expected one of {', '.join(SOURCES)}, "
-                                          f"got {shown(source)}")
-    capture = pcap_validate(upload) if upload is not None else None
-    stored = None
-    if source == "builder":
-        body = scenario_yaml_from_builder(_json_field(data, "builder"))
-    elif source == "yaml":
-        body = data.get("scenario")
-        if not isinstance(body, str) or not body.strip():
-            raise LabInputError.one("scenario", "expected the scenario's YAML text")
-        if len(body.encode()) > settings.LAB_SCENARIO_MAX_BYTES:
-            raise LabInputError.one("scenario", f"expected at most "
-                                                f"{settings.LAB_SCENARIO_MAX_BYTES:,} bytes, "
-                                                f"got {len(body.encode()):,}")
-    else:
-        stored = example_scenario_get(data.get("example"))
-        body = stored.body
-    base_dir = engine_bridge.examples_dir() if stored is not None else None
-    scenario = _load(body, source=source, base_dir=base_dir)
-    pcap_sources = [s for s in scenario.sources if s.pcap is not None]
-    if stored is None:
-        for index, s in enumerate(pcap_sources):
-            if s.pcap.path is not None:
-                raise LabInputError.one(
-                    "pcap" if source == "builder" else "traffic.pcap.path",
-                    f"the lab reads no files on the server ({s.pcap.path!r}): leave the path "
-                    f"out and upload the capture with the run (source {index + 1})")
-    if capture is not None and not pcap_sources:
-        raise LabInputError.one("pcap", "this scenario has no pcap traffic source to replay "
-                                        "the capture (choose traffic: pcap)")
-    if capture is None and any(s.pcap.path is None for s in pcap_sources):
-        raise LabInputError.one("pcap", "this scenario replays a capture: upload a pcap or "
-                                        "pcapng file with the run")
-    from engine.errors import RssLabError
-
-    try:
-        flows = engine_bridge.flow_count(scenario, pcap=capture.data if capture else None,
-                                         mode=mode)
-    except RssLabError as error:
-        raise LabInputError.from_engine(error, "pcap") from None
-    return PreparedScenario(body=body, scenario=scenario, stored=stored, flows=flows,
-                            capture=capture, source=source)
-
-
-def _load(body: str, *, source: str, base_dir):
-    from engine.scenario import ScenarioError
-
-    try:
-        return engine_bridge.load(body, base_dir=base_dir)
-    except ScenarioError as error:
-        if source == "builder":
-            raise LabInputError([{"field": builder_field_of(p.path), "line": None,
-                                  "message": p.message} for p in error.problems]) from None
-        raise LabInputError([{"field": p.path or "scenario", "line": p.line,
-                              "message": p.message} for p in error.problems]) from None
-
-
-def example_scenario_get(name: Any) -> Scenario:
-    """The stored scenario of engine example ``name`` (loaded on first use)."""
-    if not isinstance(name, str) or not name:
-        raise LabInputError.one("example", "expected an example's name")
-    stored = Scenario.objects.filter(example=name).order_by("pk").first()
-    if stored is None:
-        known = {e["example"]: e for e in example_scenarios()}
-        if name not in known:
-            raise LabInputError.one("example", f"expected one of {', '.join(sorted(known))}, "
-                                               f"got {name!r}")
-        scenarios_load([known[name]])
-        stored = Scenario.objects.filter(example=name).order_by("pk").first()
-    return stored
-
-
-def pcap_validate(upload) -> RunCaptureInput:
-    """Read an uploaded capture with the engine before anything is queued.
-
-    Refuses (LabInputError on field ``pcap``) a file over LAB_PCAP_MAX_BYTES, one that is
-    not pcap/pcapng, and one without a single IP packet the lab can use.
-    """
-    from engine.pcap import PcapError, flows_from_packets, read_pcap
-
-    limit = settings.LAB_PCAP_MAX_BYTES
-    if upload.size > limit:
-        raise LabInputError.one("pcap", f"expected a capture of at most {limit:,} bytes, "
-                                        f"got {upload.size:,}")
-    data = upload.read(limit + 1)
-    try:
-        result = read_pcap(data, max_bytes=limit)
-    except PcapError as error:
-        raise LabInputError.from_engine(error, "pcap") from None
-    if not result.packets:
-        skipped = ", ".join(f"{count} {reason}" for reason, count in result.skipped.items())
-        raise LabInputError.one("pcap", f"expected IPv4/IPv6 TCP or UDP packets, found none "
-                                        f"the lab can use ({skipped or 'empty capture'})")
-    if not flows_from_packets(result.packets).flows:
-        raise LabInputError.one("pcap", "expected at least one flow, found none in the "
-                                        "capture's packets")
-    return RunCaptureInput(name=getattr(upload, "name", "") or "", data=data,
-                           packets=len(result.packets))
 
 
 #: Hash input lengths (bytes) a NIC hashes: IPv4 and IPv6, addresses only or with ports.
@@ -379,7 +122,7 @@ def lab_builder_yaml(data: dict) -> str:
     """The scenario file the form's ``builder`` fields describe, for the YAML tab (so a
     student sees, and can edit, the file a run would take). LabInputError for fields of
     the wrong shape; the values are checked when the text is run."""
-    _check_texts(data)
+    check_texts(data)
     return scenario_yaml_from_builder(data.get("builder"))
 
 
@@ -426,7 +169,7 @@ def lab_explain(params) -> dict[str, Any]:
     numbers = {}
     for name, default, low, high in (("hash_bits", 7, 1, 7), ("cores", 4, 1, MAX_CORES)):
         try:
-            numbers[name] = _optional_int({name: text(name)}, name, low, high) or default
+            numbers[name] = optional_int({name: text(name)}, name, low, high) or default
         except LabInputError as error:
             errors += error.errors
     buckets = None
@@ -490,25 +233,3 @@ def _explain_table(text: str, cores: int | None) -> tuple[int, ...]:
         buckets.append(core)
     return tuple(buckets)
 
-
-def lab_run_pcap(run: Run) -> tuple[bytes, str]:
-    """The pcap of ``run``'s packets and a file name for it; LabInputError when it cannot
-    be made (a comparison, a scenario or capture the engine refuses)."""
-    from engine.errors import RssLabError
-
-    try:
-        exported = run_pcap_export(run)
-    except RunInputError as error:
-        field, _, message = str(error).partition(": ")
-        raise LabInputError.one(field, message or str(error)) from None
-    except RssLabError as error:
-        raise LabInputError.from_engine(error, lab_field(error.field or "scenario")) from None
-    name = slugify(run.title) or "run"
-    return exported.data, f"rsslab-run-{run.pk}-{name}.pcap"
-
-
-def examples_ensure() -> None:
-    """The engine's examples are stored as scenarios (the launcher loads them; a database
-    set up another way gets them on the lab page's first view)."""
-    if not Scenario.objects.exclude(example="").exists():
-        scenarios_load(example_scenarios())

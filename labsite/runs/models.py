@@ -71,7 +71,7 @@ class Run(models.Model):
         return f"run {self.pk} of {self.title or self.scenario_id} ({self.status})"
 
     def get_absolute_url(self) -> str:
-        return reverse("lab:index") + f"?run={self.pk}"
+        return reverse("runs:workbench") + f"?run={self.pk}"
 
     @property
     def is_finished(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.urls import reverse
 
 from labsite.lab.selectors import user_is_instructor
 from labsite.runs.models import Run, RunEventChunk
@@ -33,9 +34,16 @@ def run_get_for_user(*, user, run_id: int) -> Run | None:
     return run
 
 
+def run_ws_url(run_id: int) -> str:
+    """The path of the websocket that streams run ``run_id`` (``labsite.runs.routing``)."""
+    return reverse("run-ws", urlconf="labsite.runs.routing", kwargs={"run_id": run_id})
+
+
 def run_urls(run_id: int) -> dict[str, str]:
-    return {"ws": f"/ws/runs/{run_id}/", "status_url": f"/lab/api/runs/{run_id}/",
-            "events_url": f"/lab/api/runs/{run_id}/events/"}
+    """Where a client follows run ``run_id``: its websocket, status and events."""
+    return {"ws": run_ws_url(run_id),
+            "status_url": reverse("runs:api-run", kwargs={"run_id": run_id}),
+            "events_url": reverse("runs:api-run-events", kwargs={"run_id": run_id})}
 
 
 def run_payload(run: Run) -> dict[str, Any]:

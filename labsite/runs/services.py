@@ -8,15 +8,15 @@ Lifecycle::
        └─ run_start      └─ heartbeat_at refreshed every RUN_HEARTBEAT_SECONDS by a thread
 
 A worker that dies mid-run leaves the message unacknowledged (``task_acks_late``) and the
-run ``running`` with a heartbeat that stops moving. :func:`runs_reap_stale` — called when
-a worker starts and whenever a run's state is read (the lab page, the run API, the runs
-list) — finds every run whose
-heartbeat is older than RUN_STALE_SECONDS: it is queued again (a new task) while it has
-had fewer than RUN_MAX_ATTEMPTS attempts, else marked ``failed`` with the reason "worker
-lost …". If the broker later re-delivers the dead worker's message too, :func:`run_claim`
-lets only one of the two deliveries run it (a live heartbeat or a finished run refuses
-the other). A run is therefore never ``running`` for ever, and never finished twice:
-every final write is conditional on the attempt that claimed it.
+run ``running`` with a heartbeat that stops moving. :func:`runs_reap_stale` — run every
+RUN_REAP_SECONDS by the lab's one beat process (``labsite.beat``; reading a run never
+writes) — finds every run whose heartbeat is older than RUN_STALE_SECONDS: it is queued
+again (a new task) while it has had fewer than RUN_MAX_ATTEMPTS attempts, else marked
+``failed`` with the reason "worker lost …". If the broker later re-delivers the dead
+worker's message too, :func:`run_claim` lets only one of the two deliveries run it (a live
+heartbeat or a finished run refuses the other). A run is therefore never ``running`` for
+ever, and never finished twice: every final write is conditional on the attempt that
+claimed it.
 
 Nor is a run ``queued`` for ever: when the broker cannot be reached, :func:`run_start`
 marks the run failed with the reason and raises RunQueueError (the API answers 503), and
@@ -38,7 +38,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.text import slugify
 
+from labsite.lab.errors import LabInputError, lab_field
 from labsite.lab.models import Scenario
 from labsite.runs import engine_bridge
 from labsite.runs.broadcast import broadcast_events, broadcast_status
@@ -353,6 +355,23 @@ def run_pcap_export(run: Run) -> engine_bridge.ExportedPcap:
                                          limit=settings.RUN_PCAP_EXPORT_MAX_FLOWS)
 
 
+def lab_run_pcap(run: Run) -> tuple[bytes, str]:
+    """The pcap of ``run``'s packets (:func:`run_pcap_export`) and a file name for it, for
+    the run API; LabInputError when it cannot be made (a comparison, a scenario or capture
+    the engine refuses)."""
+    from engine.errors import RssLabError
+
+    try:
+        exported = run_pcap_export(run)
+    except RunInputError as error:
+        field, _, message = str(error).partition(": ")
+        raise LabInputError.one(field, message or str(error)) from None
+    except RssLabError as error:
+        raise LabInputError.from_engine(error, lab_field(error.field or "scenario")) from None
+    name = slugify(run.title) or "run"
+    return exported.data, f"rsslab-run-{run.pk}-{name}.pcap"
+
+
 def run_events_stored_through(run_id: int) -> int:
     """The last stored event's seq for ``run_id`` (-1 when none is stored)."""
     last = (RunEventChunk.objects.filter(run_id=run_id).order_by("-last_seq")
@@ -380,8 +399,9 @@ def runs_reap_stale(*, now: datetime | None = None) -> list[int]:
     A run that has had fewer than RUN_MAX_ATTEMPTS attempts is queued again (the engine is
     deterministic, so the retry produces the same events); otherwise it fails with the
     reason "worker lost". Every write is conditional on the state read, so two reapers
-    (a worker starting while a page is viewed) never act twice on one run. A run queued
-    for more than RUN_QUEUED_MAX_SECONDS fails too (see :func:`_reap_never_started`).
+    (a second beat started by mistake, a call from the shell) never act twice on one run.
+    A run queued for more than RUN_QUEUED_MAX_SECONDS fails too (see
+    :func:`_reap_never_started`).
     """
     now = now or timezone.now()
     limit = settings.RUN_STALE_SECONDS

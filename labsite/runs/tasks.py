@@ -1,11 +1,18 @@
-"""Celery tasks for runs: thin wrappers that take a primary key and call a service."""
+"""Celery tasks for runs: thin wrappers that take a primary key (or nothing) and call a
+service.
+
+``runs.run_scenario`` runs on a worker. ``runs.reap_stale`` is on the beat schedule
+(``CELERY_BEAT_SCHEDULE`` in the settings, every RUN_REAP_SECONDS) and runs inside the
+lab's one beat process (``labsite.beat``), so lost runs are found even while every worker
+is busy, or none is running.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
-from celery.signals import worker_ready
+from django.db import close_old_connections
 
 from labsite.runs.services import execute_run, runs_reap_stale
 
@@ -17,9 +24,12 @@ def run_scenario(self, run_id: int) -> str | None:
     return execute_run(int(run_id), task_id=self.request.id or "")
 
 
-@worker_ready.connect
-def reap_on_worker_start(**kwargs) -> None:
-    """A (re)starting worker is the moment runs its predecessor left behind are found."""
-    reaped = runs_reap_stale()
-    if reaped:
-        logger.warning("worker start: marked lost runs %s as failed", reaped)
+@shared_task(name="runs.reap_stale", ignore_result=True)
+def reap_stale() -> list[int]:
+    """Retry or fail runs whose worker was lost, fail runs never started (see
+    ``services.runs_reap_stale``); return their ids."""
+    close_old_connections()  # a long-lived process: drop a connection the database closed
+    try:
+        return runs_reap_stale()
+    finally:
+        close_old_connections()

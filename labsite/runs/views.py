@@ -1,19 +1,129 @@
-"""Run pages: the list of your runs; a run's own address opens it in the lab page."""
+"""The lab page, its run API and the runs list. Views stay thin: selectors read, services
+write, and a GET only reads (the beat process reaps lost runs: ``labsite.beat``).
 
+The page (``/lab/``, ``?run=<id>`` opens a run) is this app's because it shows runs; the
+scenario tools it also calls (``/lab/api/explain/``, ``/lab/api/builder-yaml/``) are
+``labsite.lab``'s. Every API refusal is ``{"errors": [{"field", "line", "message"}]}``
+(``labsite.lab.api``): 400 for bad input, 403 when not logged in, 404 for a run that does
+not exist or is not yours, 405 for a wrong method, 503 (field ``queue``, with the failed
+run's ``run`` and ``status``) when the task queue cannot be reached.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from labsite.lab.selectors import user_is_instructor
-from labsite.runs.selectors import run_get_for_user, run_list
-from labsite.runs.services import runs_reap_stale
+from labsite.lab import builder
+from labsite.lab.api import api_view, submitted_data
+from labsite.lab.errors import LabInputError, LabNotFound
+from labsite.lab.selectors import example_list, lab_limits, user_is_instructor
+from labsite.runs.selectors import (
+    run_events_page,
+    run_get_for_user,
+    run_list,
+    run_payload,
+    run_urls,
+    run_ws_url,
+)
+from labsite.runs.services import lab_run_pcap
+from labsite.runs.submit import lab_compare_submit, lab_run_submit
+
+#: The id the page's URL templates carry in place of a run's (``lab-urls`` in the page;
+#: ``static/lab/urls.js`` puts the real one in).
+RUN_ID_PLACEHOLDER = 2147483647
+
+
+def _visible_run(request, run_id: int):
+    run = run_get_for_user(user=request.user, run_id=run_id)
+    if run is None:
+        raise LabNotFound("run", f"no run {run_id}, or not yours")
+    return run
+
+
+@login_required
+@require_GET
+def workbench(request):
+    """The lab page; ``?run=<id>`` opens a run (replayed, or watched if still running)."""
+    run_data = None
+    if request.GET.get("run"):
+        try:
+            run_id = int(request.GET["run"])
+        except ValueError:
+            raise Http404("no such run") from None
+        run_data = run_payload(_visible_run(request, run_id))
+    return render(request, "lab/workbench.html", {
+        "presets_json": builder.PRESETS,
+        "defaults_json": builder.DEFAULTS,
+        "limits_json": lab_limits(),
+        "examples": example_list(),
+        "run_json": run_data,
+        "run_id_placeholder": RUN_ID_PLACEHOLDER,
+        "run_ws_template": run_ws_url(RUN_ID_PLACEHOLDER),
+    })
+
+
+def _created(submitted) -> JsonResponse:
+    run = submitted.run
+    return JsonResponse({"run": run.pk, **run_urls(run.pk), "mode": run.mode,
+                         "scenario_yaml": submitted.scenario_yaml, "flows": submitted.flows},
+                        status=201)
+
+
+@api_view("POST")
+def api_runs(request):
+    data, upload = submitted_data(request)
+    return _created(lab_run_submit(user=request.user, data=data, upload=upload))
+
+
+@api_view("POST")
+def api_compare(request):
+    data, upload = submitted_data(request)
+    return _created(lab_compare_submit(user=request.user, data=data, upload=upload))
+
+
+@api_view("GET")
+def api_run(request, run_id: int):
+    return JsonResponse(run_payload(_visible_run(request, run_id)))
+
+
+@api_view("GET")
+def api_run_events(request, run_id: int):
+    run = _visible_run(request, run_id)
+    numbers = {}
+    for name, default, low, high in (("after", -1, -1, 2**31),
+                                     ("limit", settings.RUN_EVENTS_PAGE_MAX, 1,
+                                      settings.RUN_EVENTS_PAGE_MAX)):
+        text = request.GET.get(name, "")
+        try:
+            numbers[name] = int(text) if text.strip() else default
+        except ValueError:
+            raise LabInputError.one(name, f"expected an integer {low}–{high}, got "
+                                          f"{text!r}") from None
+        if not low <= numbers[name] <= high:
+            raise LabInputError.one(name, f"expected an integer {low}–{high}, got "
+                                          f"{numbers[name]}")
+    return JsonResponse(run_events_page(run, after=numbers["after"], limit=numbers["limit"]))
+
+
+@api_view("GET")
+def api_run_pcap(request, run_id: int):
+    """The run's packets as a pcap download (client and server sides, raw IP)."""
+    data, filename = lab_run_pcap(_visible_run(request, run_id))
+    response = HttpResponse(data, content_type="application/vnd.tcpdump.pcap")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Length"] = str(len(data))
+    return response
 
 
 @login_required
 @require_GET
 def run_index(request):
-    runs_reap_stale()  # a run whose worker died shows as retried or failed, not "running"
+    """Your recent runs (everyone's for an instructor), as stored: a run whose worker was
+    lost shows as retried or failed once the beat process has reaped it."""
     return render(request, "runs/list.html", {
         "runs": run_list(user=request.user),
         "is_instructor": user_is_instructor(request.user),

@@ -149,6 +149,60 @@ def worker(start_worker):
     return start_worker()
 
 
+class Beat:
+    """The lab's ``celery beat`` (``labsite.beat``) as a subprocess, its schedule file in
+    ``tmp``: it stores the examples as it starts and reaps lost runs every
+    ``RUN_REAP_SECONDS`` (the real 15 s: ``stack_env`` does not shorten it)."""
+
+    def __init__(self, env: dict, tmp: Path):
+        self.log_path = tmp / "beat.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.proc = spawn([
+            sys.executable, "-m", "celery", "--quiet", "-A", "labsite", "beat",
+            "--loglevel", "info", "--schedule", str(tmp / "celerybeat-schedule")],
+            env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_started(self, timeout: float = 30.0) -> Beat:
+        """Until beat has stored the examples (its start-up hook has run)."""
+        from labsite.lab.models import Scenario
+
+        deadline = time.monotonic() + timeout
+        while not Scenario.objects.exclude(example="").exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"beat exited ({self.proc.returncode}):\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"beat stored no examples in {timeout} s:\n{self.log()}")
+            time.sleep(0.1)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def beat(stack_env, tmp_path):
+    """The lab's one beat process, started (examples stored) for this test. Nothing else
+    reaps lost runs: a stack test that needs a killed worker's run retried uses it (and a
+    ``django_db(transaction=True)`` mark, so the test sees what beat wrote)."""
+    started = Beat(stack_env, tmp_path)
+    try:
+        yield started.wait_started()
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def examples(db):
+    """The example scenarios stored, as the beat process stores them when it starts."""
+    from labsite.lab.services import examples_load
+
+    examples_load()
+
+
 @pytest.fixture(scope="session")
 def daphne_url(stack_env, tmp_path_factory):
     """A daphne serving ``labsite.asgi`` on a free port; yields ``http://127.0.0.1:<port>``."""

@@ -92,7 +92,7 @@ def test_run_start_fails_the_run_when_the_queue_is_down(broker_down):
 def test_a_lost_run_whose_retry_cannot_be_queued_fails_instead_of_raising(broker_down):
     lost = Run.objects.create(scenario_body="", status="running", attempts=1,
                               heartbeat_at=timezone.now() - timedelta(seconds=60))
-    assert runs_reap_stale() == [lost.pk]  # a page view reaps: it must not blow up
+    assert runs_reap_stale() == [lost.pk]  # the beat process reaps: it must not blow up
     lost.refresh_from_db()
     assert lost.status == "failed" and "is not reachable" in lost.error
 

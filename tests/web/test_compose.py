@@ -1,5 +1,5 @@
 """docker-compose.yml is valid for Compose (checked by Debian's docker-compose v1), needs a
-secret key and publishes the web service on loopback only."""
+secret key, publishes the web service on loopback only and runs exactly one beat."""
 
 from __future__ import annotations
 
@@ -50,15 +50,28 @@ def test_compose_refuses_to_run_without_a_secret_key(tmp_path):
 
 def test_compose_runs_the_same_stack():
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert set(services) == {"web", "worker", "redis", "db"}
+    assert set(services) == {"web", "worker", "beat", "redis", "db"}
     # A scalable worker must not pin a container name or a host port.
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
     assert "daphne" in " ".join(services["web"]["command"])
     assert "celery -A labsite worker" in " ".join(services["worker"]["command"])
+    # One scheduler, in its own service: the reaper and the examples loader (labsite/beat.py).
+    beat = " ".join(services["beat"]["command"])
+    assert "celery -A labsite beat" in beat and "--schedule /app/var/" in beat
+    assert "ports" not in services["beat"]
+
+
+def test_no_worker_embeds_a_scheduler():
+    """``worker -B`` would start one scheduler per worker (``--scale worker=4``: four)."""
+    for name, service in yaml.safe_load(COMPOSE.read_text())["services"].items():
+        command = service.get("command") or []
+        words = " ".join(command if isinstance(command, list) else [command]).split()
+        assert "-B" not in words and "--beat" not in words, name
+        assert not any(word.startswith("-B") and not word.startswith("--") for word in words)
 
 
 def test_compose_has_no_fallback_secret_key():
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "beat"):
         key = yaml.safe_load(COMPOSE.read_text())["services"][name]["environment"][
             "DJANGO_SECRET_KEY"]
         assert key.startswith("${DJANGO_SECRET_KEY:?"), key

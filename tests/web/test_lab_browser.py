@@ -8,11 +8,13 @@ logged no console error and asked no origin but the lab's.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from django.contrib.auth.models import Group, User
 
+from engine.examples import EXAMPLES_DIR
 from labsite.lab.models import STUDENT_GROUP
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.django_db(transaction=True)]
@@ -178,4 +180,46 @@ def test_compare_charts_keys_and_policies_side_by_side(student, worker, daphne_u
     assert "✓ 100.0 %" in cell.inner_text()         # the preset rewrites nothing
     assert page.is_visible("#compare-result")
     assert page.locator("#compare-chart .bars .point").count() == 2 * len(labels)
+    _clean(page, daphne_url)
+
+
+def test_compare_sends_the_uploaded_capture_with_the_scenario(student, worker, daphne_url, page):
+    """A comparison is built like a run (one request builder): a scenario that replays a
+    capture compares the capture uploaded with the form."""
+    capture = (EXAMPLES_DIR / "replay.pcap").read_bytes()
+    _open_lab(page)
+    page.click("button.preset[data-preset=nat]")
+    page.check("input[name='traffic.kind'][value=pcap]")
+    page.set_input_files("#pcap-file", files=[{"name": "replay.pcap",
+                                               "mimeType": "application/vnd.tcpdump.pcap",
+                                               "buffer": capture}])
+    # Record what the page sends (Chromium does not report a multipart body with a file).
+    page.evaluate("""() => {
+      const fetch = window.fetch;
+      window.__sent = [];
+      window.fetch = (url, options = {}) => {
+        if (options.body instanceof FormData) {
+          window.__sent.push({ url: String(url), fields: [...options.body.entries()].map(
+            ([name, value]) => [name, value instanceof File ? { file: value.name, size: value.size }
+                                                              : value]) });
+        }
+        return fetch(url, options);
+      };
+    }""")
+    page.click("#compare-run")
+    page.wait_for_function("document.querySelector('#compare-status').textContent"
+                           ".startsWith('done') || document.querySelector('#compare-errors')"
+                           ".textContent", timeout=60_000)
+    assert page.inner_text("#compare-errors") == ""
+    [sent] = page.evaluate("window.__sent")
+    fields = dict(sent["fields"])
+    assert sent["url"].endswith("/lab/api/compare/")
+    assert fields["pcap"] == {"file": "replay.pcap", "size": len(capture)}
+    assert fields["source"] == "builder" and '"kind":"pcap"' in fields["builder"]
+    assert json.loads(fields["vary"]) == {"key": ["microsoft", "symmetric"],
+                                          "policy": ["nat", "transparent"]}
+    status = page.inner_text("#compare-status")
+    assert status.startswith("done: 4 RSS configurations") and status.endswith(", 4 flows each")
+    labels = page.locator("#compare-grid .cmp-cell h3").all_inner_texts()
+    assert "key=symmetric policy=nat" in labels
     _clean(page, daphne_url)

@@ -75,13 +75,14 @@ def test_launcher_starts_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
                                        "csrfmiddlewaretoken": token}).encode()
         lab = opener.open(urllib.request.Request(url + "accounts/login/", data=form,
                                                  headers={"Referer": url}))
-        # The lab page, offering the examples the launcher loaded.
+        # The lab page, offering the examples the beat process stored as it started.
         assert lab.url == url + "lab/" and "nat-microsoft" in lab.read().decode()
         plotly = opener.open(url + "static/vendor/plotly.min.js")
         assert plotly.status == 200 and int(plotly.headers["Content-Length"]) > 1_000_000
 
         children = _children_of(launcher.pid)
-        assert len(children) >= 3, output  # redis-server, celery worker, daphne
+        assert len(children) >= 4, output  # redis-server, celery beat and worker, daphne
+        assert output.count("[rsslab] beat started (pid ") == 1, output  # exactly one
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(timeout=40) == 0, log_path.read_text(errors="replace")
         time.sleep(0.2)

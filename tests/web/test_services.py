@@ -229,13 +229,30 @@ def test_a_reaped_attempt_cannot_overwrite_the_outcome(stack_env, scenario):
 
 
 @pytestmark_db
-def test_reading_a_run_reaps_its_lost_worker(stack_env, client, scenario):
+def test_reading_a_run_writes_nothing_and_the_beat_reaps_it(stack_env, client, scenario,
+                                                            tmp_path):
+    """GET views only read: a run whose worker was lost reads as ``running`` until the beat
+    process's reaper (``runs.reap_stale``, run in the beat process itself) deals with it."""
+    from celery.beat import ScheduleEntry
+    from django.conf import settings
+
+    import labsite.runs.tasks  # noqa: F401  (registers runs.reap_stale, as beat's start does)
+    from labsite.beat import LabScheduler
+    from labsite.celery import app
+
     user = User.objects.create_user("viewer")
     client.force_login(user)
     run = Run.objects.create(scenario=scenario, scenario_body="", ran_by=user, status="running",
                              attempts=2, heartbeat_at=timezone.now() - timedelta(seconds=60))
+    for url in (f"/lab/api/runs/{run.pk}/", f"/lab/?run={run.pk}", "/runs/"):
+        assert client.get(url).status_code == 200
+    assert client.get(f"/lab/api/runs/{run.pk}/").json()["status"] == "running"
+
+    entry = settings.CELERY_BEAT_SCHEDULE["reap-stale-runs"]
+    assert entry["task"] == "runs.reap_stale" and entry["schedule"] == 15.0
+    scheduler = LabScheduler(app, schedule_filename=str(tmp_path / "schedule"), lazy=True)
+    result = scheduler.apply_entry(ScheduleEntry(name="reap-stale-runs", app=app, **entry))
+    assert result.get() == [run.pk]  # run here, in this process: no worker involved
     data = client.get(f"/lab/api/runs/{run.pk}/").json()
     assert data["status"] == "failed"
     assert data["error"].startswith("worker lost: no heartbeat from attempt 2")
-    run.refresh_from_db()
-    assert run.status == "failed"

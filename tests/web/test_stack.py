@@ -11,9 +11,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 
 from labsite.lab.builder import PRESETS
-from labsite.lab.services import lab_compare_submit, lab_run_submit
 from labsite.runs.broadcast import broadcast_events, broadcast_status
 from labsite.runs.models import Run, RunEventChunk
+from labsite.runs.submit import lab_compare_submit, lab_run_submit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
 
@@ -197,8 +197,10 @@ def test_a_failing_run_ends_failed_with_its_reason(worker):
                          "  line 5: system.cores: expected a number >= 1, got 0")
 
 
-def test_killed_worker_run_is_retried_to_completion(start_worker, daphne_url, ws_client,
+def test_killed_worker_run_is_retried_to_completion(beat, start_worker, daphne_url, ws_client,
                                                     login_cookie):
+    """The beat process (started by the ``beat`` fixture, reaping every 15 s) finds the run
+    whose worker was killed and queues it again; another worker finishes it."""
     user = User.objects.create_user("dave")
     # A solo worker answers no ping while it runs a task: start it before queueing.
     first = start_worker()
@@ -213,10 +215,11 @@ def test_killed_worker_run_is_retried_to_completion(start_worker, daphne_url, ws
     stored_before = len(_stored_seqs(run))
     assert stored_before > 0
 
-    # A second worker starting after the heartbeat went stale finds the run and retries it.
-    time.sleep(float(settings.RUN_STALE_SECONDS) + 0.5)
+    # Nothing but the beat process reaps: a second worker runs the run once beat, within
+    # RUN_REAP_SECONDS of the heartbeat going stale, has queued it again.
     start_worker()
-    _wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=60,
+    _wait_for(lambda: Run.objects.get(pk=run.pk).is_finished,
+              timeout=60 + float(settings.RUN_STALE_SECONDS) + settings.RUN_REAP_SECONDS,
               what="the retried run to finish")
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error

@@ -2,8 +2,8 @@
 
 First the supervisor's policy on real short-lived processes (back-off doubling, reset after
 a stable run, giving up after 5 deaths in the window, reaping what a dead child left), then
-the real launcher (``make run``) with daphne, the worker and the embedded Redis killed one
-after the other while a student's run is in flight.
+the real launcher (``make run``) with daphne and the worker killed while a student's run is
+in flight, then the embedded Redis and beat.
 """
 
 from __future__ import annotations
@@ -327,9 +327,10 @@ def test_daphne_and_worker_killed_mid_run_come_back_and_the_run_ends_once(lab):
            what="the restarted worker to answer a ping")
     assert _alive(worker)
 
-    # The run the dead worker held is retried (or failed with the reason), exactly once.
+    # The run the dead worker held is retried (or failed with the reason), exactly once:
+    # the launcher's beat process finds it within 15 s of its heartbeat going stale.
     def finished():
-        state = lab.get_json(status_path)  # reading it reaps a lost run, as the page does
+        state = lab.get_json(status_path)  # only reads, as the page does
         return state if state["status"] in ("succeeded", "failed") else None
 
     final = _until(finished, timeout=40, what=f"run {run} to finish")
@@ -369,9 +370,14 @@ def test_killed_embedded_redis_comes_back_on_the_same_socket(lab):
     assert final["status"] == "succeeded", final
 
 
+def test_killed_beat_comes_back(lab):
+    beat = lab.kill("beat")
+    assert _alive(beat) and "stopping the lab" not in lab.log()
+
+
 def test_ctrl_c_after_restarts_still_stops_everything(lab):
     children = _descendants(lab.proc.pid)
-    assert {lab.pid("daphne"), lab.pid("worker")} <= children
+    assert {lab.pid("daphne"), lab.pid("worker"), lab.pid("beat")} <= children
     assert lab.stop() == 0, lab.log()
     time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)], "orphans left behind"

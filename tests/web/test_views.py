@@ -66,7 +66,7 @@ def test_login_lands_on_the_lab(client):
     assert wrong.status_code == 200 and b"didn't match" in wrong.content
 
 
-def test_workbench_context(client, student):
+def test_workbench_context(client, student, examples):
     page = client.get("/lab/")
     assert page.status_code == 200
     context = page.context
@@ -84,6 +84,65 @@ def test_workbench_context(client, student):
     assert b"vendor/plotly.min.js" in page.content
     # The context reaches the page as JSON a script can read.
     assert b'id="lab-presets"' in page.content
+
+
+def test_get_views_only_read(client, student, settings):
+    """No GET writes (the beat process reaps and stores the examples: labsite/beat.py): not
+    the lab page, the run API, the runs list, even with a lost run, a run queued for days
+    and no example stored yet."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from labsite.lab.builder import scenario_yaml_from_builder
+
+    body = scenario_yaml_from_builder(PRESETS["nat"])
+    lost = Run.objects.create(scenario_body=body, ran_by=student, status="running",
+                              attempts=1, heartbeat_at=timezone.now() - timedelta(hours=1))
+    RunEventChunk.objects.create(run=lost, first_seq=0, last_seq=0, events=[{"seq": 0}])
+    waiting = Run.objects.create(scenario_body=body, ran_by=student)
+    Run.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timedelta(days=2))
+    urls = ["/lab/", f"/lab/?run={lost.pk}", f"/lab/?run={waiting.pk}", "/runs/",
+            f"/runs/{lost.pk}/", f"/lab/api/runs/{lost.pk}/", f"/lab/api/runs/{waiting.pk}/",
+            f"/lab/api/runs/{lost.pk}/events/", f"/lab/api/runs/{lost.pk}/pcap",
+            "/lab/api/explain/?src=66.9.149.187&dst=161.142.100.80"]
+    with CaptureQueriesContext(connection) as queries:
+        for url in urls:
+            assert client.get(url).status_code in (200, 302), url
+    writes = [q["sql"] for q in queries.captured_queries
+              if q["sql"].lstrip().split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE",
+                                                                 "REPLACE"}]
+    assert queries.captured_queries and writes == []
+    assert [Run.objects.get(pk=r.pk).status for r in (lost, waiting)] == ["running", "queued"]
+    assert not Scenario.objects.exists()  # examples are stored by beat, not by the page
+
+
+def test_the_page_takes_its_urls_from_one_place(client, student):
+    """The template renders every URL the scripts use (reversed by name, a run's with a
+    placeholder id); the scripts themselves spell none."""
+    import re
+    from pathlib import Path
+
+    from labsite.runs.selectors import run_urls
+    from labsite.runs.views import RUN_ID_PLACEHOLDER
+
+    page = client.get("/lab/").content.decode()
+    block = re.search(r'<div id="lab-urls" hidden([^>]*)>', page).group(1)
+    found = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', block))
+    run = run_urls(RUN_ID_PLACEHOLDER)
+    assert found == {
+        "run-id": str(RUN_ID_PLACEHOLDER), "page": reverse("runs:workbench"),
+        "runs": reverse("runs:api-runs"), "compare": reverse("runs:api-compare"),
+        "run": run["status_url"], "run-events": run["events_url"], "run-ws": run["ws"],
+        "run-pcap": reverse("runs:api-run-pcap", args=[RUN_ID_PLACEHOLDER]),
+        "explain": reverse("lab:api-explain"), "builder-yaml": reverse("lab:api-builder-yaml")}
+    scripts = Path(__file__).resolve().parents[2] / "static" / "lab"
+    for script in sorted(scripts.glob("*.js")):
+        text = script.read_text()
+        assert not re.search(r"""["'`]/(lab|runs|ws|accounts|admin)\b""", text), script.name
+        assert "data-api-" not in text and "dataset.api" not in text, script.name
 
 
 def test_workbench_opens_own_runs_only(client, student):
@@ -129,7 +188,8 @@ def test_submit_builder_as_multipart_form_with_a_pcap(client, student, data_dir,
     assert stored.packets == 32
 
 
-def test_submit_yaml_and_example(client, student, django_capture_on_commit_callbacks):
+def test_submit_yaml_and_example(client, student, examples,
+                                 django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         text = (EXAMPLES_DIR / "usip-microsoft.yaml").read_text()
         typed = post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text,
@@ -354,7 +414,7 @@ def test_explain_errors_name_the_parameter(client, student, query, fields):
     assert [e["field"] for e in _errors(client.get("/lab/api/explain/", query))] == fields
 
 
-def test_compare_submit(client, student, django_capture_on_commit_callbacks):
+def test_compare_submit(client, student, examples, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         response = post_json(client, "/lab/api/compare/", {
             "source": "example", "example": "nat-microsoft",

@@ -1,0 +1,66 @@
+"""How every JSON endpoint of the lab answers (this app's and ``labsite.runs``'s).
+
+:func:`api_view` wraps a view: 403 JSON when not logged in (not a redirect), 405 for a
+wrong method, and the error types of ``labsite.lab.errors`` as their JSON —
+:class:`LabInputError` 400, :class:`LabNotFound` 404, :class:`LabUnavailableError` 503 —
+plus a body over Django's size limit as a 400. Never a server error for bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+
+from labsite.lab.errors import LabInputError, LabNotFound, LabUnavailableError
+from labsite.lab.inputs import json_parse
+
+
+def json_error(status: int, field: str, message: str, /, **extra) -> JsonResponse:
+    """One error in the API's shape, with ``extra`` top-level members."""
+    return JsonResponse({"errors": [{"field": field, "line": None, "message": message}],
+                         **extra}, status=status)
+
+
+def api_view(*methods: str):
+    """Decorate a JSON view that takes ``methods`` (see the module docstring)."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return json_error(403, "login", "log in to use the lab")
+            if request.method not in methods:
+                response = json_error(405, "method", f"expected {' or '.join(methods)}, got "
+                                                     f"{request.method}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except LabInputError as error:
+                return JsonResponse({"errors": error.errors}, status=400)
+            except RequestDataTooBig:
+                return json_error(400, "body", f"expected at most "
+                                               f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} "
+                                               f"bytes of fields (a capture goes in the file "
+                                               f"field pcap)")
+            except LabNotFound as missing:
+                return json_error(404, missing.field, str(missing))
+            except Http404 as missing:
+                return json_error(404, "url", str(missing))
+            except LabUnavailableError as down:
+                return json_error(503, down.field, str(down), **down.details())
+        return wrapper
+    return decorate
+
+
+def submitted_data(request) -> tuple[dict, object]:
+    """The fields of a submit (a JSON body or a multipart form) and its uploaded ``pcap``
+    file (None in a JSON body)."""
+    if request.content_type == "application/json":
+        data = json_parse(request.body or b"{}", "body")
+        if not isinstance(data, dict):
+            raise LabInputError.one("body", "expected a JSON object")
+        return data, None
+    return request.POST.dict(), request.FILES.get("pcap")

@@ -1,0 +1,213 @@
+"""Runs started from the lab page: check what a user sent, then queue the run.
+
+The run API (``labsite.runs.views``) calls :func:`lab_run_submit` (a trace or batch run)
+and :func:`lab_compare_submit` (a comparison); both check everything a user can get wrong
+— the scenario (every problem with its line and key path), the uploaded capture, the run's
+size against its mode's limit — *before* a run is queued, and raise
+:class:`~labsite.lab.errors.LabInputError` with the JSON errors the view returns. A
+scenario comes from the form (``builder``), typed text (``yaml``) or one of the stored
+examples (``example``, read only: ``labsite.lab.selectors.example_scenario_get``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from labsite.lab.builder import builder_field_of, scenario_yaml_from_builder, shown
+from labsite.lab.errors import LabInputError, lab_field
+from labsite.lab.inputs import check_texts, json_field, optional_int
+from labsite.lab.models import Scenario
+from labsite.lab.selectors import example_scenario_get
+from labsite.runs import engine_bridge
+from labsite.runs.errors import RunInputError
+from labsite.runs.models import Run
+from labsite.runs.services import SEED_MAX, RunCaptureInput, run_start
+
+SOURCES = ("builder", "yaml", "example")
+RUN_MODES = ("trace", "batch")
+
+
+@dataclass(frozen=True)
+class PreparedScenario:
+    """A scenario checked and ready to queue: its text, engine object, flows, capture."""
+
+    body: str
+    scenario: Any  # engine.scenario.Scenario
+    stored: Scenario | None
+    flows: int
+    capture: RunCaptureInput | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A queued run, the scenario text it runs and its number of flows."""
+
+    run: Run
+    scenario_yaml: str
+    flows: int
+
+
+def lab_run_submit(*, user, data: dict, upload=None) -> Submitted:
+    """Queue a trace or batch run from the lab page's fields (see the module docstring).
+
+    ``data``: ``source``, ``builder`` | ``scenario`` | ``example``, ``mode``, ``seed``
+    (optional) and ``delay_ms`` (optional, trace only); ``upload`` an uploaded pcap file
+    (a Django ``UploadedFile``) or None. Raises LabInputError.
+    """
+    check_texts(data)
+    mode = data.get("mode", "trace")
+    if mode not in RUN_MODES:
+        raise LabInputError.one("mode", f"expected one of {', '.join(RUN_MODES)}, "
+                                        f"got {shown(mode)}")
+    seed = optional_int(data, "seed", 0, SEED_MAX)
+    delay_ms = optional_int(data, "delay_ms", 0, settings.RUN_DELAY_MAX_MS) or 0
+    if delay_ms and mode != "trace":
+        raise LabInputError.one("delay_ms", "slow motion is for trace runs only")
+    prepared = scenario_prepare(data=data, upload=upload, mode=mode)
+    _check_limits(prepared, mode=mode, delay_ms=delay_ms)
+    parameters = {"source": prepared.source}
+    if delay_ms:
+        parameters["delay_ms"] = delay_ms
+    return _start(prepared, user=user, mode=mode, seed=seed, parameters=parameters)
+
+
+def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
+    """Queue a comparison (a run in mode ``compare``) of the scenario under ``vary``.
+
+    ``data`` as for :func:`lab_run_submit` plus ``vary``: ``{"key": ["microsoft",
+    "symmetric"], "policy": ["nat", "usip", "transparent"], …}`` (the settings and values
+    ``engine.compare`` accepts); ``upload`` a capture for a scenario that replays one, as
+    for a run. Raises LabInputError.
+    """
+    from engine.errors import RssLabError
+
+    check_texts(data)
+    seed = optional_int(data, "seed", 0, SEED_MAX)
+    vary_data = json_field(data, "vary")
+    try:
+        vary = engine_bridge.parse_vary(vary_data)
+    except RssLabError as error:
+        raise LabInputError.from_engine(error, lab_field(error.field)) from None
+    prepared = scenario_prepare(data=data, upload=upload, mode="compare")
+    cells = engine_bridge.compare_cells(vary)
+    _check_limits(prepared, mode="compare", cells=cells)
+    parameters = {"source": prepared.source, "vary": {k: list(v) for k, v in vary.items()}}
+    return _start(prepared, user=user, mode="compare", seed=seed, parameters=parameters)
+
+
+def _start(prepared: PreparedScenario, *, user, mode: str, seed: int | None,
+           parameters: dict) -> Submitted:
+    run = run_start(user=user, body=prepared.body, mode=mode,
+                    seed=prepared.scenario.seed if seed is None else seed,
+                    scenario=prepared.stored, title=prepared.scenario.name,
+                    parameters=parameters, capture=prepared.capture)
+    return Submitted(run=run, scenario_yaml=prepared.body, flows=prepared.flows)
+
+
+def _check_limits(prepared: PreparedScenario, *, mode: str, cells: int = 1,
+                  delay_ms: int = 0) -> None:
+    try:
+        engine_bridge.check_limits(mode=mode, flows=prepared.flows, cells=cells,
+                                   delay_ms=delay_ms)
+    except RunInputError as error:
+        field, _, message = str(error).partition(": ")
+        raise LabInputError.one(field, message) from None
+
+
+def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
+    """Check the scenario a submit names and its capture for a run in ``mode``, with the
+    engine's own checks (what the worker would refuse is refused here); raise
+    LabInputError if bad.
+
+    Only the engine's examples may read files on the server (their own capture); a
+    scenario built or typed in the lab replays only a capture uploaded with it.
+    """
+    source = data.get("source")
+    if source not in SOURCES:
+        raise LabInputError.one("source", f"expected one of {', '.join(SOURCES)}, "
+                                          f"got {shown(source)}")
+    capture = pcap_validate(upload) if upload is not None else None
+    stored = None
+    if source == "builder":
+        body = scenario_yaml_from_builder(json_field(data, "builder"))
+    elif source == "yaml":
+        body = data.get("scenario")
+        if not isinstance(body, str) or not body.strip():
+            raise LabInputError.one("scenario", "expected the scenario's YAML text")
+        if len(body.encode()) > settings.LAB_SCENARIO_MAX_BYTES:
+            raise LabInputError.one("scenario", f"expected at most "
+                                                f"{settings.LAB_SCENARIO_MAX_BYTES:,} bytes, "
+                                                f"got {len(body.encode()):,}")
+    else:
+        stored = example_scenario_get(data.get("example"))
+        body = stored.body
+    base_dir = engine_bridge.examples_dir() if stored is not None else None
+    scenario = _load(body, source=source, base_dir=base_dir)
+    pcap_sources = [s for s in scenario.sources if s.pcap is not None]
+    if stored is None:
+        for index, s in enumerate(pcap_sources):
+            if s.pcap.path is not None:
+                raise LabInputError.one(
+                    "pcap" if source == "builder" else "traffic.pcap.path",
+                    f"the lab reads no files on the server ({s.pcap.path!r}): leave the path "
+                    f"out and upload the capture with the run (source {index + 1})")
+    if capture is not None and not pcap_sources:
+        raise LabInputError.one("pcap", "this scenario has no pcap traffic source to replay "
+                                        "the capture (choose traffic: pcap)")
+    if capture is None and any(s.pcap.path is None for s in pcap_sources):
+        raise LabInputError.one("pcap", "this scenario replays a capture: upload a pcap or "
+                                        "pcapng file with the run")
+    from engine.errors import RssLabError
+
+    try:
+        flows = engine_bridge.flow_count(scenario, pcap=capture.data if capture else None,
+                                         mode=mode)
+    except RssLabError as error:
+        raise LabInputError.from_engine(error, "pcap") from None
+    return PreparedScenario(body=body, scenario=scenario, stored=stored, flows=flows,
+                            capture=capture, source=source)
+
+
+def _load(body: str, *, source: str, base_dir):
+    from engine.scenario import ScenarioError
+
+    try:
+        return engine_bridge.load(body, base_dir=base_dir)
+    except ScenarioError as error:
+        if source == "builder":
+            raise LabInputError([{"field": builder_field_of(p.path), "line": None,
+                                  "message": p.message} for p in error.problems]) from None
+        raise LabInputError([{"field": p.path or "scenario", "line": p.line,
+                              "message": p.message} for p in error.problems]) from None
+
+
+def pcap_validate(upload) -> RunCaptureInput:
+    """Read an uploaded capture with the engine before anything is queued.
+
+    Refuses (LabInputError on field ``pcap``) a file over LAB_PCAP_MAX_BYTES, one that is
+    not pcap/pcapng, and one without a single IP packet the lab can use.
+    """
+    from engine.pcap import PcapError, flows_from_packets, read_pcap
+
+    limit = settings.LAB_PCAP_MAX_BYTES
+    if upload.size > limit:
+        raise LabInputError.one("pcap", f"expected a capture of at most {limit:,} bytes, "
+                                        f"got {upload.size:,}")
+    data = upload.read(limit + 1)
+    try:
+        result = read_pcap(data, max_bytes=limit)
+    except PcapError as error:
+        raise LabInputError.from_engine(error, "pcap") from None
+    if not result.packets:
+        skipped = ", ".join(f"{count} {reason}" for reason, count in result.skipped.items())
+        raise LabInputError.one("pcap", f"expected IPv4/IPv6 TCP or UDP packets, found none "
+                                        f"the lab can use ({skipped or 'empty capture'})")
+    if not flows_from_packets(result.packets).flows:
+        raise LabInputError.one("pcap", "expected at least one flow, found none in the "
+                                        "capture's packets")
+    return RunCaptureInput(name=getattr(upload, "name", "") or "", data=data,
+                           packets=len(result.packets))

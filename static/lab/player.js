@@ -1,0 +1,206 @@
+// The player: a cursor over the run's events, moved by its buttons, the keyboard (Space,
+// ←/→, Home/End, +/-), the event list, the diagram and the per-flow table; it shows the
+// event under the cursor in the diagram, the detail pane and the step line.
+import { announceOf, parseTuple, whatOf, whereOf } from "./describe.js";
+import { markFlowRow } from "./results.js";
+import { FINISHED } from "./state.js";
+
+export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16];
+
+export class Player {
+  /** ``lab``: the page's context (workbench.js): $, state, store, widgets, scenarioSettings. */
+  constructor(lab) {
+    this.lab = lab;
+  }
+
+  get state() { return this.lab.state; }
+  get events() { return this.lab.store.events; }
+
+  /** Per-core sessions, ports taken (of the core's fitting-port capacity) and handoffs after
+   * event ``cursor``: the tracker moves incrementally (see corestate.js). */
+  coreStateAt(cursor) {
+    const t = this.lab.widgets.tracker.at(cursor);
+    const report = this.state.report;
+    const fitting = report && report.ports && report.ports.fitting_per_table;
+    const sys = (report && report.system) || {};
+    const tables = (sys.ips_per_core || 1) * (sys.tables_per_ip || 1);
+    return t.sessions.map((sessions, c) => ({ sessions, ports: t.ports[c], handoffs: t.handoffs[c],
+      capacity: fitting && fitting[c] ? fitting[c] * tables : 0 }));
+  }
+
+  flowContext(ev) {
+    const ctx = { hashBits: this.lab.scenarioSettings().hashBits };
+    const seqs = this.state.flows.get(ev.flow) || [];
+    const packets = new Map();
+    for (const seq of seqs) {
+      if (seq > ev.seq) { break; }
+      const e = this.events[seq];
+      if (e.kind === "packet-arrived") {
+        const t = parseTuple(e.tuple);
+        packets.set(e.packet, { tuple: t, direction: e.direction });
+        ctx.packetTuple = t; ctx.direction = e.direction;
+        if (e.direction === "request" && !ctx.request) { ctx.request = t; }
+      } else if (e.kind === "hashed") {
+        const p = packets.get(e.packet);
+        ctx.hashed = { ...e, direction: p ? p.direction : undefined };
+        ctx.hashedTuple = p ? p.tuple : null;
+      } else if (e.kind === "rewritten" && e.direction === "request") {
+        ctx.rewritten = { before: e.before, after: e.after, ...parseTuple(e.after) };
+      } else if (e.kind === "verdict") {
+        ctx.verdict = e;
+      }
+    }
+    if (ev.kind === "hashed") { ctx.packetTuple = ctx.hashedTuple || ctx.packetTuple; }
+    return ctx;
+  }
+
+  showCursor({ animate = true } = {}) {
+    const { $, widgets } = this.lab;
+    const state = this.state;
+    const n = this.events.length;
+    $("#pl-pos").textContent = `event ${state.cursor + 1} / ${n}`;
+    if (state.cursor < 0 || !n) { return; }
+    if (state.cursor === state.lastShown && !animate) { return; }
+    state.lastShown = state.cursor;
+    const ev = this.events[state.cursor];
+    widgets.diagram.setCoreState(this.coreStateAt(state.cursor));
+    widgets.diagram.show(ev, this.flowContext(ev), { animate });
+    $("#step-text").textContent = `#${ev.seq} · ${whereOf(ev)} · ${whatOf(ev)}`;
+  }
+
+  announce(ev) { this.lab.$("#announce").textContent = announceOf(ev); }
+
+  goTo(index, { from = "player" } = {}) {
+    const n = this.events.length;
+    if (!n) { return; }
+    const { $, widgets } = this.lab;
+    this.state.cursor = Math.max(0, Math.min(n - 1, index));
+    this.state.lastShown = -1;
+    const ev = this.events[this.state.cursor];
+    widgets.list.select(ev.seq);
+    if (from !== "live") {
+      widgets.detail.show(ev, this.flowContext(ev));
+      if (ev.flow >= 0) { markFlowRow($("#flow-table tbody"), ev.flow); }
+      this.announce(ev);
+    }
+    this.showCursor({ animate: true });
+  }
+
+  setLive(live) {
+    this.state.live = live;
+    this.lab.$("#pl-live").checked = live;
+  }
+
+  /** A line under the player: what to do next (replay a finished run), or why there is
+   * nothing to watch (a batch run). */
+  showHint(text) {
+    const hint = this.lab.$("#pl-hint");
+    hint.textContent = text;
+    hint.hidden = !text;
+  }
+
+  step(delta) {
+    if (this.events.length) { this.showHint(""); }
+    this.setLive(false); this.pause(); this.goTo(this.state.cursor + delta);
+  }
+
+  play() {
+    if (!this.events.length) { return; }
+    const $ = this.lab.$;
+    this.showHint("");
+    this.setLive(false);
+    if (this.state.cursor >= this.events.length - 1) { this.goTo(0); }
+    this.state.playing = true;
+    $("#pl-play").textContent = "❚❚";
+    $("#pl-play").setAttribute("aria-label", "Pause");
+    this.tick();
+  }
+
+  pause() {
+    const $ = this.lab.$;
+    this.state.playing = false;
+    window.clearTimeout(this.state.timer);
+    $("#pl-play").textContent = "▶";
+    $("#pl-play").setAttribute("aria-label", "Play");
+  }
+
+  interval() { return 700 / this.state.speed; }
+
+  tick() {
+    const state = this.state;
+    if (!state.playing) { return; }
+    this.lab.widgets.diagram.duration = Math.min(600, this.interval() * 0.85);
+    if (state.cursor >= this.events.length - 1) {
+      if (FINISHED.has(state.status) || !state.status) { this.pause(); return; }
+    } else {
+      this.goTo(state.cursor + 1);
+    }
+    state.timer = window.setTimeout(() => this.tick(), this.interval());
+  }
+
+  setSpeed(speed) {
+    this.state.speed = speed;
+    this.lab.$("#pl-speed").value = String(speed);
+    this.lab.widgets.diagram.duration = Math.min(600, this.interval() * 0.85);
+  }
+
+  speedBy(delta) {
+    const i = SPEEDS.indexOf(this.state.speed);
+    this.setSpeed(SPEEDS[Math.max(0, Math.min(SPEEDS.length - 1, (i < 0 ? 2 : i) + delta))]);
+    this.lab.$("#announce").textContent = `speed ${this.state.speed}×`;
+  }
+
+  select(seq, from) {
+    this.setLive(false);
+    this.pause();
+    this.goTo(seq, { from });
+  }
+
+  selectFlow(flow) {
+    const seqs = this.state.flows.get(flow);
+    if (!seqs || !seqs.length) { return; }
+    const verdict = seqs.find((s) => this.events[s].kind === "verdict");
+    this.select(verdict ?? seqs[0], "flows");
+  }
+
+  /** The player's buttons and the page's keyboard shortcuts. */
+  bind() {
+    const $ = this.lab.$;
+    $("#pl-first").addEventListener("click", () => { this.setLive(false); this.pause(); this.goTo(0); });
+    $("#pl-back").addEventListener("click", () => this.step(-1));
+    $("#pl-step").addEventListener("click", () => this.step(1));
+    $("#pl-last").addEventListener("click", () => { this.setLive(false); this.pause(); this.goTo(this.events.length - 1); });
+    $("#pl-play").addEventListener("click", () => (this.state.playing ? this.pause() : this.play()));
+    $("#pl-speed").addEventListener("change", (e) => this.setSpeed(Number(e.target.value)));
+    $("#pl-live").addEventListener("change", (e) => {
+      this.setLive(e.target.checked);
+      if (this.state.live) { this.pause(); this.goTo(this.events.length - 1, { from: "live" }); }
+    });
+    document.addEventListener("keydown", (e) => this.onKey(e));
+  }
+
+  onKey(e) {
+    const t = e.target;
+    if (e.altKey || e.metaKey || e.ctrlKey) { return; }
+    if (t.closest && (t.closest("input, textarea, select, [contenteditable=true]") || t.closest("#pane-builder"))) { return; }
+    switch (e.key) {
+      case " ":
+      case "Spacebar":
+        if (t.closest("button, a, summary, [role=button], tr[tabindex]")) { return; }
+        e.preventDefault();
+        if (this.state.playing) { this.pause(); } else { this.play(); }
+        break;
+      case "ArrowLeft": e.preventDefault(); this.step(-1); break;
+      case "ArrowRight": e.preventDefault(); this.step(1); break;
+      case "Home":
+        if (t.closest("#event-list")) { break; }
+        e.preventDefault(); this.setLive(false); this.pause(); this.goTo(0); break;
+      case "End":
+        if (t.closest("#event-list")) { break; }
+        e.preventDefault(); this.setLive(false); this.pause(); this.goTo(this.events.length - 1); break;
+      case "+": case "=": e.preventDefault(); this.speedBy(1); break;
+      case "-": case "_": e.preventDefault(); this.speedBy(-1); break;
+      default: break;
+    }
+  }
+}
