@@ -92,3 +92,8 @@ class OutputError(RssLabError):
     the input was fine."""
 
     exit_status = 3
+
+
+class TrafficError(RssLabError):
+    """Traffic that cannot be made: more flows than unique ports allow, an unreachable
+    adversarial bucket, IPv6 flows asked for as IPv4 arrays, a missing pcap."""

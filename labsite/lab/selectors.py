@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
-from engine.nic import MAX_CORES
+from engine.nic.rss import MAX_CORES
 from labsite.lab.models import INSTRUCTOR_GROUP, Scenario
 
 
@@ -32,7 +32,7 @@ def example_list() -> list[dict[str, str]]:
 
 def lab_limits() -> dict[str, Any]:
     """The sizes the lab accepts, for the page to say before the server refuses."""
-    from engine.compare import VARY
+    from engine.runs.compare import VARY
 
     return {
         "trace_max_flows": settings.RUN_TRACE_MAX_FLOWS,

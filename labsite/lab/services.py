@@ -130,7 +130,7 @@ class PreparedScenario:
     """A scenario checked and ready to queue: its text, engine object, flows, capture."""
 
     body: str
-    scenario: Any  # engine.scenario.Scenario
+    scenario: Any  # engine.scenarios.scenario.Scenario
     stored: Scenario | None
     flows: int
     capture: RunCaptureInput | None
@@ -166,7 +166,7 @@ def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
 
     ``data`` as for :func:`lab_run_submit` plus ``vary``: ``{"key": ["microsoft",
     "symmetric"], "policy": ["nat", "usip", "transparent"], …}`` (the settings and values
-    ``engine.compare`` accepts). Raises LabInputError.
+    ``engine.runs.compare`` accepts). Raises LabInputError.
     """
     from engine.errors import RssLabError
 
@@ -316,7 +316,7 @@ def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
 
 
 def _load(body: str, *, source: str, base_dir):
-    from engine.scenario import ScenarioError
+    from engine.scenarios.scenario import ScenarioError
 
     try:
         return engine_bridge.load(body, base_dir=base_dir)
@@ -349,7 +349,7 @@ def pcap_validate(upload) -> RunCaptureInput:
     Refuses (LabInputError on field ``pcap``) a file over LAB_PCAP_MAX_BYTES, one that is
     not pcap/pcapng, and one without a single IP packet the lab can use.
     """
-    from engine.pcap import PcapError, flows_from_packets, read_pcap
+    from engine.scenarios.pcap import PcapError, flows_from_packets, read_pcap
 
     limit = settings.LAB_PCAP_MAX_BYTES
     if upload.size > limit:
@@ -394,8 +394,8 @@ def lab_explain(params) -> dict[str, Any]:
     a round-robin table over ``cores``. Raises LabInputError naming the parameter.
     """
     from engine.errors import RssLabError
-    from engine.nic import MAX_CORES, IndirectionTable
-    from engine.toeplitz import explain_hash, hash_input, parse_key
+    from engine.nic.rss import MAX_CORES, IndirectionTable
+    from engine.packet.toeplitz import explain_hash, hash_input, parse_key
 
     def text(name: str, default: str | None = None) -> str | None:
         value = params.get(name, default)
@@ -475,7 +475,7 @@ def _explain_table(text: str, cores: int | None) -> tuple[int, ...]:
     ``cores`` not given (it is then the largest entry + 1) for one that is not a core of
     the largest system the lab models (0..MAX_CORES-1).
     """
-    from engine.nic import MAX_CORES
+    from engine.nic.rss import MAX_CORES
 
     limit = cores if cores is not None else MAX_CORES
     buckets = []

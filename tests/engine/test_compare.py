@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.compare import (
+from engine.examples import EXAMPLES_DIR, load_example
+from engine.runs.compare import (
     SCHEMES,
     CompareError,
     compare_scenario,
     parse_vary,
     scheme_cores,
 )
-from engine.examples import EXAMPLES_DIR, load_example
-from engine.traffic import build_flow_arrays
+from engine.scenarios.traffic import build_flow_arrays
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.batch import (
+from engine.appliance.config import Flow, Server, Service, SystemConfig
+from engine.appliance.fragments import (
+    FRAGMENT_EVENT_KINDS,
+    FragmentMode,
+    fragment_outcome,
+    fragment_packet,
+)
+from engine.appliance.rules import fragment_count
+from engine.errors import ConfigError
+from engine.nic.rss import Nic
+from engine.packet.model import FlowTuple, Packet, Proto
+from engine.paths.batch import (
     flow_arrays,
     flow_request_mtus,
     flows_from_arrays,
@@ -19,16 +30,7 @@ from engine.batch import (
     run_batch,
     steer_batch,
 )
-from engine.errors import ConfigError
-from engine.fragments import (
-    FRAGMENT_EVENT_KINDS,
-    FragmentMode,
-    fragment_outcome,
-    fragment_packet,
-)
-from engine.nic import Nic
-from engine.packet import FlowTuple, Packet, Proto
-from engine.system import Flow, Server, Service, System, SystemConfig, fragment_count
+from engine.paths.trace import System
 
 DNS = "203.0.113.10"
 

@@ -9,7 +9,7 @@ import yaml
 
 from engine.errors import RssLabError
 from engine.examples import EXAMPLES_DIR
-from engine.scenario import ScenarioError, load_scenario
+from engine.scenarios.scenario import ScenarioError, load_scenario
 from labsite.lab.builder import (
     DEFAULTS,
     PRESETS,

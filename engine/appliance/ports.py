@@ -20,7 +20,7 @@ out of the port's reach: ``ResponsePortMap.describe`` says which, and the
 allocator then tries another IP (``nat``) or says it cannot (``usip``)::
 
     >>> from engine import IndirectionTable, Key
-    >>> from engine.ports import PortAllocator, ResponsePortMap
+    >>> from engine.appliance.ports import PortAllocator, ResponsePortMap
     >>> port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(4, 7))
     >>> allocator = PortAllocator(2, ["10.0.0.2"], port_map)
     >>> got = allocator.allocate(server_ip="192.0.2.10", server_port=80,
@@ -94,9 +94,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ConfigError, RssLabError, TableError
-from .nic import IndirectionTable, Transform, transform_input
-from .toeplitz import Key, check_port, parse_address, toeplitz_hash, word_tables
+from engine.errors import ConfigError, RssLabError, TableError
+from engine.nic.rss import IndirectionTable, Transform, transform_input
+from engine.packet.toeplitz import Key, check_port, parse_address, toeplitz_hash, word_tables
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 DIRECTIONS = ("response", "request")
@@ -1298,3 +1298,14 @@ def hash_ipv4_pairs(key: Key, first: np.ndarray, second: np.ndarray) -> np.ndarr
     result ^= np.take(tables[2], second >> 16)
     result ^= np.take(tables[3], second & 0xFFFF)
     return result
+
+
+def port_occupancy(allocators: dict[str, PortAllocator]) -> float:
+    """Taken ports / capacity, summed over the port allocation tables a core's allocators
+    have created so far (nat: one per local IP; usip: per client IP and table index)."""
+    taken = capacity = 0
+    for allocator in allocators.values():
+        for table in allocator.tables.values():
+            taken += table.taken
+            capacity += table.capacity
+    return taken / capacity if capacity else 0.0

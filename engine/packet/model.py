@@ -13,8 +13,8 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
-from .errors import TupleError
-from .toeplitz import check_port, hash_input, parse_address
+from engine.errors import TupleError
+from engine.packet.toeplitz import check_port, hash_input, parse_address
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

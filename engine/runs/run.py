@@ -33,13 +33,13 @@ from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
-from .errors import ConfigError
-from .events import Event, Verdict
-from .packet import FlowTuple, Packet, Proto
-from .pcap import PcapTally
-from .scenario import CheckResult, Scenario, evaluate_checks
-from .traffic import TrafficError, build_flow_arrays, build_flow_specs, check_flows_runnable
-from .verify import FlowOutcome, Summary
+from engine.appliance.events import Event, Verdict
+from engine.appliance.verdicts import FlowOutcome, Summary
+from engine.errors import ConfigError, TrafficError
+from engine.packet.model import FlowTuple, Packet, Proto
+from engine.scenarios.pcap import PcapTally
+from engine.scenarios.scenario import CheckResult, Scenario, evaluate_checks
+from engine.scenarios.traffic import build_flow_arrays, build_flow_specs, check_flows_runnable
 
 #: Rows of a held list (the trace path's) turned into dicts at a time when streaming.
 ROW_CHUNK = 4096
@@ -60,7 +60,7 @@ _STAGE_DONE = {"system": 0.02, "traffic": 0.30, "batch": 0.95, "report": 1.0}
 class Report:
     """What one verification run found.
 
-    ``summary`` is the run's ``engine.verify.Summary``; ``checks`` the scenario's checks
+    ``summary`` is the run's ``engine.appliance.verdicts.Summary``; ``checks`` the scenario's checks
     against it; ``matrix[i][j]`` counts flows whose request was steered to core i and
     whose response to core j (``no_response[i]``: flows of core i that got none, their
     request refused); ``buckets[b]`` counts requests hashed to indirection bucket b and
@@ -69,7 +69,7 @@ class Report:
     allocation table whose response lands on core c (the port map's capacity for the
     core: 1024-65535 / cores for a full-rank key). ``rows`` (per-flow outcomes) only
     when asked for: a sequence of ``FlowOutcome`` — on the batch path a lazy one
-    (``engine.batch.BatchRows``) that makes each row from the run's arrays when read,
+    (``engine.paths.batch.BatchRows``) that makes each row from the run's arrays when read,
     so millions of rows cost no memory until used; ``write_json`` streams them.
     ``elapsed_s`` is wall time and not part of ``as_dict`` (a report is deterministic
     given the scenario and its seed).
@@ -264,7 +264,7 @@ def _source_of(scenario: Scenario) -> str:
 
 
 def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
-    from .batch import BatchRows, run_batch
+    from engine.paths.batch import BatchRows, run_batch
     tally = PcapTally()
     try:
         arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
@@ -351,8 +351,8 @@ def fitting_ports(config) -> list[float]:
     possible hash constants: a table's port capacity for the core. 0 for every core
     when the system never allocates (transparent only) or cannot (the ``sort``
     transform)."""
-    from .ports import PortAllocator, PortRange, ResponsePortMap
-    from .toeplitz import parse_key
+    from engine.appliance.ports import PortAllocator, PortRange, ResponsePortMap
+    from engine.packet.toeplitz import parse_key
     if not config.allocates() or config.transform == "sort":
         return [0.0] * config.cores
     table = config.build_table()
@@ -410,8 +410,8 @@ def export_pcap(scenario: Scenario, target: str | Path | BinaryIO, *,
 
     Raises ConfigError for an unknown side or link, and what ``verify_scenario`` raises.
     """
-    from .pcap import write_pcap
-    from .system import System
+    from engine.paths.trace import System
+    from engine.scenarios.pcap import write_pcap
 
     for side in sides:
         if side not in SIDES:

@@ -60,11 +60,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, HashKeyError, RssLabError
-from .scenario import Scenario
-from .toeplitz import parse_key
-from .traffic import FlowArrays, build_flow_arrays
-from .verify import jain_index
+from engine.appliance.verdicts import jain_index
+from engine.errors import ConfigError, HashKeyError, RssLabError
+from engine.packet.toeplitz import parse_key
+from engine.paths.flows import FlowArrays
+from engine.scenarios.scenario import Scenario
+from engine.scenarios.traffic import build_flow_arrays
 
 SCHEMES = ("rss", "per-packet", "per-vserver", "per-nic", "per-function")
 #: What ``--vary NAME=V1,V2`` accepts: allowed values (``None``: any valid key).
@@ -202,9 +203,9 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
 
     Raises CompareError (too many cells), TrafficError/PcapError for the traffic.
     """
-    from .batch import run_batch, steer_flows
-    from .run import fitting_ports
-    from .system import HANDOFF_COPIES
+    from engine.appliance.config import HANDOFF_COPIES
+    from engine.paths.batch import run_batch, steer_flows
+    from engine.runs.run import fitting_ports
 
     wanted = vary.get("scheme", SCHEMES)
     if schemes is None:
@@ -321,7 +322,7 @@ def _vserver_index(flows: FlowArrays, services) -> np.ndarray:
     """Each flow's virtual server: the index of the service it addresses (vip:vport or
     one of its servers, same protocol), else len(services) + the rank of its
     destination (address, port, protocol) by first appearance."""
-    from .packet import Proto
+    from engine.packet.model import Proto
     count = len(flows)
     index = np.full(count, -1, dtype=np.int64)
     server_ip = np.asarray(flows.server_ip, np.uint32)

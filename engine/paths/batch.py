@@ -2,14 +2,14 @@
 
 Per flow, with NumPy over whole columns: the request's hash and core (the NIC's
 hash types and transform included), the service route and real server, the
-port allocation (``engine.ports.allocate_batch``, identical to the scalar loop
+port allocation (``engine.appliance.ports.allocate_batch``, identical to the scalar loop
 in flow order), the response as it arrives (source = server) and its core, the
 handoff of transparent mode, and the verdict. All flows are concurrent: every
 port is allocated before any is freed, which is what a trace whose flows start
 together does, so both paths agree flow for flow (``tests/engine/test_batch.py``).
 
     >>> import numpy as np
-    >>> from engine.system import SystemConfig
+    >>> from engine.paths.trace import SystemConfig
     >>> flows = random_flow_arrays(1000, np.random.default_rng(1))
     >>> result = run_batch(SystemConfig(cores=4), flows)
     >>> result.summary.symmetric, result.summary.flows
@@ -38,22 +38,11 @@ from socket import inet_ntoa
 
 import numpy as np
 
-from .errors import ConfigError
-from .fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
-from .nic import HashType, Nic
-from .packet import FlowTuple, Proto, proto_name
-from .ports import allocate_batch
-from .system import (
-    HANDOFF_COPIES,
-    MIN_MTU,
-    Flow,
-    SystemConfig,
-    build_allocators,
-    port_occupancy,
-    session_facts,
-)
-from .traffic import FlowArrays
-from .verify import (
+from engine.appliance.config import HANDOFF_COPIES, Flow, SystemConfig, build_allocators
+from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
+from engine.appliance.ports import allocate_batch, port_occupancy
+from engine.appliance.rules import MIN_MTU, session_facts
+from engine.appliance.verdicts import (
     VERDICT_CODE,
     VERDICTS,
     FlowOutcome,
@@ -63,6 +52,10 @@ from .verify import (
     summarize,
     verdict_reason,
 )
+from engine.errors import ConfigError
+from engine.nic.rss import HashType, Nic
+from engine.packet.model import FlowTuple, Proto, proto_name
+from engine.paths.flows import FlowArrays
 
 POLICY_CODE = {"nat": 0, "usip": 1, "transparent": 2}
 POLICY_NAMES = tuple(POLICY_CODE)

@@ -5,7 +5,7 @@ and they may land on a core other than their flow's. The lab models three answer
 (``FragmentMode``) and the patent's fragmentation action (Assemble or Bridge)::
 
     >>> from engine import FlowTuple, IndirectionTable, Key, Nic, Packet
-    >>> from engine.fragments import FragmentMode, FragmentSteerer, fragment_packet
+    >>> from engine.appliance.fragments import FragmentMode, FragmentSteerer, fragment_packet
     >>> nic = Nic(key=Key.microsoft(), table=IndirectionTable.round_robin(4, 7))
     >>> flow = FlowTuple.of("10.0.0.2", "10.0.0.1", 53, 40000, "udp")
     >>> pieces = fragment_packet(Packet.from_tuple(7, flow, payload=bytes(100)), 68)
@@ -52,10 +52,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import ClassVar, NamedTuple
 
-from .errors import ConfigError, RssLabError
-from .events import Event
-from .nic import Nic, Steering
-from .packet import Address, FlowTuple, Fragment, Packet, Proto, max_datagram_payload
+from engine.appliance.events import Event
+from engine.errors import ConfigError, RssLabError
+from engine.nic.rss import Nic, Steering
+from engine.packet.model import Address, FlowTuple, Fragment, Packet, Proto, max_datagram_payload
 
 #: The largest IP datagram: a fragment may not reach past byte 65,535 (RFC 791 / RFC 8200).
 MAX_DATAGRAM_BYTES = 65_535
@@ -1166,7 +1166,7 @@ def l4_bytes(packet: Packet) -> bytes:
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6
 
-    from .packet import to_scapy
+    from engine.packet.model import to_scapy
 
     built = to_scapy(replace(packet, fragment=None))
     layer = IP if packet.version == 4 else IPv6

@@ -24,9 +24,9 @@ from enum import StrEnum
 
 import numpy as np
 
-from .errors import ConfigError, TableError
-from .packet import Packet, Proto
-from .toeplitz import Key, hash_words, toeplitz_hash
+from engine.errors import ConfigError, TableError
+from engine.packet.model import Packet, Proto
+from engine.packet.toeplitz import Key, hash_words, toeplitz_hash
 
 MIN_HASH_BITS, MAX_HASH_BITS = 1, 7
 #: The most cores a model has: 64 receive queues (more than most NICs' RSS queues), so
@@ -221,7 +221,7 @@ class Nic:
     """A multi-queue NIC with RSS: one receive queue per core.
 
     ``rss_aware=False`` models a NIC without RSS: every packet lands on queue 0 and a
-    software flow distributor must hash and steer it (see ``engine.distributor``).
+    software flow distributor must hash and steer it (see ``engine.nic.distributor``).
     """
 
     key: Key
