@@ -53,7 +53,7 @@ from enum import StrEnum
 from typing import ClassVar, NamedTuple
 
 from engine.appliance.events import Event
-from engine.errors import ConfigError, RssLabError
+from engine.errors import ConfigError, FragmentError
 from engine.nic.rss import Nic, Steering
 from engine.packet.model import Address, FlowTuple, Fragment, Packet, Proto, max_datagram_payload
 
@@ -64,24 +64,6 @@ IPV6_HEADER_BYTES = 40
 IPV6_FRAGMENT_HEADER_BYTES = 8
 
 ASSEMBLE, BRIDGE = "assemble", "bridge"
-
-
-class FragmentError(RssLabError):
-    """A fragment that cannot be part of any valid datagram, or that contradicts the
-    fragments already held. ``reason`` is a short code also used in drop counters:
-
-    ``not-ip``, ``not-a-fragment``, ``bad-offset``, ``zero-length``, ``not-multiple-of-8``,
-    ``past-65535``, ``overlap``, ``beyond-end``, ``two-last-fragments``,
-    ``too-many-fragments``.
-    """
-
-    def __init__(self, field: str, expected: str, got: object = None, *, reason: str,
-                 detail: str = ""):
-        super().__init__(field, expected, got, detail=detail)
-        self.reason = reason
-
-    def as_dict(self) -> dict:
-        return {**super().as_dict(), "reason": self.reason}
 
 
 class FragmentMode(StrEnum):
@@ -1235,7 +1217,7 @@ def fragment_packet(packet: Packet, mtu: int, *, order: str = "in", duplicates: 
 __all__ = [
     "ASSEMBLE", "BRIDGE", "MAX_DATAGRAM_BYTES", "ActionDecided", "ActionDecision",
     "ActionSentToCore", "Bridged", "Datagram", "DatagramKey", "Delivery", "Drop",
-    "FRAGMENT_EVENT_KINDS", "FragmentDropped", "FragmentError", "FragmentHeld", "FragmentMode",
+    "FRAGMENT_EVENT_KINDS", "FragmentDropped", "FragmentHeld", "FragmentMode",
     "FragmentOutcome", "FragmentPlan", "FragmentSteered", "FragmentSteerer",
     "FragmentationTable", "HeaderFound", "Reassembled", "ReassembledForwarded",
     "Reassembler", "ReassemblyLimits", "ReassemblyResult", "ReassemblyStats", "SessionFacts",

@@ -26,8 +26,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from engine.appliance.ports import Allocation, PortAllocator, PortExhausted
-from engine.errors import ConfigError
+from engine.appliance.ports import Allocation, PortAllocator
+from engine.errors import ConfigError, PortExhausted
 from engine.packet.model import FlowTuple
 from engine.packet.toeplitz import parse_address
 

@@ -94,7 +94,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.errors import ConfigError, RssLabError, TableError
+from engine.errors import ConfigError, PortExhausted, PortStateError, TableError
 from engine.nic.rss import IndirectionTable, Transform, transform_input
 from engine.packet.toeplitz import Key, check_port, parse_address, toeplitz_hash, word_tables
 
@@ -125,30 +125,6 @@ class PortState(IntEnum):
     FREE = 0
     TAKEN = 1
     CLOSED = 2
-
-
-class PortStateError(RssLabError):
-    """A take of a port that is not free, a release of a port that is free, or a reopen of
-    a port outside the table's range (field ``port``)."""
-
-
-class PortExhausted(RssLabError):
-    """No free port whose response lands on the core (field ``port``).
-
-    ``reason`` is ``"unreachable"`` when the key's port matrix is singular and no
-    tried IP lets the port alone reach any bucket of the core, else ``"occupancy"``
-    (every fitting port of every tried table is taken or closed).
-    """
-
-    def __init__(self, *, core: int, local_ips: list, tables_tried: int, reason: str,
-                 detail: str, tries: int = 0):
-        self.core = core
-        self.tries = tries
-        self.local_ips = [str(ip) for ip in local_ips]
-        self.tables_tried = tables_tried
-        self.reason = reason
-        super().__init__("port", f"a free port whose response lands on core {core}",
-                         detail=detail)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,7 @@ def parse_key(text: str | Key | None) -> Key:
     digits = word.removeprefix("0x").replace(":", "").replace(" ", "")
     if len(digits) % 2:
         raise HashKeyError("key", "an even number of hex digits", text,
-                           detail=f"it has {len(digits)}")
+                           detail=f"it has {len(digits)}", code="key_hex")
     try:
         data = bytes.fromhex(digits)
     except ValueError:
@@ -122,7 +122,7 @@ def parse_key(text: str | Key | None) -> Key:
                            text) from None
     if len(data) < KEY_BYTES:
         raise HashKeyError("key", f"at least {KEY_BYTES} bytes ({2 * KEY_BYTES} hex digits)",
-                           text, detail=f"it has {len(data)} bytes")
+                           text, detail=f"it has {len(data)} bytes", code="key_hex")
     return Key(data)
 
 

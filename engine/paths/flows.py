@@ -84,7 +84,9 @@ class FlowArrays:
         for spec in specs:
             if spec.client_ip.version != 4 or spec.server_ip.version != 4:
                 raise TrafficError(f"flows[{spec.id}]", "IPv4 flows for the batch path",
-                                   f"{spec.client_ip} -> {spec.server_ip}")
+                                   f"{spec.client_ip} -> {spec.server_ip}",
+                                   detail="IPv6 flows run on the trace path: use --trace",
+                                   code="ipv6_on_batch_path")
         columns = [[int(s.client_ip) for s in specs], [s.client_port for s in specs],
                    [int(s.server_ip) for s in specs], [s.server_port for s in specs],
                    [s.proto for s in specs], [s.request_bytes for s in specs],

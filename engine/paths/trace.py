@@ -79,10 +79,7 @@ from engine.appliance.fragments import (
     fragment_packet,
 )
 from engine.appliance.packet_engine import PacketEngine, Session
-from engine.appliance.ports import (
-    PortExhausted,
-    port_occupancy,
-)
+from engine.appliance.ports import port_occupancy
 from engine.appliance.rules import Route, Router, fragment_cost, fragment_count, session_facts
 from engine.appliance.verdicts import (
     FlowOutcome,
@@ -92,6 +89,7 @@ from engine.appliance.verdicts import (
     summarize_outcomes,
     verdict_reason,
 )
+from engine.errors import PortExhausted
 from engine.packet.model import FlowTuple, Packet
 from engine.packet.toeplitz import parse_address
 

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from engine.appliance.verdicts import jain_index
-from engine.errors import ConfigError, HashKeyError, RssLabError
+from engine.errors import CompareError, ConfigError, HashKeyError, RssLabError
 from engine.packet.toeplitz import parse_key
 from engine.paths.flows import FlowArrays
 from engine.scenarios.scenario import Scenario
@@ -80,11 +80,6 @@ VARY: dict[str, tuple[str, ...] | None] = {
 #: Settings shown in a cell's label, in cross-product order.
 SETTINGS = ("key", "policy", "strategy", "transform", "handoff")
 MAX_CELLS = 256
-
-
-class CompareError(RssLabError):
-    """A ``--vary`` that names an unknown setting or value, repeats one, or asks for
-    more than MAX_CELLS cells."""
 
 
 def parse_vary(specs: list[str]) -> dict[str, tuple[str, ...]]:
@@ -376,5 +371,5 @@ def _scheme_cell(scheme: str, request: np.ndarray, response: np.ndarray,
     return cell
 
 
-__all__ = ["MAX_CELLS", "SCHEMES", "SETTINGS", "VARY", "Cell", "CompareError", "Comparison",
+__all__ = ["MAX_CELLS", "SCHEMES", "SETTINGS", "VARY", "Cell", "Comparison",
            "compare_scenario", "parse_vary", "scheme_cores"]

@@ -35,7 +35,7 @@ import numpy as np
 
 from engine.appliance.events import Event, Verdict
 from engine.appliance.verdicts import FlowOutcome, Summary
-from engine.errors import ConfigError, TrafficError
+from engine.errors import ConfigError
 from engine.packet.model import FlowTuple, Packet, Proto
 from engine.scenarios.pcap import PcapTally
 from engine.scenarios.scenario import CheckResult, Scenario, evaluate_checks
@@ -266,13 +266,7 @@ def _source_of(scenario: Scenario) -> str:
 def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
     from engine.paths.batch import BatchRows, run_batch
     tally = PcapTally()
-    try:
-        arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
-    except TrafficError as error:
-        if "IPv4" not in error.expected:
-            raise
-        raise TrafficError(error.field, error.expected, error.got,
-                           detail="IPv6 flows run on the trace path: use --trace") from None
+    arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
     progress(_STAGE_DONE["traffic"], "traffic")
     result = run_batch(config, arrays)
     progress(_STAGE_DONE["batch"], "batch")

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from engine.errors import RssLabError
+from engine.errors import PcapError
 from engine.packet.model import Packet, Proto, from_scapy, to_scapy
 from engine.paths.flows import FlowSpec
 from engine.safeparse import FileTooBig, read_bounded
@@ -57,11 +57,6 @@ _LAB_MAC, _PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"  # locally admini
 _LINK_NAMES = {0: "BSD loopback", 1: "Ethernet", 9: "PPP", 12: "Raw IP", 14: "Raw IP",
                101: "Raw IP", 108: "OpenBSD loopback", 113: "Linux cooked",
                228: "Raw IPv4", 229: "Raw IPv6", 276: "Linux cooked v2"}
-
-
-class PcapError(RssLabError):
-    """A capture that cannot be read at all: missing, too large, not pcap/pcapng, or with
-    more packets than MAX_PCAP_PACKETS."""
 
 
 @dataclass(frozen=True, slots=True)

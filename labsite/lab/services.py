@@ -316,7 +316,7 @@ def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
 
 
 def _load(body: str, *, source: str, base_dir):
-    from engine.scenarios.scenario import ScenarioError
+    from engine.errors import ScenarioError
 
     try:
         return engine_bridge.load(body, base_dir=base_dir)
@@ -349,7 +349,8 @@ def pcap_validate(upload) -> RunCaptureInput:
     Refuses (LabInputError on field ``pcap``) a file over LAB_PCAP_MAX_BYTES, one that is
     not pcap/pcapng, and one without a single IP packet the lab can use.
     """
-    from engine.scenarios.pcap import PcapError, flows_from_packets, read_pcap
+    from engine.errors import PcapError
+    from engine.scenarios.pcap import flows_from_packets, read_pcap
 
     limit = settings.LAB_PCAP_MAX_BYTES
     if upload.size > limit:

@@ -166,7 +166,8 @@ def parse_vary(vary: Any) -> dict[str, tuple[str, ...]]:
     """``{"key": ["microsoft", "symmetric"], …}`` checked by the engine (CompareError),
     including the engine's limit of ``MAX_CELLS`` cells, so a comparison too big to run
     is refused before it is queued."""
-    from engine.runs.compare import MAX_CELLS, CompareError
+    from engine.errors import CompareError
+    from engine.runs.compare import MAX_CELLS
     from engine.runs.compare import parse_vary as engine_parse_vary
 
     if not isinstance(vary, dict) or not vary:

@@ -12,14 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.errors import CompareError
 from engine.examples import EXAMPLES_DIR, load_example
-from engine.runs.compare import (
-    SCHEMES,
-    CompareError,
-    compare_scenario,
-    parse_vary,
-    scheme_cores,
-)
+from engine.runs.compare import SCHEMES, compare_scenario, parse_vary, scheme_cores
 from engine.scenarios.traffic import build_flow_arrays
 
 ROOT = Path(__file__).resolve().parents[2]

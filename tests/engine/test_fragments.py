@@ -18,7 +18,6 @@ from scapy.utils import rdpcap
 from engine.appliance.fragments import (
     ASSEMBLE,
     BRIDGE,
-    FragmentError,
     FragmentMode,
     FragmentSteerer,
     Reassembler,
@@ -30,7 +29,7 @@ from engine.appliance.fragments import (
     fragment_packet,
     l4_bytes,
 )
-from engine.errors import ConfigError
+from engine.errors import ConfigError, FragmentError
 from engine.nic.rss import IndirectionTable, Nic
 from engine.packet.model import FlowTuple, Fragment, Packet, Proto, from_scapy, to_scapy
 from engine.packet.toeplitz import Key

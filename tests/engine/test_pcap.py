@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.errors import PcapError
 from engine.examples import EXAMPLES_DIR
 from engine.examples.replay import replay_frames, write_replay_pcap
 from engine.packet.model import Fragment, Packet, Proto
 from engine.scenarios.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_RAW,
-    PcapError,
     PcapReadResult,
     flows_from_packets,
     read_pcap,

@@ -13,14 +13,12 @@ from engine.appliance.ports import (
     Allocation,
     PortAllocationTable,
     PortAllocator,
-    PortExhausted,
     PortRange,
     PortState,
-    PortStateError,
     ResponsePortMap,
     allocate_batch,
 )
-from engine.errors import ConfigError
+from engine.errors import ConfigError, PortExhausted, PortStateError
 from engine.nic.rss import IndirectionTable
 from engine.packet.toeplitz import Key, hash_input, toeplitz_hash
 

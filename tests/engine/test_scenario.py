@@ -11,13 +11,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.errors import ScenarioError
 from engine.examples import EXAMPLES_DIR, list_examples, load_example
 from engine.scenarios.scenario import (
     MAX_FILE_BYTES,
     MAX_GENERATED_FLOWS,
     METRICS,
     Scenario,
-    ScenarioError,
     evaluate_checks,
     load_scenario,
     load_scenario_file,
