@@ -11,23 +11,34 @@ from dataclasses import dataclass
 from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, ReassemblyLimits
 from engine.appliance.packet_engine import POLICIES
 from engine.appliance.ports import MAX_USIP_TABLES, PortAllocator, PortRange, ResponsePortMap
-from engine.appliance.rules import MIN_MTU
-from engine.errors import ConfigError
+from engine.appliance.rules import (
+    DEFAULT_REQUEST_BYTES,
+    DEFAULT_RESPONSE_BYTES,
+    HANDOFFS,
+    min_mtu,
+)
+from engine.errors import ConfigError, RssLabError
 from engine.nic.rss import HashType, IndirectionTable, Nic, Transform
 from engine.packet.model import FlowTuple
 from engine.packet.toeplitz import Key, check_port, parse_address, parse_key
 
-HANDOFFS = ("message", "shared-buffer", "none")
-#: Packet copies per handoff (see the module docstring).
-HANDOFF_COPIES = {"message": 1, "shared-buffer": 2, "none": 0}
 CLOSES = ("fin", "rst", "none")
 STRATEGIES = ("solve", "scan")
 FRAGMENT_ORDERS = ("in", "reverse", "random")
 FRAGMENT_MODES = tuple(mode.value for mode in FragmentMode)
-def _check_mtu(value, field: str) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                              or value < MIN_MTU):
-        raise ConfigError(field, f"None or an IP MTU of at least {MIN_MTU} bytes", value)
+
+
+def _check_mtu(value, field: str, address: str) -> None:
+    """ConfigError unless ``value`` is None or an IP MTU the family of ``address`` (the
+    link's end) allows (``rules.min_mtu``)."""
+    if value is None:
+        return
+    try:
+        least = min_mtu(parse_address(address, field).version)
+    except RssLabError:
+        least = min_mtu(4)  # the address's own check names it
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ConfigError(field, f"None or an IP MTU of at least {least} bytes", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +65,8 @@ class Flow:
     server_ip: str
     server_port: int
     proto: str | int = "tcp"
-    request_bytes: int = 100
-    response_bytes: int = 1000
+    request_bytes: int = DEFAULT_REQUEST_BYTES
+    response_bytes: int = DEFAULT_RESPONSE_BYTES
     close: str = "fin"
     start_us: int = 0
     request_mtu: int | None = None
@@ -72,7 +83,7 @@ class Flow:
         or duplicate count."""
         if self.close not in CLOSES:
             raise ConfigError(f"flows[{index}].close", " / ".join(CLOSES), self.close)
-        _check_mtu(self.request_mtu, f"flows[{index}].request_mtu")
+        _check_mtu(self.request_mtu, f"flows[{index}].request_mtu", self.client_ip)
         if self.fragment_order not in FRAGMENT_ORDERS:
             raise ConfigError(f"flows[{index}].fragment_order", " / ".join(FRAGMENT_ORDERS),
                               self.fragment_order)
@@ -107,7 +118,7 @@ class Service:
 
     def check(self, index: int = 0) -> None:
         """ConfigError/TupleError naming the bad field."""
-        _check_mtu(self.mtu, f"services[{index}].mtu")
+        _check_mtu(self.mtu, f"services[{index}].mtu", self.vip)
         if self.policy not in POLICIES:
             raise ConfigError(f"services[{index}].policy", " / ".join(POLICIES), self.policy)
         parse_address(self.vip, f"services[{index}].vip")
@@ -134,7 +145,7 @@ class Server:
         """ConfigError/TupleError naming the bad field."""
         parse_address(self.ip, f"servers[{index}].ip")
         check_port(self.port, f"servers[{index}].port")
-        _check_mtu(self.mtu, f"servers[{index}].mtu")
+        _check_mtu(self.mtu, f"servers[{index}].mtu", self.ip)
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,46 @@ class Nic:
         bucket = self.table.bucket_of(value)
         return Steering(self.table.buckets[bucket], value, bucket, hash_type, data)
 
+    def steer_batch(self, src, dst, sport, dport, proto
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(hashes uint32, hashed bool, cores int64)`` for IPv4 packets as arrays, with the
+        NIC's hash-type choice (4-tuple, else the 2-tuple, else the default core) exactly as
+        ``hash_type_for`` makes it for each packet (its array form: one property test holds
+        the two equal)."""
+        count = len(src)
+        types = self.hash_types
+        four = np.zeros(count, dtype=bool)
+        if HashType.TCP_IPV4 in types:
+            four |= proto == Proto.TCP
+        if HashType.UDP_IPV4 in types:
+            four |= proto == Proto.UDP
+        hashes = np.zeros(count, dtype=np.uint32)
+        if four.all():
+            hashes = self.hash_ipv4_batch(src, dst, sport, dport)
+        elif four.any():
+            hashes[four] = self.hash_ipv4_batch(src[four], dst[four], sport[four], dport[four])
+        hashed = four.copy()
+        if HashType.IPV4 in types and not four.all():
+            two = ~four
+            hashes[two] = self.hash_ipv4_batch(src[two], dst[two])
+            hashed[two] = True
+        table = self.table.as_array().astype(np.int64)
+        cores = table[hashes & np.uint32(self.table.mask)]
+        cores[~hashed] = self.default_core
+        return hashes, hashed, cores
+
+    def steer_two_tuple_batch(self, src, dst) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(hashes, hashed, cores)`` of IPv4 packets without ports (fragments), as
+        ``steer`` treats them: the 2-tuple hash when ``ipv4`` is enabled, else the
+        default core."""
+        count = len(src)
+        if HashType.IPV4 not in self.hash_types:
+            return (np.zeros(count, np.uint32), np.zeros(count, bool),
+                    np.full(count, self.default_core, np.int64))
+        hashes = self.hash_ipv4_batch(src, dst)
+        table = self.table.as_array().astype(np.int64)
+        return hashes, np.ones(count, bool), table[hashes & np.uint32(self.table.mask)]
+
     def receive(self, packet: Packet) -> Steering:
         """Put ``packet`` on a receive queue: its RSS queue, or queue 0 without RSS."""
         steering = self.steer(packet) if self.rss_aware else Steering(0, reason="no RSS")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.appliance.rules import DEFAULT_REQUEST_BYTES, DEFAULT_RESPONSE_BYTES
 from engine.errors import TrafficError
 from engine.packet.model import Address, FlowTuple, Proto
 
@@ -29,8 +30,8 @@ class FlowSpec:
     server_ip: Address
     server_port: int
     proto: int = Proto.TCP
-    request_bytes: int = 0
-    response_bytes: int = 0
+    request_bytes: int = DEFAULT_REQUEST_BYTES
+    response_bytes: int = DEFAULT_RESPONSE_BYTES
 
     @property
     def request(self) -> FlowTuple:

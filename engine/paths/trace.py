@@ -47,13 +47,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from engine.appliance.config import (
-    HANDOFF_COPIES,
-    Flow,
-    Server,
-    SystemConfig,
-    build_allocators,
-)
+from engine.appliance.config import Flow, Server, SystemConfig, build_allocators
 from engine.appliance.events import (
     AllocationFailed,
     DeliveredToServer,
@@ -80,7 +74,15 @@ from engine.appliance.fragments import (
 )
 from engine.appliance.packet_engine import PacketEngine, Session
 from engine.appliance.ports import port_occupancy
-from engine.appliance.rules import Route, Router, fragment_cost, fragment_count, session_facts
+from engine.appliance.rules import (
+    Route,
+    Router,
+    fragment_cost,
+    fragment_count,
+    response_size_and_mtu,
+    response_verdict,
+    session_facts,
+)
 from engine.appliance.verdicts import (
     FlowOutcome,
     Summary,
@@ -458,12 +460,9 @@ class System:
         return self._servers.get((server_side.dst, server_side.dport))
 
     def _respond(self, state: _FlowState, server: Server | None) -> None:
-        size = state.flow.response_bytes
-        if server is not None and server.response_bytes is not None:
-            size = server.response_bytes
-        mtu = None if server is None else server.mtu
-        if mtu is None and state.session.service >= 0:
-            mtu = self.config.services[state.session.service].mtu
+        size, mtu = response_size_and_mtu(self.config, server=server,
+                                          service=state.session.service,
+                                          flow_bytes=state.flow.response_bytes)
         response = state.session.response_tuple
         self._emit(ResponseSent, state.flow.id, tuple=response, bytes=size)
         self._at(self.now_us + self._link(), self._response_arrives, state, size, mtu)
@@ -485,14 +484,15 @@ class System:
             landed = landing.core
         else:
             landed = self._steer(state, response, "response", size).core
-        owner_engine = self.engines[landed]
-        if owner_engine.lookup_response(response) is session:
-            self._deliver_response(state, landed, "symmetric", 0, "")
-            return
         owner = self.directory.get(response)
         via = self.config.handoff
-        if session.policy == "transparent" and via != "none" and owner is not None:
-            copies = HANDOFF_COPIES[via]
+        verdict, copies = response_verdict(
+            on_owner=self.engines[landed].lookup_response(response) is session,
+            owner=owner, policy=session.policy, handoff=via)
+        if verdict == "symmetric":
+            self._deliver_response(state, landed, "symmetric", 0, "")
+            return
+        if verdict == "handed-off":
             self._emit(ForwardedCoreToCore, state.flow.id, from_core=landed, to_core=owner,
                        via=via, copies=copies)
             self.handoffs[landed].sent += 1

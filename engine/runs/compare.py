@@ -198,7 +198,7 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
 
     Raises CompareError (too many cells), TrafficError/PcapError for the traffic.
     """
-    from engine.appliance.config import HANDOFF_COPIES
+    from engine.appliance.rules import HANDOFF_COPIES
     from engine.paths.batch import run_batch, steer_flows
     from engine.runs.run import fitting_ports
 
