@@ -28,6 +28,13 @@ FRAGMENT_ORDERS = ("in", "reverse", "random")
 FRAGMENT_MODES = tuple(mode.value for mode in FragmentMode)
 
 
+def _check_whole(config, name: str, least: int, expected: str) -> None:
+    """ConfigError naming ``name`` unless ``config.<name>`` is an int >= ``least``."""
+    value = getattr(config, name)
+    if not isinstance(value, int) or value < least:
+        raise ConfigError(name, expected, value)
+
+
 def _check_mtu(value, field: str, address: str) -> None:
     """ConfigError unless ``value`` is None or an IP MTU the family of ``address`` (the
     link's end) allows (``rules.min_mtu``)."""
@@ -219,36 +226,39 @@ class SystemConfig:
 
     def check(self) -> None:
         """Raises ConfigError (or TableError/HashKeyError/TupleError) naming the field."""
-        if not isinstance(self.cores, int) or self.cores < 1:
-            raise ConfigError("cores", "a whole number of cores, 1 or more", self.cores)
-        if not isinstance(self.ips_per_core, int) or self.ips_per_core < 1:
-            raise ConfigError("ips_per_core", "1 or more", self.ips_per_core)
+        self._check_cores_and_ips()
+        for name, allowed in (("policy", POLICIES), ("strategy", STRATEGIES),
+                              ("handoff", HANDOFFS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, " / ".join(allowed), getattr(self, name))
+        self._check_tables()
+        for name in ("idle_timeout_us", "link_us", "server_us", "handoff_us",
+                     "close_after_us", "jitter_us"):
+            _check_whole(self, name, 0, "a whole number of microseconds, 0 or more")
+        for index, service in enumerate(self.services):
+            service.check(index)
+        for index, server in enumerate(self.servers):
+            server.check(index)
+        self._check_fragments()
+
+    def _check_cores_and_ips(self) -> None:
+        _check_whole(self, "cores", 1, "a whole number of cores, 1 or more")
+        _check_whole(self, "ips_per_core", 1, "1 or more")
         if self.shared_ip is None:
             base = int(parse_address(self.local_ip_base, "local_ip_base"))
             if base + self.cores * self.ips_per_core > 2 ** 32:
                 raise ConfigError("local_ip_base", f"room for {self.cores} x "
                                   f"{self.ips_per_core} IPv4 addresses from it",
                                   self.local_ip_base)
-        for name, allowed in (("policy", POLICIES), ("strategy", STRATEGIES),
-                              ("handoff", HANDOFFS)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(name, " / ".join(allowed), getattr(self, name))
-        if not isinstance(self.tables_per_ip, int) or self.tables_per_ip < 1:
-            raise ConfigError("tables_per_ip", "1 or more (the patent: 64 or 256)",
-                              self.tables_per_ip)
+
+    def _check_tables(self) -> None:
+        _check_whole(self, "tables_per_ip", 1, "1 or more (the patent: 64 or 256)")
         if self.cores * self.tables_per_ip > MAX_USIP_TABLES:
             raise ConfigError("tables_per_ip", f"at most {MAX_USIP_TABLES} usip tables in "
                               f"all ({MAX_USIP_TABLES // self.cores} per core on "
                               f"{self.cores} cores)", self.tables_per_ip)
-        for name in ("idle_timeout_us", "link_us", "server_us", "handoff_us",
-                     "close_after_us", "jitter_us"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(name, "a whole number of microseconds, 0 or more", value)
-        for index, service in enumerate(self.services):
-            service.check(index)
-        for index, server in enumerate(self.servers):
-            server.check(index)
+
+    def _check_fragments(self) -> None:
         if self.fragment_mode not in FRAGMENT_MODES:
             raise ConfigError("fragment_mode", " / ".join(FRAGMENT_MODES), self.fragment_mode)
         if (not isinstance(self.default_fragment_core, int)
@@ -260,9 +270,7 @@ class SystemConfig:
                               self.fragment_action)
         for name in ("fragment_timeout_us", "fragment_max_per_datagram",
                      "fragment_max_datagrams", "fragment_max_fragments"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(name, "a whole number, 1 or more", value)
+            _check_whole(self, name, 1, "a whole number, 1 or more")
         if not isinstance(self.fragment_max_bytes, int) or self.fragment_max_bytes < 65_535:
             raise ConfigError("fragment_max_bytes", "at least 65535 bytes (one whole "
                               "datagram)", self.fragment_max_bytes)

@@ -17,7 +17,6 @@ names the core whose receive queue gets the packet::
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -356,6 +355,3 @@ class Nic:
         cores = self.table.as_array()[buckets]
         return hashes, buckets, cores
 
-
-def ipv4_to_int(address: str | ipaddress.IPv4Address) -> int:
-    return int(ipaddress.IPv4Address(address))

@@ -528,6 +528,47 @@ def _plain_reason(verdict: int, policy: int, request_core: int, response_core: i
 
 
 
+def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.ndarray,
+                       frag: FragmentColumns, rules: dict[str, int], *, request_hash,
+                       request_hashed, request_core, policy, service) -> np.ndarray | None:
+    """Fragment the requests that do not fit their client link's ``request_mtu`` (0:
+    none), steering them as the fragment mode says: updates the request columns in place
+    and fills ``frag``; returns which rows' requests reassembly dropped (None: none)."""
+    count = len(flows.client_ip)
+    if request_mtu.shape != (count,):
+        raise ConfigError("request_mtu", f"one MTU per flow ({count})",
+                          f"shape {request_mtu.shape}")
+    small = (request_mtu != 0) & (request_mtu < min_mtu(4))
+    if small.any():
+        raise ConfigError("request_mtu", f"0 or an IP MTU of at least {min_mtu(4)} bytes",
+                          int(request_mtu[small][0]))
+    proto = np.asarray(flows.proto, dtype=np.uint8)
+    size = getattr(flows, "request_bytes", None)
+    size = np.full(count, DEFAULT_REQUEST_BYTES, np.int64) if size is None else size
+    counts = fragment_count_batch(proto, size, request_mtu)
+    rows = np.flatnonzero(counts)
+    if not rows.size:
+        return None
+    plans = plan_fragments(
+        config, nic, src=np.asarray(flows.client_ip, np.uint32)[rows],
+        dst=np.asarray(flows.server_ip, np.uint32)[rows],
+        four_hash=request_hash[rows], four_hashed=request_hashed[rows],
+        four_core=request_core[rows], counts=counts[rows], proto=proto[rows],
+        policy=policy[rows], service=service[rows], response=False, rules=rules)
+    frag.fill(rows, counts[rows], plans, response=False)
+    request_core[rows] = plans.core
+    request_hash[rows] = plans.hash
+    request_hashed[rows] = plans.hashed
+    if not plans.dropped.any():
+        return None
+    gone = rows[plans.dropped]
+    lost = np.zeros(count, dtype=bool)
+    lost[gone] = True
+    request_core[gone] = plans.received_on[plans.dropped]
+    request_hashed[gone] = False
+    return lost
+
+
 def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
               request_mtu=None) -> BatchResult:
     """Run every flow of ``flows`` (``FlowArrays`` or any object with the uint32/uint16/
@@ -538,7 +579,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     ``Flow.request_mtu``; ``flow_request_mtus`` builds it from trace flows.
 
     Raises ConfigError (and the key/table errors) for a bad configuration or an MTU
-    below 28 bytes.
+    below the minimum (``rules.MIN_MTU``).
     """
     config.check()
     nic = config.build_nic()
@@ -559,37 +600,11 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
         frag = FragmentColumns.empty(config, count)
         rules: dict[str, int] = {}
     if request_mtu is not None:
-        request_mtu = np.asarray(request_mtu, dtype=np.int64)
-        if request_mtu.shape != (count,):
-            raise ConfigError("request_mtu", f"one MTU per flow ({count})",
-                              f"shape {request_mtu.shape}")
-        small = (request_mtu != 0) & (request_mtu < min_mtu(4))
-        if small.any():
-            raise ConfigError("request_mtu", f"0 or an IP MTU of at least {min_mtu(4)} bytes",
-                              int(request_mtu[small][0]))
-        size = getattr(flows, "request_bytes", None)
-        size = np.full(count, DEFAULT_REQUEST_BYTES, np.int64) if size is None else size
-        counts = fragment_count_batch(proto, size, request_mtu)
-        rows = np.flatnonzero(counts)
-        if rows.size:
-            plans = plan_fragments(
-                config, nic, src=client_ip[rows],
-                dst=np.asarray(flows.server_ip, np.uint32)[rows],
-                four_hash=request_hash[rows], four_hashed=request_hashed[rows],
-                four_core=request_core[rows], counts=counts[rows], proto=proto[rows],
-                policy=policy[rows], service=service[rows], response=False, rules=rules)
-            frag.fill(rows, counts[rows], plans, response=False)
-            request_hash = request_hash.copy()
-            request_hashed = request_hashed.copy()
-            request_core[rows] = plans.core
-            request_hash[rows] = plans.hash
-            request_hashed[rows] = plans.hashed
-            if plans.dropped.any():
-                gone = rows[plans.dropped]
-                lost = np.zeros(count, dtype=bool)
-                lost[gone] = True
-                request_core[gone] = plans.received_on[plans.dropped]
-                request_hashed[gone] = False
+        request_hash, request_hashed = request_hash.copy(), request_hashed.copy()
+        lost = _fragment_requests(config, nic, flows, np.asarray(request_mtu, np.int64),
+                                  frag, rules, request_hash=request_hash,
+                                  request_hashed=request_hashed, request_core=request_core,
+                                  policy=policy, service=service)
 
     allocators = build_allocators(config, nic.table)
     local_ip = client_ip.copy()

@@ -137,23 +137,6 @@ class _Landing(NamedTuple):
     dropped: str = ""
 
 
-class _SeqCounter:
-    """The system's event sequence as an iterator, for the fragment steerer's events."""
-
-    __slots__ = ("system",)
-
-    def __init__(self, system: System):
-        self.system = system
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> int:
-        seq = self.system._seq
-        self.system._seq += 1
-        return seq
-
-
 @dataclass(slots=True)
 class _FlowState:
     flow: Flow
@@ -208,7 +191,7 @@ class System:
         self.fragments = FragmentSteerer(
             self.nic, config.fragment_mode, default_fragment_core=config.default_fragment_core,
             limits=config.build_limits(), sessions=self.session_facts,
-            forced=config.fragment_action, seq=_SeqCounter(self))
+            forced=config.fragment_action, seq=iter(self._next_seq, None))
         self._idents: dict[tuple, int] = {}
         self._fragment_drops: dict[str, int] = {}
         self.duplicate_datagrams = 0
@@ -229,6 +212,13 @@ class System:
             self._events.append(event)
         if self._on_event is not None:
             self._on_event(event)
+
+    def _next_seq(self) -> int:
+        """The next event sequence number (the fragment steerer numbers its events from
+        the same counter, so one run's events are in one order)."""
+        seq = self._seq
+        self._seq += 1
+        return seq
 
     def _publish(self, event: Event) -> None:
         """Pass on an event made elsewhere (the fragment steerer) with the run's seq."""

@@ -416,37 +416,11 @@ def export_pcap(scenario: Scenario, target: str | Path | BinaryIO, *,
         raise ConfigError("limit", "a number of flows, 0 or more", limit)
     specs = build_flow_specs(scenario, pcap=pcap, limit=limit)
     system: System = scenario.build_system()
-    written: list[tuple[int, FlowTuple, int]] = []  # (t_us, tuple, payload bytes)
-    request_bytes: dict[int, int] = {}
-    response_bytes: dict[int, int] = {}
-    server_view: dict[int, FlowTuple] = {}
-    request_tuple: dict[int, FlowTuple] = {}
-
-    def record(event: Event) -> None:
-        kind = event.kind
-        if kind == "packet-arrived" and event.direction == "request":
-            request_bytes[event.flow] = event.bytes
-            request_tuple[event.flow] = event.tuple
-            if "client" in sides:
-                written.append((event.t_us, event.tuple, event.bytes))
-        elif kind == "delivered-to-server" and "server" in sides:
-            server_view[event.flow] = event.tuple
-            if "client" not in sides or event.tuple != request_tuple.get(event.flow):
-                written.append((event.t_us, event.tuple, request_bytes[event.flow]))
-        elif kind == "packet-arrived":  # a response, as the server sent it
-            response_bytes[event.flow] = event.bytes
-            server_view[event.flow] = event.tuple
-            if "server" in sides:
-                written.append((event.t_us, event.tuple, event.bytes))
-        elif kind == "response-arrived" and "client" in sides:
-            same = "server" in sides and event.tuple == server_view.get(event.flow)
-            if not same:
-                written.append((event.t_us, event.tuple, response_bytes[event.flow]))
-
+    record = _SideRecorder(sides)
     system.run_trace([spec.to_flow() for spec in specs], on_event=record, keep_events=False)
     packets: list[Packet] = []
     times: list[float] = []
-    for t_us, tuple_, size in written:
+    for t_us, tuple_, size in record.written:
         for chunk in _segments(size, tuple_.proto):
             times.append(_EPOCH + t_us / 1e6 + len(packets) * 1e-6)
             packets.append(Packet.from_tuple(len(packets), tuple_, payload_len=chunk,
@@ -456,6 +430,52 @@ def export_pcap(scenario: Scenario, target: str | Path | BinaryIO, *,
 
 
 _EPOCH = 1_704_067_200.0  # 2024-01-01T00:00:00Z, the exported capture's time zero
+
+
+class _SideRecorder:
+    """Collects, from a trace's events, the packets ``export_pcap`` writes for ``sides``:
+    ``written`` holds ``(t_us, tuple, payload bytes)`` in the order they met the NIC."""
+
+    def __init__(self, sides: tuple[str, ...]):
+        self.client = "client" in sides
+        self.server = "server" in sides
+        self.written: list[tuple[int, FlowTuple, int]] = []
+        self.request_bytes: dict[int, int] = {}
+        self.response_bytes: dict[int, int] = {}
+        self.server_view: dict[int, FlowTuple] = {}
+        self.request_tuple: dict[int, FlowTuple] = {}
+
+    def __call__(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "packet-arrived" and event.direction == "request":
+            self._request_arrived(event)
+        elif kind == "delivered-to-server" and self.server:
+            self._delivered(event)
+        elif kind == "packet-arrived":  # a response, as the server sent it
+            self._response_sent(event)
+        elif kind == "response-arrived" and self.client:
+            self._response_arrived(event)
+
+    def _request_arrived(self, event: Event) -> None:
+        self.request_bytes[event.flow] = event.bytes
+        self.request_tuple[event.flow] = event.tuple
+        if self.client:
+            self.written.append((event.t_us, event.tuple, event.bytes))
+
+    def _delivered(self, event: Event) -> None:
+        self.server_view[event.flow] = event.tuple
+        if not self.client or event.tuple != self.request_tuple.get(event.flow):
+            self.written.append((event.t_us, event.tuple, self.request_bytes[event.flow]))
+
+    def _response_sent(self, event: Event) -> None:
+        self.response_bytes[event.flow] = event.bytes
+        self.server_view[event.flow] = event.tuple
+        if self.server:
+            self.written.append((event.t_us, event.tuple, event.bytes))
+
+    def _response_arrived(self, event: Event) -> None:
+        if not (self.server and event.tuple == self.server_view.get(event.flow)):
+            self.written.append((event.t_us, event.tuple, self.response_bytes[event.flow]))
 
 
 def _segments(size: int, proto: int) -> list[int]:
