@@ -59,7 +59,7 @@ def min_mtu(version: int) -> int:
 
 
 def l4_header_bytes(proto: int) -> int:
-    """Bytes of L4 header the lab's packets carry (as ``packet.to_scapy`` builds them):
+    """Bytes of L4 header the lab's packets carry (as ``engine.packet.model.to_scapy`` builds them):
     20 for TCP (no options), 8 for UDP, 0 for any other protocol."""
     return 20 if proto == Proto.TCP else 8 if proto == Proto.UDP else 0
 
