@@ -53,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,42 @@ class Comparison:
         return out
 
 
+def count_cells(vary: Mapping[str, Sequence[str]], *,
+                schemes: Sequence[str] | None = None) -> int:
+    """The cells a comparison over ``vary`` has: the cross product of the varied RSS
+    settings (when ``scheme`` is not varied or includes ``rss``) plus one per non-RSS
+    scheme (``schemes``, default: those ``vary["scheme"]`` names, else all)."""
+    wanted = vary.get("scheme", SCHEMES)
+    if schemes is None:
+        schemes = [s for s in wanted if s != "rss"]
+    rss = 0
+    if "rss" in wanted:
+        rss = 1
+        for name in SETTINGS:
+            rss *= len(vary.get(name, [None]))
+    return rss + len(schemes)
+
+
+def parse_vary_mapping(vary: object, *, field: str = "vary") -> dict[str, tuple[str, ...]]:
+    """``parse_vary`` of a mapping (``{"key": ["microsoft", "symmetric"], ...}``, as a
+    form or the REST API sends it), refusing more than MAX_CELLS cells, so a comparison
+    too big to run is refused before it is queued. Raises CompareError on ``field``."""
+    if not isinstance(vary, Mapping) or not vary:
+        raise CompareError(field, 'a mapping like {"policy": ["nat", "transparent"]}', vary)
+    specs = []
+    for name, values in vary.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise CompareError(f"{field}.{name}", "a list of values", values)
+        specs.append(f"{name}={','.join(values)}")
+    parsed = parse_vary(specs)
+    cells = count_cells(parsed)
+    if cells > MAX_CELLS:
+        raise CompareError(field, f"at most {MAX_CELLS} cells", cells)
+    return parsed
+
+
 def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
                      pcap: str | Path | None = None, schemes: tuple[str, ...] | None = None,
                      on_progress: Callable[[float, str], None] | None = None) -> Comparison:
@@ -205,13 +241,13 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
     wanted = vary.get("scheme", SCHEMES)
     if schemes is None:
         schemes = tuple(s for s in wanted if s != "rss")
+    cells = count_cells(vary, schemes=schemes)
+    if cells > MAX_CELLS:
+        raise CompareError("--vary", f"at most {MAX_CELLS} cells", cells)
     run_rss = "rss" in wanted
     base = scenario.build_system_config()
     names = [name for name in SETTINGS if name in vary]
     combos = list(itertools.product(*(vary[name] for name in names))) if run_rss else []
-    if len(combos) + len(schemes) > MAX_CELLS:
-        raise CompareError("--vary", f"at most {MAX_CELLS} cells",
-                           len(combos) + len(schemes))
     flows = build_flow_arrays(scenario, pcap=pcap)
     progress = on_progress or (lambda fraction, stage: None)
     total = max(len(combos) + len(schemes), 1)
@@ -371,5 +407,6 @@ def _scheme_cell(scheme: str, request: np.ndarray, response: np.ndarray,
     return cell
 
 
-__all__ = ["MAX_CELLS", "SCHEMES", "SETTINGS", "VARY", "Cell", "Comparison",
+__all__ = ["MAX_CELLS", "SCHEMES", "SETTINGS", "VARY", "Cell", "Comparison", "count_cells",
+           "parse_vary_mapping",
            "compare_scenario", "parse_vary", "scheme_cores"]
