@@ -24,7 +24,7 @@ import signal
 import sys
 import traceback
 
-from .errors import RssLabError
+from engine.errors import RssLabError
 
 #: Command modules in ``engine.commands``, in the order ``--help`` lists them.
 COMMANDS = ["hash", "bench", "schema", "examples", "demo", "verify", "compare"]

@@ -30,7 +30,7 @@ import json
 import re
 from typing import Any
 
-from .errors import DocumentError
+from engine.errors import DocumentError
 
 #: Nesting allowed in a JSON request body or a document that is not a scenario.
 MAX_NESTING = 64

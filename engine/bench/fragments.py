@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from ..fragments import Reassembler, fragment_packet
-from ..packet import FlowTuple, Packet
-from .timing import best_rate
+from engine.appliance.fragments import Reassembler, fragment_packet
+from engine.bench.timing import best_rate
+from engine.packet.model import FlowTuple, Packet
 
 
 def _pool(count: int, *, complete: bool) -> list[Packet]:

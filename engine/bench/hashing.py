@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..toeplitz import Key, hash_input, hash_ipv4_batch, toeplitz_hash
-from .timing import best_rate
+from engine.bench.timing import best_rate
+from engine.packet.toeplitz import Key, hash_input, hash_ipv4_batch, toeplitz_hash
 
 
 def bench_hash_batch_ipv4(quick: bool) -> float:

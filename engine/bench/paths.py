@@ -8,9 +8,10 @@ import random
 
 import numpy as np
 
-from ..batch import random_flow_arrays, run_batch
-from ..system import Flow, System, SystemConfig
-from .timing import best_rate
+from engine.appliance.config import Flow, SystemConfig
+from engine.bench.timing import best_rate
+from engine.paths.batch import random_flow_arrays, run_batch
+from engine.paths.trace import System
 
 
 def bench_batch_verify(quick: bool) -> float:

@@ -9,10 +9,10 @@ import ipaddress
 
 import numpy as np
 
-from ..nic import IndirectionTable
-from ..ports import PortAllocator, PortRange, ResponsePortMap, allocate_batch
-from ..toeplitz import Key
-from .timing import best_seconds, timed
+from engine.appliance.ports import PortAllocator, PortRange, ResponsePortMap, allocate_batch
+from engine.bench.timing import best_seconds, timed
+from engine.nic.rss import IndirectionTable
+from engine.packet.toeplitz import Key
 
 
 def _class_pools(port_map: ResponsePortMap, port_range: PortRange) -> list[np.ndarray]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import ipaddress
 
-from ..examples import EXAMPLES_DIR
-from ..packet import Packet, Proto
-from ..pcap import read_pcap, write_pcap
-from ..run import verify_scenario
-from ..scenario import load_scenario
-from ..traffic import Target, generate_flows
-from .timing import best_rate
+from engine.bench.timing import best_rate
+from engine.examples import EXAMPLES_DIR
+from engine.packet.model import Packet, Proto
+from engine.runs.run import verify_scenario
+from engine.scenarios.pcap import read_pcap, write_pcap
+from engine.scenarios.scenario import load_scenario
+from engine.scenarios.traffic import Target, generate_flows
 
 
 def bench_scenario_load(quick: bool) -> float:

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ConfigError, OutputError
+from engine.errors import ConfigError, OutputError
 
 
 def check_output_file(path: str | None, option: str) -> None:

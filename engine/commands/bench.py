@@ -23,8 +23,8 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..bench import BENCHMARKS, benchmark
-    from ..errors import ConfigError
+    from engine.bench import BENCHMARKS, benchmark
+    from engine.errors import ConfigError
 
     names = args.only or list(BENCHMARKS)
     unknown = [name for name in names if name not in BENCHMARKS]

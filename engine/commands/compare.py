@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 
-from . import check_output_file, writing
+from engine.commands import check_output_file, writing
 
 
 def add_parser(subparsers):
@@ -35,9 +35,9 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..compare import compare_scenario, parse_vary
-    from ..scenario import load_scenario_file
-    from .verify import ProgressBar
+    from engine.commands.verify import ProgressBar
+    from engine.runs.compare import compare_scenario, parse_vary
+    from engine.scenarios.scenario import load_scenario_file
 
     check_output_file(args.html, "--html")
     vary = parse_vary(args.vary)
@@ -49,7 +49,7 @@ def run(args) -> int:
     finally:
         bar.close()
     if args.html:
-        from ..report import write_compare_html
+        from engine.runs.report import write_compare_html
         with writing(args.html, "--html"):
             write_compare_html(result, args.html)
         print(f"wrote {args.html}", file=sys.stderr)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 
-from ..control import ControlCore, ControlReport
-from ..errors import ConfigError
-from ..system import Flow, Server, System, SystemConfig
+from engine.appliance.config import Flow, Server, SystemConfig
+from engine.appliance.control import ControlCore, ControlReport
+from engine.errors import ConfigError
+from engine.paths.trace import System
 
 #: More flows than this per mode would no longer be a readable demo.
 MAX_DEMO_FLOWS = 200

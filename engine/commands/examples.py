@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from ..examples import list_examples, load_example
+from engine.examples import list_examples, load_example
 
 
 def add_parser(subparsers):

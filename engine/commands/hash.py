@@ -18,9 +18,9 @@ import json
 import sys
 from collections.abc import Iterator
 
-from ..errors import ConfigError, RssLabError, TableError, TupleError
-from ..nic import IndirectionTable
-from ..toeplitz import explain_hash, hash_input, parse_key, toeplitz_hash
+from engine.errors import ConfigError, RssLabError, TableError, TupleError
+from engine.nic.rss import IndirectionTable
+from engine.packet.toeplitz import explain_hash, hash_input, parse_key, toeplitz_hash
 
 #: A batch CSV larger than this is refused rather than read into memory.
 MAX_BATCH_ROWS = 1_000_000

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ..scenario import scenario_json_schema
+from engine.scenarios.scenario import scenario_json_schema
 
 
 def add_parser(subparsers):

@@ -17,8 +17,8 @@ import json
 import sys
 import time
 
-from ..errors import RssLabError
-from . import check_output_file, writing
+from engine.commands import check_output_file, writing
+from engine.errors import RssLabError
 
 
 def add_parser(subparsers):
@@ -67,8 +67,8 @@ class ProgressBar:
 
 
 def run(args) -> int:
-    from ..run import DEFAULT_EXPORT_FLOWS, export_pcap, verify_scenario
-    from ..scenario import load_scenario_file
+    from engine.runs.run import DEFAULT_EXPORT_FLOWS, export_pcap, verify_scenario
+    from engine.scenarios.scenario import load_scenario_file
 
     bar = ProgressBar()
     try:
@@ -94,7 +94,7 @@ def run(args) -> int:
     finally:
         bar.close()
     if args.html:
-        from ..report import write_report_html
+        from engine.runs.report import write_report_html
         with writing(args.html, "--html"):
             write_report_html(report, args.html)
         print(f"wrote {args.html}", file=sys.stderr)

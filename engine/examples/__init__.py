@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..scenario import Scenario, ScenarioError, load_scenario_file
+from engine.errors import ScenarioError
+from engine.scenarios.scenario import Scenario, load_scenario_file
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 
@@ -51,7 +52,7 @@ def load_example(name: str) -> Scenario:
 
 
 def _unknown(name: str, known: str):
-    from ..scenario import Problem
+    from engine.errors import Problem
     return Problem("name", None, f"expected one of {known}, got {name!r}")
 
 

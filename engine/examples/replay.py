@@ -1,6 +1,6 @@
 """Regenerate ``replay.pcap``, the capture the ``pcap-replay`` example replays.
 
-Made with Scapy directly (not with ``engine.pcap.write_pcap``), so reading it tests
+Made with Scapy directly (not with ``engine.scenarios.pcap.write_pcap``), so reading it tests
 the lab's reader against an independent writer. Deterministic: fixed addresses,
 ports, sequence numbers and timestamps, so the bytes are the same on every run::
 

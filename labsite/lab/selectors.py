@@ -7,7 +7,6 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
-from engine.nic import MAX_CORES
 from labsite.lab.errors import LabInputError
 from labsite.lab.models import INSTRUCTOR_GROUP, Scenario
 
@@ -50,7 +49,8 @@ def example_scenario_get(name: Any) -> Scenario:
 
 def lab_limits() -> dict[str, Any]:
     """The sizes the lab accepts, for the page to say before the server refuses."""
-    from engine.compare import VARY
+    from engine.nic.rss import MAX_CORES
+    from engine.runs.compare import VARY
 
     return {
         "trace_max_flows": settings.RUN_TRACE_MAX_FLOWS,

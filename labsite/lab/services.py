@@ -137,8 +137,8 @@ def lab_explain(params) -> dict[str, Any]:
     a round-robin table over ``cores``. Raises LabInputError naming the parameter.
     """
     from engine.errors import RssLabError
-    from engine.nic import MAX_CORES, IndirectionTable
-    from engine.toeplitz import explain_hash, hash_input, parse_key
+    from engine.nic.rss import MAX_CORES, IndirectionTable
+    from engine.packet.toeplitz import explain_hash, hash_input, parse_key
 
     def text(name: str, default: str | None = None) -> str | None:
         value = params.get(name, default)
@@ -218,7 +218,7 @@ def _explain_table(text: str, cores: int | None) -> tuple[int, ...]:
     ``cores`` not given (it is then the largest entry + 1) for one that is not a core of
     the largest system the lab models (0..MAX_CORES-1).
     """
-    from engine.nic import MAX_CORES
+    from engine.nic.rss import MAX_CORES
 
     limit = cores if cores is not None else MAX_CORES
     buckets = []

@@ -10,12 +10,12 @@ A worker runs a job like this::
     outcome = run_job(job, on_event=send, on_progress=progress)
     outcome.report, outcome.summary      # the engine's Report.as_dict() (rows capped) …
 
-- ``trace`` — ``engine.run.verify_scenario(mode="trace")``; every event's ``as_dict()``
+- ``trace`` — ``engine.runs.run.verify_scenario(mode="trace")``; every event's ``as_dict()``
   (``{"kind", "t_us", "seq", "flow", …}``, ``seq`` 0, 1, 2 … without gaps) is handed to
   ``on_event`` *while the engine runs* (from inside the engine's callback, so memory stays
   bounded and a slow consumer slows the engine instead of queueing events).
 - ``batch`` — the vectorised path; no events, progress per stage.
-- ``compare`` — ``engine.compare.compare_scenario`` over ``vary``; the report is the
+- ``compare`` — ``engine.runs.compare.compare_scenario`` over ``vary``; the report is the
   Comparison's ``as_dict()``.
 
 Limits (settings, all documented in the README's Limits section): a trace run takes at
@@ -86,7 +86,7 @@ def load(body: str, *, seed: int | None = None, base_dir: Path | None = None,
 
     Raises ScenarioError listing every problem with its line and key path.
     """
-    from engine.scenario import load_scenario
+    from engine.scenarios.scenario import load_scenario
 
     scenario = load_scenario(body, source=source, base_dir=base_dir)
     if seed is not None and seed != scenario.seed:
@@ -103,7 +103,8 @@ def flow_count(scenario, *, pcap: bytes | None = None, mode: str = "batch") -> i
     a path in a scenario that is not one of the engine's examples: the lab reads no other
     files on the server.
     """
-    from engine.traffic import TrafficError, count_flows
+    from engine.errors import TrafficError
+    from engine.scenarios.traffic import count_flows
 
     engine_mode = "trace" if mode == "trace" else "batch"  # compare runs the batch path
     if pcap is not None:
@@ -151,37 +152,19 @@ def check_limits(*, mode: str, flows: int, cells: int = 1, delay_ms: int = 0) ->
 
 
 def compare_cells(vary: dict[str, list[str]]) -> int:
-    """The number of cells a comparison over ``vary`` has (non-RSS schemes included)."""
-    from engine.compare import SCHEMES, SETTINGS
+    """The number of cells a comparison over ``vary`` has (the engine's ``count_cells``)."""
+    from engine.runs.compare import count_cells
 
-    rss = 1
-    for name in SETTINGS:
-        rss *= len(vary.get(name, [None]))
-    wanted = vary.get("scheme", SCHEMES)
-    return (rss if "rss" in wanted else 0) + sum(1 for s in wanted if s != "rss")
+    return count_cells(vary)
 
 
 def parse_vary(vary: Any) -> dict[str, tuple[str, ...]]:
     """``{"key": ["microsoft", "symmetric"], …}`` checked by the engine (CompareError),
-    including the engine's limit of ``MAX_CELLS`` cells, so a comparison too big to run
-    is refused before it is queued."""
-    from engine.compare import MAX_CELLS, CompareError
-    from engine.compare import parse_vary as engine_parse_vary
+    including its limit of ``MAX_CELLS`` cells, so a comparison too big to run is refused
+    before it is queued."""
+    from engine.runs.compare import parse_vary_mapping
 
-    if not isinstance(vary, dict) or not vary:
-        raise CompareError("vary", 'a mapping like {"policy": ["nat", "transparent"]}', vary)
-    specs = []
-    for name, values in vary.items():
-        if isinstance(values, str):
-            values = [values]
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise CompareError(f"vary.{name}", "a list of values", values)
-        specs.append(f"{name}={','.join(values)}")
-    parsed = engine_parse_vary(specs)
-    cells = compare_cells(parsed)
-    if cells > MAX_CELLS:  # what engine.compare.compare_scenario refuses, with its words
-        raise CompareError("vary", f"at most {MAX_CELLS} cells", cells)
-    return parsed
+    return parse_vary_mapping(vary)
 
 
 def run_job(job: EngineJob, *, on_event: Callable[[dict], None],
@@ -205,8 +188,8 @@ def run_job(job: EngineJob, *, on_event: Callable[[dict], None],
 def _verify(scenario, job: EngineJob, flows: int, pcap_path: Path | None,
             on_event: Callable[[dict], None], on_progress: Callable[[float], None]
             ) -> EngineOutcome:
-    from engine.events import Verdict
-    from engine.run import verify_scenario
+    from engine.appliance.events import Verdict
+    from engine.runs.run import verify_scenario
 
     max_events = settings.RUN_TRACE_MAX_EVENTS
     delay = job.delay_ms / 1000
@@ -244,7 +227,7 @@ class ExportedPcap:
 
 
 def export_job_pcap(job: EngineJob, *, limit: int) -> ExportedPcap:
-    """The packets of ``job``'s first ``limit`` flows as a pcap (``engine.run.export_pcap``:
+    """The packets of ``job``'s first ``limit`` flows as a pcap (``engine.runs.run.export_pcap``:
     client and server sides, raw IP), from the same scenario, seed and uploaded capture
     the run used, so the flows are the run's flows.
 
@@ -252,7 +235,7 @@ def export_job_pcap(job: EngineJob, *, limit: int) -> ExportedPcap:
     """
     import io
 
-    from engine.run import export_pcap
+    from engine.runs.run import export_pcap
 
     scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
     total = flow_count(scenario, pcap=job.pcap, mode="trace")
@@ -269,7 +252,7 @@ def export_job_pcap(job: EngineJob, *, limit: int) -> ExportedPcap:
 
 def _compare(scenario, vary, pcap_path: Path | None, on_progress: Callable[[float], None]
              ) -> EngineOutcome:
-    from engine.compare import compare_scenario
+    from engine.runs.compare import compare_scenario
 
     comparison = compare_scenario(scenario, vary, pcap=pcap_path,
                                   on_progress=lambda fraction, stage: on_progress(fraction))

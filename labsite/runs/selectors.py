@@ -60,7 +60,7 @@ def report_pcap_note(report: Any) -> str | None:
     """The engine's one line on what a replayed capture gave (frames read, packets and
     flows used, what was skipped and why), from the report's ``pcap`` section, so a
     capture read only in part never passes unnoticed. None for a run without one."""
-    from engine.pcap import PcapTally
+    from engine.scenarios.pcap import PcapTally
 
     pcap = report.get("pcap") if isinstance(report, dict) else None
     if not isinstance(pcap, dict):

@@ -35,7 +35,7 @@ class PreparedScenario:
     """A scenario checked and ready to queue: its text, engine object, flows, capture."""
 
     body: str
-    scenario: Any  # engine.scenario.Scenario
+    scenario: Any  # engine.scenarios.scenario.Scenario
     stored: Scenario | None
     flows: int
     capture: RunCaptureInput | None
@@ -80,7 +80,7 @@ def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
 
     ``data`` as for :func:`lab_run_submit` plus ``vary``: ``{"key": ["microsoft",
     "symmetric"], "policy": ["nat", "usip", "transparent"], …}`` (the settings and values
-    ``engine.compare`` accepts); ``upload`` a capture for a scenario that replays one, as
+    ``engine.runs.compare`` accepts); ``upload`` a capture for a scenario that replays one, as
     for a run. Raises LabInputError.
     """
     from engine.errors import RssLabError
@@ -173,7 +173,7 @@ def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
 
 
 def _load(body: str, *, source: str, base_dir):
-    from engine.scenario import ScenarioError
+    from engine.errors import ScenarioError
 
     try:
         return engine_bridge.load(body, base_dir=base_dir)
@@ -191,7 +191,8 @@ def pcap_validate(upload) -> RunCaptureInput:
     Refuses (LabInputError on field ``pcap``) a file over LAB_PCAP_MAX_BYTES, one that is
     not pcap/pcapng, and one without a single IP packet the lab can use.
     """
-    from engine.pcap import PcapError, flows_from_packets, read_pcap
+    from engine.errors import PcapError
+    from engine.scenarios.pcap import flows_from_packets, read_pcap
 
     limit = settings.LAB_PCAP_MAX_BYTES
     if upload.size > limit:

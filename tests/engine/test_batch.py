@@ -6,9 +6,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.batch import flows_from_arrays, random_flow_arrays, run_batch
-from engine.system import Service, System, SystemConfig
-from engine.verify import VERDICT_CODE
+from engine.appliance.config import Service, SystemConfig
+from engine.appliance.verdicts import VERDICT_CODE
+from engine.paths.batch import flows_from_arrays, random_flow_arrays, run_batch
+from engine.paths.trace import System
 
 KEYS = ["microsoft", "symmetric", "random:7", "random:1234"]
 

@@ -12,15 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.compare import (
-    SCHEMES,
-    CompareError,
-    compare_scenario,
-    parse_vary,
-    scheme_cores,
-)
+from engine.errors import CompareError
 from engine.examples import EXAMPLES_DIR, load_example
-from engine.traffic import build_flow_arrays
+from engine.runs.compare import SCHEMES, compare_scenario, parse_vary, scheme_cores
+from engine.scenarios.traffic import build_flow_arrays
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +114,21 @@ def test_cli_compare_json_and_errors(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("error: --vary strategy: expected one of scan, solve, "
                                   "got 'fast'")
+
+
+def test_a_vary_mapping_is_checked_and_counted_as_the_comparison_will_run_it():
+    import pytest
+
+    from engine.errors import CompareError
+    from engine.runs.compare import MAX_CELLS, count_cells, parse_vary_mapping
+
+    vary = parse_vary_mapping({"key": ["microsoft", "symmetric"], "policy": "nat"})
+    assert vary == {"key": ("microsoft", "symmetric"), "policy": ("nat",)}
+    assert count_cells(vary) == 2 + 4  # two RSS cells, then the four other schemes
+    assert count_cells({**vary, "scheme": ("rss",)}) == 2
+    with pytest.raises(CompareError) as error:
+        parse_vary_mapping({"key": [f"random:{n}" for n in range(MAX_CELLS + 1)]})
+    assert (error.value.field, error.value.expected) == ("vary", f"at most {MAX_CELLS} cells")
+    with pytest.raises(CompareError) as error:
+        parse_vary_mapping({"policy": [1]}, field="body.vary")
+    assert error.value.field == "body.vary.policy"

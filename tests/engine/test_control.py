@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.batch import flows_from_arrays, random_flow_arrays
-from engine.control import ControlCore
+from engine.appliance.config import Flow, SystemConfig
+from engine.appliance.control import ControlCore
 from engine.errors import TableError
-from engine.packet import Packet
-from engine.system import Flow, System, SystemConfig
+from engine.packet.model import Packet
+from engine.paths.batch import flows_from_arrays, random_flow_arrays
+from engine.paths.trace import System
 
 
 def flows(count, seed, *, start_us=0, first_id=0):

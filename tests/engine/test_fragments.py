@@ -15,11 +15,9 @@ from scapy.layers.inet import IP, defragment
 from scapy.layers.inet6 import IPv6, defragment6
 from scapy.utils import rdpcap
 
-from engine.errors import ConfigError
-from engine.fragments import (
+from engine.appliance.fragments import (
     ASSEMBLE,
     BRIDGE,
-    FragmentError,
     FragmentMode,
     FragmentSteerer,
     Reassembler,
@@ -31,9 +29,10 @@ from engine.fragments import (
     fragment_packet,
     l4_bytes,
 )
-from engine.nic import IndirectionTable, Nic
-from engine.packet import FlowTuple, Fragment, Packet, Proto, from_scapy, to_scapy
-from engine.toeplitz import Key
+from engine.errors import ConfigError, FragmentError
+from engine.nic.rss import IndirectionTable, Nic
+from engine.packet.model import FlowTuple, Fragment, Packet, Proto, from_scapy, to_scapy
+from engine.packet.toeplitz import Key
 
 PCAPS = "/work/shared/pcaps"
 

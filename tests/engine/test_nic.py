@@ -21,7 +21,7 @@ from engine import (
     TableError,
     Transform,
 )
-from engine.toeplitz import hash_input, toeplitz_hash
+from engine.packet.toeplitz import hash_input, toeplitz_hash
 
 FIRST_VECTOR = FlowTuple.of("66.9.149.187", "161.142.100.80", 2794, 1766)
 

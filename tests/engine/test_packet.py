@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import FlowTuple, Fragment, Packet, TupleError, from_scapy, to_scapy
-from engine.packet import Proto
+from engine.packet.model import Proto
 
 
 @settings(max_examples=100, deadline=None)

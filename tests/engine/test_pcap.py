@@ -12,19 +12,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.errors import PcapError
 from engine.examples import EXAMPLES_DIR
 from engine.examples.replay import replay_frames, write_replay_pcap
-from engine.packet import Fragment, Packet, Proto
-from engine.pcap import (
+from engine.packet.model import Fragment, Packet, Proto
+from engine.scenarios.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_RAW,
-    PcapError,
     PcapReadResult,
     flows_from_packets,
     read_pcap,
     write_pcap,
 )
-from engine.traffic import Target, generate_flows
+from engine.scenarios.traffic import Target, generate_flows
 
 PCAPS = Path("/work/shared/pcaps")
 MAC1, MAC2 = "02:00:00:00:00:01", "02:00:00:00:00:02"

@@ -9,20 +9,18 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ConfigError
-from engine.nic import IndirectionTable
-from engine.ports import (
+from engine.appliance.ports import (
     Allocation,
     PortAllocationTable,
     PortAllocator,
-    PortExhausted,
     PortRange,
     PortState,
-    PortStateError,
     ResponsePortMap,
     allocate_batch,
 )
-from engine.toeplitz import Key, hash_input, toeplitz_hash
+from engine.errors import ConfigError, PortExhausted, PortStateError
+from engine.nic.rss import IndirectionTable
+from engine.packet.toeplitz import Key, hash_input, toeplitz_hash
 
 V4 = ipaddress.IPv4Address
 
@@ -536,8 +534,8 @@ def test_scan_singular_key_usip_refusals_cost_no_hashing():
     """The singular-key usip example with ``scan``: about half its flows have no port
     that fits (the rank); each used to hash the whole range in each of 4 tables."""
     from engine.examples import EXAMPLES_DIR
-    from engine.run import verify_scenario
-    from engine.scenario import load_scenario
+    from engine.runs.run import verify_scenario
+    from engine.scenarios.scenario import load_scenario
     text = (EXAMPLES_DIR / "singular-key-usip.yaml").read_text()
     scenario = load_scenario(text.replace("strategy: solve", "strategy: scan"))
     batch = verify_scenario(scenario, rows=True)

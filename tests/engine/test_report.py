@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-from engine.compare import compare_scenario, parse_vary
 from engine.examples import load_example
-from engine.report import CORE_COLOURS, render_compare_html, render_report_html
-from engine.run import verify_scenario
-from engine.scenario import load_scenario
+from engine.runs.compare import compare_scenario, parse_vary
+from engine.runs.report import CORE_COLOURS, render_compare_html, render_report_html
+from engine.runs.run import verify_scenario
+from engine.scenarios.scenario import load_scenario
 
 EXTERNAL = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*[\"']?"
                       r"(?:https?:)?//", re.IGNORECASE)

@@ -1,5 +1,5 @@
 """Scenario files: loading, every problem with its location, limits, checks, schema,
-the seam to engine.system, and fuzzing that only ever yields ScenarioError."""
+the seam to engine.paths.trace, and fuzzing that only ever yields ScenarioError."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.errors import ScenarioError
 from engine.examples import EXAMPLES_DIR, list_examples, load_example
-from engine.scenario import (
+from engine.scenarios.scenario import (
     MAX_FILE_BYTES,
     MAX_GENERATED_FLOWS,
     METRICS,
     Scenario,
-    ScenarioError,
     evaluate_checks,
     load_scenario,
     load_scenario_file,
@@ -259,9 +259,9 @@ def test_examples_are_listed_and_load():
 
 @pytest.mark.parametrize("name", [info.name for info in list_examples()])
 def test_every_example_verifies_as_its_checks_say(name):
-    """The batch path of engine.system runs the example; every check passes."""
-    from engine.batch import run_batch
-    from engine.traffic import build_flow_arrays
+    """The batch path of engine.paths.trace runs the example; every check passes."""
+    from engine.paths.batch import run_batch
+    from engine.scenarios.traffic import build_flow_arrays
 
     scenario = load_example(name)
     result = run_batch(scenario.build_system_config(), build_flow_arrays(scenario))

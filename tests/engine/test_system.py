@@ -10,13 +10,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from engine.batch import flows_from_arrays, random_flow_arrays
+from engine.appliance.config import Flow, SystemConfig
+from engine.appliance.events import ForwardedCoreToCore, PortFreed, ResponseArrived, SessionClosed
+from engine.appliance.ports import ResponsePortMap
 from engine.errors import ConfigError
-from engine.events import ForwardedCoreToCore, PortFreed, ResponseArrived, SessionClosed
-from engine.nic import IndirectionTable
-from engine.ports import ResponsePortMap
-from engine.system import Flow, System, SystemConfig
-from engine.toeplitz import Key
+from engine.nic.rss import IndirectionTable
+from engine.packet.toeplitz import Key
+from engine.paths.batch import flows_from_arrays, random_flow_arrays
+from engine.paths.trace import System
 
 
 def random_flows(count: int, seed: int, *, close: str = "fin", servers: int = 0) -> list[Flow]:

@@ -10,25 +10,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.batch import (
+from engine.appliance.config import Flow, Server, Service, SystemConfig
+from engine.appliance.fragments import (
+    FRAGMENT_EVENT_KINDS,
+    FragmentMode,
+    fragment_outcome,
+    fragment_packet,
+)
+from engine.appliance.rules import fragment_count
+from engine.errors import ConfigError
+from engine.nic.rss import Nic
+from engine.packet.model import FlowTuple, Packet, Proto
+from engine.paths.batch import (
     flow_arrays,
     flow_request_mtus,
     flows_from_arrays,
     plan_fragments,
     random_flow_arrays,
     run_batch,
-    steer_batch,
 )
-from engine.errors import ConfigError
-from engine.fragments import (
-    FRAGMENT_EVENT_KINDS,
-    FragmentMode,
-    fragment_outcome,
-    fragment_packet,
-)
-from engine.nic import Nic
-from engine.packet import FlowTuple, Packet, Proto
-from engine.system import Flow, Server, Service, System, SystemConfig, fragment_count
+from engine.paths.trace import System
 
 DNS = "203.0.113.10"
 
@@ -158,7 +159,7 @@ def test_out_of_order_and_duplicated_fragments_give_the_same_verdict(order, dupl
     config = nat_udp_config("reassemble-header")
     plain = System(config).run_trace(udp_flows(6))
     shaken = System(config, rng=random.Random(5)).run_trace(
-        udp_flows(6, fragment_order=order, fragment_duplicates=duplicates, request_mtu=60))
+        udp_flows(6, fragment_order=order, fragment_duplicates=duplicates, request_mtu=68))
     assert [(o.verdict, o.response_core, o.fragments) for o in shaken.outcomes] == [
         (o.verdict, o.response_core, o.fragments) for o in plain.outcomes]
     arrivals = [e for e in shaken.events if e.kind == "packet-arrived"
@@ -230,7 +231,7 @@ def test_bad_mtus_name_the_field():
 
 @settings(max_examples=40, deadline=None)
 @given(st.sampled_from([Proto.TCP, Proto.UDP, Proto.ICMP]), st.integers(0, 3000),
-       st.integers(28, 1600), st.booleans())
+       st.integers(68, 1600), st.booleans())
 def test_fragment_count_matches_fragment_packet(proto, size, mtu, v6):
     src, dst = ("2001:db8::1", "2001:db8::2") if v6 else ("192.0.2.1", "192.0.2.2")
     if v6 and mtu < 56:
@@ -253,7 +254,7 @@ def test_vectorised_plan_equals_fragment_outcome(mode, seed, key):
     arrays.proto[::2] = Proto.UDP
     src, dst = arrays.client_ip, arrays.server_ip
     sport, dport = arrays.client_port.astype(np.uint32), arrays.server_port.astype(np.uint32)
-    four_hash, four_hashed, four_core = steer_batch(nic, src, dst, sport, dport, arrays.proto)
+    four_hash, four_hashed, four_core = nic.steer_batch(src, dst, sport, dport, arrays.proto)
     counts = np.full(20, 3, np.int64)
     plans = plan_fragments(config, nic, src=src, dst=dst, four_hash=four_hash,
                            four_hashed=four_hashed, four_core=four_core, counts=counts,

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import HashKeyError, Key, TupleError, explain_hash, hash_input, parse_key
-from engine.toeplitz import hash_ipv4_batch, toeplitz_hash, toeplitz_hash_batch
+from engine.packet.toeplitz import hash_ipv4_batch, toeplitz_hash, toeplitz_hash_batch
 from tests.conftest import DATA
 
 VECTORS = json.loads((DATA / "ms_rss_vectors.json").read_text())["vectors"]

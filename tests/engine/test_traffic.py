@@ -10,15 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.errors import TrafficError
 from engine.examples import load_example
-from engine.nic import IndirectionTable, Nic, Transform
-from engine.packet import Proto
-from engine.toeplitz import MICROSOFT_KEY_HEX, Key
-from engine.traffic import (
-    FlowArrays,
-    FlowSpec,
+from engine.nic.rss import IndirectionTable, Nic, Transform
+from engine.packet.model import Proto
+from engine.packet.toeplitz import MICROSOFT_KEY_HEX, Key
+from engine.paths.flows import FlowArrays, FlowSpec
+from engine.scenarios.traffic import (
     Target,
-    TrafficError,
     adversarial_flows,
     build_flow_arrays,
     build_flow_specs,
@@ -164,7 +163,7 @@ def test_scenario_traffic_as_arrays_and_records_agree():
 
 
 def test_explicit_flows_may_be_ipv6_records():
-    from engine.scenario import load_scenario
+    from engine.scenarios.scenario import load_scenario
     scenario = load_scenario("""
 schema_version: 1
 name: six

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from engine.examples import EXAMPLES_DIR, list_examples, load_example
-from engine.run import REPORT_SCHEMA_VERSION, export_pcap, verify_scenario
-from engine.scenario import load_scenario_file
-from engine.traffic import build_flow_specs
+from engine.runs.run import REPORT_SCHEMA_VERSION, export_pcap, verify_scenario
+from engine.scenarios.scenario import load_scenario_file
+from engine.scenarios.traffic import build_flow_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [info.name for info in list_examples()]
@@ -165,7 +165,7 @@ def test_exported_pcap_read_back_gives_the_same_verdicts(tmp_path, name):
 
 
 def test_export_writes_both_sides_and_ethernet(tmp_path):
-    from engine.pcap import read_pcap
+    from engine.scenarios.pcap import read_pcap
     scenario = load_example("nat-microsoft")
     both = export_pcap(scenario, tmp_path / "both.pcap", limit=50)
     result = read_pcap(tmp_path / "both.pcap")
@@ -291,7 +291,7 @@ def test_batch_rows_are_made_on_demand_and_equal_the_outcomes(name):
     ``json.dumps(as_dict())``."""
     import io
 
-    from engine.batch import BatchRows
+    from engine.paths.batch import BatchRows
     report = verify_scenario(load_example(name), rows=True)
     rows = report.rows
     assert isinstance(rows, BatchRows) and len(rows) == report.summary.flows

@@ -17,8 +17,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from engine.compare import MAX_CELLS
 from engine.examples import EXAMPLES_DIR
+from engine.runs.compare import MAX_CELLS
 from labsite.lab.builder import PRESETS
 from labsite.procutil import free_port
 from labsite.runs.models import Run

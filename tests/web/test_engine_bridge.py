@@ -7,9 +7,9 @@ import copy
 import pytest
 import yaml
 
-from engine.errors import RssLabError
+from engine.errors import RssLabError, ScenarioError
 from engine.examples import EXAMPLES_DIR
-from engine.scenario import ScenarioError, load_scenario
+from engine.scenarios.scenario import load_scenario
 from labsite.lab.builder import (
     DEFAULTS,
     PRESETS,

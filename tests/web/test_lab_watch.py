@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 
-from engine.pcap import read_pcap
+from engine.scenarios.pcap import read_pcap
 from labsite.lab.models import STUDENT_GROUP
 from tests.web.test_lab_browser import FINISHED, PASSWORD, _clean, _open_lab
 

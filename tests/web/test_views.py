@@ -367,13 +367,13 @@ def test_explain_is_the_published_hash_bit_by_bit(client, student):
 def test_explain_takes_the_events_hashed_input_so_any_transform_reproduces(client, student):
     """A symmetric-xor NIC hashes a transformed input: the tuple alone cannot give the
     event's hash, the event's ``input_hex`` (with the run's table) always does."""
-    from engine.scenario import load_scenario
+    from engine.scenarios.scenario import load_scenario
     from labsite.lab.builder import scenario_yaml_from_builder
 
     fields = copy.deepcopy(PRESETS["nat"])
     fields["transform"] = "symmetric-xor"
     fields["table"] = [3 - (b % 4) for b in range(128)]
-    from engine.run import verify_scenario
+    from engine.runs.run import verify_scenario
 
     events = []
     verify_scenario(load_scenario(scenario_yaml_from_builder(fields)), mode="trace",
@@ -489,7 +489,7 @@ def _ran(student, fields, *, mode="trace", **extra) -> Run:
 
 
 def test_pcap_export_is_the_runs_packets(client, student):
-    from engine.pcap import flows_from_packets, read_pcap
+    from engine.scenarios.pcap import flows_from_packets, read_pcap
 
     run = _ran(student, PRESETS["nat"])
     response = client.get(f"/lab/api/runs/{run.pk}/pcap")
@@ -506,7 +506,7 @@ def test_pcap_export_is_the_runs_packets(client, student):
 
 
 def test_pcap_export_limits_flows_and_keeps_uploads(client, student, settings):
-    from engine.pcap import flows_from_packets, read_pcap
+    from engine.scenarios.pcap import flows_from_packets, read_pcap
 
     settings.RUN_PCAP_EXPORT_MAX_FLOWS = 1
     limited = _ran(student, PRESETS["transparent"])
@@ -561,7 +561,7 @@ def test_the_yaml_tab_gets_the_forms_scenario_file(client, student):
     response = post_json(client, "/lab/api/builder-yaml/", {"builder": PRESETS["usip"]})
     assert response.status_code == 200
     text = response.json()["yaml"]
-    from engine.scenario import load_scenario
+    from engine.scenarios.scenario import load_scenario
     scenario = load_scenario(text)                   # a file the engine takes as it is
     assert scenario.services[0].policy == "usip" and scenario.ports.tables_per_ip == 4
     bad = _errors(post_json(client, "/lab/api/builder-yaml/", {"builder": {"cores": "four"}}))

@@ -33,13 +33,13 @@ from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
-from .errors import ConfigError
-from .events import Event, Verdict
-from .packet import FlowTuple, Packet, Proto
-from .pcap import PcapTally
-from .scenario import CheckResult, Scenario, evaluate_checks
-from .traffic import TrafficError, build_flow_arrays, build_flow_specs, check_flows_runnable
-from .verify import FlowOutcome, Summary
+from engine.appliance.events import Event, Verdict
+from engine.appliance.verdicts import FlowOutcome, Summary
+from engine.errors import ConfigError
+from engine.packet.model import FlowTuple, Packet, Proto
+from engine.scenarios.pcap import PcapTally
+from engine.scenarios.scenario import CheckResult, Scenario, evaluate_checks
+from engine.scenarios.traffic import build_flow_arrays, build_flow_specs, check_flows_runnable
 
 #: Rows of a held list (the trace path's) turned into dicts at a time when streaming.
 ROW_CHUNK = 4096
@@ -60,7 +60,7 @@ _STAGE_DONE = {"system": 0.02, "traffic": 0.30, "batch": 0.95, "report": 1.0}
 class Report:
     """What one verification run found.
 
-    ``summary`` is the run's ``engine.verify.Summary``; ``checks`` the scenario's checks
+    ``summary`` is the run's ``engine.appliance.verdicts.Summary``; ``checks`` the scenario's checks
     against it; ``matrix[i][j]`` counts flows whose request was steered to core i and
     whose response to core j (``no_response[i]``: flows of core i that got none, their
     request refused); ``buckets[b]`` counts requests hashed to indirection bucket b and
@@ -69,7 +69,7 @@ class Report:
     allocation table whose response lands on core c (the port map's capacity for the
     core: 1024-65535 / cores for a full-rank key). ``rows`` (per-flow outcomes) only
     when asked for: a sequence of ``FlowOutcome`` — on the batch path a lazy one
-    (``engine.batch.BatchRows``) that makes each row from the run's arrays when read,
+    (``engine.paths.batch.BatchRows``) that makes each row from the run's arrays when read,
     so millions of rows cost no memory until used; ``write_json`` streams them.
     ``elapsed_s`` is wall time and not part of ``as_dict`` (a report is deterministic
     given the scenario and its seed).
@@ -264,15 +264,9 @@ def _source_of(scenario: Scenario) -> str:
 
 
 def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
-    from .batch import BatchRows, run_batch
+    from engine.paths.batch import BatchRows, run_batch
     tally = PcapTally()
-    try:
-        arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
-    except TrafficError as error:
-        if "IPv4" not in error.expected:
-            raise
-        raise TrafficError(error.field, error.expected, error.got,
-                           detail="IPv6 flows run on the trace path: use --trace") from None
+    arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
     progress(_STAGE_DONE["traffic"], "traffic")
     result = run_batch(config, arrays)
     progress(_STAGE_DONE["batch"], "batch")
@@ -351,8 +345,8 @@ def fitting_ports(config) -> list[float]:
     possible hash constants: a table's port capacity for the core. 0 for every core
     when the system never allocates (transparent only) or cannot (the ``sort``
     transform)."""
-    from .ports import PortAllocator, PortRange, ResponsePortMap
-    from .toeplitz import parse_key
+    from engine.appliance.ports import PortAllocator, PortRange, ResponsePortMap
+    from engine.packet.toeplitz import parse_key
     if not config.allocates() or config.transform == "sort":
         return [0.0] * config.cores
     table = config.build_table()
@@ -410,8 +404,8 @@ def export_pcap(scenario: Scenario, target: str | Path | BinaryIO, *,
 
     Raises ConfigError for an unknown side or link, and what ``verify_scenario`` raises.
     """
-    from .pcap import write_pcap
-    from .system import System
+    from engine.paths.trace import System
+    from engine.scenarios.pcap import write_pcap
 
     for side in sides:
         if side not in SIDES:
@@ -422,37 +416,11 @@ def export_pcap(scenario: Scenario, target: str | Path | BinaryIO, *,
         raise ConfigError("limit", "a number of flows, 0 or more", limit)
     specs = build_flow_specs(scenario, pcap=pcap, limit=limit)
     system: System = scenario.build_system()
-    written: list[tuple[int, FlowTuple, int]] = []  # (t_us, tuple, payload bytes)
-    request_bytes: dict[int, int] = {}
-    response_bytes: dict[int, int] = {}
-    server_view: dict[int, FlowTuple] = {}
-    request_tuple: dict[int, FlowTuple] = {}
-
-    def record(event: Event) -> None:
-        kind = event.kind
-        if kind == "packet-arrived" and event.direction == "request":
-            request_bytes[event.flow] = event.bytes
-            request_tuple[event.flow] = event.tuple
-            if "client" in sides:
-                written.append((event.t_us, event.tuple, event.bytes))
-        elif kind == "delivered-to-server" and "server" in sides:
-            server_view[event.flow] = event.tuple
-            if "client" not in sides or event.tuple != request_tuple.get(event.flow):
-                written.append((event.t_us, event.tuple, request_bytes[event.flow]))
-        elif kind == "packet-arrived":  # a response, as the server sent it
-            response_bytes[event.flow] = event.bytes
-            server_view[event.flow] = event.tuple
-            if "server" in sides:
-                written.append((event.t_us, event.tuple, event.bytes))
-        elif kind == "response-arrived" and "client" in sides:
-            same = "server" in sides and event.tuple == server_view.get(event.flow)
-            if not same:
-                written.append((event.t_us, event.tuple, response_bytes[event.flow]))
-
+    record = _SideRecorder(sides)
     system.run_trace([spec.to_flow() for spec in specs], on_event=record, keep_events=False)
     packets: list[Packet] = []
     times: list[float] = []
-    for t_us, tuple_, size in written:
+    for t_us, tuple_, size in record.written:
         for chunk in _segments(size, tuple_.proto):
             times.append(_EPOCH + t_us / 1e6 + len(packets) * 1e-6)
             packets.append(Packet.from_tuple(len(packets), tuple_, payload_len=chunk,
@@ -462,6 +430,52 @@ def export_pcap(scenario: Scenario, target: str | Path | BinaryIO, *,
 
 
 _EPOCH = 1_704_067_200.0  # 2024-01-01T00:00:00Z, the exported capture's time zero
+
+
+class _SideRecorder:
+    """Collects, from a trace's events, the packets ``export_pcap`` writes for ``sides``:
+    ``written`` holds ``(t_us, tuple, payload bytes)`` in the order they met the NIC."""
+
+    def __init__(self, sides: tuple[str, ...]):
+        self.client = "client" in sides
+        self.server = "server" in sides
+        self.written: list[tuple[int, FlowTuple, int]] = []
+        self.request_bytes: dict[int, int] = {}
+        self.response_bytes: dict[int, int] = {}
+        self.server_view: dict[int, FlowTuple] = {}
+        self.request_tuple: dict[int, FlowTuple] = {}
+
+    def __call__(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "packet-arrived" and event.direction == "request":
+            self._request_arrived(event)
+        elif kind == "delivered-to-server" and self.server:
+            self._delivered(event)
+        elif kind == "packet-arrived":  # a response, as the server sent it
+            self._response_sent(event)
+        elif kind == "response-arrived" and self.client:
+            self._response_arrived(event)
+
+    def _request_arrived(self, event: Event) -> None:
+        self.request_bytes[event.flow] = event.bytes
+        self.request_tuple[event.flow] = event.tuple
+        if self.client:
+            self.written.append((event.t_us, event.tuple, event.bytes))
+
+    def _delivered(self, event: Event) -> None:
+        self.server_view[event.flow] = event.tuple
+        if not self.client or event.tuple != self.request_tuple.get(event.flow):
+            self.written.append((event.t_us, event.tuple, self.request_bytes[event.flow]))
+
+    def _response_sent(self, event: Event) -> None:
+        self.response_bytes[event.flow] = event.bytes
+        self.server_view[event.flow] = event.tuple
+        if self.server:
+            self.written.append((event.t_us, event.tuple, event.bytes))
+
+    def _response_arrived(self, event: Event) -> None:
+        if not (self.server and event.tuple == self.server_view.get(event.flow)):
+            self.written.append((event.t_us, event.tuple, self.response_bytes[event.flow]))
 
 
 def _segments(size: int, proto: int) -> list[int]:

@@ -7,7 +7,7 @@ about (``-1`` for none). ``kind`` names the class in the JSON form, and
 ``as_dict()`` gives a flat, JSON-ready dict (addresses and tuples as text) that
 the web lab streams over a websocket::
 
-    >>> from engine.events import Steered
+    >>> from engine.appliance.events import Steered
     >>> Steered(t_us=0, seq=3, flow=1, core=2, reason="hash").as_dict()
     {'kind': 'steered', 't_us': 0, 'seq': 3, 'flow': 1, 'core': 2, 'reason': 'hash'}
 
@@ -22,7 +22,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .packet import FlowTuple
+from engine.packet.model import FlowTuple
 
 
 def _plain(value):

@@ -10,11 +10,11 @@ Conversion to and from Scapy is here too, importing only the layers used
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 
-from .errors import TupleError
-from .toeplitz import check_port, hash_input, parse_address
+from engine.errors import TupleError
+from engine.packet.toeplitz import check_port, hash_input, parse_address
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -121,10 +121,6 @@ class Fragment:
     more: bool
 
     @property
-    def is_first(self) -> bool:
-        return self.offset == 0
-
-    @property
     def is_fragment(self) -> bool:
         """A packet with offset 0 and MF clear is a whole datagram, not a fragment."""
         return self.more or self.offset > 0
@@ -168,10 +164,6 @@ class Packet:
         if not self.is_ip:
             return None
         return FlowTuple(self.src, self.dst, self.sport, self.dport, self.proto)
-
-    def with_tuple(self, flow: FlowTuple) -> Packet:
-        """The same packet with its addresses and ports rewritten (a NAT step)."""
-        return replace(self, src=flow.src, dst=flow.dst, sport=flow.sport, dport=flow.dport)
 
 
 def to_scapy(packet: Packet):

@@ -1,6 +1,6 @@
 """Verification: did each response come back to the core that owns its session?
 
-Both execution paths (``System.run_trace`` and ``engine.batch.run_batch``) end in
+Both execution paths (``System.run_trace`` and ``engine.paths.batch.run_batch``) end in
 the same per-flow ``FlowOutcome`` rows and the same ``Summary``, so a report
 reads the same whichever path produced it. Verdicts:
 
@@ -14,7 +14,7 @@ reads the same whichever path produced it. Verdicts:
 * ``fragments-dropped`` — the request's or the response's fragments were dropped by
   reassembly (its limits): the datagram never reached a packet engine.
 
-Fragmented traffic (``engine.fragments``) adds a note per fragmented direction in
+Fragmented traffic (``engine.appliance.fragments``) adds a note per fragmented direction in
 front of the reason (``fragment_note``), saying how its fragments were steered.
 
     >>> summary = summarize(cores=2, request_core=[0, 1], response_core=[0, 0],
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .packet import FlowTuple
+from engine.packet.model import FlowTuple
 
 VERDICTS = ("symmetric", "handed-off", "asymmetric", "allocation-failed",
             "fragments-dropped")
@@ -103,7 +103,7 @@ class FlowOutcome:
     one). ``response_core`` is the core the NIC steered the response to (``None``
     when there was no response). ``copies`` counts handoff packet copies.
 
-    Fragments (``engine.fragments``): ``fragments`` / ``request_fragments`` count the
+    Fragments (``engine.appliance.fragments``): ``fragments`` / ``request_fragments`` count the
     response's / request's fragments (0: not fragmented); ``fragment_action`` /
     ``request_fragment_action`` are ``assemble`` or ``bridge`` (``None`` when not
     fragmented or under ``ms-2tuple``, which decides no action) and ``*_rule`` the

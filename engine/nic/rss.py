@@ -17,16 +17,15 @@ names the core whose receive queue gets the packet::
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
 
-from .errors import ConfigError, TableError
-from .packet import Packet, Proto
-from .toeplitz import Key, hash_words, toeplitz_hash
+from engine.errors import ConfigError, TableError
+from engine.packet.model import Packet, Proto
+from engine.packet.toeplitz import Key, hash_words, toeplitz_hash
 
 MIN_HASH_BITS, MAX_HASH_BITS = 1, 7
 #: The most cores a model has: 64 receive queues (more than most NICs' RSS queues), so
@@ -221,7 +220,7 @@ class Nic:
     """A multi-queue NIC with RSS: one receive queue per core.
 
     ``rss_aware=False`` models a NIC without RSS: every packet lands on queue 0 and a
-    software flow distributor must hash and steer it (see ``engine.distributor``).
+    software flow distributor must hash and steer it (see ``engine.nic.distributor``).
     """
 
     key: Key
@@ -275,6 +274,46 @@ class Nic:
         bucket = self.table.bucket_of(value)
         return Steering(self.table.buckets[bucket], value, bucket, hash_type, data)
 
+    def steer_batch(self, src, dst, sport, dport, proto
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(hashes uint32, hashed bool, cores int64)`` for IPv4 packets as arrays, with the
+        NIC's hash-type choice (4-tuple, else the 2-tuple, else the default core) exactly as
+        ``hash_type_for`` makes it for each packet (its array form: one property test holds
+        the two equal)."""
+        count = len(src)
+        types = self.hash_types
+        four = np.zeros(count, dtype=bool)
+        if HashType.TCP_IPV4 in types:
+            four |= proto == Proto.TCP
+        if HashType.UDP_IPV4 in types:
+            four |= proto == Proto.UDP
+        hashes = np.zeros(count, dtype=np.uint32)
+        if four.all():
+            hashes = self.hash_ipv4_batch(src, dst, sport, dport)
+        elif four.any():
+            hashes[four] = self.hash_ipv4_batch(src[four], dst[four], sport[four], dport[four])
+        hashed = four.copy()
+        if HashType.IPV4 in types and not four.all():
+            two = ~four
+            hashes[two] = self.hash_ipv4_batch(src[two], dst[two])
+            hashed[two] = True
+        table = self.table.as_array().astype(np.int64)
+        cores = table[hashes & np.uint32(self.table.mask)]
+        cores[~hashed] = self.default_core
+        return hashes, hashed, cores
+
+    def steer_two_tuple_batch(self, src, dst) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(hashes, hashed, cores)`` of IPv4 packets without ports (fragments), as
+        ``steer`` treats them: the 2-tuple hash when ``ipv4`` is enabled, else the
+        default core."""
+        count = len(src)
+        if HashType.IPV4 not in self.hash_types:
+            return (np.zeros(count, np.uint32), np.zeros(count, bool),
+                    np.full(count, self.default_core, np.int64))
+        hashes = self.hash_ipv4_batch(src, dst)
+        table = self.table.as_array().astype(np.int64)
+        return hashes, np.ones(count, bool), table[hashes & np.uint32(self.table.mask)]
+
     def receive(self, packet: Packet) -> Steering:
         """Put ``packet`` on a receive queue: its RSS queue, or queue 0 without RSS."""
         steering = self.steer(packet) if self.rss_aware else Steering(0, reason="no RSS")
@@ -316,6 +355,3 @@ class Nic:
         cores = self.table.as_array()[buckets]
         return hashes, buckets, cores
 
-
-def ipv4_to_int(address: str | ipaddress.IPv4Address) -> int:
-    return int(ipaddress.IPv4Address(address))

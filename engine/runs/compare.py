@@ -53,18 +53,19 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, HashKeyError, RssLabError
-from .scenario import Scenario
-from .toeplitz import parse_key
-from .traffic import FlowArrays, build_flow_arrays
-from .verify import jain_index
+from engine.appliance.verdicts import jain_index
+from engine.errors import CompareError, ConfigError, HashKeyError, RssLabError
+from engine.packet.toeplitz import parse_key
+from engine.paths.flows import FlowArrays
+from engine.scenarios.scenario import Scenario
+from engine.scenarios.traffic import build_flow_arrays
 
 SCHEMES = ("rss", "per-packet", "per-vserver", "per-nic", "per-function")
 #: What ``--vary NAME=V1,V2`` accepts: allowed values (``None``: any valid key).
@@ -79,11 +80,6 @@ VARY: dict[str, tuple[str, ...] | None] = {
 #: Settings shown in a cell's label, in cross-product order.
 SETTINGS = ("key", "policy", "strategy", "transform", "handoff")
 MAX_CELLS = 256
-
-
-class CompareError(RssLabError):
-    """A ``--vary`` that names an unknown setting or value, repeats one, or asks for
-    more than MAX_CELLS cells."""
 
 
 def parse_vary(specs: list[str]) -> dict[str, tuple[str, ...]]:
@@ -190,6 +186,42 @@ class Comparison:
         return out
 
 
+def count_cells(vary: Mapping[str, Sequence[str]], *,
+                schemes: Sequence[str] | None = None) -> int:
+    """The cells a comparison over ``vary`` has: the cross product of the varied RSS
+    settings (when ``scheme`` is not varied or includes ``rss``) plus one per non-RSS
+    scheme (``schemes``, default: those ``vary["scheme"]`` names, else all)."""
+    wanted = vary.get("scheme", SCHEMES)
+    if schemes is None:
+        schemes = [s for s in wanted if s != "rss"]
+    rss = 0
+    if "rss" in wanted:
+        rss = 1
+        for name in SETTINGS:
+            rss *= len(vary.get(name, [None]))
+    return rss + len(schemes)
+
+
+def parse_vary_mapping(vary: object, *, field: str = "vary") -> dict[str, tuple[str, ...]]:
+    """``parse_vary`` of a mapping (``{"key": ["microsoft", "symmetric"], ...}``, as a
+    form or the REST API sends it), refusing more than MAX_CELLS cells, so a comparison
+    too big to run is refused before it is queued. Raises CompareError on ``field``."""
+    if not isinstance(vary, Mapping) or not vary:
+        raise CompareError(field, 'a mapping like {"policy": ["nat", "transparent"]}', vary)
+    specs = []
+    for name, values in vary.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise CompareError(f"{field}.{name}", "a list of values", values)
+        specs.append(f"{name}={','.join(values)}")
+    parsed = parse_vary(specs)
+    cells = count_cells(parsed)
+    if cells > MAX_CELLS:
+        raise CompareError(field, f"at most {MAX_CELLS} cells", cells)
+    return parsed
+
+
 def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
                      pcap: str | Path | None = None, schemes: tuple[str, ...] | None = None,
                      on_progress: Callable[[float, str], None] | None = None) -> Comparison:
@@ -202,20 +234,20 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
 
     Raises CompareError (too many cells), TrafficError/PcapError for the traffic.
     """
-    from .batch import run_batch, steer_flows
-    from .run import fitting_ports
-    from .system import HANDOFF_COPIES
+    from engine.appliance.rules import HANDOFF_COPIES
+    from engine.paths.batch import run_batch, steer_flows
+    from engine.runs.run import fitting_ports
 
     wanted = vary.get("scheme", SCHEMES)
     if schemes is None:
         schemes = tuple(s for s in wanted if s != "rss")
+    cells = count_cells(vary, schemes=schemes)
+    if cells > MAX_CELLS:
+        raise CompareError("--vary", f"at most {MAX_CELLS} cells", cells)
     run_rss = "rss" in wanted
     base = scenario.build_system_config()
     names = [name for name in SETTINGS if name in vary]
     combos = list(itertools.product(*(vary[name] for name in names))) if run_rss else []
-    if len(combos) + len(schemes) > MAX_CELLS:
-        raise CompareError("--vary", f"at most {MAX_CELLS} cells",
-                           len(combos) + len(schemes))
     flows = build_flow_arrays(scenario, pcap=pcap)
     progress = on_progress or (lambda fraction, stage: None)
     total = max(len(combos) + len(schemes), 1)
@@ -321,7 +353,7 @@ def _vserver_index(flows: FlowArrays, services) -> np.ndarray:
     """Each flow's virtual server: the index of the service it addresses (vip:vport or
     one of its servers, same protocol), else len(services) + the rank of its
     destination (address, port, protocol) by first appearance."""
-    from .packet import Proto
+    from engine.packet.model import Proto
     count = len(flows)
     index = np.full(count, -1, dtype=np.int64)
     server_ip = np.asarray(flows.server_ip, np.uint32)
@@ -375,5 +407,6 @@ def _scheme_cell(scheme: str, request: np.ndarray, response: np.ndarray,
     return cell
 
 
-__all__ = ["MAX_CELLS", "SCHEMES", "SETTINGS", "VARY", "Cell", "CompareError", "Comparison",
+__all__ = ["MAX_CELLS", "SCHEMES", "SETTINGS", "VARY", "Cell", "Comparison", "count_cells",
+           "parse_vary_mapping",
            "compare_scenario", "parse_vary", "scheme_cores"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
-from .nic import Nic, Steering
-from .packet import FlowTuple, Packet
+from engine.errors import ConfigError
+from engine.nic.rss import Nic, Steering
+from engine.packet.model import FlowTuple, Packet
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ entry per byte; the batch path does the same with NumPy gathers over 16-bit
 input words, a million tuples at a time.
 
     >>> from engine import Key
-    >>> from engine.toeplitz import hash_ipv4
+    >>> from engine.packet.toeplitz import hash_ipv4
     >>> key = Key.microsoft()
     >>> hex(hash_ipv4(key, "66.9.149.187", "161.142.100.80", 2794, 1766))
     '0x51ccc178'
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import HashKeyError, TupleError
+from engine.errors import HashKeyError, TupleError
 
 #: Microsoft's default RSS key (also Intel's): the reference for every verification vector.
 MICROSOFT_KEY_HEX = (
@@ -114,7 +114,7 @@ def parse_key(text: str | Key | None) -> Key:
     digits = word.removeprefix("0x").replace(":", "").replace(" ", "")
     if len(digits) % 2:
         raise HashKeyError("key", "an even number of hex digits", text,
-                           detail=f"it has {len(digits)}")
+                           detail=f"it has {len(digits)}", code="key_hex")
     try:
         data = bytes.fromhex(digits)
     except ValueError:
@@ -122,7 +122,7 @@ def parse_key(text: str | Key | None) -> Key:
                            text) from None
     if len(data) < KEY_BYTES:
         raise HashKeyError("key", f"at least {KEY_BYTES} bytes ({2 * KEY_BYTES} hex digits)",
-                           text, detail=f"it has {len(data)} bytes")
+                           text, detail=f"it has {len(data)} bytes", code="key_hex")
     return Key(data)
 
 

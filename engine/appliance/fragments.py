@@ -5,7 +5,7 @@ and they may land on a core other than their flow's. The lab models three answer
 (``FragmentMode``) and the patent's fragmentation action (Assemble or Bridge)::
 
     >>> from engine import FlowTuple, IndirectionTable, Key, Nic, Packet
-    >>> from engine.fragments import FragmentMode, FragmentSteerer, fragment_packet
+    >>> from engine.appliance.fragments import FragmentMode, FragmentSteerer, fragment_packet
     >>> nic = Nic(key=Key.microsoft(), table=IndirectionTable.round_robin(4, 7))
     >>> flow = FlowTuple.of("10.0.0.2", "10.0.0.1", 53, 40000, "udp")
     >>> pieces = fragment_packet(Packet.from_tuple(7, flow, payload=bytes(100)), 68)
@@ -52,10 +52,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import ClassVar, NamedTuple
 
-from .errors import ConfigError, RssLabError
-from .events import Event
-from .nic import Nic, Steering
-from .packet import Address, FlowTuple, Fragment, Packet, Proto, max_datagram_payload
+from engine.appliance.events import Event
+from engine.errors import ConfigError, FragmentError
+from engine.nic.rss import Nic, Steering
+from engine.packet.model import Address, FlowTuple, Fragment, Packet, Proto, max_datagram_payload
 
 #: The largest IP datagram: a fragment may not reach past byte 65,535 (RFC 791 / RFC 8200).
 MAX_DATAGRAM_BYTES = 65_535
@@ -64,24 +64,6 @@ IPV6_HEADER_BYTES = 40
 IPV6_FRAGMENT_HEADER_BYTES = 8
 
 ASSEMBLE, BRIDGE = "assemble", "bridge"
-
-
-class FragmentError(RssLabError):
-    """A fragment that cannot be part of any valid datagram, or that contradicts the
-    fragments already held. ``reason`` is a short code also used in drop counters:
-
-    ``not-ip``, ``not-a-fragment``, ``bad-offset``, ``zero-length``, ``not-multiple-of-8``,
-    ``past-65535``, ``overlap``, ``beyond-end``, ``two-last-fragments``,
-    ``too-many-fragments``.
-    """
-
-    def __init__(self, field: str, expected: str, got: object = None, *, reason: str,
-                 detail: str = ""):
-        super().__init__(field, expected, got, detail=detail)
-        self.reason = reason
-
-    def as_dict(self) -> dict:
-        return {**super().as_dict(), "reason": self.reason}
 
 
 class FragmentMode(StrEnum):
@@ -1166,7 +1148,7 @@ def l4_bytes(packet: Packet) -> bytes:
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6
 
-    from .packet import to_scapy
+    from engine.packet.model import to_scapy
 
     built = to_scapy(replace(packet, fragment=None))
     layer = IP if packet.version == 4 else IPv6
@@ -1235,7 +1217,7 @@ def fragment_packet(packet: Packet, mtu: int, *, order: str = "in", duplicates: 
 __all__ = [
     "ASSEMBLE", "BRIDGE", "MAX_DATAGRAM_BYTES", "ActionDecided", "ActionDecision",
     "ActionSentToCore", "Bridged", "Datagram", "DatagramKey", "Delivery", "Drop",
-    "FRAGMENT_EVENT_KINDS", "FragmentDropped", "FragmentError", "FragmentHeld", "FragmentMode",
+    "FRAGMENT_EVENT_KINDS", "FragmentDropped", "FragmentHeld", "FragmentMode",
     "FragmentOutcome", "FragmentPlan", "FragmentSteered", "FragmentSteerer",
     "FragmentationTable", "HeaderFound", "Reassembled", "ReassembledForwarded",
     "Reassembler", "ReassemblyLimits", "ReassemblyResult", "ReassemblyStats", "SessionFacts",

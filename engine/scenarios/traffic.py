@@ -26,106 +26,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import RssLabError
-from .nic import Nic, Transform
-from .packet import Address, FlowTuple, Proto
-from .toeplitz import hash_ipv4_batch, word_tables
+from engine.errors import TrafficError
+from engine.nic.rss import Nic, Transform
+from engine.packet.model import Proto
+from engine.packet.toeplitz import hash_ipv4_batch, word_tables
+from engine.paths.flows import FlowArrays, FlowSpec
 
 if TYPE_CHECKING:
-    from .pcap import PcapTally
-
-
-class TrafficError(RssLabError):
-    """Traffic that cannot be made: more flows than unique ports allow, an unreachable
-    adversarial bucket, IPv6 flows asked for as IPv4 arrays, a missing pcap."""
-
-
-@dataclass(frozen=True, slots=True)
-class FlowSpec:
-    """One flow of the trace path: the request is ``client_ip:client_port →
-    server_ip:server_port`` (``proto`` an IP protocol number), carrying
-    ``request_bytes`` of payload; the response carries ``response_bytes``."""
-
-    id: int
-    client_ip: Address
-    client_port: int
-    server_ip: Address
-    server_port: int
-    proto: int = Proto.TCP
-    request_bytes: int = 0
-    response_bytes: int = 0
-
-    @property
-    def request(self) -> FlowTuple:
-        """The request's tuple as it arrives at the NIC."""
-        return FlowTuple(self.client_ip, self.server_ip, self.client_port, self.server_port,
-                         self.proto)
-
-    def to_flow(self):
-        """The ``engine.system.Flow`` the trace path runs."""
-        from .system import Flow
-        return Flow(self.id, str(self.client_ip), self.client_port, str(self.server_ip),
-                    self.server_port, self.proto, self.request_bytes, self.response_bytes)
-
-    def as_dict(self) -> dict:
-        return {"id": self.id, "client_ip": str(self.client_ip), "client_port": self.client_port,
-                "server_ip": str(self.server_ip), "server_port": self.server_port,
-                "proto": self.proto, "request_bytes": self.request_bytes,
-                "response_bytes": self.response_bytes}
-
-
-@dataclass(frozen=True, eq=False)
-class FlowArrays:
-    """Flows for the batch path, one row per flow (ids are 0..n-1 in row order unless
-    ``ids`` is given). IPv4 only; see the module docstring for units."""
-
-    client_ip: np.ndarray    # uint32
-    client_port: np.ndarray  # uint16
-    server_ip: np.ndarray    # uint32
-    server_port: np.ndarray  # uint16
-    proto: np.ndarray        # uint8
-    request_bytes: np.ndarray   # uint32
-    response_bytes: np.ndarray  # uint32
-
-    def __len__(self) -> int:
-        return int(self.client_ip.shape[0])
-
-    @classmethod
-    def empty(cls) -> FlowArrays:
-        return cls(*(np.empty(0, dtype) for dtype in _DTYPES))
-
-    @classmethod
-    def concat(cls, parts: list[FlowArrays]) -> FlowArrays:
-        if not parts:
-            return cls.empty()
-        return cls(*(np.concatenate([getattr(p, name) for p in parts])
-                     for name in _FIELDS))
-
-    @classmethod
-    def from_specs(cls, specs: list[FlowSpec]) -> FlowArrays:
-        """Arrays of IPv4 flow records (TrafficError names the first IPv6 one)."""
-        for spec in specs:
-            if spec.client_ip.version != 4 or spec.server_ip.version != 4:
-                raise TrafficError(f"flows[{spec.id}]", "IPv4 flows for the batch path",
-                                   f"{spec.client_ip} -> {spec.server_ip}")
-        columns = [[int(s.client_ip) for s in specs], [s.client_port for s in specs],
-                   [int(s.server_ip) for s in specs], [s.server_port for s in specs],
-                   [s.proto for s in specs], [s.request_bytes for s in specs],
-                   [s.response_bytes for s in specs]]
-        return cls(*(np.asarray(c, dtype) for c, dtype in zip(columns, _DTYPES, strict=True)))
-
-    def to_specs(self, *, first_id: int = 0, limit: int | None = None) -> list[FlowSpec]:
-        """Records of the first ``limit`` rows (all by default), ids from ``first_id``."""
-        end = len(self) if limit is None else min(limit, len(self))
-        rows = zip(*(getattr(self, name)[:end].tolist() for name in _FIELDS), strict=True)
-        v4 = ipaddress.IPv4Address
-        return [FlowSpec(first_id + i, v4(c), cp, v4(s), sp, pr, rq, rs)
-                for i, (c, cp, s, sp, pr, rq, rs) in enumerate(rows)]
-
-
-_FIELDS = ("client_ip", "client_port", "server_ip", "server_port", "proto",
-           "request_bytes", "response_bytes")
-_DTYPES = (np.uint32, np.uint16, np.uint32, np.uint16, np.uint8, np.uint32, np.uint32)
+    from engine.scenarios.pcap import PcapTally
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +239,7 @@ def _source_seed(scenario, source_seed: int | None, index: int) -> int:
 
 
 def _explicit_specs(scenario, flows, first_id: int) -> list[FlowSpec]:
-    from .scenario import parse_endpoint
+    from engine.scenarios.scenario import parse_endpoint
     specs = []
     for offset, flow in enumerate(flows):
         client, client_port = parse_endpoint(flow.client)
@@ -350,7 +258,7 @@ def _explicit_specs(scenario, flows, first_id: int) -> list[FlowSpec]:
 
 
 def _generated_arrays(scenario, gen, index: int) -> FlowArrays:
-    from .scenario import parse_endpoint
+    from engine.scenarios.scenario import parse_endpoint
     if gen.servers is not None:
         targets = []
         for text in gen.servers:
@@ -379,7 +287,7 @@ def _adversarial_arrays(scenario, adv, index: int) -> FlowArrays:
 
 def _pcap_specs(scenario, source, pcap: str | Path | bytes | None, first_id: int,
                 tally: PcapTally | None) -> list[FlowSpec]:
-    from .pcap import flows_from_packets, read_pcap
+    from engine.scenarios.pcap import flows_from_packets, read_pcap
     if isinstance(pcap, bytes | bytearray):  # a capture uploaded with the run
         read = read_pcap(pcap, max_bytes=max(len(pcap), 1))
     else:
@@ -415,7 +323,7 @@ def check_flows_runnable(scenario, specs: list[FlowSpec], *, mode: str) -> None:
         return
     if all(spec.client_ip.version == 4 and spec.server_ip.version == 4 for spec in specs):
         return
-    from .system import Router
+    from engine.appliance.rules import Router
 
     router = Router(scenario.build_system_config())
     for spec in specs:

@@ -7,8 +7,8 @@ link type, a cut-off or malformed header) is counted under a named reason in
 capture at all, too many packets) raises PcapError, and a file whose structure breaks
 part-way keeps the packets read so far (``skipped["unreadable rest of file"]``)::
 
-    >>> from pathlib import Path
-    >>> result = read_pcap(Path(__file__).parent / "examples" / "replay.pcap")
+    >>> from engine.examples import EXAMPLES_DIR
+    >>> result = read_pcap(EXAMPLES_DIR / "replay.pcap")
     >>> len(result.packets), result.skipped, result.link_types
     (32, {}, {'Ethernet': 32})
     >>> len(flows_from_packets(result.packets).flows)
@@ -20,7 +20,7 @@ Only ``scapy.layers.{inet,inet6,l2,ppp}`` and ``scapy.utils`` are imported, neve
 ``scapy.all``.
 
 ``payload_len`` of an unfragmented packet read here is the number of bytes after its
-TCP or UDP header (what ``engine.packet.to_scapy`` writes after the header it builds); a
+TCP or UDP header (what ``engine.packet.model.to_scapy`` writes after the header it builds); a
 fragment keeps ``from_scapy``'s view: its bytes after the IP (or IPv6 Fragment) header,
 the first fragment's including the L4 header, in ``payload``. So a packet written and
 read back compares equal.
@@ -38,10 +38,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import RssLabError
-from .packet import Packet, Proto, from_scapy, to_scapy
-from .safeparse import FileTooBig, read_bounded
-from .traffic import FlowSpec
+from engine.errors import PcapError
+from engine.packet.model import Packet, Proto, from_scapy, to_scapy
+from engine.paths.flows import FlowSpec
+from engine.safeparse import FileTooBig, read_bounded
 
 #: A capture larger than this is refused before it is read (bytes).
 MAX_PCAP_BYTES = 20 << 20
@@ -57,11 +57,6 @@ _LAB_MAC, _PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"  # locally admini
 _LINK_NAMES = {0: "BSD loopback", 1: "Ethernet", 9: "PPP", 12: "Raw IP", 14: "Raw IP",
                101: "Raw IP", 108: "OpenBSD loopback", 113: "Linux cooked",
                228: "Raw IPv4", 229: "Raw IPv6", 276: "Linux cooked v2"}
-
-
-class PcapError(RssLabError):
-    """A capture that cannot be read at all: missing, too large, not pcap/pcapng, or with
-    more packets than MAX_PCAP_PACKETS."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ pass or fail::
     >>> load_scenario("schema_version: 1\\nname: x\\nsystem: {cores: 0}\\nservices: []")
     Traceback (most recent call last):
     ...
-    engine.scenario.ScenarioError: <string>: 1 problem
+    engine.errors.ScenarioError: <string>: 1 problem
       line 3: system.cores: expected a number >= 1, got 0
 
 Loading is safe (``yaml.SafeLoader`` only) and strict: an unknown key, a
@@ -59,13 +59,13 @@ from pydantic import (
     ValidationError,
 )
 
-from .errors import DocumentError, HashKeyError, RssLabError, shown
-from .nic import MAX_CORES, HashType, IndirectionTable, Transform
-from .nic import Nic as NicModel
-from .packet import Proto, max_datagram_payload
-from .ports import MAX_USIP_TABLES
-from .safeparse import FileTooBig, check_yaml_nesting, load_json, read_bounded, yaml_loader
-from .toeplitz import Key, parse_key
+from engine.appliance.ports import MAX_USIP_TABLES
+from engine.errors import DocumentError, HashKeyError, Problem, ScenarioError, shown
+from engine.nic.rss import MAX_CORES, HashType, IndirectionTable, Transform
+from engine.nic.rss import Nic as NicModel
+from engine.packet.model import Proto, max_datagram_payload
+from engine.packet.toeplitz import Key, parse_key
+from engine.safeparse import FileTooBig, check_yaml_nesting, load_json, read_bounded, yaml_loader
 
 SCHEMA_VERSION = 1
 
@@ -100,48 +100,6 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 _CHECK_RE = re.compile(r"^\s*(==|!=|>=|<=|>|<)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
                        r"\s*(%?)\s*$")
-
-
-class ScenarioError(RssLabError):
-    """A scenario that cannot be loaded: ``problems`` lists every one found, in file order.
-
-    ``field`` is the source name (a file path or ``<string>``).
-    """
-
-    def __init__(self, source: str, problems: list[Problem]):
-        self.problems = sorted(problems, key=lambda p: (p.line or 0, p.path))
-        count = len(self.problems)
-        super().__init__(source, "a valid scenario", None,
-                         detail=f"{count} problem{'s' if count != 1 else ''}")
-        lines = "\n".join(f"  {problem}" for problem in self.problems)
-        self.args = (f"{source}: {count} problem{'s' if count != 1 else ''}\n{lines}",)
-
-    def __str__(self) -> str:
-        return self.args[0]
-
-    def as_dict(self) -> dict:
-        data = super().as_dict()
-        data["message"] = str(self)
-        data["problems"] = [p.as_dict() for p in self.problems]
-        return data
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a scenario: ``path`` like ``services[0].policy`` (``""`` for
-    the document), ``line`` 1-based (``None`` when unknown, e.g. JSON that YAML cannot
-    read), and a message saying what was expected and what was given."""
-
-    path: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}: " if self.line else ""
-        return f"{where}{self.path or '(document)'}: {self.message}"
-
-    def as_dict(self) -> dict:
-        return {"path": self.path, "line": self.line, "message": self.message}
 
 
 # ---------------------------------------------------------------------------- field types
@@ -189,7 +147,7 @@ def _key(value: str) -> str:
     try:
         parse_key(value)
     except HashKeyError as error:
-        expected = error.expected if "microsoft" in error.expected else (
+        expected = error.expected if error.code != "key_hex" else (
             f"microsoft, symmetric, random:SEED or a hex key of {error.expected}")
         raise ValueError(f"expected {expected}, got {shown(value)}") from None
     return value.strip()
@@ -450,7 +408,7 @@ class Scenario(_Model):
         return IndirectionTable(self.system.cores, nic.hash_bits, tuple(nic.table))
 
     def build_nic(self) -> NicModel:
-        """The NIC model (``engine.nic.Nic``) the scenario describes."""
+        """The NIC model (``engine.nic.rss.Nic``) the scenario describes."""
         nic = self.system.nic
         return NicModel(key=self.build_key(), table=self.build_table(),
                     hash_types=frozenset(HashType(t) for t in nic.hash_types),
@@ -476,7 +434,7 @@ class Scenario(_Model):
         return path if path.is_absolute() or self._base_dir is None else self._base_dir / path
 
     def to_system_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of ``engine.system.SystemConfig`` this scenario means,
+        """The keyword arguments of ``engine.paths.trace.SystemConfig`` this scenario means,
         as plain values. Flows that match no service use the first service's policy;
         each service's ``response_bytes`` reaches the system through the flows the
         traffic section generates (a flow carries its own response size).
@@ -511,18 +469,18 @@ class Scenario(_Model):
         }
 
     def build_system_config(self):
-        """``engine.system.SystemConfig`` of this scenario (ConfigError if it refuses)."""
-        from .system import Service as SystemService
-        from .system import SystemConfig
+        """``engine.paths.trace.SystemConfig`` of this scenario (ConfigError if it refuses)."""
+        from engine.appliance.config import Service as SystemService
+        from engine.appliance.config import SystemConfig
         kwargs = self.to_system_kwargs()
         kwargs["services"] = tuple(SystemService(**s) for s in kwargs["services"])
         return SystemConfig(**kwargs)
 
     def build_system(self):
-        """A fresh ``engine.system.System`` with a ``random.Random`` seeded from ``seed``."""
+        """A fresh ``engine.paths.trace.System`` with a ``random.Random`` seeded from ``seed``."""
         import random
 
-        from .system import System
+        from engine.paths.trace import System
         return System(self.build_system_config(), rng=random.Random(self.seed))
 
 
@@ -1127,7 +1085,7 @@ _MODEL_NAMES = ("NicConfig", "System", "PortRange", "Ports", "Service", "Size", 
                 "Generated", "Adversarial", "PcapSource", "TrafficSource", "Scenario")
 
 __all__ = [
-    "MAX_FILE_BYTES", "METRICS", "SCHEMA_VERSION", "CheckResult", "Problem", "Scenario",
-    "ScenarioError", "evaluate_checks", "load_scenario", "load_scenario_file", "parse_check",
+    "MAX_FILE_BYTES", "METRICS", "SCHEMA_VERSION", "CheckResult", "Scenario",
+    "evaluate_checks", "load_scenario", "load_scenario_file", "parse_check",
     "parse_endpoint", "scenario_json_schema",
 ]

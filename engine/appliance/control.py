@@ -30,13 +30,17 @@ Port maps follow the new table: each allocator keeps its port allocation tables
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .errors import TableError
-from .nic import IndirectionTable
-from .packet import Packet
-from .ports import PortAllocator
-from .system import System, build_allocators
-from .verify import jain_index
+from engine.appliance.config import build_allocators
+from engine.appliance.ports import PortAllocator
+from engine.appliance.verdicts import jain_index
+from engine.errors import TableError
+from engine.nic.rss import IndirectionTable
+from engine.packet.model import Packet
+
+if TYPE_CHECKING:  # the control core acts on a running System; it never builds one
+    from engine.paths.trace import System
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ out of the port's reach: ``ResponsePortMap.describe`` says which, and the
 allocator then tries another IP (``nat``) or says it cannot (``usip``)::
 
     >>> from engine import IndirectionTable, Key
-    >>> from engine.ports import PortAllocator, ResponsePortMap
+    >>> from engine.appliance.ports import PortAllocator, ResponsePortMap
     >>> port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(4, 7))
     >>> allocator = PortAllocator(2, ["10.0.0.2"], port_map)
     >>> got = allocator.allocate(server_ip="192.0.2.10", server_port=80,
@@ -94,9 +94,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ConfigError, RssLabError, TableError
-from .nic import IndirectionTable, Transform, transform_input
-from .toeplitz import Key, check_port, parse_address, toeplitz_hash, word_tables
+from engine.errors import ConfigError, PortExhausted, PortStateError, TableError
+from engine.nic.rss import IndirectionTable, Transform, transform_input
+from engine.packet.toeplitz import Key, check_port, parse_address, toeplitz_hash, word_tables
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 DIRECTIONS = ("response", "request")
@@ -125,30 +125,6 @@ class PortState(IntEnum):
     FREE = 0
     TAKEN = 1
     CLOSED = 2
-
-
-class PortStateError(RssLabError):
-    """A take of a port that is not free, a release of a port that is free, or a reopen of
-    a port outside the table's range (field ``port``)."""
-
-
-class PortExhausted(RssLabError):
-    """No free port whose response lands on the core (field ``port``).
-
-    ``reason`` is ``"unreachable"`` when the key's port matrix is singular and no
-    tried IP lets the port alone reach any bucket of the core, else ``"occupancy"``
-    (every fitting port of every tried table is taken or closed).
-    """
-
-    def __init__(self, *, core: int, local_ips: list, tables_tried: int, reason: str,
-                 detail: str, tries: int = 0):
-        self.core = core
-        self.tries = tries
-        self.local_ips = [str(ip) for ip in local_ips]
-        self.tables_tried = tables_tried
-        self.reason = reason
-        super().__init__("port", f"a free port whose response lands on core {core}",
-                         detail=detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1298,3 +1274,14 @@ def hash_ipv4_pairs(key: Key, first: np.ndarray, second: np.ndarray) -> np.ndarr
     result ^= np.take(tables[2], second >> 16)
     result ^= np.take(tables[3], second & 0xFFFF)
     return result
+
+
+def port_occupancy(allocators: dict[str, PortAllocator]) -> float:
+    """Taken ports / capacity, summed over the port allocation tables a core's allocators
+    have created so far (nat: one per local IP; usip: per client IP and table index)."""
+    taken = capacity = 0
+    for allocator in allocators.values():
+        for table in allocator.tables.values():
+            taken += table.taken
+            capacity += table.capacity
+    return taken / capacity if capacity else 0.0

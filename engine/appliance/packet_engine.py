@@ -17,7 +17,7 @@ Sessions are found two ways, as in the patent: the PCB by the client's request
 tuple, and the NAT PCB by the response tuple as it arrives at the NIC. A
 session ends on FIN, RST or idle timeout, and its port goes back to its table.
 
-The engine only keeps state; ``engine.system.System`` drives it and emits the
+The engine only keeps state; ``engine.paths.trace.System`` drives it and emits the
 trace events.
 """
 
@@ -26,10 +26,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
-from .packet import FlowTuple
-from .ports import Allocation, PortAllocator, PortExhausted
-from .toeplitz import parse_address
+from engine.appliance.ports import Allocation, PortAllocator
+from engine.errors import ConfigError, PortExhausted
+from engine.packet.model import FlowTuple
+from engine.packet.toeplitz import parse_address
 
 POLICIES = ("nat", "usip", "transparent")
 

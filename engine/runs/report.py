@@ -1,11 +1,11 @@
 """Self-contained HTML reports with Plotly charts that work offline.
 
-``render_report_html(report)`` turns a verification ``engine.run.Report`` into one
+``render_report_html(report)`` turns a verification ``engine.runs.run.Report`` into one
 HTML page: the verdict, the checks, and four charts — per-core load, the
 request-core × response-core matrix, the request bucket histogram and port-table
 occupancy — each followed by a table with the same numbers (a chart is never the
 only way to read a figure). ``render_compare_html(comparison)`` does the same for
-``engine.compare.Comparison``: the trade-off between flow affinity (symmetric rate)
+``engine.runs.compare.Comparison``: the trade-off between flow affinity (symmetric rate)
 and balance (fairness), and the handoff copies each design pays.
 
 plotly.js is inlined from the installed ``plotly`` package: the page makes no request
@@ -116,7 +116,7 @@ class _Page:
 # ---------------------------------------------------------------------------- verification
 
 def render_report_html(report) -> str:
-    """The page for an ``engine.run.Report`` (see the module docstring)."""
+    """The page for an ``engine.runs.run.Report`` (see the module docstring)."""
     summary = report.summary
     cores = list(range(report.cores))
     labels = [f"core {c}" for c in cores]
@@ -202,7 +202,7 @@ def write_report_html(report, path: str | Path) -> None:
 # ---------------------------------------------------------------------------- comparison
 
 def render_compare_html(comparison) -> str:
-    """The page for an ``engine.compare.Comparison``: the affinity/balance trade-off
+    """The page for an ``engine.runs.compare.Comparison``: the affinity/balance trade-off
     and the handoff copies per design, each chart with its table."""
     cells = [c for c in comparison.cells if not c.error]
     labels = [c.label for c in cells]

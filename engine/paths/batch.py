@@ -2,14 +2,14 @@
 
 Per flow, with NumPy over whole columns: the request's hash and core (the NIC's
 hash types and transform included), the service route and real server, the
-port allocation (``engine.ports.allocate_batch``, identical to the scalar loop
+port allocation (``engine.appliance.ports.allocate_batch``, identical to the scalar loop
 in flow order), the response as it arrives (source = server) and its core, the
 handoff of transparent mode, and the verdict. All flows are concurrent: every
 port is allocated before any is freed, which is what a trace whose flows start
 together does, so both paths agree flow for flow (``tests/engine/test_batch.py``).
 
     >>> import numpy as np
-    >>> from engine.system import SystemConfig
+    >>> from engine.paths.trace import SystemConfig
     >>> flows = random_flow_arrays(1000, np.random.default_rng(1))
     >>> result = run_batch(SystemConfig(cores=4), flows)
     >>> result.summary.symmetric, result.summary.flows
@@ -38,22 +38,22 @@ from socket import inet_ntoa
 
 import numpy as np
 
-from .errors import ConfigError
-from .fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
-from .nic import HashType, Nic
-from .packet import FlowTuple, Proto, proto_name
-from .ports import allocate_batch
-from .system import (
-    HANDOFF_COPIES,
-    MIN_MTU,
-    Flow,
-    SystemConfig,
-    build_allocators,
-    port_occupancy,
+from engine.appliance.config import Flow, SystemConfig, build_allocators
+from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
+from engine.appliance.ports import allocate_batch, port_occupancy
+from engine.appliance.rules import (
+    DEFAULT_REQUEST_BYTES,
+    DEFAULT_RESPONSE_BYTES,
+    POLICY_CODE,
+    Router,
+    fragment_cost_batch,
+    fragment_count_batch,
+    min_mtu,
+    response_size_and_mtu_batch,
+    response_verdict_batch,
     session_facts,
 )
-from .traffic import FlowArrays
-from .verify import (
+from engine.appliance.verdicts import (
     VERDICT_CODE,
     VERDICTS,
     FlowOutcome,
@@ -63,8 +63,11 @@ from .verify import (
     summarize,
     verdict_reason,
 )
+from engine.errors import ConfigError
+from engine.nic.rss import Nic
+from engine.packet.model import FlowTuple, Proto, proto_name
+from engine.paths.flows import FlowArrays
 
-POLICY_CODE = {"nat": 0, "usip": 1, "transparent": 2}
 POLICY_NAMES = tuple(POLICY_CODE)
 #: Fragmentation action codes in the batch columns (-1: none).
 ACTION_NAMES = (ASSEMBLE, BRIDGE)
@@ -107,8 +110,9 @@ def flows_from_arrays(arrays, *, close: str = "fin", ids=None, request_mtu=None
                  int(arrays.client_port[row]),
                  str(ipaddress.IPv4Address(int(arrays.server_ip[row]))),
                  int(arrays.server_port[row]), int(arrays.proto[row]),
-                 100 if request_bytes is None else int(request_bytes[row]),
-                 1000 if response_bytes is None else int(response_bytes[row]), close,
+                 DEFAULT_REQUEST_BYTES if request_bytes is None else int(request_bytes[row]),
+                 DEFAULT_RESPONSE_BYTES if response_bytes is None else int(response_bytes[row]),
+                 close,
                  request_mtu=None if request_mtu is None or not request_mtu[row]
                  else int(request_mtu[row]))
             for row, flow_id in zip(range(count), ids, strict=True)]
@@ -139,97 +143,24 @@ def random_flow_arrays(count: int, rng: np.random.Generator, *, servers: int = 0
         port = rng.integers(1, 65536, count, dtype=np.uint32).astype(np.uint16)
     return FlowArrays(client_ip, client_port.astype(np.uint16), server_ip, port,
                       np.full(count, int(Proto.TCP), np.uint8),
-                      np.full(count, 100, np.uint32), np.full(count, 1000, np.uint32))
-
-
-def steer_batch(nic: Nic, src, dst, sport, dport, proto
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(hashes uint32, hashed bool, cores int64)`` for IPv4 packets as arrays, with the
-    NIC's hash-type choice (4-tuple, else the 2-tuple, else the default core) exactly as
-    ``Nic.hash_type_for`` makes it for each packet."""
-    count = len(src)
-    types = nic.hash_types
-    four = np.zeros(count, dtype=bool)
-    if HashType.TCP_IPV4 in types:
-        four |= proto == Proto.TCP
-    if HashType.UDP_IPV4 in types:
-        four |= proto == Proto.UDP
-    hashes = np.zeros(count, dtype=np.uint32)
-    if four.all():
-        hashes = nic.hash_ipv4_batch(src, dst, sport, dport)
-    elif four.any():
-        hashes[four] = nic.hash_ipv4_batch(src[four], dst[four], sport[four], dport[four])
-    hashed = four.copy()
-    if HashType.IPV4 in types and not four.all():
-        two = ~four
-        hashes[two] = nic.hash_ipv4_batch(src[two], dst[two])
-        hashed[two] = True
-    table = nic.table.as_array().astype(np.int64)
-    cores = table[hashes & np.uint32(nic.table.mask)]
-    cores[~hashed] = nic.default_core
-    return hashes, hashed, cores
+                      np.full(count, DEFAULT_REQUEST_BYTES, np.uint32),
+                      np.full(count, DEFAULT_RESPONSE_BYTES, np.uint32))
 
 
 def steer_flows(nic: Nic, flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``steer_batch`` of the request direction of ``flows`` (``FlowArrays`` or alike)."""
-    return steer_batch(nic, np.asarray(flows.client_ip, np.uint32),
+    """``Nic.steer_batch`` of the request direction of ``flows`` (``FlowArrays`` or
+    alike)."""
+    return nic.steer_batch(np.asarray(flows.client_ip, np.uint32),
                        np.asarray(flows.server_ip, np.uint32),
                        np.asarray(flows.client_port, np.uint32),
                        np.asarray(flows.server_port, np.uint32),
                        np.asarray(flows.proto, np.uint8))
 
 
-def steer_two_tuple_batch(nic: Nic, src, dst) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(hashes, hashed, cores)`` of IPv4 packets without ports (fragments), as
-    ``Nic.steer`` treats them: the 2-tuple hash when ``ipv4`` is enabled, else the
-    default core."""
-    count = len(src)
-    if HashType.IPV4 not in nic.hash_types:
-        return (np.zeros(count, np.uint32), np.zeros(count, bool),
-                np.full(count, nic.default_core, np.int64))
-    hashes = nic.hash_ipv4_batch(src, dst)
-    table = nic.table.as_array().astype(np.int64)
-    return hashes, np.ones(count, bool), table[hashes & np.uint32(nic.table.mask)]
 
 
-def fragment_counts(proto, payload, mtu) -> np.ndarray:
-    """``fragment_count`` over IPv4 rows: fragments per packet of ``payload`` L4 payload
-    bytes at IP MTU ``mtu`` (0: none), 0 where it fits."""
-    proto = np.asarray(proto)
-    mtu = np.asarray(mtu, dtype=np.int64)
-    data = np.where(proto == Proto.TCP, 20, np.where(proto == Proto.UDP, 8, 0)) + np.asarray(
-        payload, dtype=np.int64)
-    fragmented = (mtu > 0) & (data + 20 > mtu)
-    step = np.maximum((mtu - 20) // 8 * 8, 8)
-    return np.where(fragmented, -(-data // step), 0).astype(np.int64)
 
 
-def ipv4_match_value(text: str) -> int:
-    """An IPv4 address as its uint32 host value; -1, which no uint32 row equals, for an
-    IPv6 one: the batch path carries IPv4 flows only, so an IPv6 service or server of a
-    mixed scenario matches none of its rows."""
-    address = ipaddress.ip_address(text)
-    return int(address) if address.version == 4 else -1
-
-
-def service_index_batch(config: SystemConfig, flows) -> np.ndarray:
-    """Per row, the index of the service ``Router.route`` matches (-1: none): a VIP
-    match, else a transparent service's server addressed directly; later services win."""
-    count = len(flows.client_ip)
-    index = np.full(count, -1, dtype=np.int64)
-    proto = flows.proto
-    for number, service in enumerate(config.services):
-        if service.policy != "transparent":
-            continue
-        code = Proto.parse(service.proto)
-        for ip, port in service.servers:
-            index[(flows.server_ip == ipv4_match_value(ip))
-                  & (flows.server_port == port) & (proto == code)] = number
-    for number, service in enumerate(config.services):
-        code = Proto.parse(service.proto)
-        index[(flows.server_ip == ipv4_match_value(service.vip))
-              & (flows.server_port == service.vport) & (proto == code)] = number
-    return index
 
 
 def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool,
@@ -285,7 +216,7 @@ def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_
     """``FragmentPlans`` of rows whose datagram (``src`` → ``dst``, whose 4-tuple
     steering is ``four_*``) arrives in ``counts`` fragments."""
     mode = FragmentMode(config.fragment_mode)
-    two_hash, two_hashed, two_core = steer_two_tuple_batch(nic, src, dst)
+    two_hash, two_hashed, two_core = nic.steer_two_tuple_batch(src, dst)
     limit, _ = config.fragment_limit()
     dropped = counts > limit
     zeros = np.zeros(counts.size, np.int64)
@@ -299,13 +230,14 @@ def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_
         received_on = np.full(counts.size, config.default_fragment_core, np.int64)
     else:
         received_on = two_core
-    moved = (four_core != received_on) & ~dropped
-    messages = moved.astype(np.int64)
-    copies = np.where(moved, np.where(action == ACTION_NAMES.index(ASSEMBLE), 1, counts), 0)
+    messages, copies = fragment_cost_batch(mode.value, counts,
+                                           action == ACTION_NAMES.index(ASSEMBLE),
+                                           received_on, np.where(dropped, received_on,
+                                                                 four_core))
     action = np.where(dropped, -1, action).astype(np.int8)
     rule = np.where(dropped, -1, rule).astype(np.int16)
     return FragmentPlans(received_on, four_core.astype(np.int64), four_hash, four_hashed,
-                         action, rule, messages, copies.astype(np.int64), dropped)
+                         action, rule, messages, copies, dropped)
 
 
 @dataclass
@@ -590,67 +522,51 @@ def _plain_reason(verdict: int, policy: int, request_core: int, response_core: i
                           policy=POLICY_NAMES[policy], via=handoff, copies=copies)
 
 
-def route_batch(config: SystemConfig, flows, request_hash: np.ndarray, hashed: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(policy codes, server_ip, server_port)`` per flow, as ``Router.route`` decides."""
+
+
+
+
+
+
+def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.ndarray,
+                       frag: FragmentColumns, rules: dict[str, int], *, request_hash,
+                       request_hashed, request_core, policy, service) -> np.ndarray | None:
+    """Fragment the requests that do not fit their client link's ``request_mtu`` (0:
+    none), steering them as the fragment mode says: updates the request columns in place
+    and fills ``frag``; returns which rows' requests reassembly dropped (None: none)."""
     count = len(flows.client_ip)
-    policy = np.full(count, POLICY_CODE[config.policy], dtype=np.int8)
-    server_ip = flows.server_ip.astype(np.uint32, copy=True)
-    server_port = flows.server_port.astype(np.uint16, copy=True)
-    proto = flows.proto
-    for service in config.services:
-        if service.policy != "transparent":
-            continue
-        number = Proto.parse(service.proto)
-        for ip, port in service.servers:
-            match = ((flows.server_ip == ipv4_match_value(ip))
-                     & (flows.server_port == port) & (proto == number))
-            policy[match] = POLICY_CODE["transparent"]
-    index_hash = np.where(hashed, request_hash, 0).astype(np.uint64)
-    for service in config.services:
-        number = Proto.parse(service.proto)
-        match = ((flows.server_ip == ipv4_match_value(service.vip))
-                 & (flows.server_port == service.vport) & (proto == number))
-        if not match.any():
-            continue
-        policy[match] = POLICY_CODE[service.policy]
-        if service.servers:
-            ips = np.asarray([int(ipaddress.IPv4Address(ip)) for ip, _ in service.servers],
-                             dtype=np.uint32)
-            ports = np.asarray([port for _, port in service.servers], dtype=np.uint16)
-            choice = (index_hash[match] % np.uint64(len(service.servers))).astype(np.int64)
-            server_ip[match] = ips[choice]
-            server_port[match] = ports[choice]
-    return policy, server_ip, server_port
-
-
-def response_mtus(config: SystemConfig, service: np.ndarray, server_ip, server_port
-                  ) -> np.ndarray:
-    """Per row, the IP MTU of the real server (0: none): its ``Server.mtu``, else its
-    service's ``mtu``, as ``System`` picks it."""
-    mtu = np.zeros(len(service), dtype=np.int64)
-    for number, spec in enumerate(config.services):
-        if spec.mtu is not None:
-            mtu[service == number] = spec.mtu
-    for server in config.servers:
-        if server.mtu is not None:
-            mtu[(server_ip == ipv4_match_value(server.ip))
-                & (server_port == server.port)] = server.mtu
-    return mtu
-
-
-def response_sizes(config: SystemConfig, flows, server_ip, server_port) -> np.ndarray:
-    """Per row, the response payload bytes: the server's ``response_bytes`` when set,
-    else the flow's (1,000 when the arrays carry none)."""
-    count = len(server_ip)
-    column = getattr(flows, "response_bytes", None)
-    size = (np.full(count, 1000, np.int64) if column is None
-            else np.asarray(column, dtype=np.int64).copy())
-    for server in config.servers:
-        if server.response_bytes is not None:
-            size[(server_ip == ipv4_match_value(server.ip))
-                 & (server_port == server.port)] = server.response_bytes
-    return size
+    if request_mtu.shape != (count,):
+        raise ConfigError("request_mtu", f"one MTU per flow ({count})",
+                          f"shape {request_mtu.shape}")
+    small = (request_mtu != 0) & (request_mtu < min_mtu(4))
+    if small.any():
+        raise ConfigError("request_mtu", f"0 or an IP MTU of at least {min_mtu(4)} bytes",
+                          int(request_mtu[small][0]))
+    proto = np.asarray(flows.proto, dtype=np.uint8)
+    size = getattr(flows, "request_bytes", None)
+    size = np.full(count, DEFAULT_REQUEST_BYTES, np.int64) if size is None else size
+    counts = fragment_count_batch(proto, size, request_mtu)
+    rows = np.flatnonzero(counts)
+    if not rows.size:
+        return None
+    plans = plan_fragments(
+        config, nic, src=np.asarray(flows.client_ip, np.uint32)[rows],
+        dst=np.asarray(flows.server_ip, np.uint32)[rows],
+        four_hash=request_hash[rows], four_hashed=request_hashed[rows],
+        four_core=request_core[rows], counts=counts[rows], proto=proto[rows],
+        policy=policy[rows], service=service[rows], response=False, rules=rules)
+    frag.fill(rows, counts[rows], plans, response=False)
+    request_core[rows] = plans.core
+    request_hash[rows] = plans.hash
+    request_hashed[rows] = plans.hashed
+    if not plans.dropped.any():
+        return None
+    gone = rows[plans.dropped]
+    lost = np.zeros(count, dtype=bool)
+    lost[gone] = True
+    request_core[gone] = plans.received_on[plans.dropped]
+    request_hashed[gone] = False
+    return lost
 
 
 def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
@@ -663,7 +579,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     ``Flow.request_mtu``; ``flow_request_mtus`` builds it from trace flows.
 
     Raises ConfigError (and the key/table errors) for a bad configuration or an MTU
-    below 28 bytes.
+    below the minimum (``rules.MIN_MTU``).
     """
     config.check()
     nic = config.build_nic()
@@ -673,46 +589,22 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     client_port = np.asarray(flows.client_port, dtype=np.uint32)
     proto = np.asarray(flows.proto, dtype=np.uint8)
     request_hash, request_hashed, request_core = steer_flows(nic, flows)
-    policy, server_ip, server_port = route_batch(config, flows, request_hash, request_hashed)
+    routes = Router(config).route_batch(flows.server_ip, flows.server_port, proto,
+                                        request_hash, request_hashed)
+    policy, server_ip, server_port, service = (routes.policy, routes.server_ip,
+                                               routes.server_port, routes.service)
 
-    frag = service = None
+    frag = None
     lost = None  # rows whose request never reached a packet engine
     if request_mtu is not None or config.fragmenting():
         frag = FragmentColumns.empty(config, count)
-        service = service_index_batch(config, flows)
         rules: dict[str, int] = {}
     if request_mtu is not None:
-        request_mtu = np.asarray(request_mtu, dtype=np.int64)
-        if request_mtu.shape != (count,):
-            raise ConfigError("request_mtu", f"one MTU per flow ({count})",
-                              f"shape {request_mtu.shape}")
-        small = (request_mtu != 0) & (request_mtu < MIN_MTU)
-        if small.any():
-            raise ConfigError("request_mtu", f"0 or an IP MTU of at least {MIN_MTU} bytes",
-                              int(request_mtu[small][0]))
-        size = getattr(flows, "request_bytes", None)
-        size = np.full(count, 100, np.int64) if size is None else size
-        counts = fragment_counts(proto, size, request_mtu)
-        rows = np.flatnonzero(counts)
-        if rows.size:
-            plans = plan_fragments(
-                config, nic, src=client_ip[rows],
-                dst=np.asarray(flows.server_ip, np.uint32)[rows],
-                four_hash=request_hash[rows], four_hashed=request_hashed[rows],
-                four_core=request_core[rows], counts=counts[rows], proto=proto[rows],
-                policy=policy[rows], service=service[rows], response=False, rules=rules)
-            frag.fill(rows, counts[rows], plans, response=False)
-            request_hash = request_hash.copy()
-            request_hashed = request_hashed.copy()
-            request_core[rows] = plans.core
-            request_hash[rows] = plans.hash
-            request_hashed[rows] = plans.hashed
-            if plans.dropped.any():
-                gone = rows[plans.dropped]
-                lost = np.zeros(count, dtype=bool)
-                lost[gone] = True
-                request_core[gone] = plans.received_on[plans.dropped]
-                request_hashed[gone] = False
+        request_hash, request_hashed = request_hash.copy(), request_hashed.copy()
+        lost = _fragment_requests(config, nic, flows, np.asarray(request_mtu, np.int64),
+                                  frag, rules, request_hash=request_hash,
+                                  request_hashed=request_hashed, request_core=request_core,
+                                  policy=policy, service=service)
 
     allocators = build_allocators(config, nic.table)
     local_ip = client_ip.copy()
@@ -739,13 +631,15 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
         allocated[good] = True
         failed[rows[~ok]] = True
 
-    response_hash, response_hashed, response_core = steer_batch(
-        nic, server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
+    response_hash, response_hashed, response_core = nic.steer_batch(
+        server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
     failed_or_lost = failed if lost is None else failed | lost
     if config.fragmenting():
-        mtu = response_mtus(config, service, server_ip, server_port)
-        counts = fragment_counts(proto, response_sizes(config, flows, server_ip, server_port),
-                                 mtu)
+        column = getattr(flows, "response_bytes", None)
+        size, mtu = response_size_and_mtu_batch(
+            config, server_ip=server_ip, server_port=server_port, service=service,
+            flow_bytes=np.full(count, DEFAULT_RESPONSE_BYTES) if column is None else column)
+        counts = fragment_count_batch(proto, size, mtu)
         counts[failed_or_lost] = 0
         rows = np.flatnonzero(counts)
         if rows.size:
@@ -763,15 +657,10 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                 lost[rows[plans.dropped]] = True
                 failed_or_lost = failed | lost
     response_core[failed_or_lost] = -1
-    verdict = np.full(count, VERDICT_CODE["symmetric"], dtype=np.int8)
-    misdirected = (response_core != request_core) & ~failed_or_lost
-    copies = np.zeros(count, dtype=np.int64)
-    if config.handoff != "none":
-        handed = misdirected & (policy == POLICY_CODE["transparent"])
-        verdict[handed] = VERDICT_CODE["handed-off"]
-        copies[handed] = HANDOFF_COPIES[config.handoff]
-        misdirected &= ~handed
-    verdict[misdirected] = VERDICT_CODE["asymmetric"]
+    verdict, copies = response_verdict_batch(
+        request_core=request_core, response_core=np.where(failed_or_lost, request_core,
+                                                          response_core),
+        policy=policy, handoff=config.handoff)
     verdict[failed] = VERDICT_CODE["allocation-failed"]
     if lost is not None:
         verdict[lost] = VERDICT_CODE["fragments-dropped"]

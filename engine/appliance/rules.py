@@ -1,0 +1,296 @@
+"""The rules of the model that both execution paths call: the trace path with one flow's
+scalars, the batch path with whole arrays. Where a rule needs both forms they sit side by
+side here (``name`` and ``name_batch`` or a ``*_batch`` method), and one property test
+holds each pair equal (tests/engine/test_rules.py). The paths keep no copy of their own.
+
+* sizes: the default payloads, the minimum MTU per IP version, L4 header bytes;
+* fragments: how many a packet is cut into, and what moving them between cores costs;
+* routing: which service a request matches, its policy and its real server (``Router``);
+* responses: the size and MTU a server answers with;
+* verdicts: symmetric, handed off or asymmetric, and the handoff's copies.
+
+The NIC's hash-type choice is a rule of the NIC layer: ``Nic.hash_type_for`` and
+``Nic.steer_batch`` sit side by side in ``engine.nic.rss``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.appliance.fragments import ASSEMBLE, SessionFacts
+from engine.appliance.packet_engine import POLICIES
+from engine.appliance.verdicts import VERDICT_CODE
+from engine.packet.model import Address, Proto
+from engine.packet.toeplitz import parse_address
+
+if TYPE_CHECKING:
+    from engine.appliance.config import Server, SystemConfig
+
+# ---------------------------------------------------------------------------------- sizes
+
+#: Payload bytes of a flow's request and response when nothing says otherwise (a flow of
+#: the trace path, a row of the batch path, a capture's or a file's flow alike).
+DEFAULT_REQUEST_BYTES = 100
+DEFAULT_RESPONSE_BYTES = 1000
+
+IPV4_HEADER = 20
+IPV6_HEADER = 40
+IPV6_FRAGMENT_HEADER = 8
+#: The smallest IP MTU per version: 68 bytes for IPv4 (RFC 791: every module must
+#: forward a 68-byte datagram without fragmenting it further) and 1,280 for IPv6
+#: (RFC 8200, section 5). The scenario schema uses the same values.
+MIN_MTU = {4: 68, 6: 1280}
+
+#: Code of each policy in the batch path's columns.
+POLICY_CODE = {name: code for code, name in enumerate(POLICIES)}
+
+#: Packet copies per handoff (see ``engine.paths.trace``): a core-to-core message copies
+#: the packet once; the shared buffer is written by the sender and read by the owner.
+HANDOFF_COPIES = {"message": 1, "shared-buffer": 2, "none": 0}
+HANDOFFS = tuple(HANDOFF_COPIES)
+
+
+def min_mtu(version: int) -> int:
+    """The smallest IP MTU (bytes) a link of IP ``version`` may have."""
+    return MIN_MTU[version]
+
+
+def l4_header_bytes(proto: int) -> int:
+    """Bytes of L4 header the lab's packets carry (as ``engine.packet.model.to_scapy`` builds them):
+    20 for TCP (no options), 8 for UDP, 0 for any other protocol."""
+    return 20 if proto == Proto.TCP else 8 if proto == Proto.UDP else 0
+
+
+def l4_header_bytes_batch(proto) -> np.ndarray:
+    """``l4_header_bytes`` per row of protocol numbers."""
+    proto = np.asarray(proto)
+    return np.where(proto == Proto.TCP, 20, np.where(proto == Proto.UDP, 8, 0))
+
+
+# ------------------------------------------------------------------------------ fragments
+
+def fragment_count(version: int, proto: int, payload: int, mtu: int | None) -> int:
+    """How many fragments ``fragment_packet`` cuts a packet of ``payload`` L4 payload
+    bytes into for an IP MTU of ``mtu`` bytes; 0 when it fits (or ``mtu`` is None). Each
+    fragment but the last carries the most 8-byte units that fit after the IP header
+    (and, for IPv6, the Fragment header)."""
+    if mtu is None:
+        return 0
+    data = l4_header_bytes(proto) + payload
+    header = IPV4_HEADER if version == 4 else IPV6_HEADER
+    if data + header <= mtu:
+        return 0
+    step = (mtu - header - (0 if version == 4 else IPV6_FRAGMENT_HEADER)) // 8 * 8
+    return -(-data // step)
+
+
+def fragment_count_batch(proto, payload, mtu) -> np.ndarray:
+    """``fragment_count`` over IPv4 rows; an ``mtu`` of 0 means none (the row fits)."""
+    mtu = np.asarray(mtu, dtype=np.int64)
+    data = l4_header_bytes_batch(proto) + np.asarray(payload, dtype=np.int64)
+    fragmented = (mtu > 0) & (data + IPV4_HEADER > mtu)
+    step = np.where(fragmented, (mtu - IPV4_HEADER) // 8 * 8, 1)  # 1: no division by 0
+    return np.where(fragmented, -(-data // step), 0).astype(np.int64)
+
+
+def fragment_cost(mode: str, fragments: int, action: str | None, received_on: int,
+                  core: int) -> tuple[int, int]:
+    """``(action messages, copies)`` of one delivered datagram: under
+    ``reassemble-header``/``default-core``, when the core that found the header is not
+    the destination, one action message, plus one reassembled-packet copy (Assemble)
+    or one copy per fragment (Bridge); ``ms-2tuple`` moves nothing."""
+    if mode == "ms-2tuple" or core == received_on:
+        return 0, 0
+    return 1, 1 if action == ASSEMBLE else fragments
+
+
+def fragment_cost_batch(mode: str, fragments, assemble, received_on, core
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``fragment_cost`` per row: ``assemble`` is True where the action is Assemble."""
+    fragments = np.asarray(fragments, dtype=np.int64)
+    if mode == "ms-2tuple":
+        zeros = np.zeros(fragments.shape, np.int64)
+        return zeros, zeros.copy()
+    moved = np.asarray(core) != np.asarray(received_on)
+    copies = np.where(moved, np.where(assemble, 1, fragments), 0)
+    return moved.astype(np.int64), copies.astype(np.int64)
+
+
+# -------------------------------------------------------------------------------- routing
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a request goes: its policy and the real server (address, port);
+    ``service`` is the index of the matched service in ``SystemConfig.services``
+    (-1: none)."""
+
+    policy: str
+    server_ip: Address
+    server_port: int
+    service: int = -1
+
+
+class Router:
+    """Service lookup shared by both execution paths (addresses parsed once, here)."""
+
+    def __init__(self, config: SystemConfig):
+        self.default_policy = config.policy
+        self.services: dict[tuple, tuple[str, list[tuple[Address, int]], int]] = {}
+        self.direct: dict[tuple, int] = {}
+        for index, service in enumerate(config.services):
+            proto = Proto.parse(service.proto)
+            vip = parse_address(service.vip, "vip")
+            servers = [(parse_address(ip, "server"), port) for ip, port in service.servers]
+            self.services[(vip, service.vport, proto)] = (service.policy, servers, index)
+            if service.policy == "transparent":
+                self.direct.update(((ip, port, proto), index) for ip, port in servers)
+
+    def route(self, dst: Address, dport: int, proto: int, request_hash: int | None) -> Route:
+        """The policy and real server for a request to ``dst``:``dport``."""
+        found = self.services.get((dst, dport, proto))
+        if found is None:
+            direct = self.direct.get((dst, dport, proto))
+            if direct is not None:
+                return Route("transparent", dst, dport, direct)
+            return Route(self.default_policy, dst, dport)
+        policy, servers, index = found
+        if not servers:
+            return Route(policy, dst, dport, index)
+        ip, port = servers[(request_hash or 0) % len(servers)]
+        return Route(policy, ip, port, index)
+
+    def route_batch(self, dst, dport, proto, request_hash, hashed) -> RoutesBatch:
+        """``route`` over arrays of IPv4 requests (``dst`` uint32 host values, ports,
+        protocol numbers; ``request_hash`` only where ``hashed``, else 0 as in
+        ``route``). IPv6 services and servers match no row."""
+        dst = np.asarray(dst, dtype=np.uint32)
+        dport = np.asarray(dport)
+        proto = np.asarray(proto)
+        count = dst.shape[0]
+        policy = np.full(count, POLICY_CODE[self.default_policy], dtype=np.int8)
+        service = np.full(count, -1, dtype=np.int64)
+        server_ip = dst.copy()
+        server_port = dport.astype(np.uint16, copy=True)
+        for (ip, port, number), index in self.direct.items():
+            if ip.version == 4:
+                match = (dst == int(ip)) & (dport == port) & (proto == number)
+                policy[match] = POLICY_CODE["transparent"]
+                service[match] = index
+        index_hash = np.where(hashed, request_hash, 0).astype(np.uint64)
+        for (vip, vport, number), (name, servers, index) in self.services.items():
+            if vip.version != 4:
+                continue
+            match = (dst == int(vip)) & (dport == vport) & (proto == number)
+            if not match.any():
+                continue
+            policy[match] = POLICY_CODE[name]
+            service[match] = index
+            if servers:
+                ips = np.asarray([int(ip) for ip, _ in servers], dtype=np.uint32)
+                ports = np.asarray([port for _, port in servers], dtype=np.uint16)
+                choice = (index_hash[match] % np.uint64(len(servers))).astype(np.int64)
+                server_ip[match] = ips[choice]
+                server_port[match] = ports[choice]
+        return RoutesBatch(policy, server_ip, server_port, service)
+
+
+@dataclass(frozen=True)
+class RoutesBatch:
+    """``Router.route_batch``'s answer, one row per request: the policy code
+    (``POLICY_CODE``), the real server's address (uint32) and port, and the matched
+    service's index (-1: none)."""
+
+    policy: np.ndarray
+    server_ip: np.ndarray
+    server_port: np.ndarray
+    service: np.ndarray
+
+
+def session_facts(config: SystemConfig, *, service: int, policy: str, pcb_hit: bool,
+                  natpcb_hit: bool) -> SessionFacts:
+    """The ``SessionFacts`` of traffic that matched service number ``service`` (-1:
+    none) under ``policy``, with the given PCB / NAT PCB hits (see
+    ``System.session_facts`` for how the lab maps its sessions to them): the assemble
+    flag and the service's type come from the service; RNAT is traffic that matched
+    no service yet is translated (the default ``nat``/``usip`` policy)."""
+    if service >= 0:
+        spec = config.services[service]
+        return SessionFacts(pcb_hit=pcb_hit, natpcb_hit=natpcb_hit,
+                            assemble_flag=spec.assemble_flag,
+                            service_is_udp=Proto.parse(spec.proto) == Proto.UDP, rnat=False)
+    return SessionFacts(pcb_hit=pcb_hit, natpcb_hit=natpcb_hit, assemble_flag=False,
+                        service_is_udp=None, rnat=policy != "transparent")
+
+
+# ------------------------------------------------------------------------------ responses
+
+def response_size_and_mtu(config: SystemConfig, *, server: Server | None, service: int,
+                          flow_bytes: int) -> tuple[int, int | None]:
+    """``(payload bytes, IP MTU or None)`` of the response a server sends: the server's
+    ``response_bytes`` when set, else the flow's; the server's ``mtu``, else its matched
+    service's (``service`` -1: none)."""
+    size = flow_bytes
+    if server is not None and server.response_bytes is not None:
+        size = server.response_bytes
+    mtu = None if server is None else server.mtu
+    if mtu is None and service >= 0:
+        mtu = config.services[service].mtu
+    return size, mtu
+
+
+def response_size_and_mtu_batch(config: SystemConfig, *, server_ip, server_port, service,
+                                flow_bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``response_size_and_mtu`` per IPv4 row (uint32 ``server_ip``); an MTU of 0 means
+    none."""
+    server_ip = np.asarray(server_ip)
+    server_port = np.asarray(server_port)
+    service = np.asarray(service)
+    size = np.asarray(flow_bytes, dtype=np.int64).copy()
+    mtu = np.zeros(server_ip.shape[0], dtype=np.int64)
+    for number, spec in enumerate(config.services):
+        if spec.mtu is not None:
+            mtu[service == number] = spec.mtu
+    for server in config.servers:
+        address = parse_address(server.ip, "server")
+        if address.version != 4:
+            continue
+        match = (server_ip == int(address)) & (server_port == server.port)
+        if server.response_bytes is not None:
+            size[match] = server.response_bytes
+        if server.mtu is not None:
+            mtu[match] = server.mtu
+    return size, mtu
+
+
+# ------------------------------------------------------------------------------- verdicts
+
+def response_verdict(*, on_owner: bool, owner: int | None, policy: str,
+                     handoff: str) -> tuple[str, int]:
+    """``(verdict, copies)`` of a response that reached a core: ``symmetric`` on the
+    core that owns its session; else ``handed-off`` (with the handoff's copies) when the
+    policy is ``transparent``, a handoff is configured and the owner is known; else
+    ``asymmetric``."""
+    if on_owner:
+        return "symmetric", 0
+    if policy == "transparent" and handoff != "none" and owner is not None:
+        return "handed-off", HANDOFF_COPIES[handoff]
+    return "asymmetric", 0
+
+
+def response_verdict_batch(*, request_core, response_core, policy, handoff: str
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """``response_verdict`` per row as ``(VERDICT_CODE codes, copies)``; the owner is the
+    request's core (``request_core``), ``policy`` holds POLICY_CODE codes."""
+    verdict = np.full(np.shape(request_core), VERDICT_CODE["symmetric"], dtype=np.int8)
+    copies = np.zeros(np.shape(request_core), dtype=np.int64)
+    misdirected = np.asarray(response_core) != np.asarray(request_core)
+    if handoff != "none":
+        handed = misdirected & (np.asarray(policy) == POLICY_CODE["transparent"])
+        verdict[handed] = VERDICT_CODE["handed-off"]
+        copies[handed] = HANDOFF_COPIES[handoff]
+        misdirected &= ~handed
+    verdict[misdirected] = VERDICT_CODE["asymmetric"]
+    return verdict, copies

@@ -1,0 +1,108 @@
+"""The flows both execution paths take: one record per flow (``FlowSpec``, the trace
+path; IPv4 or IPv6) or one array per field (``FlowArrays``, the batch path; IPv4 only).
+
+Addresses in arrays are uint32 host values of IPv4 addresses (``int(IPv4Address)``);
+ports are host-order integers (the hash functions put them in network order); sizes are
+payload bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.appliance.rules import DEFAULT_REQUEST_BYTES, DEFAULT_RESPONSE_BYTES
+from engine.errors import TrafficError
+from engine.packet.model import Address, FlowTuple, Proto
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSpec:
+    """One flow of the trace path: the request is ``client_ip:client_port →
+    server_ip:server_port`` (``proto`` an IP protocol number), carrying
+    ``request_bytes`` of payload; the response carries ``response_bytes``."""
+
+    id: int
+    client_ip: Address
+    client_port: int
+    server_ip: Address
+    server_port: int
+    proto: int = Proto.TCP
+    request_bytes: int = DEFAULT_REQUEST_BYTES
+    response_bytes: int = DEFAULT_RESPONSE_BYTES
+
+    @property
+    def request(self) -> FlowTuple:
+        """The request's tuple as it arrives at the NIC."""
+        return FlowTuple(self.client_ip, self.server_ip, self.client_port, self.server_port,
+                         self.proto)
+
+    def to_flow(self):
+        """The ``engine.paths.trace.Flow`` the trace path runs."""
+        from engine.paths.trace import Flow
+        return Flow(self.id, str(self.client_ip), self.client_port, str(self.server_ip),
+                    self.server_port, self.proto, self.request_bytes, self.response_bytes)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "client_ip": str(self.client_ip), "client_port": self.client_port,
+                "server_ip": str(self.server_ip), "server_port": self.server_port,
+                "proto": self.proto, "request_bytes": self.request_bytes,
+                "response_bytes": self.response_bytes}
+
+
+@dataclass(frozen=True, eq=False)
+class FlowArrays:
+    """Flows for the batch path, one row per flow (ids are 0..n-1 in row order unless
+    ``ids`` is given). IPv4 only; see the module docstring for units."""
+
+    client_ip: np.ndarray    # uint32
+    client_port: np.ndarray  # uint16
+    server_ip: np.ndarray    # uint32
+    server_port: np.ndarray  # uint16
+    proto: np.ndarray        # uint8
+    request_bytes: np.ndarray   # uint32
+    response_bytes: np.ndarray  # uint32
+
+    def __len__(self) -> int:
+        return int(self.client_ip.shape[0])
+
+    @classmethod
+    def empty(cls) -> FlowArrays:
+        return cls(*(np.empty(0, dtype) for dtype in _DTYPES))
+
+    @classmethod
+    def concat(cls, parts: list[FlowArrays]) -> FlowArrays:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, name) for p in parts])
+                     for name in _FIELDS))
+
+    @classmethod
+    def from_specs(cls, specs: list[FlowSpec]) -> FlowArrays:
+        """Arrays of IPv4 flow records (TrafficError names the first IPv6 one)."""
+        for spec in specs:
+            if spec.client_ip.version != 4 or spec.server_ip.version != 4:
+                raise TrafficError(f"flows[{spec.id}]", "IPv4 flows for the batch path",
+                                   f"{spec.client_ip} -> {spec.server_ip}",
+                                   detail="IPv6 flows run on the trace path: use --trace",
+                                   code="ipv6_on_batch_path")
+        columns = [[int(s.client_ip) for s in specs], [s.client_port for s in specs],
+                   [int(s.server_ip) for s in specs], [s.server_port for s in specs],
+                   [s.proto for s in specs], [s.request_bytes for s in specs],
+                   [s.response_bytes for s in specs]]
+        return cls(*(np.asarray(c, dtype) for c, dtype in zip(columns, _DTYPES, strict=True)))
+
+    def to_specs(self, *, first_id: int = 0, limit: int | None = None) -> list[FlowSpec]:
+        """Records of the first ``limit`` rows (all by default), ids from ``first_id``."""
+        end = len(self) if limit is None else min(limit, len(self))
+        rows = zip(*(getattr(self, name)[:end].tolist() for name in _FIELDS), strict=True)
+        v4 = ipaddress.IPv4Address
+        return [FlowSpec(first_id + i, v4(c), cp, v4(s), sp, pr, rq, rs)
+                for i, (c, cp, s, sp, pr, rq, rs) in enumerate(rows)]
+
+
+_FIELDS = ("client_ip", "client_port", "server_ip", "server_port", "proto",
+           "request_bytes", "response_bytes")
+_DTYPES = (np.uint32, np.uint16, np.uint32, np.uint16, np.uint8, np.uint32, np.uint32)
