@@ -253,11 +253,13 @@ def response_size_and_mtu_batch(config: SystemConfig, *, server_ip, server_port,
     for number, spec in enumerate(config.services):
         if spec.mtu is not None:
             mtu[service == number] = spec.mtu
-    for server in config.servers:
-        address = parse_address(server.ip, "server")
+    # One entry per endpoint, the last one given, as the trace path looks servers up.
+    last = {(parse_address(server.ip, "server"), server.port): server
+            for server in config.servers}
+    for (address, port), server in last.items():
         if address.version != 4:
             continue
-        match = (server_ip == int(address)) & (server_port == server.port)
+        match = (server_ip == int(address)) & (server_port == port)
         if server.response_bytes is not None:
             size[match] = server.response_bytes
         if server.mtu is not None:
