@@ -11,8 +11,11 @@ the web lab streams over a websocket::
     >>> Steered(t_us=0, seq=3, flow=1, core=2, reason="hash").as_dict()
     {'kind': 'steered', 't_us': 0, 'seq': 3, 'flow': 1, 'core': 2, 'reason': 'hash'}
 
-Other modules (the fragmentation module) add their own kinds by subclassing
-``Event`` with a ``kind`` class attribute; ``as_dict`` works for them unchanged.
+Every kind lives in this module, the fragments' too (``engine.appliance.fragments``
+emits them), and ``EVENT_KINDS`` lists them all: a new kind is a subclass of ``Event``
+here with a ``kind`` class attribute, added to the registry at the bottom (a test checks
+that no subclass is missing and no kind is used twice). The web lab switches on the
+kind names, so they and the field names are the JSON contract: rename neither.
 """
 
 from __future__ import annotations
@@ -216,8 +219,140 @@ class Verdict(Event):
     copies: int
 
 
-#: Every kind this module defines, by its JSON name (for filters in the web lab).
+# ---------------------------------------------------------------------------- fragments
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentSteered(Event):
+    """Where a fragment first landed (``core``) and why: the NIC's 2-tuple hash or the
+    default fragment core. ``hash``/``bucket`` are ``None`` when not hashed."""
+
+    kind: ClassVar[str] = "fragment-steered"
+
+    packet: int
+    core: int
+    offset: int
+    hash: int | None
+    bucket: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentHeld(Event):
+    """``core`` holds a fragment (bytes ``offset``..``offset+length``); ``held`` counts
+    this datagram's fragments held there now."""
+
+    kind: ClassVar[str] = "fragment-held"
+
+    packet: int
+    core: int
+    ident: int
+    offset: int
+    length: int
+    more: bool
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFound(Event):
+    """The first fragment gave the L4 header: its 4-tuple hashes to ``dest_core``."""
+
+    kind: ClassVar[str] = "header-found"
+
+    packet: int
+    core: int
+    tuple: FlowTuple
+    hash: int | None
+    bucket: int | None
+    dest_core: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionDecided(Event):
+    """The fragmentation action for the datagram and the patent rule that fired."""
+
+    kind: ClassVar[str] = "action-decided"
+
+    core: int
+    action: str
+    rule: str
+    tuple: FlowTuple
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSentToCore(Event):
+    """A core-to-core message: the action and the 4-tuple, for the destination core's
+    fragmentation table."""
+
+    kind: ClassVar[str] = "action-sent"
+
+    from_core: int
+    to_core: int
+    action: str
+    tuple: FlowTuple
+
+
+@dataclass(frozen=True, slots=True)
+class Bridged(Event):
+    """One fragment copied from ``from_core`` to ``to_core`` (Bridge action)."""
+
+    kind: ClassVar[str] = "bridged"
+
+    packet: int
+    from_core: int
+    to_core: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reassembled(Event):
+    """``core`` completed the datagram: ``fragments`` pieces, ``bytes`` of IP payload."""
+
+    kind: ClassVar[str] = "reassembled"
+
+    packet: int
+    core: int
+    fragments: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReassembledForwarded(Event):
+    """The reassembled packet copied to its destination core (Assemble action)."""
+
+    kind: ClassVar[str] = "reassembled-forwarded"
+
+    packet: int
+    from_core: int
+    to_core: int
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentDropped(Event):
+    """``core`` let ``fragments`` go: ``reason`` as in the reassembler's ``Drop``
+    (``engine.appliance.fragments``); ``detail`` is the FragmentError message when there
+    was one."""
+
+    kind: ClassVar[str] = "fragment-dropped"
+
+    packet: int
+    core: int
+    reason: str
+    fragments: int
+    detail: str
+
+
+#: The fragments' kinds (``engine.appliance.fragments``), in the order a datagram meets them.
+_FRAGMENT_EVENTS = (FragmentSteered, FragmentHeld, HeaderFound, ActionDecided, ActionSentToCore,
+                    Bridged, Reassembled, ReassembledForwarded, FragmentDropped)
+
+#: Every kind, by its JSON name (for filters in the web lab).
 EVENT_KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
     PacketArrived, Hashed, Steered, Rewritten, PortAllocated, AllocationFailed,
     ForwardedCoreToCore, DeliveredToServer, ResponseSent, ResponseArrived, SessionClosed,
-    PortFreed, Verdict)}
+    PortFreed, Verdict, *_FRAGMENT_EVENTS)}
+
+#: The fragments' part of ``EVENT_KINDS`` (tests check a fragmented run emits only these
+#: besides the packet kinds).
+FRAGMENT_EVENT_KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in _FRAGMENT_EVENTS}

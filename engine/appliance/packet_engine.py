@@ -27,7 +27,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from engine.appliance.ports import Allocation, PortAllocator
-from engine.errors import ConfigError, PortExhausted
+from engine.errors import ConfigError
 from engine.packet.model import FlowTuple
 from engine.packet.toeplitz import parse_address
 
@@ -129,7 +129,3 @@ class PacketEngine:
 
     def sessions(self) -> list[Session]:
         return list(self.pcb.values())
-
-    @staticmethod
-    def exhausted_reason(error: PortExhausted) -> str:
-        return str(error)

@@ -53,6 +53,7 @@ from engine.appliance.events import (
     DeliveredToServer,
     Event,
     ForwardedCoreToCore,
+    FragmentDropped,
     Hashed,
     PacketArrived,
     PortAllocated,
@@ -65,7 +66,6 @@ from engine.appliance.events import (
     Verdict,
 )
 from engine.appliance.fragments import (
-    FragmentDropped,
     FragmentMode,
     FragmentSteerer,
     SessionFacts,

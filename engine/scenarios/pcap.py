@@ -33,10 +33,10 @@ import io
 import logging
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from engine.errors import PcapError
 from engine.packet.model import Packet, Proto, from_scapy, to_scapy
@@ -138,63 +138,70 @@ def read_pcap(source: str | Path | bytes | BinaryIO, *, max_bytes: int = MAX_PCA
         raise PcapError("pcap", "a pcap or pcapng file", data[:4].hex() or "an empty file",
                         detail="the first four bytes are not a capture's magic number")
     conf, RawPcapReader = _layers()
-    packets: list[Packet] = []
-    skipped: dict[str, int] = {}
-    link_types: dict[str, int] = {}
-
-    def skip(reason: str) -> None:
-        skipped[reason] = skipped.get(reason, 0) + 1
-
+    result = PcapReadResult([])
     try:
         reader = RawPcapReader(io.BytesIO(data))
     except Exception:  # noqa: BLE001  (Scapy raises anything on a corrupt header)
         raise PcapError("pcap", "a readable capture header", data[:24].hex(),
                         detail="the file header is corrupt") from None
-    frames = 0
     # Scapy logs a warning for a cut record or block; ``skipped`` reports it instead.
     scapy_log = logging.getLogger("scapy.runtime")
     quiet = _DropReaderWarnings()
     scapy_log.addFilter(quiet)
     try:
-        iterator = iter(reader)
-        while True:
-            start = reader.f.tell()
-            try:
-                raw, meta = next(iterator)
-            except StopIteration:
-                if start < len(data):  # Scapy stops quietly at a record header cut short
-                    skip("unreadable rest of file")
-                break
-            except Exception:  # noqa: BLE001  (a corrupt record ends the readable part)
-                skip("unreadable rest of file")
-                break
-            frames += 1
+        for frames, (raw, meta) in enumerate(_records(reader, len(data), result), 1):
             if frames > max_packets:
                 raise PcapError("pcap", f"at most {max_packets} packets", f"{frames}+",
                                 detail="split the capture")
-            linktype = getattr(meta, "linktype", None)
-            if linktype is None:
-                linktype = getattr(reader, "linktype", None)
-            name = _LINK_NAMES.get(linktype, f"link type {linktype}")
-            link_types[name] = link_types.get(name, 0) + 1
-            captured = getattr(meta, "caplen", None)  # pcap records only
-            if captured is not None and len(raw) < min(captured, _SCAPY_MAX_READ):
-                skip("record cut short by the end of the file")
-                continue
-            decoder = conf.l2types.num2layer.get(linktype)
-            if decoder is None:
-                skip(f"unknown link type {linktype}")
-                continue
-            packet, reason = _decode(decoder, raw, len(packets))
-            if packet is None:
-                skip(reason)
-            else:
-                packets.append(packet)
+            _read_frame(raw, meta, reader, conf, result)
     finally:
         scapy_log.removeFilter(quiet)
         with contextlib.suppress(Exception):  # closing a BytesIO cannot lose data
             reader.close()
-    return PcapReadResult(packets, skipped, link_types)
+    return result
+
+
+def _records(reader, size: int, result: PcapReadResult) -> Iterator[tuple[bytes, Any]]:
+    """The capture's records as Scapy reads them, up to the first one it cannot read; a
+    file that goes on past that point counts one "unreadable rest of file"."""
+    iterator = iter(reader)
+    while True:
+        start = reader.f.tell()
+        try:
+            yield next(iterator)
+        except StopIteration:
+            if start < size:  # Scapy stops quietly at a record header cut short
+                _count(result.skipped, "unreadable rest of file")
+            return
+        except Exception:  # noqa: BLE001  (a corrupt record ends the readable part)
+            _count(result.skipped, "unreadable rest of file")
+            return
+
+
+def _read_frame(raw: bytes, meta, reader, conf, result: PcapReadResult) -> None:
+    """One record into ``result``: counted under its link type, then a packet or a
+    reason it was skipped (cut short, a link type Scapy does not decode, a bad frame)."""
+    linktype = getattr(meta, "linktype", None)
+    if linktype is None:
+        linktype = getattr(reader, "linktype", None)
+    _count(result.link_types, _LINK_NAMES.get(linktype, f"link type {linktype}"))
+    captured = getattr(meta, "caplen", None)  # pcap records only
+    if captured is not None and len(raw) < min(captured, _SCAPY_MAX_READ):
+        _count(result.skipped, "record cut short by the end of the file")
+        return
+    decoder = conf.l2types.num2layer.get(linktype)
+    if decoder is None:
+        _count(result.skipped, f"unknown link type {linktype}")
+        return
+    packet, reason = _decode(decoder, raw, len(result.packets))
+    if packet is None:
+        _count(result.skipped, reason)
+    else:
+        result.packets.append(packet)
+
+
+def _count(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
 
 
 #: Scapy's RawPcapReader returns at most this many bytes of a record (its MTU, 0xFFFF).
@@ -202,8 +209,11 @@ _SCAPY_MAX_READ = 0xFFFF
 
 
 class _DropReaderWarnings(logging.Filter):
+    """Drops RawPcapReader's warnings, also when Scapy's rate limit (``ScapyFreqFilter``,
+    which runs first) has prefixed one with "more "."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Pcap")
+        return not record.getMessage().startswith(("Pcap", "more Pcap"))
 
 
 def _load(source, max_bytes: int) -> bytes:

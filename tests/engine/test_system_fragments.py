@@ -11,12 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.appliance.config import Flow, Server, Service, SystemConfig
-from engine.appliance.fragments import (
-    FRAGMENT_EVENT_KINDS,
-    FragmentMode,
-    fragment_outcome,
-    fragment_packet,
-)
+from engine.appliance.events import FRAGMENT_EVENT_KINDS
+from engine.appliance.fragments import FragmentMode, fragment_outcome, fragment_packet
 from engine.appliance.rules import fragment_count
 from engine.errors import ConfigError
 from engine.nic.rss import Nic

@@ -1,0 +1,17 @@
+"""``port_occupancy``: how full a core's port allocation tables are, for the verdict's
+per-core occupancy figure (both execution paths report it)."""
+
+from __future__ import annotations
+
+from engine.appliance.ports.allocator import PortAllocator
+
+
+def port_occupancy(allocators: dict[str, PortAllocator]) -> float:
+    """Taken ports / capacity, summed over the port allocation tables a core's allocators
+    have created so far (nat: one per local IP; usip: per client IP and table index)."""
+    taken = capacity = 0
+    for allocator in allocators.values():
+        for table in allocator.tables.values():
+            taken += table.taken
+            capacity += table.capacity
+    return taken / capacity if capacity else 0.0
