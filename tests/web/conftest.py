@@ -97,17 +97,31 @@ def stack_env(redis_url, django_db_setup):
     return env
 
 
-class Worker:
+class CeleryProcess:
+    """A ``celery -A labsite`` subprocess whose output goes to ``log_path``."""
+
+    def __init__(self, env: dict, log_path: Path, args: list[str]):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.proc = spawn([sys.executable, "-m", "celery", "-A", "labsite", *args], env=env,
+                          cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=10)
+        self._log.close()
+
+
+class Worker(CeleryProcess):
     """A ``celery worker -P solo`` subprocess; ``name`` is its node name for ``ping``."""
 
     def __init__(self, env: dict, log_path: Path, index: int):
         self.name = f"test-{os.getpid()}-{index}@{socket.gethostname()}"
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.proc = spawn([
-            sys.executable, "-m", "celery", "-A", "labsite", "worker", "-P", "solo", "-c", "1",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
-            "-n", self.name], env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__(env, log_path, [
+            "worker", "-P", "solo", "-c", "1", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "info", "-n", self.name])
 
     def wait_ready(self, timeout: float = 30.0) -> Worker:
         from labsite.celery import app
@@ -119,13 +133,6 @@ class Worker:
             if app.control.ping(destination=[self.name], timeout=0.5):
                 return self
         raise TimeoutError(f"worker {self.name} not ready in {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        stop(self.proc, timeout=10)
-        self._log.close()
 
 
 @pytest.fixture
@@ -149,18 +156,15 @@ def worker(start_worker):
     return start_worker()
 
 
-class Beat:
+class Beat(CeleryProcess):
     """The lab's ``celery beat`` (``labsite.beat``) as a subprocess, its schedule file in
     ``tmp``: it stores the examples as it starts and reaps lost runs every
     ``RUN_REAP_SECONDS`` (the real 15 s: ``stack_env`` does not shorten it)."""
 
     def __init__(self, env: dict, tmp: Path):
-        self.log_path = tmp / "beat.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.proc = spawn([
-            sys.executable, "-m", "celery", "--quiet", "-A", "labsite", "beat",
-            "--loglevel", "info", "--schedule", str(tmp / "celerybeat-schedule")],
-            env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__(env, tmp / "beat.log", [
+            "beat", "--loglevel", "info",
+            "--schedule", str(tmp / "celerybeat-schedule")])
 
     def wait_started(self, timeout: float = 30.0) -> Beat:
         """Until beat has stored the examples (its start-up hook has run)."""
@@ -174,13 +178,6 @@ class Beat:
                 raise TimeoutError(f"beat stored no examples in {timeout} s:\n{self.log()}")
             time.sleep(0.1)
         return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        stop(self.proc, timeout=10)
-        self._log.close()
 
 
 @pytest.fixture
