@@ -16,26 +16,12 @@ from pathlib import Path
 import pytest
 
 from labsite.procutil import free_port
+from tests.web.helpers import descendant_pids
 
 pytestmark = pytest.mark.stack
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _children_of(pid: int) -> set[int]:
-    """Every live descendant of ``pid`` (read from /proc; no extra dependency)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -80,7 +66,7 @@ def test_launcher_starts_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
         plotly = opener.open(url + "static/vendor/plotly.min.js")
         assert plotly.status == 200 and int(plotly.headers["Content-Length"]) > 1_000_000
 
-        children = _children_of(launcher.pid)
+        children = descendant_pids(launcher.pid)
         assert len(children) >= 4, output  # redis-server, celery beat and worker, daphne
         assert output.count("[rsslab] beat started (pid ") == 1, output  # exactly one
         launcher.send_signal(signal.SIGINT)

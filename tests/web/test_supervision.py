@@ -27,6 +27,7 @@ from celery import Celery
 
 from labsite.procutil import Child, GaveUp, Supervisor, free_port, spawn
 from labsite.redisurls import celery_broker_url, celery_transport_options, channels_redis_url
+from tests.web.helpers import descendant_pids
 
 pytestmark = pytest.mark.stack
 REPO = Path(__file__).resolve().parents[2]
@@ -41,21 +42,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def _supervise_until_gave_up(supervisor: Supervisor, *, timeout: float) -> GaveUp:
@@ -376,7 +362,7 @@ def test_killed_beat_comes_back(lab):
 
 
 def test_ctrl_c_after_restarts_still_stops_everything(lab):
-    children = _descendants(lab.proc.pid)
+    children = descendant_pids(lab.proc.pid)
     assert {lab.pid("daphne"), lab.pid("worker"), lab.pid("beat")} <= children
     assert lab.stop() == 0, lab.log()
     time.sleep(0.2)
