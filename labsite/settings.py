@@ -94,6 +94,8 @@ if not SECRET_KEY:
             "lab with `make run`, which keeps one in var/secret_key")
 ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+# A refused JSON request gets the API's JSON error, a page Django's HTML page.
+CSRF_FAILURE_VIEW = "labsite.lab.api.csrf_failure"
 
 # --- HTTPS (see the docstring): all off for `make run`'s plain HTTP on 127.0.0.1 ------------
 BEHIND_TLS_PROXY = _env_bool("DJANGO_BEHIND_TLS_PROXY", False)

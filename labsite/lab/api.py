@@ -13,6 +13,8 @@ import functools
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.csrf import csrf_failure as html_csrf_failure
 
 from labsite.lab.errors import LabInputError, LabNotFound, LabUnavailableError
 from labsite.lab.inputs import json_parse
@@ -53,6 +55,19 @@ def api_view(*methods: str):
                 return json_error(503, down.field, str(down), **down.details())
         return wrapper
     return decorate
+
+
+def csrf_failure(request, reason: str = ""):
+    """Django's ``CSRF_FAILURE_VIEW``: a JSON endpoint (its URL name starts with ``api-``)
+    gets the API's error shape, a page gets Django's HTML page."""
+    try:
+        name = resolve(request.path_info).url_name or ""
+    except Resolver404:
+        name = ""
+    if not name.startswith("api-"):
+        return html_csrf_failure(request, reason)
+    return json_error(403, "csrf", f"expected the CSRF token of a page of this lab (the "
+                                   f"csrftoken cookie and an X-CSRFToken header): {reason}")
 
 
 def submitted_data(request) -> tuple[dict, object]:

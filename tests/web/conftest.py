@@ -41,9 +41,9 @@ from labsite.redisurls import (
     channel_layers_config,
     channels_redis_url,
 )
+from tests.conftest import CHROMIUM
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]

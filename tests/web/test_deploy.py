@@ -236,3 +236,16 @@ def test_the_workbench_gives_plotly_the_elements_it_would_inline():
     assert style_ids, "Plotly no longer injects <style> elements this way: recheck the CSP"
     for style_id, _ in style_ids:
         assert f'id="{style_id}"' in workbench, style_id
+
+
+def test_a_missing_chromium_stops_the_run_before_any_test_with_the_install_command():
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RSSLAB_CHROMIUM": "/nonexistent/chromium"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "tests/web/test_views.py", "tests/web/test_browser.py"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 4, result.stdout[-1500:]
+    assert "apt-get install -y chromium" in result.stdout + result.stderr
+    assert " passed" not in result.stdout  # stopped before running the other tests

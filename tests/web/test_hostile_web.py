@@ -97,3 +97,18 @@ def test_builder_json_still_nests_as_deep_as_a_form_needs(client, student):
     response = client.post("/lab/api/builder-yaml/", json.dumps({"builder": fields}),
                            content_type="application/json")
     assert response.status_code == 200, response.content
+
+
+@pytest.mark.django_db
+def test_a_csrf_refusal_on_the_json_api_is_json_and_a_page_keeps_html(student):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(student)
+    response = client.post("/lab/api/runs/", json.dumps({"source": "builder"}),
+                           content_type="application/json")
+    assert response.status_code == 403
+    [error] = response.json()["errors"]
+    assert error["field"] == "csrf" and error["message"].startswith("expected the CSRF token")
+    page = client.post("/accounts/logout/")
+    assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
