@@ -14,6 +14,7 @@ from labsite.lab.builder import PRESETS
 from labsite.runs.broadcast import broadcast_events, broadcast_status
 from labsite.runs.models import Run, RunEventChunk
 from labsite.runs.submit import lab_compare_submit, lab_run_submit
+from tests.web.helpers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
 
@@ -39,14 +40,6 @@ def _stored_seqs(run: Run) -> list[int]:
             for e in chunk.events]
 
 
-def _wait_for(predicate, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 async def _collect_until_finished(ws, *, timeout: float) -> list[dict]:
@@ -170,7 +163,7 @@ def test_worker_runs_a_comparison(worker):
     submitted = lab_compare_submit(user=user, data={
         "source": "builder", "builder": _generated(500, "transparent"),
         "vary": {"key": ["microsoft", "symmetric"], "policy": ["nat", "transparent"]}})
-    run = _wait_for(lambda: Run.objects.filter(pk=submitted.run.pk, status__in=Run.FINISHED)
+    run = wait_for(lambda: Run.objects.filter(pk=submitted.run.pk, status__in=Run.FINISHED)
                     .first(), timeout=60, what="the comparison to finish")
     assert run.status == Run.Status.SUCCEEDED, run.error
     cells = {cell["label"]: cell for cell in run.report["cells"]}
@@ -189,7 +182,7 @@ def test_a_failing_run_ends_failed_with_its_reason(worker):
     from labsite.runs.tasks import run_scenario
 
     run_scenario.apply_async(args=[run.pk])
-    _wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=30,
+    wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=30,
               what=f"run {run.pk} to finish")
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
@@ -206,7 +199,7 @@ def test_killed_worker_run_is_retried_to_completion(beat, start_worker, daphne_u
     first = start_worker()
     # 300 flows × 10 ms ≈ 3 s: long enough to kill the worker mid-way.
     run = _submit(user, _generated(300), mode="trace", delay_ms=10)
-    _wait_for(lambda: Run.objects.filter(pk=run.pk, status="running", event_count__gt=500)
+    wait_for(lambda: Run.objects.filter(pk=run.pk, status="running", event_count__gt=500)
               .exists(), timeout=30, what="the first worker to report events")
     first.proc.kill()  # SIGKILL: no chance to acknowledge, reject or clean up
     first.proc.wait(timeout=10)
@@ -218,7 +211,7 @@ def test_killed_worker_run_is_retried_to_completion(beat, start_worker, daphne_u
     # Nothing but the beat process reaps: a second worker runs the run once beat, within
     # RUN_REAP_SECONDS of the heartbeat going stale, has queued it again.
     start_worker()
-    _wait_for(lambda: Run.objects.get(pk=run.pk).is_finished,
+    wait_for(lambda: Run.objects.get(pk=run.pk).is_finished,
               timeout=60 + float(settings.RUN_STALE_SECONDS) + settings.RUN_REAP_SECONDS,
               what="the retried run to finish")
     run.refresh_from_db()

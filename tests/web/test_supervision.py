@@ -27,7 +27,7 @@ from celery import Celery
 
 from labsite.procutil import Child, GaveUp, Supervisor, free_port, spawn
 from labsite.redisurls import celery_broker_url, celery_transport_options, channels_redis_url
-from tests.web.helpers import descendant_pids
+from tests.web.helpers import descendant_pids, wait_for
 
 pytestmark = pytest.mark.stack
 REPO = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_a_dead_childs_leftovers_are_reaped_and_stop_all_goes_in_reverse(tmp_pat
     assert lines[-1] == "leaver died (exit status 1); restarting in 30 s"
     assert supervisor.procs() == [first.proc, last.proc]  # the leaver awaits its restart
 
-    _until(lambda: stops.exists() and len(stops.read_text().split()) == 2, timeout=10,
+    wait_for(lambda: stops.exists() and len(stops.read_text().split()) == 2, timeout=10,
            what="both children to start")
     supervisor.stop_all()
     assert stops.read_text().split()[2:] == ["last", "first"]
@@ -260,14 +260,6 @@ class Lab:
         return self.proc.wait(timeout=40)
 
 
-def _until(predicate, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 @pytest.fixture(scope="module")
@@ -297,19 +289,19 @@ def test_daphne_and_worker_killed_mid_run_come_back_and_the_run_ends_once(lab):
     # 400 flows × 10 ms: about 4 s of work, so the worker dies in the middle of it.
     run = lab.post_run(source="builder", builder=_generated(400), mode="trace", delay_ms=10)
     status_path = f"lab/api/runs/{run}/"
-    _until(lambda: lab.get_json(status_path)["event_count"] > 200, timeout=30,
+    wait_for(lambda: lab.get_json(status_path)["event_count"] > 200, timeout=30,
            what="the run to report events")
 
     started = time.monotonic()
     lab.kill("daphne")
-    _until(lab.answers, timeout=10 - (time.monotonic() - started),
+    wait_for(lab.answers, timeout=10 - (time.monotonic() - started),
            what="the lab to answer after daphne was killed")
 
     assert lab.get_json(status_path)["status"] == "running"  # the worker never noticed
     started = time.monotonic()
     worker = lab.kill("worker")
-    _until(lab.answers, timeout=10, what="the lab to answer after the worker was killed")
-    _until(lab.worker_answers, timeout=10 - (time.monotonic() - started),
+    wait_for(lab.answers, timeout=10, what="the lab to answer after the worker was killed")
+    wait_for(lab.worker_answers, timeout=10 - (time.monotonic() - started),
            what="the restarted worker to answer a ping")
     assert _alive(worker)
 
@@ -319,7 +311,7 @@ def test_daphne_and_worker_killed_mid_run_come_back_and_the_run_ends_once(lab):
         state = lab.get_json(status_path)  # only reads, as the page does
         return state if state["status"] in ("succeeded", "failed") else None
 
-    final = _until(finished, timeout=40, what=f"run {run} to finish")
+    final = wait_for(finished, timeout=40, what=f"run {run} to finish")
     assert final["status"] == "succeeded" or final["error"], final
     seqs, after = [], -1
     while True:  # every stored event, page by page, as the lab page replays them
@@ -345,12 +337,12 @@ def test_killed_embedded_redis_comes_back_on_the_same_socket(lab):
                     "of its own, so there is none to kill (the lab's own processes were)")
     started = time.monotonic()
     lab.kill("redis")
-    _until(lab.answers, timeout=10, what="the lab to answer after Redis was killed")
-    _until(lab.worker_answers, timeout=10 - (time.monotonic() - started),
+    wait_for(lab.answers, timeout=10, what="the lab to answer after Redis was killed")
+    wait_for(lab.worker_answers, timeout=10 - (time.monotonic() - started),
            what="the worker to answer a ping through the restarted Redis")
     # The whole path works again: daphne queues through Redis, the worker runs it.
     run = lab.post_run(source="builder", builder=_generated(20), mode="trace")
-    final = _until(lambda: (state := lab.get_json(f"lab/api/runs/{run}/"))["status"]
+    final = wait_for(lambda: (state := lab.get_json(f"lab/api/runs/{run}/"))["status"]
                    in ("succeeded", "failed") and state, timeout=20,
                    what="a run queued after the Redis restart to finish")
     assert final["status"] == "succeeded", final
