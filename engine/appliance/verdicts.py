@@ -26,6 +26,7 @@ front of the reason (``fragment_note``), saying how its fragments were steered.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -93,6 +94,51 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
     return "; ".join((*notes, base)) if notes else base
 
 
+class PortChoice(NamedTuple):
+    """A flow's port allocation as its row shows it."""
+
+    local_ip: str
+    port: int
+    table: int
+    tries: int
+
+
+#: the row's allocation fields of a flow that holds no allocation
+NO_PORT = (None, -1, -1, 0)
+
+
+class FragmentSide(NamedTuple):
+    """One direction's fragments as its row shows them (0: not fragmented)."""
+
+    fragments: int = 0
+    action: str | None = None
+    rule: str | None = None
+
+
+UNFRAGMENTED = FragmentSide()
+
+
+def outcome_row(*, flow: int, request: str, request_core: int, rewritten: str | None,
+                port: PortChoice | None, response_core: int | None, verdict: str,
+                copies: int, reason: str, response_side: FragmentSide = UNFRAGMENTED,
+                request_side: FragmentSide = UNFRAGMENTED, fragment_messages: int = 0,
+                fragment_copies: int = 0) -> dict:
+    """The one layout of a flow's row: ``FlowOutcome.as_dict`` and the batch path's
+    fast row streaming both call it, so a report reads the same either way."""
+    local_ip, local_port, table, tries = NO_PORT if port is None else port
+    return {"flow": flow, "request": request, "request_core": request_core,
+            "rewritten": rewritten, "local_ip": local_ip, "local_port": local_port,
+            "table": table, "tries": tries, "response_core": response_core,
+            "verdict": verdict, "copies": copies, "reason": reason,
+            "fragments": response_side.fragments,
+            "fragment_action": response_side.action,
+            "fragment_rule": response_side.rule,
+            "request_fragments": request_side.fragments,
+            "request_fragment_action": request_side.action,
+            "request_fragment_rule": request_side.rule,
+            "fragment_messages": fragment_messages, "fragment_copies": fragment_copies}
+
+
 @dataclass(frozen=True, slots=True)
 class FlowOutcome:
     """One flow's verification row.
@@ -143,21 +189,39 @@ class FlowOutcome:
                 self.request_fragment_action, self.request_fragment_rule,
                 self.fragment_messages, self.fragment_copies)
 
+    @classmethod
+    def build(cls, *, flow: int, request: FlowTuple, request_core: int,
+              rewritten: FlowTuple | None, port: PortChoice | None,
+              response_core: int | None, verdict: str, copies: int, reason: str,
+              response_side: FragmentSide = UNFRAGMENTED,
+              request_side: FragmentSide = UNFRAGMENTED, fragment_messages: int = 0,
+              fragment_copies: int = 0) -> FlowOutcome:
+        """A flow's row from what either path knows of it (``port`` ``None``: no
+        allocation; the fragment costs are both directions' sums)."""
+        local_ip, local_port, table, tries = NO_PORT if port is None else port
+        return cls(flow=flow, request=request, request_core=request_core,
+                   rewritten=rewritten, local_ip=local_ip, local_port=local_port,
+                   table=table, tries=tries, response_core=response_core, verdict=verdict,
+                   copies=copies, reason=reason, fragments=response_side.fragments,
+                   fragment_action=response_side.action, fragment_rule=response_side.rule,
+                   request_fragments=request_side.fragments,
+                   request_fragment_action=request_side.action,
+                   request_fragment_rule=request_side.rule,
+                   fragment_messages=fragment_messages, fragment_copies=fragment_copies)
+
     def as_dict(self) -> dict:
-        return {"flow": self.flow, "request": str(self.request),
-                "request_core": self.request_core,
-                "rewritten": None if self.rewritten is None else str(self.rewritten),
-                "local_ip": self.local_ip, "local_port": self.local_port,
-                "table": self.table, "tries": self.tries,
-                "response_core": self.response_core, "verdict": self.verdict,
-                "copies": self.copies, "reason": self.reason,
-                "fragments": self.fragments, "fragment_action": self.fragment_action,
-                "fragment_rule": self.fragment_rule,
-                "request_fragments": self.request_fragments,
-                "request_fragment_action": self.request_fragment_action,
-                "request_fragment_rule": self.request_fragment_rule,
-                "fragment_messages": self.fragment_messages,
-                "fragment_copies": self.fragment_copies}
+        port = (None if self.local_ip is None else
+                PortChoice(self.local_ip, self.local_port, self.table, self.tries))
+        return outcome_row(
+            flow=self.flow, request=str(self.request), request_core=self.request_core,
+            rewritten=None if self.rewritten is None else str(self.rewritten), port=port,
+            response_core=self.response_core, verdict=self.verdict, copies=self.copies,
+            reason=self.reason,
+            response_side=FragmentSide(self.fragments, self.fragment_action,
+                                       self.fragment_rule),
+            request_side=FragmentSide(self.request_fragments, self.request_fragment_action,
+                                      self.request_fragment_rule),
+            fragment_messages=self.fragment_messages, fragment_copies=self.fragment_copies)
 
 
 def count_distinct(values) -> int:

@@ -57,9 +57,12 @@ from engine.appliance.verdicts import (
     VERDICT_CODE,
     VERDICTS,
     FlowOutcome,
+    FragmentSide,
+    PortChoice,
     Summary,
     fragment_drop_note,
     fragment_note,
+    outcome_row,
     summarize,
     verdict_reason,
 )
@@ -155,12 +158,6 @@ def steer_flows(nic: Nic, flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                        np.asarray(flows.client_port, np.uint32),
                        np.asarray(flows.server_port, np.uint32),
                        np.asarray(flows.proto, np.uint8))
-
-
-
-
-
-
 
 
 def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool,
@@ -345,31 +342,30 @@ class BatchResult:
         copies = int(self.copies[row])
         failed = verdict == "allocation-failed"
         frag = self.fragments
-        extra, notes, by_addresses, dropped = {}, [], False, ""
+        sides, notes, by_addresses, dropped = {}, [], False, ""
         if frag is not None:
             failed = failed or bool(frag.request_dropped[row])
-            extra, notes, by_addresses, dropped = self._fragment_fields(row, request_core,
+            sides, notes, by_addresses, dropped = self._fragment_fields(row, request_core,
                                                                        response_core)
         rewritten = None if failed else FlowTuple.of(
             int(self.local_ip[row]), int(self.server_ip[row]), int(self.local_port[row]),
             int(self.server_port[row]), proto)
-        allocated = bool(self.allocated[row])
-        return FlowOutcome(
+        port = None if not self.allocated[row] else PortChoice(
+            str(ipaddress.IPv4Address(int(self.local_ip[row]))), int(self.local_port[row]),
+            int(self.table[row]), int(self.tries[row]))
+        return FlowOutcome.build(
             flow=int(self.ids[row]), request=request, request_core=request_core,
-            rewritten=rewritten,
-            local_ip=str(ipaddress.IPv4Address(int(self.local_ip[row]))) if allocated else None,
-            local_port=int(self.local_port[row]) if allocated else -1,
-            table=int(self.table[row]) if allocated else -1,
-            tries=int(self.tries[row]) if allocated else 0,
-            response_core=response_core, verdict=verdict, copies=copies,
+            rewritten=rewritten, port=port, response_core=response_core, verdict=verdict,
+            copies=copies,
             reason=verdict_reason(verdict, request_core=request_core,
                                   response_core=response_core, policy=policy,
                                   via=self.handoff, copies=copies, notes=tuple(notes),
                                   by_addresses=by_addresses, dropped=dropped),
-            **extra)
+            **sides)
 
     def _fragment_fields(self, row: int, request_core: int, response_core: int | None):
-        """``(FlowOutcome fragment fields, notes, by_addresses, dropped note)`` of a row."""
+        """``(FlowOutcome.build fragment arguments, notes, by_addresses, dropped note)``
+        of a row."""
         frag = self.fragments
         notes, dropped = [], ""
         for direction, core in (("request", request_core), ("response", response_core)):
@@ -387,16 +383,15 @@ class BatchResult:
         response_whole = (frag.response_fragments[row] > 0
                           and not frag.response_dropped[row])
         by_addresses = bool(response_whole and frag.mode == FragmentMode.MS_2TUPLE.value)
-        extra = {
-            "fragments": int(frag.response_fragments[row]),
-            "fragment_action": frag.action_name(int(frag.response_action[row])),
-            "fragment_rule": frag.rule_text(int(frag.response_rule[row])),
-            "request_fragments": int(frag.request_fragments[row]),
-            "request_fragment_action": frag.action_name(int(frag.request_action[row])),
-            "request_fragment_rule": frag.rule_text(int(frag.request_rule[row])),
-            "fragment_messages": int(frag.messages[row]),
-            "fragment_copies": int(frag.copies[row])}
-        return extra, notes, by_addresses, dropped
+        sides = {
+            direction + "_side": FragmentSide(
+                int(getattr(frag, direction + "_fragments")[row]),
+                frag.action_name(int(getattr(frag, direction + "_action")[row])),
+                frag.rule_text(int(getattr(frag, direction + "_rule")[row])))
+            for direction in ("request", "response")}
+        sides.update(fragment_messages=int(frag.messages[row]),
+                     fragment_copies=int(frag.copies[row]))
+        return sides, notes, by_addresses, dropped
 
     def outcomes(self, limit: int | None = None) -> list[FlowOutcome]:
         count = len(self.ids) if limit is None else min(limit, len(self.ids))
@@ -437,22 +432,18 @@ class BatchResult:
                 rows.append(self.outcome(start + i).as_dict())
                 continue
             proto = protos[i]
-            rows.append({
-                "flow": flow,
-                "request": f"{proto} {clients[i]}:{client_ports[i]} -> {vips[i]}:{vports[i]}",
-                "request_core": request_core,
-                "rewritten": None if verdict == failed_code else
+            rows.append(outcome_row(
+                flow=flow,
+                request=f"{proto} {clients[i]}:{client_ports[i]} -> {vips[i]}:{vports[i]}",
+                request_core=request_core,
+                rewritten=None if verdict == failed_code else
                 f"{proto} {locals_[i]}:{local_ports[i]} -> {servers[i]}:{ports[i]}",
-                "local_ip": locals_[i] if allocated else None,
-                "local_port": local_ports[i] if allocated else -1,
-                "table": table if allocated else -1, "tries": tries if allocated else 0,
-                "response_core": None if response_core < 0 else response_core,
-                "verdict": VERDICTS[verdict], "copies": copies,
-                "reason": _plain_reason(verdict, policy, request_core, response_core, copies,
-                                        handoff),
-                "fragments": 0, "fragment_action": None, "fragment_rule": None,
-                "request_fragments": 0, "request_fragment_action": None,
-                "request_fragment_rule": None, "fragment_messages": 0, "fragment_copies": 0})
+                port=PortChoice(locals_[i], local_ports[i], table, tries) if allocated
+                else None,
+                response_core=None if response_core < 0 else response_core,
+                verdict=VERDICTS[verdict], copies=copies,
+                reason=_plain_reason(verdict, policy, request_core, response_core, copies,
+                                     handoff)))
         return rows
 
 
@@ -520,12 +511,6 @@ def _plain_reason(verdict: int, policy: int, request_core: int, response_core: i
     return verdict_reason(VERDICTS[verdict], request_core=request_core,
                           response_core=None if response_core < 0 else response_core,
                           policy=POLICY_NAMES[policy], via=handoff, copies=copies)
-
-
-
-
-
-
 
 
 def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.ndarray,

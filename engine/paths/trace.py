@@ -85,6 +85,8 @@ from engine.appliance.rules import (
 )
 from engine.appliance.verdicts import (
     FlowOutcome,
+    FragmentSide,
+    PortChoice,
     Summary,
     fragment_drop_note,
     fragment_note,
@@ -557,17 +559,15 @@ class System:
                    copies=copies)
         request = state.request_landing or _NO_LANDING
         response = state.response_landing or _NO_LANDING
-        state.outcome = FlowOutcome(
+        state.outcome = FlowOutcome.build(
             flow=state.flow.id, request=state.request, request_core=state.request_core,
             rewritten=None if session is None else session.server_side,
-            local_ip=None if allocation is None else str(allocation.local_ip),
-            local_port=-1 if allocation is None else allocation.port,
-            table=-1 if allocation is None else allocation.table_index,
-            tries=0 if allocation is None else allocation.tries,
+            port=None if allocation is None else PortChoice(
+                str(allocation.local_ip), allocation.port, allocation.table_index,
+                allocation.tries),
             response_core=response_core, verdict=verdict, copies=copies, reason=reason,
-            fragments=response.fragments, fragment_action=response.action,
-            fragment_rule=response.rule, request_fragments=request.fragments,
-            request_fragment_action=request.action, request_fragment_rule=request.rule,
+            response_side=FragmentSide(response.fragments, response.action, response.rule),
+            request_side=FragmentSide(request.fragments, request.action, request.rule),
             fragment_messages=request.messages + response.messages,
             fragment_copies=request.copies + response.copies)
 
