@@ -43,6 +43,8 @@ def test_trace_equals_batch_flow_for_flow(setup):
     trace = System(config).run_trace(flows_from_arrays(arrays), keep_events=False)
     batch = run_batch(config, arrays)
     assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
+    # the batch path's fast row stream lays rows out as the trace's rows do
+    assert batch.row_dicts() == [o.as_dict() for o in trace.outcomes]
     assert trace.summary.core_load == batch.summary.core_load
     assert trace.summary.distinct_hashes == batch.summary.distinct_hashes
     assert trace.summary.handoff_copies == batch.summary.handoff_copies

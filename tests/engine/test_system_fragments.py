@@ -50,6 +50,7 @@ def both_paths(config: SystemConfig, flows: list[Flow], rng_seed: int = 0):
 
 def assert_agree(trace, batch) -> None:
     assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
+    assert batch.row_dicts() == [o.as_dict() for o in trace.outcomes]
     for name in ("core_load", "distinct_hashes", "handoff_copies", "symmetric", "asymmetric",
                  "handed_off", "fragments_dropped", "fragmented", "assembled", "bridged",
                  "fragment_messages", "fragment_copies"):
