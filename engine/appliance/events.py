@@ -207,8 +207,9 @@ class PortFreed(Event):
 
 @dataclass(frozen=True, slots=True)
 class Verdict(Event):
-    """The flow's outcome: ``symmetric``, ``handed-off``, ``asymmetric`` or
-    ``allocation-failed``; ``copies`` is the handoff cost in packet copies."""
+    """The flow's outcome, one of ``engine.appliance.verdicts.VERDICTS`` (``symmetric``,
+    ``handed-off``, ``asymmetric``, ``refused``); ``copies`` is the handoff cost in
+    packet copies."""
 
     kind: ClassVar[str] = "verdict"
 

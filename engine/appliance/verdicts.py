@@ -2,17 +2,22 @@
 
 Both execution paths (``System.run_trace`` and ``engine.paths.batch.run_batch``) end in
 the same per-flow ``FlowOutcome`` rows and the same ``Summary``, so a report
-reads the same whichever path produced it. Verdicts:
+reads the same whichever path produced it. The one verdict vocabulary every surface
+uses (CLI, HTML report, lab, API):
 
-* ``symmetric`` — the response was steered to the core that handled the request;
-* ``handed-off`` — it landed on another core and was moved to the owner
+* ``symmetric`` — the response was processed on its owner core directly;
+* ``handed-off`` — it landed on another core and reached its owner by forwarding
   (transparent mode), at a cost of ``copies`` packet copies;
-* ``asymmetric`` — it landed on a core that does not own the session and the
-  system has no handoff for it (``nat``/``usip`` never hand off: their port
-  choice is supposed to make this impossible, so the response is lost);
-* ``allocation-failed`` — no fitting free port: the request was refused;
-* ``fragments-dropped`` — the request's or the response's fragments were dropped by
-  reassembly (its limits): the datagram never reached a packet engine.
+* ``refused`` — no fitting free port could be allocated: the request was refused;
+* ``asymmetric`` — it was processed on a core that does not own the session, or lost,
+  with the reason: the system has no handoff for it (``nat``/``usip`` never hand off:
+  their port choice is supposed to make this impossible), or reassembly dropped the
+  request's or the response's fragments (its limits), so it never reached a packet
+  engine.
+
+Rates divide by every flow the scenario asked for (``Summary.symmetric_rate``), and a
+run without checks passes only when it has flows and none is refused or asymmetric
+(``clean_pass``).
 
 Fragmented traffic (``engine.appliance.fragments``) adds a note per fragmented direction in
 front of the reason (``fragment_note``), saying how its fragments were steered.
@@ -32,8 +37,7 @@ import numpy as np
 
 from engine.packet.model import FlowTuple
 
-VERDICTS = ("symmetric", "handed-off", "asymmetric", "allocation-failed",
-            "fragments-dropped")
+VERDICTS = ("symmetric", "handed-off", "asymmetric", "refused")
 #: Verdict → small integer code, as the batch path stores it.
 VERDICT_CODE = {name: code for code, name in enumerate(VERDICTS)}
 
@@ -66,7 +70,7 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
     ``notes`` (``fragment_note`` texts) go first, joined by ``; ``. ``by_addresses``:
     the response's core was chosen by its addresses alone (fragments under
     ``ms-2tuple``), so a rewritten port did not choose it. ``dropped`` is the
-    ``fragment_drop_note`` of a ``fragments-dropped`` verdict.
+    ``fragment_drop_note`` of an ``asymmetric`` flow lost in reassembly.
     """
     if verdict == "symmetric":
         if by_addresses:
@@ -80,6 +84,8 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
     elif verdict == "handed-off":
         base = (f"response landed on core {response_core}, owner is core {request_core}: "
                 f"moved by {via} ({copies} {'copy' if copies == 1 else 'copies'})")
+    elif verdict == "asymmetric" and dropped:
+        base = f"{dropped}: it never reached a packet engine; lost"
     elif verdict == "asymmetric":
         if policy == "transparent":
             base = (f"response landed on core {response_core}, owner is core {request_core}, "
@@ -87,8 +93,6 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
         else:
             base = (f"{policy}: response landed on core {response_core}, not the request's "
                     f"core {request_core}; no session there: response lost")
-    elif verdict == "fragments-dropped":
-        base = f"{dropped}: it never reached a packet engine"
     else:
         base = f"no fitting free port on core {request_core}: request refused"
     return "; ".join((*notes, base)) if notes else base
@@ -257,17 +261,18 @@ class Summary:
     Fragments: ``fragmented`` counts fragmented datagrams (requests and responses),
     ``assembled`` / ``bridged`` those given each action (``ms-2tuple`` decides none),
     ``fragment_messages`` / ``fragment_copies`` sum the flows' core-to-core costs (see
-    ``FlowOutcome``), ``fragments_dropped`` counts flows whose datagram reassembly
-    dropped, and ``fragment_drops`` the reassemblers' drops by reason — in the trace
-    every drop record (``duplicate``, ``already-dropped``, evictions, timeouts included),
-    in the batch path only the datagrams it predicts lost (it models no duplicates).
+    ``FlowOutcome``), ``fragments_dropped`` counts flows lost because reassembly dropped
+    a datagram (their verdict is ``asymmetric``), and ``fragment_drops`` the
+    reassemblers' drops by reason — in the trace every drop record (``duplicate``,
+    ``already-dropped``, evictions, timeouts included), in the batch path only the
+    datagrams it predicts lost (it models no duplicates).
     """
 
     flows: int
     symmetric: int
     handed_off: int
     asymmetric: int
-    allocation_failures: int
+    refused: int
     symmetric_rate: float
     handoff_copies: int
     core_load: list[int]
@@ -292,8 +297,8 @@ class Summary:
         """A short human-readable form for the terminal."""
         return [
             f"flows {self.flows}: symmetric {self.symmetric}, handed off {self.handed_off} "
-            f"({self.handoff_copies} copies), asymmetric {self.asymmetric}, "
-            f"allocation failures {self.allocation_failures}",
+            f"({self.handoff_copies} copies), refused {self.refused}, "
+            f"asymmetric {self.asymmetric}",
             f"symmetric rate {self.symmetric_rate:.4f}; per-core load {self.core_load}; "
             f"Jain fairness {self.fairness:.4f}; distinct hashes {self.distinct_hashes}",
         ] + ([
@@ -304,6 +309,23 @@ class Summary:
             if self.fragmented else [])
 
 
+def clean_pass(summary: Summary) -> bool:
+    """How a run without checks is judged: it passes only when it has flows and none
+    of them was refused or asymmetric (a run of nothing proves nothing)."""
+    return summary.flows > 0 and summary.refused == 0 and summary.asymmetric == 0
+
+
+def clean_pass_line(summary: Summary) -> str:
+    """The one-line result of a run without checks (``clean_pass``)."""
+    if clean_pass(summary):
+        return (f"PASS: no checks, and all {summary.flows} flows came back to their owner "
+                f"core ({summary.symmetric} symmetric, {summary.handed_off} handed off)")
+    if not summary.flows:
+        return "FAIL: no checks, and no flows ran"
+    return (f"FAIL: no checks, and of {summary.flows} flows {summary.refused} were refused "
+            f"and {summary.asymmetric} asymmetric")
+
+
 def summarize(*, cores: int, request_core, response_core, verdict, copies,
               hashes=None, occupancy=(), key: str = "", port_map: str = "",
               fragment_figures: dict | None = None) -> Summary:
@@ -312,7 +334,10 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies,
     ``response_core`` uses -1 (or ``None``) for no response; ``verdict`` holds names
     or ``VERDICT_CODE`` integers; ``hashes`` is every RSS hash seen (uint32, any
     length) or ``None``; ``fragment_figures`` the ``Summary`` fragment fields
-    (``fragmented`` ... ``fragment_drops``; ``fragments_dropped`` is counted here).
+    (``fragmented`` ... ``fragment_drops``, ``fragments_dropped``).
+
+    ``symmetric_rate`` divides by every flow, refused ones included: a run that could
+    not serve a flow never reads as fully symmetric (0.0 for no flows at all).
     """
     request_core = np.asarray(request_core, dtype=np.int64)
     response_core = np.asarray([-1 if c is None else c for c in response_core]
@@ -331,41 +356,44 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies,
     handed = verdict == VERDICT_CODE["handed-off"]
     received = np.bincount(request_core[handed], minlength=cores)[:cores]
     load = load + received
-    responded = flows - int(counts[VERDICT_CODE["allocation-failed"]])
     distinct = 0 if hashes is None else count_distinct(hashes)
     return Summary(
         flows=flows, symmetric=int(counts[0]), handed_off=int(counts[1]),
-        asymmetric=int(counts[2]), allocation_failures=int(counts[3]),
-        symmetric_rate=float(counts[0] / responded) if responded else 1.0,
+        asymmetric=int(counts[VERDICT_CODE["asymmetric"]]),
+        refused=int(counts[VERDICT_CODE["refused"]]),
+        symmetric_rate=float(counts[0] / flows) if flows else 0.0,
         handoff_copies=int(copies.sum()), core_load=[int(x) for x in load],
         fairness=jain_index(load), occupancy=[float(x) for x in occupancy],
         distinct_hashes=distinct, key=key, port_map=port_map,
         handoffs_per_core=[int(x) for x in received],
-        fragments_dropped=int(counts[VERDICT_CODE["fragments-dropped"]]),
         **(fragment_figures or {}))
 
 
-def fragment_figures(*, actions, messages, copies, drops: dict[str, int]) -> dict:
+def fragment_figures(*, actions, messages, copies, drops: dict[str, int],
+                     flows_lost: int) -> dict:
     """The ``Summary`` fragment fields from ``actions`` (one entry per fragmented
     datagram: ``assemble``, ``bridge``, or ``None`` when no action was decided or the
-    datagram was dropped), per-flow ``messages`` and ``copies`` (sums), and ``drops``."""
+    datagram was dropped), per-flow ``messages`` and ``copies`` (sums), ``drops``, and
+    ``flows_lost`` (flows whose datagram reassembly dropped)."""
     actions = list(actions)
-    return {"fragmented": len(actions), "assembled": actions.count("assemble"),
+    return {"fragments_dropped": int(flows_lost),
+            "fragmented": len(actions), "assembled": actions.count("assemble"),
             "bridged": actions.count("bridge"), "fragment_messages": int(sum(messages)),
             "fragment_copies": int(sum(copies)), "fragment_drops": dict(sorted(drops.items()))}
 
 
 def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                        occupancy=(), key: str = "", port_map: str = "",
-                       fragment_drops: dict[str, int] | None = None) -> Summary:
+                       fragment_drops: dict[str, int] | None = None,
+                       flows_lost: int = 0) -> Summary:
     """``summarize`` over trace rows (``fragment_drops``: the reassemblers' drops by
-    reason during the run)."""
+    reason during the run; ``flows_lost``: flows lost in reassembly)."""
     actions = [o.request_fragment_action for o in outcomes if o.request_fragments] + [
         o.fragment_action for o in outcomes if o.fragments]
     figures = fragment_figures(actions=actions,
                                messages=[o.fragment_messages for o in outcomes],
                                copies=[o.fragment_copies for o in outcomes],
-                               drops=fragment_drops or {})
+                               drops=fragment_drops or {}, flows_lost=flows_lost)
     return summarize(cores=cores, request_core=[o.request_core for o in outcomes],
                      response_core=[o.response_core for o in outcomes],
                      verdict=[o.verdict for o in outcomes] or np.zeros(0, np.int8),

@@ -69,7 +69,7 @@ def bench_scenario_verify(quick: bool) -> float:
             f"services: [{{name: web, vip: 192.0.2.10, vport: 80, policy: nat, "
             f"servers: [{servers}]}}]\n"
             f"traffic: {{generated: {{count: {count}, client_prefixes: [16.0.0.0/4]}}}}\n"
-            f"checks: {{symmetric_rate: '>= 100%', allocation_failures: '== 0'}}\n")
+            f"checks: {{symmetric_rate: '>= 100%', refused: '== 0'}}\n")
 
     def run():
         report = verify_scenario(load_scenario(text)).as_dict()

@@ -290,7 +290,8 @@ class FragmentColumns:
         actions = np.concatenate([self.request_action[self.request_fragments > 0],
                                   self.response_action[self.response_fragments > 0]])
         dropped = int(self.request_dropped.sum() + self.response_dropped.sum())
-        return {"fragmented": int(actions.size),
+        return {"fragments_dropped": int((self.request_dropped | self.response_dropped).sum()),
+                "fragmented": int(actions.size),
                 "assembled": int((actions == ACTION_NAMES.index(ASSEMBLE)).sum()),
                 "bridged": int((actions == ACTION_NAMES.index(BRIDGE)).sum()),
                 "fragment_messages": int(self.messages.sum()),
@@ -340,7 +341,7 @@ class BatchResult:
         response_core = int(self.response_core[row])
         response_core = None if response_core < 0 else response_core
         copies = int(self.copies[row])
-        failed = verdict == "allocation-failed"
+        failed = verdict == "refused"
         frag = self.fragments
         sides, notes, by_addresses, dropped = {}, [], False, ""
         if frag is not None:
@@ -418,7 +419,7 @@ class BatchResult:
         fragmented = ([False] * (stop - start) if frag is None else
                       ((frag.request_fragments[part] > 0)
                        | (frag.response_fragments[part] > 0)).tolist())
-        failed_code = VERDICT_CODE["allocation-failed"]
+        failed_code = VERDICT_CODE["refused"]
         handoff = self.handoff
         rows = []
         for i, (flow, allocated, table, tries, request_core, response_core, verdict,
@@ -646,9 +647,9 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
         request_core=request_core, response_core=np.where(failed_or_lost, request_core,
                                                           response_core),
         policy=policy, handoff=config.handoff)
-    verdict[failed] = VERDICT_CODE["allocation-failed"]
+    verdict[failed] = VERDICT_CODE["refused"]
     if lost is not None:
-        verdict[lost] = VERDICT_CODE["fragments-dropped"]
+        verdict[lost] = VERDICT_CODE["asymmetric"]  # lost in reassembly
 
     hashes = np.concatenate([request_hash[request_hashed],
                              response_hash[response_hashed & ~failed_or_lost]])

@@ -196,6 +196,7 @@ class System:
             forced=config.fragment_action, seq=iter(self._next_seq, None))
         self._idents: dict[tuple, int] = {}
         self._fragment_drops: dict[str, int] = {}
+        self._flows_lost = 0
         self.duplicate_datagrams = 0
 
     # -- the kernel -------------------------------------------------------------------
@@ -254,6 +255,7 @@ class System:
         self._on_event = on_event
         self._hashes = []
         self._fragment_drops = {}
+        self._flows_lost = 0
         for state in states:
             self._at(state.flow.start_us, self._request, state)
         while self._heap and (until_us is None or self._heap[0][0] <= until_us):
@@ -318,7 +320,8 @@ class System:
         return summarize_outcomes(outcomes, cores=self.config.cores, hashes=hashes,
                                   occupancy=self.occupancy(), key=str(self.nic.key),
                                   port_map=port_map.describe(),
-                                  fragment_drops=self._fragment_drops)
+                                  fragment_drops=self._fragment_drops,
+                                  flows_lost=self._flows_lost)
 
     def occupancy(self) -> list[float]:
         """Per core, the fraction of its nat and usip port-table entries taken."""
@@ -403,10 +406,10 @@ class System:
                 state, request, "request", flow.request_bytes, flow.request_mtu, count)
             core = state.request_core = landing.core
             if landing.dropped:
-                reason = verdict_reason("fragments-dropped", request_core=core,
+                reason = verdict_reason("asymmetric", request_core=core,
                                         response_core=None, policy="",
                                         dropped=landing.dropped)
-                self._finish(state, None, "fragments-dropped", 0, reason)
+                self._lose_in_reassembly(state, reason)
                 return
             request_hash = self.nic.steer(Packet.from_tuple(0, request)).hash
         else:
@@ -421,11 +424,11 @@ class System:
                                   server_port=route.server_port, policy=route.policy,
                                   now_us=self.now_us, service=route.service)
         except PortExhausted:
-            reason = verdict_reason("allocation-failed", request_core=core,
+            reason = verdict_reason("refused", request_core=core,
                                     response_core=None, policy=route.policy,
                                     notes=state.notes())
             self._emit(AllocationFailed, flow.id, core=core, reason=reason)
-            self._finish(state, None, "allocation-failed", 0, reason)
+            self._finish(state, None, "refused", 0, reason)
             return
         state.session = session
         allocation = session.allocation
@@ -467,10 +470,10 @@ class System:
             landing = state.response_landing = self._fragmented(
                 state, response, "response", size, mtu, count)
             if landing.dropped:
-                reason = verdict_reason("fragments-dropped", request_core=session.core,
+                reason = verdict_reason("asymmetric", request_core=session.core,
                                         response_core=None, policy=session.policy,
                                         notes=state.notes(), dropped=landing.dropped)
-                self._finish(state, None, "fragments-dropped", 0, reason)
+                self._lose_in_reassembly(state, reason)
                 self._at(session.last_us + self.config.idle_timeout_us, self._idle, state)
                 return
             landed = landing.core
@@ -549,6 +552,11 @@ class System:
         if freed is not None:
             self._emit(PortFreed, session.flow, core=session.core, local_ip=str(freed.local_ip),
                        table=freed.table_index, port=freed.port)
+
+    def _lose_in_reassembly(self, state: _FlowState, reason: str) -> None:
+        """The flow's datagram was dropped by reassembly: lost, so asymmetric."""
+        self._flows_lost += 1
+        self._finish(state, None, "asymmetric", 0, reason)
 
     def _finish(self, state: _FlowState, response_core: int | None, verdict: str,
                 copies: int, reason: str) -> None:

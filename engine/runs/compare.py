@@ -126,7 +126,7 @@ class Cell:
     symmetric: int = 0
     handed_off: int = 0
     asymmetric: int = 0
-    allocation_failures: int = 0
+    refused: int = 0
     symmetric_rate: float = 0.0
     handoff_copies: int = 0
     fairness: float = 0.0
@@ -172,7 +172,7 @@ class Comparison:
         out = [f"scenario {self.name}: {self.flows} flows, {self.cores} cores"
                + (f"; fixed: {fixed}" if fixed else ""),
                f"{'configuration':<{width}}  symmetric  handed-off  copies  asymmetric  "
-               f"fairness  alloc-fail  ports/core"]
+               f"fairness     refused  ports/core"]
         for cell in self.cells:
             if cell.error:
                 out.append(f"{cell.label:<{width}}  not run: {cell.error}")
@@ -182,7 +182,7 @@ class Comparison:
             out.append(f"{cell.label:<{width}}  {cell.symmetric_rate:>9.2%}  "
                        f"{cell.handed_off:>10}  {cell.handoff_copies:>6}  "
                        f"{cell.asymmetric:>10}  {cell.fairness:>8.4f}  "
-                       f"{cell.allocation_failures:>10}  {ports:>10}")
+                       f"{cell.refused:>10}  {ports:>10}")
         return out
 
 
@@ -271,7 +271,7 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
             summary = result.summary
             cell.flows, cell.symmetric = summary.flows, summary.symmetric
             cell.handed_off, cell.asymmetric = summary.handed_off, summary.asymmetric
-            cell.allocation_failures = summary.allocation_failures
+            cell.refused = summary.refused
             cell.symmetric_rate, cell.handoff_copies = summary.symmetric_rate, \
                 summary.handoff_copies
             cell.fairness, cell.core_load = summary.fairness, summary.core_load

@@ -129,8 +129,8 @@ def render_report_html(report) -> str:
              f"<p class=\"{verdict.lower()}\"><strong>{verdict}</strong>: "
              f"{summary.flows} flows · ✓ {summary.symmetric} symmetric · "
              f"↪ {summary.handed_off} handed off ({summary.handoff_copies} copies) · "
-             f"✗ {summary.asymmetric} asymmetric · {summary.allocation_failures} "
-             f"allocation failures · symmetric rate {summary.symmetric_rate:.4f} · "
+             f"⊘ {summary.refused} refused · ✗ {summary.asymmetric} asymmetric · "
+             f"symmetric rate {summary.symmetric_rate:.4f} · "
              f"fairness {summary.fairness:.4f} · {summary.distinct_hashes} distinct "
              f"hashes</p><p>{_e(summary.port_map)}</p>")
     page.add("<h2>Checks</h2>" + _table(
@@ -138,7 +138,8 @@ def render_report_html(report) -> str:
         [[c.name, c.metric, c.op, f"{c.expected:g}",
           "missing" if c.actual is None else f"{c.actual:g}",
           "✓ pass" if c.passed else "✗ FAIL"] for c in report.checks]
-        or [["(no checks)", "", "", "", "", ""]]))
+        or [["(no checks: the run passes when it has flows and none is refused or "
+             "asymmetric)", "", "", "", "", ""]]))
     per_core = report.per_core()
     page.chart("Per-core load (packets handled)",
                [{"type": "bar", "x": labels, "y": summary.core_load, "text": labels,
@@ -184,7 +185,7 @@ def render_report_html(report) -> str:
         note = (f" (first {MAX_HTML_ROWS} of {len(report.rows)}; the JSON report has all)"
                 if len(report.rows) > MAX_HTML_ROWS else "")
         marks = {"symmetric": "✓", "handed-off": "↪", "asymmetric": "✗",
-                 "allocation-failed": "✗"}
+                 "refused": "⊘"}
         page.add("<h2>Flows</h2>" + _table(
             "Per-flow verdicts" + note,
             ["flow", "request", "rewritten", "request core", "response core", "verdict",
@@ -226,19 +227,19 @@ def render_compare_html(comparison) -> str:
                 "legend": {"orientation": "h", "y": -0.15}},
                _table("Every configuration", ["configuration", "symmetric rate",
                                               "handed off", "handoff copies", "asymmetric",
-                                              "fairness", "allocation failures",
+                                              "fairness", "refused",
                                               "ports per core (min-max)"],
                       [_compare_row(c) for c in comparison.cells]))
-    page.chart("Handoff copies and allocation failures",
+    page.chart("Handoff copies and refused flows",
                [{"type": "bar", "name": "handoff copies", "x": labels,
                  "y": [c.handoff_copies for c in cells], "marker": {"color": "#0072B2"}},
-                {"type": "bar", "name": "allocation failures", "x": labels,
-                 "y": [c.allocation_failures for c in cells],
+                {"type": "bar", "name": "refused", "x": labels,
+                 "y": [c.refused for c in cells],
                  "marker": {"color": "#D55E00", "pattern": {"shape": "/"}}}],
                {"barmode": "group", "xaxis": {"automargin": True}},
                _table("Costs per configuration", ["configuration", "handoff copies",
-                                                  "allocation failures"],
-                      [[c.label, c.handoff_copies, c.allocation_failures] for c in cells]))
+                                                  "refused"],
+                      [[c.label, c.handoff_copies, c.refused] for c in cells]))
     return page.html()
 
 
@@ -248,7 +249,7 @@ def _compare_row(cell) -> list:
     ports = ("-" if not cell.port_capacity
              else f"{min(cell.port_capacity):.0f}-{max(cell.port_capacity):.0f}")
     return [cell.label, f"{cell.symmetric_rate:.2%}", cell.handed_off, cell.handoff_copies,
-            cell.asymmetric, f"{cell.fairness:.4f}", cell.allocation_failures, ports]
+            cell.asymmetric, f"{cell.fairness:.4f}", cell.refused, ports]
 
 
 def write_compare_html(comparison, path: str | Path) -> None:

@@ -338,6 +338,17 @@ def check_flows_runnable(scenario, specs: list[FlowSpec], *, mode: str) -> None:
                                       f"transparent services")
 
 
+def require_traffic(count: int) -> int:
+    """``count`` when the run has flows to carry; a scenario without any is bad input,
+    not a pass (a run of nothing proves nothing)."""
+    if count == 0:
+        raise TrafficError("traffic", "at least one flow", "no traffic", code="no_traffic",
+                           detail="the scenario's traffic sources produce no flows "
+                                  "(empty lists, zero counts, or captures without usable "
+                                  "packets)")
+    return count
+
+
 def count_flows(scenario, *, pcap: str | Path | bytes | None = None,
                 mode: str = "batch") -> int:
     """How many flows a run of ``scenario`` in ``mode`` will carry, checked as the run
@@ -362,7 +373,7 @@ def count_flows(scenario, *, pcap: str | Path | bytes | None = None,
             specs = _pcap_specs(scenario, source.pcap, pcap, total, None)
             check_flows_runnable(scenario, specs, mode=mode)
             total += len(specs)
-    return total
+    return require_traffic(total)
 
 
 def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
@@ -372,7 +383,7 @@ def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
     collects what reading them found and skipped.
 
     Raises TrafficError (IPv6 flows, unreachable bucket, too many flows per client and
-    target) and PcapError (an unreadable capture).
+    target, no flows at all) and PcapError (an unreadable capture).
     """
     _check_pcap_override(scenario, pcap)
     parts, next_id = [], 0
@@ -388,6 +399,7 @@ def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
                                                      tally))
         parts.append(part)
         next_id += len(part)
+    require_traffic(next_id)
     return FlowArrays.concat(parts)
 
 
@@ -419,4 +431,6 @@ def build_flow_specs(scenario, *, pcap: str | Path | None = None,
             next_id += len(arrays) - len(part)
         next_id += len(part)
         specs += part if room is None else part[:room]
+    if limit != 0:
+        require_traffic(len(specs))
     return specs

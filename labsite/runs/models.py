@@ -80,18 +80,19 @@ class Run(models.Model):
     @property
     def verdict(self) -> str:
         """What a finished run found, in one line for lists ("" before it has a summary):
-        ``3/3 symmetric · 0 handed off · 0 asymmetric · checks pass``."""
+        ``3/3 symmetric · 0 handed off · 0 refused · 0 asymmetric · passed`` (the
+        engine's verdict vocabulary; runs stored before it say ``allocation_failures``)."""
         s = self.summary or {}
         if s.get("mode") == "compare":
             return f"{s.get('cells', 0)} configurations × {s.get('flows', 0):,} flows"
         if "symmetric" not in s:
             return ""
         line = (f"{s['symmetric']:,}/{s.get('flows', 0):,} symmetric · "
-                f"{s.get('handed_off', 0):,} handed off · {s.get('asymmetric', 0):,} asymmetric")
-        if s.get("allocation_failures"):
-            line += f" · {s['allocation_failures']:,} allocation failed"
+                f"{s.get('handed_off', 0):,} handed off · "
+                f"{s.get('refused', s.get('allocation_failures', 0)):,} refused · "
+                f"{s.get('asymmetric', 0):,} asymmetric")
         if "passed" in s:
-            line += " · checks pass" if s["passed"] else " · checks FAIL"
+            line += " · passed" if s["passed"] else " · FAILED"
         return line
 
 

@@ -2,8 +2,7 @@
 // Shared by the event list, the live region and the diagram.
 
 export const VERDICT_MARK = {
-  symmetric: "✓", "handed-off": "↪", asymmetric: "✗", "allocation-failed": "⊘",
-  "fragments-dropped": "⊘",
+  symmetric: "✓", "handed-off": "↪", asymmetric: "✗", refused: "⊘",
 };
 
 export function hex32(n) {

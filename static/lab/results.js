@@ -23,9 +23,10 @@ function fillTable(table, head, rows) {
 }
 
 /** One line on the whole run, before the counts: did every response come back to its
- * request's core (and how), and did the scenario's checks pass. */
-function headline(counts, checks, partial) {
-  const failed = (counts.asymmetric || 0) + (counts.allocation_failures || 0);
+ * request's core (and how), and did the run pass: its checks decide, and without checks
+ * the engine's rule does (flows, none refused or asymmetric), given as `passed`. */
+function headline(counts, checks, passed, partial) {
+  const failed = (counts.asymmetric || 0) + (counts.refused || 0);
   let text;
   let cls;
   if (failed) {
@@ -38,26 +39,25 @@ function headline(counts, checks, partial) {
   if (partial) { text += " so far"; }
   if (checks && !partial) {
     const bad = checks.filter((c) => !c.passed).length;
-    text += !checks.length ? " · no checks"
+    text += !checks.length ? (passed ? " · PASS (no checks: none refused or asymmetric)"
+      : " · FAIL (no checks: some refused or asymmetric)")
       : bad ? ` · checks FAIL (${bad} of ${checks.length})` : ` · checks PASS (${checks.length})`;
   }
   return { text, cls };
 }
 
-export function showVerdictBar(bar, counts, { partial = false, checks = null } = {}) {
+export function showVerdictBar(bar, counts, { partial = false, checks = null, passed = false } = {}) {
   bar.textContent = "";
   const make = (cls, text) => { const s = document.createElement("span"); s.className = cls; s.textContent = text; return s; };
   const total = counts.flows ?? (counts.symmetric + counts.handed_off + counts.asymmetric);
-  const head = headline(counts, checks, partial);
+  const head = headline(counts, checks, passed, partial);
   const strong = make(`v-headline ${head.cls}`, head.text);
   bar.append(strong, ": ");
   const mark = VERDICT_MARK;
   bar.append(make("v-symmetric", `${mark.symmetric} ${counts.symmetric}/${total} symmetric`), " · ",
     make("v-handed-off", `${mark["handed-off"]} ${counts.handed_off} handed off`), " · ",
+    make("v-refused", `${mark.refused} ${counts.refused || 0} refused`), " · ",
     make("v-asymmetric", `${mark.asymmetric} ${counts.asymmetric} asymmetric`));
-  if (counts.allocation_failures) {
-    bar.append(" · ", make("v-allocation-failed", `${mark["allocation-failed"]} ${counts.allocation_failures} allocation failed`));
-  }
   if (partial) { bar.append(make("muted", "  (so far)")); }
 }
 
@@ -228,9 +228,9 @@ export function showComparison(grid, chart, table, comparison) {
     grid.appendChild(div);
   }
   const ok = cells.filter((c) => !c.error);
-  fillTable(table, ["configuration", "symmetric rate", "handed off", "handoff copies", "asymmetric", "fairness", "allocation failures", "ports / core (min)"],
+  fillTable(table, ["configuration", "symmetric rate", "handed off", "handoff copies", "asymmetric", "fairness", "refused", "ports / core (min)"],
     ok.map((c) => [c.label, pct(c.symmetric_rate), c.handed_off, c.handoff_copies, c.asymmetric,
-      c.fairness.toFixed(4), c.allocation_failures, c.port_capacity ? Math.round(Math.min(...c.port_capacity)) : "—"]));
+      c.fairness.toFixed(4), c.refused, c.port_capacity ? Math.round(Math.min(...c.port_capacity)) : "—"]));
   if (window.Plotly) {
     // Grouped bars, a row per configuration: ties (several designs at 100 % and even
     // load) stay readable, where a scatter stacked their points.

@@ -51,7 +51,7 @@ export class Runner {
       if (ev.kind === "verdict") {
         const v = state.verdicts;
         v.flows += 1;
-        if (ev.verdict === "symmetric") { v.symmetric += 1; } else if (ev.verdict === "handed-off") { v.handed_off += 1; } else if (ev.verdict === "asymmetric") { v.asymmetric += 1; } else { v.allocation_failures += 1; }
+        if (ev.verdict === "symmetric") { v.symmetric += 1; } else if (ev.verdict === "handed-off") { v.handed_off += 1; } else if (ev.verdict === "asymmetric") { v.asymmetric += 1; } else { v.refused += 1; }
       }
     }
     if (maxCore + 1 > state.coreCount) { this.lab.ensureDiagram(maxCore + 1); } else { widgets.tracker.append(events); }
@@ -182,7 +182,7 @@ export class Runner {
     if (report.system && report.system.cores) { this.lab.ensureDiagram(report.system.cores); }
     state.lastShown = -1;
     $("#scenario-title").textContent = report.scenario ? `· ${report.scenario.name}` : "";
-    showVerdictBar($("#verdict-bar"), report.summary || {}, { checks: report.checks || [] });
+    showVerdictBar($("#verdict-bar"), report.summary || {}, { checks: report.checks || [], passed: report.passed });
     showPcapNote($("#pcap-note"), data.pcap_note);
     showChecks($("#checks"), report.checks);
     showFlowTable($("#flow-table tbody"), report.rows || [], (flow) => this.player.selectFlow(flow));

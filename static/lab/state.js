@@ -10,7 +10,7 @@ export function newStats() {
 }
 
 export function newVerdicts() {
-  return { symmetric: 0, handed_off: 0, asymmetric: 0, allocation_failures: 0, flows: 0 };
+  return { symmetric: 0, handed_off: 0, asymmetric: 0, refused: 0, flows: 0 };
 }
 
 /** The page's state: the run shown (its URLs), its status and report, the player. */

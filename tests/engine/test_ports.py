@@ -540,10 +540,10 @@ def test_scan_singular_key_usip_refusals_cost_no_hashing():
     scenario = load_scenario(text.replace("strategy: solve", "strategy: scan"))
     batch = verify_scenario(scenario, rows=True)
     trace = verify_scenario(scenario, mode="trace", rows=True)
-    assert batch.summary.allocation_failures > 500 and batch.passed
+    assert batch.summary.refused > 500 and batch.passed
     assert [r.key() for r in batch.rows] == [r.key() for r in trace.rows]
-    refused = [r for r in trace.rows if r.verdict == "allocation-failed"]
-    assert len(refused) == batch.summary.allocation_failures
+    refused = [r for r in trace.rows if r.verdict == "refused"]
+    assert len(refused) == batch.summary.refused
     port_map, core, server, port, blocked, fine = singular_setup()
     allocator = PortAllocator(core, [], port_map, strategy="scan", tables_per_ip=4)
     with pytest.raises(PortExhausted) as caught:

@@ -43,7 +43,7 @@ def _scenario(path: Path, count: int) -> Path:
         f"services: [{{name: web, vip: 192.0.2.10, vport: 80, policy: nat, "
         f"servers: [{servers}]}}]\n"
         f"traffic: {{generated: {{count: {count}, client_prefixes: [16.0.0.0/4]}}}}\n"
-        f"checks: {{symmetric_rate: '>= 100%', allocation_failures: '== 0'}}\n")
+        f"checks: {{symmetric_rate: '>= 100%', refused: '== 0'}}\n")
     return path
 
 

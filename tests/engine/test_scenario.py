@@ -217,7 +217,7 @@ def test_parse_check(text, expected):
 
 def test_evaluate_checks():
     summary = {"flows": 10, "symmetric": 10, "handed_off": 0, "asymmetric": 0,
-               "allocation_failures": 0, "symmetric_rate": 0.1 * 3 / 0.3, "fairness": 0.85,
+               "refused": 0, "symmetric_rate": 0.1 * 3 / 0.3, "fairness": 0.85,
                "handoff_copies": 0}
     results = evaluate_checks({"symmetric_rate": "== 100%", "fairness": [">= 0.9", "<= 1"],
                                "handed_off": "== 0", "asymmetric": "> 0"}, summary)

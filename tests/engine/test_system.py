@@ -129,10 +129,10 @@ def test_port_exhaustion_is_counted_then_recovers():
              for i in range(40)]
     first = system.run_trace(flows, until_us=10_000)
     summary = first.summary
-    assert summary.allocation_failures > 0
-    assert summary.symmetric + summary.allocation_failures == 40
+    assert summary.refused > 0
+    assert summary.symmetric + summary.refused == 40
     assert summary.symmetric == 32  # every port of the range, each on its own core
-    failed = [o for o in first.outcomes if o.verdict == "allocation-failed"]
+    failed = [o for o in first.outcomes if o.verdict == "refused"]
     assert all(o.local_port == -1 and "no fitting free port" in o.reason for o in failed)
     # Each core's table holds the 32 ports; the 16 whose response lands on it are taken.
     assert summary.occupancy == [0.5, 0.5]

@@ -188,18 +188,21 @@ def test_reassembly_limits_drop_the_datagram_on_both_paths():
     config = nat_udp_config("reassemble-header", fragment_max_per_datagram=2)
     trace, batch = both_paths(config, udp_flows(4, fragment_order="random"), rng_seed=3)
     assert_agree(trace, batch)
-    assert {o.verdict for o in trace.outcomes} == {"fragments-dropped"}
+    # lost in reassembly: asymmetric, with the reason
+    assert {o.verdict for o in trace.outcomes} == {"asymmetric"}
     assert all(o.response_core is None and "(too-many-fragments)" in o.reason
-               for o in trace.outcomes)
-    assert trace.summary.fragments_dropped == 4
+               and o.reason.endswith("lost") for o in trace.outcomes)
+    assert trace.summary.fragments_dropped == batch.summary.fragments_dropped == 4
+    assert trace.summary.asymmetric == 4
     assert trace.summary.fragment_drops["too-many-fragments"] == 4
     assert batch.summary.fragment_drops == {"too-many-fragments": 4}
     request = SystemConfig(cores=4, fragment_max_per_datagram=2, fragment_max_fragments=2)
     trace, batch = both_paths(request, [Flow(1, "198.51.100.7", 4000, DNS, 80,
                                              request_bytes=500, request_mtu=100)])
     assert_agree(trace, batch)
-    assert trace.outcomes[0].verdict == "fragments-dropped"
+    assert trace.outcomes[0].verdict == "asymmetric"
     assert trace.outcomes[0].rewritten is None
+    assert trace.summary.fragments_dropped == batch.summary.fragments_dropped == 1
 
 
 @pytest.mark.parametrize("field, value", [

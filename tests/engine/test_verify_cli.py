@@ -62,7 +62,7 @@ def test_cli_json_is_one_object_with_the_documented_shape():
     assert report["scenario"]["name"] == "transparent-microsoft"
     assert report["mode"] == "batch" and report["passed"] is True
     summary = report["summary"]
-    for key in ("flows", "symmetric", "handed_off", "asymmetric", "allocation_failures",
+    for key in ("flows", "symmetric", "handed_off", "asymmetric", "refused",
                 "symmetric_rate", "fairness", "handoff_copies", "core_load", "occupancy",
                 "handoffs_per_core", "distinct_hashes", "key", "port_map", "per_core"):
         assert key in summary

@@ -76,7 +76,7 @@ def test_nat_flow_runs_live_and_is_symmetric(student, start_worker, daphne_url, 
     assert "run" in page.inner_text("#run-status") and "succeeded" in page.inner_text("#run-status")
     verdict = page.inner_text("#verdict-bar")
     assert "✓ 3/3 symmetric" in verdict and "↪ 0 handed off" in verdict
-    assert verdict.startswith("every response back on its request's core · no checks")
+    assert verdict.startswith("every response back on its request's core · PASS (no checks")
     assert "66.9.149.187:2795" in page.input_value("#yaml-text")  # the edited port ran
 
     first = next(e for e in events if e["kind"] == "packet-arrived")

@@ -553,8 +553,20 @@ def test_the_runs_list_says_what_each_run_found(client, student):
                        title="bad", summary={"flows": 4, "symmetric": 1, "handed_off": 0,
                                              "asymmetric": 3, "passed": False})
     page = client.get("/runs/").content.decode()
-    assert "3/3 symmetric · 0 handed off · 0 asymmetric · checks pass" in page
-    assert "1/4 symmetric · 0 handed off · 3 asymmetric · checks FAIL" in page
+    assert "3/3 symmetric · 0 handed off · 0 refused · 0 asymmetric · passed" in page
+    assert "1/4 symmetric · 0 handed off · 0 refused · 3 asymmetric · FAILED" in page
+
+
+def test_the_runs_list_counts_refused_flows_of_new_and_older_runs(client, student):
+    for title, refused in (("new", {"refused": 135_488}),
+                           ("older", {"allocation_failures": 135_488})):
+        Run.objects.create(scenario_body="x", ran_by=student, status=Run.Status.SUCCEEDED,
+                           title=title, summary={"flows": 200_000, "symmetric": 64_512,
+                                                 "handed_off": 0, "asymmetric": 0,
+                                                 "passed": False, **refused})
+    page = client.get("/runs/").content.decode()
+    assert page.count("64,512/200,000 symmetric · 0 handed off · 135,488 refused · "
+                      "0 asymmetric · FAILED") == 2
 
 
 def test_the_yaml_tab_gets_the_forms_scenario_file(client, student):

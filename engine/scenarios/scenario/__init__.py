@@ -12,7 +12,7 @@ pass or fail::
     ... services: [{name: web, vip: 192.0.2.10, vport: 80, policy: nat,
     ...             servers: ["10.0.0.1:8080"]}]
     ... traffic: {generated: {count: 100}}
-    ... checks: {symmetric_rate: ">= 100%", allocation_failures: "== 0"}
+    ... checks: {symmetric_rate: ">= 100%", refused: "== 0"}
     ... ''')
     >>> scenario.system.nic.key, scenario.checks["symmetric_rate"]
     ('microsoft', '>= 100%')

@@ -26,11 +26,14 @@ from typing import Any
 
 from engine.errors import Problem, ScenarioError, shown
 
+#: Older names a check may still use for a metric (scenario files written before the
+#: verdict vocabulary settled on "refused" keep working).
+METRIC_ALIASES = {"allocation_failures": "refused"}
 #: Summary metrics a check may name (the keys of the verification report's summary).
-METRICS = ("flows", "symmetric", "handed_off", "asymmetric", "allocation_failures",
+METRICS = ("flows", "symmetric", "handed_off", "refused", "asymmetric",
            "symmetric_rate", "handoff_copies", "fairness", "distinct_hashes",
            "fragmented", "assembled", "bridged", "fragment_messages", "fragment_copies",
-           "fragments_dropped")
+           "fragments_dropped", *METRIC_ALIASES)
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,
@@ -81,9 +84,10 @@ class CheckResult:
 
 def evaluate_checks(checks: dict[str, Any], summary: dict[str, Any]) -> list[CheckResult]:
     """Each condition of ``checks`` (a scenario's ``checks`` mapping) against ``summary``
-    (the report summary: flows, symmetric, handed_off, asymmetric, allocation_failures,
-    symmetric_rate, handoff_copies, fairness). Rates are fractions 0–1. Equality of
-    rates allows a relative error of 1e-9 (``symmetric_rate == 1`` on a float ratio).
+    (the report summary: flows, symmetric, handed_off, refused, asymmetric,
+    symmetric_rate, handoff_copies, fairness, ...; ``METRIC_ALIASES`` map older names).
+    Rates are fractions 0–1. Equality of rates allows a relative error of 1e-9
+    (``symmetric_rate == 1`` on a float ratio).
 
     Raises ScenarioError for a malformed condition (a loaded scenario never has one).
     """
@@ -96,7 +100,7 @@ def evaluate_checks(checks: dict[str, Any], summary: dict[str, Any]) -> list[Che
             except ValueError as error:
                 problems.append(Problem(f"checks.{metric}", None, str(error)))
                 continue
-            raw = summary.get(metric)
+            raw = summary.get(METRIC_ALIASES.get(metric, metric))
             actual = None if raw is None or isinstance(raw, bool) else float(raw)
             if actual is None:
                 passed = False

@@ -1,0 +1,86 @@
+"""The one verdict vocabulary (symmetric, handed off, refused, asymmetric): rates over
+every flow asked for, a run without checks passing only when it has flows and none is
+refused or asymmetric, and a scenario without traffic refused as bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.appliance.config import SystemConfig
+from engine.appliance.verdicts import VERDICTS, clean_pass, summarize
+from engine.errors import TrafficError
+from engine.examples import EXAMPLES_DIR, load_example
+from engine.paths.batch import random_flow_arrays, run_batch
+from engine.runs.run import verify_scenario
+from engine.scenarios.scenario import load_scenario
+from engine.scenarios.scenario.checks import evaluate_checks
+from engine.scenarios.traffic import count_flows
+from tests.engine.test_verify_cli import cli
+
+
+def without_checks(name: str) -> str:
+    text = (EXAMPLES_DIR / f"{name}.yaml").read_text()
+    return text[:text.index("\nchecks:")] + "\n"
+
+
+def test_the_vocabulary_is_the_four_verdicts():
+    assert VERDICTS == ("symmetric", "handed-off", "asymmetric", "refused")
+
+
+def test_rates_divide_by_every_flow_asked_for():
+    summary = summarize(cores=2, request_core=[0, 1, 1, 0], response_core=[0, 1, -1, -1],
+                        verdict=["symmetric", "symmetric", "refused", "refused"],
+                        copies=[0, 0, 0, 0])
+    assert summary.refused == 2 and summary.symmetric_rate == 0.5
+    report = verify_scenario(load_example("singular-key-usip"))
+    summary = report.summary
+    assert summary.refused > 500
+    assert summary.symmetric_rate == pytest.approx(summary.symmetric / summary.flows)
+    assert summary.symmetric_rate < 0.6
+
+
+def test_a_run_without_checks_passes_only_when_nothing_is_refused_or_asymmetric(tmp_path):
+    clean = verify_scenario(load_scenario(without_checks("nat-microsoft")))
+    assert not clean.checks and clean.passed and clean_pass(clean.summary)
+    refused = verify_scenario(load_scenario(without_checks("singular-key-usip")))
+    assert not refused.checks and not refused.passed
+
+    path = tmp_path / "refusing.yaml"
+    path.write_text(without_checks("singular-key-usip"))
+    result = cli("verify", str(path))
+    assert result.returncode == 1, result.stderr
+    flows = refused.summary.flows
+    assert (f"FAIL: no checks, and of {flows} flows {refused.summary.refused} were refused "
+            f"and 0 asymmetric") in result.stdout
+    path.write_text(without_checks("nat-microsoft"))
+    result = cli("verify", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "PASS: no checks, and all 5000 flows came back to their owner core" in result.stdout
+
+
+def test_a_transparent_run_that_loses_responses_does_not_pass_clean():
+    config = SystemConfig(cores=4, policy="transparent", handoff="none")
+    summary = run_batch(config, random_flow_arrays(200, np.random.default_rng(3))).summary
+    assert summary.asymmetric > 0 and not clean_pass(summary)
+
+
+def test_a_scenario_without_traffic_is_bad_input(tmp_path):
+    text = without_checks("nat-microsoft")
+    text = text[:text.index("traffic:")] + "traffic:\n  flows: []\n"
+    scenario = load_scenario(text)
+    with pytest.raises(TrafficError) as caught:
+        count_flows(scenario)
+    assert caught.value.code == "no_traffic" and caught.value.field == "traffic"
+    with pytest.raises(TrafficError):
+        verify_scenario(scenario, mode="trace")
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    result = cli("verify", str(path))
+    assert result.returncode == 2
+    assert "no traffic" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_older_scenarios_may_still_check_allocation_failures():
+    [result] = evaluate_checks({"allocation_failures": "== 0"}, {"refused": 3})
+    assert not result.passed and result.actual == 3
