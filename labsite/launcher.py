@@ -42,17 +42,24 @@ def _say(message: str) -> None:
     print(f"[rsslab] {message}", flush=True)
 
 
-def _prepare_database() -> None:
+def _prepare_database(base_url: str) -> None:
+    """Migrate and create the demo users; ``base_url`` (``http://host:port``) is where the
+    password-change page is, for the message that prints their passwords."""
     import django
     from django.core.management import call_command
 
     django.setup()
     call_command("migrate", interactive=False, verbosity=0)
+    from django.urls import reverse
+
     from labsite.lab.services import demo_users_ensure
 
+    # Students are not staff (no admin): every user changes their password on this page.
+    change_url = base_url + reverse("password_change")
     for cred in demo_users_ensure():
         _say(f"created demo {cred.role}: username {cred.username!r} password "
-             f"{cred.password!r} (shown only now; change it in the admin)")
+             f"{cred.password!r} (shown only now; after logging in, change it at "
+             f"{change_url})")
 
 
 def _examples_stored(*, timeout: float, stopping: threading.Event, tick) -> bool:
@@ -137,7 +144,8 @@ def main() -> int:
             os.environ["REDIS_URL"] = redis_server.url
             _say(f"embedded Redis on {redis_server.url}")
         check()
-        _prepare_database()  # after REDIS_URL is final: the settings read it once
+        # After REDIS_URL is final: the settings read it once.
+        _prepare_database(f"http://{host}:{port}")
         check()
         with socket.socket() as probe:  # fail early and clearly if the port is taken
             if probe.connect_ex((host, port)) == 0:
