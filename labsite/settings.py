@@ -316,8 +316,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # A 403 (a student on an admin page, a refused CSRF token) or another 4xx is the lab
+    # working as meant: one warning line, not a traceback; 500s keep theirs.
+    "filters": {"client_errors_one_line": {"()": "labsite.logfilters.ClientErrorsOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    # Not propagated: Celery's processes add a root handler of their own, which would print
-    # every line twice.
-    "loggers": {"labsite": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        # Not propagated: Celery's processes add a root handler of their own, which would
+        # print every line twice.
+        "labsite": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.request": {"filters": ["client_errors_one_line"]},
+    },
 }
