@@ -42,9 +42,7 @@ def _say(message: str) -> None:
     print(f"[rsslab] {message}", flush=True)
 
 
-def _prepare_database(base_url: str) -> None:
-    """Migrate and create the demo users; ``base_url`` (``http://host:port``) is where the
-    password-change page is, for the message that prints their passwords."""
+def _prepare_database() -> None:
     import django
     from django.core.management import call_command
 
@@ -54,12 +52,13 @@ def _prepare_database(base_url: str) -> None:
 
     from labsite.lab.services import demo_users_ensure
 
-    # Students are not staff (no admin): every user changes their password on this page.
-    change_url = base_url + reverse("password_change")
+    # Students are not staff (no admin): every user changes their password on this page. Its
+    # path only: the lab's URL is printed once, when it answers (scripts wait for it).
+    change_path = reverse("password_change")
     for cred in demo_users_ensure():
         _say(f"created demo {cred.role}: username {cred.username!r} password "
-             f"{cred.password!r} (shown only now; after logging in, change it at "
-             f"{change_url})")
+             f"{cred.password!r} (shown only now; after logging in, change it with "
+             f"\"Change password\", {change_path})")
 
 
 def _examples_stored(*, timeout: float, stopping: threading.Event, tick) -> bool:
@@ -144,8 +143,7 @@ def main() -> int:
             os.environ["REDIS_URL"] = redis_server.url
             _say(f"embedded Redis on {redis_server.url}")
         check()
-        # After REDIS_URL is final: the settings read it once.
-        _prepare_database(f"http://{host}:{port}")
+        _prepare_database()  # after REDIS_URL is final: the settings read it once
         check()
         with socket.socket() as probe:  # fail early and clearly if the port is taken
             if probe.connect_ex((host, port)) == 0:

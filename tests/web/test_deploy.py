@@ -165,7 +165,7 @@ def test_the_launcher_sets_the_key_before_django_starts():
     source = (REPO / "labsite" / "launcher.py").read_text()
     main = source[source.index("def main("):]
     assert "export_secret_key()" in main
-    assert main.index("export_secret_key()") < main.index("_prepare_database(")
+    assert main.index("export_secret_key()") < main.index("_prepare_database()")
 
 
 # --- Content-Security-Policy ---------------------------------------------------------------
