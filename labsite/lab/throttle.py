@@ -13,8 +13,8 @@ typos, or one prankster, must not lock out the room. Two counters instead:
 A locked key refuses every attempt, the right password included, for
 ``LOGIN_COOLOFF_SECONDS`` (default 15 min); refused attempts are not counted (no password
 was tried). A counter outlives a shorter cool-off: until its window ends, each further
-failure locks the key again. The forms in ``labsite.lab.forms`` call this module; the site's and the
-admin's log-in both use them::
+failure locks the key again. The forms in ``labsite.lab.forms`` call this module; the
+site's and the admin's log-in both use them::
 
     attempt = LoginAttempt.of("ann", "10.0.0.7")
     refusal = login_refusal(attempt)     # None, or a LoginRefusal saying when to retry
