@@ -48,11 +48,17 @@ def _prepare_database() -> None:
 
     django.setup()
     call_command("migrate", interactive=False, verbosity=0)
+    from django.urls import reverse
+
     from labsite.lab.services import demo_users_ensure
 
+    # Students are not staff (no admin): every user changes their password on this page. Its
+    # path only: the lab's URL is printed once, when it answers (scripts wait for it).
+    change_path = reverse("password_change")
     for cred in demo_users_ensure():
         _say(f"created demo {cred.role}: username {cred.username!r} password "
-             f"{cred.password!r} (shown only now; change it in the admin)")
+             f"{cred.password!r} (shown only now; after logging in, change it with "
+             f"\"Change password\", {change_path})")
 
 
 def _examples_stored(*, timeout: float, stopping: threading.Event, tick) -> bool:

@@ -55,6 +55,25 @@ def channel_layers_config(redis_url: str, prefix: str) -> dict:
     }
 
 
+def cache_config(redis_url: str, prefix: str) -> dict:
+    """``CACHES`` for ``redis_url``, every key under ``<prefix>:cache:``.
+
+    Django's own Redis cache, not a per-process one: the log-in throttle
+    (``labsite.lab.throttle``) counts failures there, and every daphne process (and every
+    web replica) must see the same count.
+    """
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": channels_redis_url(redis_url),
+            "KEY_PREFIX": f"{prefix}:cache",
+            # A log-in must not hang on an unreachable Redis: the throttle gives up after
+            # this long and lets the attempt through (see its module docstring).
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        },
+    }
+
+
 def celery_transport_options(prefix: str, *, visibility_timeout: int,
                              socket_connect_timeout: float = 3.0) -> dict:
     """Kombu options: every broker key under ``<prefix>:celery:``."""

@@ -39,6 +39,11 @@ Variables (all optional):
   ``RUN_COMPARE_MAX_FLOW_CELLS`` — how big a run may be (see "Runs" below);
   ``RUN_PCAP_EXPORT_MAX_FLOWS`` — how many of a run's flows "Export pcap" writes.
 - ``LAB_PCAP_MAX_BYTES`` — the largest capture the lab page accepts (default 2 MiB).
+- ``LOGIN_FAILURES_PER_USER_AND_ADDRESS`` / ``LOGIN_FAILURES_PER_USER`` — failed log-ins
+  (default 5 / 20) within ``LOGIN_FAILURE_WINDOW_SECONDS`` (default 900) after which that
+  username from that address / the username from anywhere is refused for
+  ``LOGIN_COOLOFF_SECONDS`` (default 900); never per address alone (a class shares one
+  NAT). See ``labsite.lab.throttle``; the counters live in Redis (``CACHES``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from labsite.redisurls import (
     DEFAULT_REDIS_URL,
+    cache_config,
     celery_broker_url,
     celery_transport_options,
     channel_layers_config,
@@ -117,7 +123,8 @@ SILENCED_SYSTEM_CHECKS = (["security.W021"]
 INSTALLED_APPS = [
     "daphne",
     "channels",
-    "django.contrib.admin",
+    # django.contrib.admin, with a default site whose log-in is throttled like the site's.
+    "labsite.lab.adminsite.LabAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -195,6 +202,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Log-in throttling (labsite.lab.throttle): per username + address and per username, never
+# per address alone.
+LOGIN_FAILURES_PER_USER_AND_ADDRESS = int(
+    os.environ.get("LOGIN_FAILURES_PER_USER_AND_ADDRESS", "5"))
+LOGIN_FAILURES_PER_USER = int(os.environ.get("LOGIN_FAILURES_PER_USER", "20"))
+LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", "900"))
+LOGIN_COOLOFF_SECONDS = int(os.environ.get("LOGIN_COOLOFF_SECONDS", "900"))
 LOGIN_REDIRECT_URL = "runs:workbench"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -222,6 +236,8 @@ REDIS_URL = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "rsslab")
 
 CHANNEL_LAYERS = channel_layers_config(REDIS_URL, REDIS_PREFIX)
+# Shared by every process (the log-in throttle's counters live here), under REDIS_PREFIX.
+CACHES = cache_config(REDIS_URL, REDIS_PREFIX)
 
 # Celery: JSON only; results live in the database (Run rows), never in a Redis result
 # backend (redis-py 8 deprecates the setex that backend calls; see STACK-NOTES).
@@ -300,8 +316,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # A 403 (a student on an admin page, a refused CSRF token) or another 4xx is the lab
+    # working as meant: one warning line, not a traceback; 500s keep theirs.
+    "filters": {"client_errors_one_line": {"()": "labsite.logfilters.ClientErrorsOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    # Not propagated: Celery's processes add a root handler of their own, which would print
-    # every line twice.
-    "loggers": {"labsite": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        # Not propagated: Celery's processes add a root handler of their own, which would
+        # print every line twice.
+        "labsite": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.request": {"filters": ["client_errors_one_line"]},
+    },
 }

@@ -1,16 +1,40 @@
-"""The lab's scenario tools as JSON: the form's scenario file and the bit-by-bit hash.
+"""The lab's scenario tools as JSON (the form's scenario file, the bit-by-bit hash) and
+the site's log-in page.
 
-Views stay thin and only read (they compute; nothing is stored). The lab page itself and
-the run API live in ``labsite.runs`` (runs depend on the lab, never the other way); every
+Views stay thin: the JSON ones only read (they compute; nothing is stored), the log-in
+leaves throttling to its form (``labsite.lab.forms``). The lab page itself and the run API
+live in ``labsite.runs`` (runs depend on the lab, never the other way); every JSON
 endpoint answers errors as ``labsite.lab.api`` describes.
 """
 
 from __future__ import annotations
 
+from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 
 from labsite.lab.api import api_view, submitted_data
+from labsite.lab.forms import LoginForm
 from labsite.lab.services import lab_builder_yaml, lab_explain
+
+
+def refused_login_status(response):
+    """A log-in page whose form the throttle refused, as HTTP 429 with ``Retry-After``
+    (scripts and proxies then know it is a rate limit, not a wrong password)."""
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    refusal = getattr(form, "refusal", None)
+    if refusal is not None:
+        response.status_code = 429
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+class LoginView(auth_views.LoginView):
+    """Django's log-in with the throttled form (``labsite.lab.forms.LoginForm``)."""
+
+    form_class = LoginForm
+
+    def form_invalid(self, form):
+        return refused_login_status(super().form_invalid(form))
 
 
 @api_view("POST")

@@ -11,7 +11,8 @@ Nothing of our own stack is mocked. How the pieces find each other:
   ``test_<name>`` on PostgreSQL); the subprocesses get its name in ``DATABASE_NAME``, so
   the worker, daphne and the test read and write the same rows.
 - The test process itself is pointed at the same Redis and prefix by ``stack_env``
-  (settings were read before any fixture could run).
+  (settings were read before any fixture could run); Django's cache (the log-in
+  throttle's counters) by ``lab_cache``, for every test, under a prefix of the test's own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -36,6 +38,7 @@ from django.conf import settings
 from labsite.embedded_redis import EmbeddedRedis
 from labsite.procutil import free_port, spawn, stop, wait_for_port
 from labsite.redisurls import (
+    cache_config,
     celery_broker_url,
     celery_transport_options,
     channel_layers_config,
@@ -66,6 +69,29 @@ def redis_url():
         return
     with EmbeddedRedis(persist=False) as server:
         yield server.url
+
+
+_cache_ids = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def lab_cache(redis_url, settings):
+    """Django's cache on the test Redis, as the lab uses it, its keys under a prefix of this
+    test's own (returned), so throttle counters never leak from one test into the next and
+    the test process never writes to the Redis the settings name (perhaps a lab's).
+
+    Afterwards only keys under that prefix are deleted, never FLUSHDB — which is what the
+    cache's own ``clear()`` does on Redis: tests must not call it."""
+    prefix = f"{TEST_PREFIX}:t{next(_cache_ids)}"
+    settings.CACHES = cache_config(redis_url, prefix)
+    yield prefix
+    client = redis.Redis.from_url(channels_redis_url(redis_url))
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,8 @@ def test_launcher_starts_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
         output = log_path.read_text(errors="replace")
         password = re.search(r"demo student: username 'student' password '([^']+)'", output)
         assert password, output
+        # Students are not staff: the page to change it is theirs, not the admin.
+        assert output.count('change it with "Change password", /accounts/password/') == 2
 
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
