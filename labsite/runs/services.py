@@ -598,7 +598,10 @@ def run_delete(run: Run, *, by) -> RunDeleted:
     who = getattr(by, "username", "") or "a user"
     cancelled = run_cancel(run, reason=f"cancelled: deleted by {who}")
     pk = run.pk
-    freed = Run.objects.filter(pk=pk).values_list("stored_bytes", flat=True).first() or 0
+    # A finished run's size is exact; an active one's is as of its last heartbeat, so it
+    # is measured from its rows instead.
+    freed = (run_stored_bytes(run) if cancelled else
+             Run.objects.filter(pk=pk).values_list("stored_bytes", flat=True).first() or 0)
     with transaction.atomic():
         # Events and capture go with it (CASCADE); chunks are deleted without being loaded.
         Run.objects.filter(pk=pk).delete()
