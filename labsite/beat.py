@@ -4,7 +4,7 @@
 
 ``labsite.launcher`` (``make run``) supervises one; docker-compose runs one as the ``beat``
 service (never ``worker -B``: ``--scale worker=4`` would start four schedulers). It does
-two things:
+three things:
 
 - as it starts (Celery's ``beat_init`` signal): store the engine's example scenarios
   (``labsite.lab.services.examples_load``: new ones created, edited ones left alone). This
@@ -13,6 +13,9 @@ two things:
 - every ``RUN_REAP_SECONDS`` (15 s): the ``runs.reap_stale`` task
   (``labsite.runs.services.runs_reap_stale``): runs whose worker was lost are queued
   again or failed, runs no worker took for hours fail as never started.
+- every ``RUN_PRUNE_SECONDS`` (an hour): the ``runs.prune_events`` task
+  (``labsite.runs.services.runs_prune_events``): the events of runs finished more than
+  ``RUN_EVENTS_RETENTION_DAYS`` (30) ago are deleted, their rows kept (fair use).
 
 Schedule entries whose options say ``run_in_beat`` (``CELERY_BEAT_SCHEDULE`` in the
 settings) run *here*, in the beat process (:class:`LabScheduler`), not on a worker: a

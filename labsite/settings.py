@@ -44,6 +44,18 @@ Variables (all optional):
   username from that address / the username from anywhere is refused for
   ``LOGIN_COOLOFF_SECONDS`` (default 900); never per address alone (a class shares one
   NAT). See ``labsite.lab.throttle``; the counters live in Redis (``CACHES``).
+- Fair use (``labsite.runs.quota``; the README's "Fair use"), each with a student and an
+  instructor value (instructors: the ``instructor`` group and staff):
+  ``RUN_ACTIVE_MAX_STUDENT`` / ``RUN_ACTIVE_MAX_INSTRUCTOR`` — queued or running runs a user
+  may have at once (default 3 / 10; a comparison is one run); more are refused (429), never
+  queued. ``RUN_SUBMIT_RATE_STUDENT`` / ``RUN_SUBMIT_RATE_INSTRUCTOR`` — run and compare
+  requests per ``RUN_SUBMIT_RATE_WINDOW_SECONDS`` (default 10 / 30 per 60 s; 0: no limit),
+  counted in Redis so every daphne process shares one count. ``RUN_STORAGE_BUDGET_STUDENT_MB``
+  / ``RUN_STORAGE_BUDGET_INSTRUCTOR_MB`` — what a user's runs may keep in the database
+  (default 200 / 2000 MB of 10^6 bytes; 0: no limit); past it new runs are refused (413).
+- ``RUN_EVENTS_RETENTION_DAYS`` — the beat process deletes the events of runs finished longer
+  ago than this (default 30; 0 keeps them for ever), every ``RUN_PRUNE_SECONDS`` (default
+  3600); the run's row, verdict and report stay.
 """
 
 from __future__ import annotations
@@ -265,10 +277,18 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 RUN_REAP_SECONDS = float(os.environ.get("RUN_REAP_SECONDS", "15"))
 CELERY_BEAT_SCHEDULER = "labsite.beat:LabScheduler"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Old runs' events are pruned there too (RUN_EVENTS_RETENTION_DAYS), a bounded batch per
+# tick so a large backlog never holds up the reaper for long.
+RUN_PRUNE_SECONDS = float(os.environ.get("RUN_PRUNE_SECONDS", "3600"))
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {
         "task": "runs.reap_stale",
         "schedule": RUN_REAP_SECONDS,
+        "options": {"run_in_beat": True},
+    },
+    "prune-old-run-events": {
+        "task": "runs.prune_events",
+        "schedule": RUN_PRUNE_SECONDS,
         "options": {"run_in_beat": True},
     },
 }
@@ -302,6 +322,23 @@ RUN_DELAY_MAX_TOTAL_S = 120.0
 RUN_EVENTS_PAGE_MAX = 5000
 # "Export pcap" writes the packets of a run's first RUN_PCAP_EXPORT_MAX_FLOWS flows.
 RUN_PCAP_EXPORT_MAX_FLOWS = int(os.environ.get("RUN_PCAP_EXPORT_MAX_FLOWS", "5000"))
+
+# --- Fair use (labsite.runs.quota; README "Fair use") -----------------------------------------
+# One student's burst must not hold up everyone else: runs past the active cap are refused,
+# not queued, so the one FIFO queue holds at most that many runs of any one user.
+RUN_ACTIVE_MAX_STUDENT = int(os.environ.get("RUN_ACTIVE_MAX_STUDENT", "3"))
+RUN_ACTIVE_MAX_INSTRUCTOR = int(os.environ.get("RUN_ACTIVE_MAX_INSTRUCTOR", "10"))
+# What a refusal for too many active runs suggests in Retry-After (a run's end is unknown).
+RUN_ACTIVE_RETRY_SECONDS = int(os.environ.get("RUN_ACTIVE_RETRY_SECONDS", "15"))
+RUN_SUBMIT_RATE_STUDENT = int(os.environ.get("RUN_SUBMIT_RATE_STUDENT", "10"))
+RUN_SUBMIT_RATE_INSTRUCTOR = int(os.environ.get("RUN_SUBMIT_RATE_INSTRUCTOR", "30"))
+RUN_SUBMIT_RATE_WINDOW_SECONDS = int(os.environ.get("RUN_SUBMIT_RATE_WINDOW_SECONDS", "60"))
+RUN_STORAGE_BUDGET_STUDENT_MB = float(os.environ.get("RUN_STORAGE_BUDGET_STUDENT_MB", "200"))
+RUN_STORAGE_BUDGET_INSTRUCTOR_MB = float(
+    os.environ.get("RUN_STORAGE_BUDGET_INSTRUCTOR_MB", "2000"))
+RUN_EVENTS_RETENTION_DAYS = float(os.environ.get("RUN_EVENTS_RETENTION_DAYS", "30"))
+# Runs pruned per beat tick (each in its own transaction); the rest wait for the next tick.
+RUN_PRUNE_BATCH = 200
 
 # --- The lab page ---------------------------------------------------------------------------
 # An uploaded capture larger than this is refused before it is read (bytes).

@@ -2,7 +2,8 @@
 
 :func:`api_view` wraps a view: 403 JSON when not logged in (not a redirect), 405 for a
 wrong method, and the error types of ``labsite.lab.errors`` as their JSON —
-:class:`LabInputError` 400, :class:`LabNotFound` 404, :class:`LabUnavailableError` 503 —
+:class:`LabInputError` 400, :class:`LabNotFound` 404, :class:`LabUnavailableError` 503,
+:class:`LabLimitError` its status (429, 413) with its figures and ``Retry-After`` —
 plus a body over Django's size limit as a 400. Never a server error for bad input.
 """
 
@@ -16,7 +17,7 @@ from django.http import Http404, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.csrf import csrf_failure as html_csrf_failure
 
-from labsite.lab.errors import LabInputError, LabNotFound, LabUnavailableError
+from labsite.lab.errors import LabInputError, LabLimitError, LabNotFound, LabUnavailableError
 from labsite.lab.inputs import json_parse
 
 
@@ -53,6 +54,11 @@ def api_view(*methods: str):
                 return json_error(404, "url", str(missing))
             except LabUnavailableError as down:
                 return json_error(503, down.field, str(down), **down.details())
+            except LabLimitError as limit:
+                response = json_error(limit.status, limit.field, str(limit), **limit.details)
+                if limit.retry_after is not None:
+                    response["Retry-After"] = str(limit.retry_after)
+                return response
         return wrapper
     return decorate
 

@@ -4,8 +4,9 @@ Every refusal of the lab's JSON endpoints is::
 
     {"errors": [{"field": "service.vip", "line": null, "message": "expected ..."}, ...]}
 
-with status 400 for :class:`LabInputError`, 404 for :class:`LabNotFound` and 503 for
-:class:`LabUnavailableError` (see ``labsite.lab.api.api_view``). ``field`` names the input
+with status 400 for :class:`LabInputError`, 404 for :class:`LabNotFound`, 503 for
+:class:`LabUnavailableError` and a :class:`LabLimitError`'s own status (429, 413) for a
+fair-use limit (see ``labsite.lab.api.api_view``). ``field`` names the input
 (a builder field, ``scenario``, ``pcap``, ``mode`` …), ``line`` is the scenario text's line
 (1-based) when the problem is in typed YAML, else null.
 """
@@ -62,3 +63,20 @@ class LabUnavailableError(RuntimeError):
 def lab_field(field: str) -> str:
     """A field as the lab spells it: the CLI's ``--vary key`` is the form's ``vary.key``."""
     return field.removeprefix("--").replace(" ", ".")
+
+
+class LabLimitError(Exception):
+    """A fair-use limit refused the request: ``status`` 429 (too many active runs, too many
+    requests) or 413 (over the storage budget); ``field`` names the limit, the message says
+    the figures and what to do, ``details`` are the figures as top-level members of the
+    JSON response, and ``retry_after`` (seconds, also in the ``Retry-After`` header) is set
+    when waiting is enough."""
+
+    status = 429
+    field = "limit"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **details: Any):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.details = details if retry_after is None else {**details,
+                                                            "retry_after": retry_after}

@@ -6,11 +6,13 @@ from labsite.runs.models import Run, RunCapture, RunEventChunk
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = ["pk", "title", "scenario", "ran_by", "mode", "status", "progress",
-                    "event_count", "created_at", "finished_at"]
+                    "event_count", "stored_bytes", "events_pruned_at", "created_at",
+                    "finished_at"]
     list_filter = ["status", "mode"]
     search_fields = ["title", "scenario__name", "ran_by__username", "error"]
+    # Sizes and the pruning stamp are the services' (fair use): an edit would falsify them.
     readonly_fields = ["celery_task_id", "attempts", "heartbeat_at", "created_at",
-                       "started_at", "finished_at"]
+                       "started_at", "finished_at", "stored_bytes", "events_pruned_at"]
     raw_id_fields = ["scenario", "ran_by"]
 
 

@@ -1,6 +1,6 @@
-"""Errors a run reports to its user as the reason it failed."""
+"""Errors a run reports to its user: the reason it failed, or why it was not started."""
 
-from labsite.lab.errors import LabUnavailableError
+from labsite.lab.errors import LabLimitError, LabUnavailableError
 
 
 class RunInputError(ValueError):
@@ -27,3 +27,27 @@ class RunQueueError(LabUnavailableError):
 
     def details(self) -> dict:
         return {"run": self.run.pk, "status": self.run.status} if self.run else {}
+
+
+class RunActiveLimitError(LabLimitError):
+    """The user already has their cap of queued or running runs (429, field
+    ``active_runs``, figures ``limit`` and ``active``): the run is refused, not queued."""
+
+    status = 429
+    field = "active_runs"
+
+
+class RunRateLimitError(LabLimitError):
+    """Too many run or compare requests in the window (429, field ``rate``, figures
+    ``limit`` and ``window_seconds``; ``retry_after`` until the oldest one leaves it)."""
+
+    status = 429
+    field = "rate"
+
+
+class RunStorageLimitError(LabLimitError):
+    """The user's runs already keep their storage budget or more (413, field ``storage``,
+    figures ``used_bytes`` and ``budget_bytes``); deleting runs frees it, waiting does not."""
+
+    status = 413
+    field = "storage"

@@ -4,6 +4,11 @@ A trace run's events are stored as they are produced, in :class:`RunEventChunk` 
 up to ``RUN_BATCH_MAX_EVENTS`` events each (one row per batch the worker broadcasts, so a
 page can catch up on anything sent before its websocket connected); a capture uploaded
 with a run lives in :class:`RunCapture` until the run is deleted.
+
+Fair use (``labsite.runs.quota``): ``Run.stored_bytes`` is what a run keeps in the
+database (its scenario text, capture, events and report, as stored), so a user's storage is
+one sum over their runs; the retention job (``services.runs_prune_events``) deletes old
+runs' events and keeps the run's row, stamping ``events_pruned_at``.
 """
 
 from __future__ import annotations
@@ -19,13 +24,17 @@ class Run(models.Model):
         RUNNING = "running", "running"
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
+        # Stopped by its user (deleting a queued or running run cancels it first).
+        CANCELLED = "cancelled", "cancelled"
 
     class Mode(models.TextChoices):
         TRACE = "trace", "trace (packet by packet, live)"
         BATCH = "batch", "batch (vectorised, large runs)"
         COMPARE = "compare", "compare (settings side by side)"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    #: What counts against a user's cap of active runs (``RUN_ACTIVE_MAX_*``).
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     scenario = models.ForeignKey(
         "lab.Scenario", on_delete=models.PROTECT, related_name="runs", null=True, blank=True,
@@ -56,6 +65,15 @@ class Run(models.Model):
                                help_text="The report's headline figures (sent to watchers).")
     report = models.JSONField(null=True, blank=True,
                               help_text="The engine's report (rows capped), or the comparison.")
+
+    # Kept up to date by the services (start, worker heartbeats, finish, pruning) so a
+    # user's storage is one indexed sum, never a scan of the events' JSON.
+    stored_bytes = models.PositiveBigIntegerField(
+        default=0, help_text="Bytes this run keeps in the database: scenario text, capture, "
+                             "events and report, as stored (JSON text).")
+    events_pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the retention job deleted this run's events "
+                                         "(RUN_EVENTS_RETENTION_DAYS); the row stays.")
 
     celery_task_id = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -18,6 +18,11 @@ def run_visible_to(*, user, run: Run) -> bool:
     return run.ran_by_id == user.pk or user_is_instructor(user)
 
 
+def run_deletable_by(*, user, run: Run) -> bool:
+    """Who may delete a run: the person who ran it, instructors and staff (any run)."""
+    return run_visible_to(user=user, run=run)
+
+
 def run_list(*, user, limit: int = 50) -> QuerySet[Run]:
     """Recent runs a user may see, newest first (without their reports)."""
     runs = Run.objects.select_related("scenario", "ran_by").defer("report", "scenario_body")
@@ -48,12 +53,14 @@ def run_urls(run_id: int) -> dict[str, str]:
 
 def run_payload(run: Run) -> dict[str, Any]:
     """A run as the lab API returns it (``report`` once it has one; ``pcap_note`` the
-    line the verdict shows about a replayed capture, see :func:`report_pcap_note`)."""
+    line the verdict shows about a replayed capture, see :func:`report_pcap_note`;
+    ``events_pruned_at`` when the retention job deleted its events, else null)."""
     return {"run": run.pk, "status": run.status, "progress": run.progress,
             "error": run.error, "mode": run.mode, "seed": run.seed, "title": run.title,
             "scenario_yaml": run.scenario_body, "report": run.report,
             "pcap_note": report_pcap_note(run.report),
-            "event_count": run.event_count, **run_urls(run.pk)}
+            "event_count": run.event_count, "stored_bytes": run.stored_bytes,
+            "events_pruned_at": run.events_pruned_at, **run_urls(run.pk)}
 
 
 def report_pcap_note(report: Any) -> str | None:

@@ -21,11 +21,24 @@ claimed it.
 Nor is a run ``queued`` for ever: when the broker cannot be reached, :func:`run_start`
 marks the run failed with the reason and raises RunQueueError (the API answers 503), and
 the reaper fails a run still queued after RUN_QUEUED_MAX_SECONDS.
+
+A user may stop a run: :func:`run_delete` cancels a queued or running one first
+(:func:`run_cancel`: status ``cancelled``, its task revoked). The worker learns it from its
+own heartbeat — the heartbeat's write is conditional on the run still being this
+attempt's, so it writes nothing once the run is cancelled, deleted or reaped — and the
+engine's next event or progress report stops the run (:class:`RunCancelled`) without a
+final write, so a cancelled run ends exactly once, as ``cancelled``.
+
+Fair use (``labsite.runs.quota``): :func:`run_start` refuses a run past the user's active
+cap or storage budget; ``Run.stored_bytes`` is kept here (start, heartbeats, finish,
+pruning); :func:`runs_prune_events`, on the beat schedule, deletes the events of runs older
+than RUN_EVENTS_RETENTION_DAYS and keeps their rows.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import time
@@ -42,7 +55,7 @@ from django.utils.text import slugify
 
 from labsite.lab.errors import LabInputError, lab_field
 from labsite.lab.models import Scenario
-from labsite.runs import engine_bridge
+from labsite.runs import engine_bridge, quota
 from labsite.runs.broadcast import broadcast_events, broadcast_status
 from labsite.runs.errors import RunInputError, RunQueueError
 from labsite.runs.models import Run, RunCapture, RunEventChunk
@@ -59,18 +72,22 @@ def run_start(*, user, body: str, mode: str = Run.Mode.TRACE, seed: int = 0,
 
     ``scenario`` is the stored scenario the text came from (None for text built or typed
     in the lab); ``capture`` an uploaded pcap the caller has already validated.
-    Raises RunInputError for a bad mode or seed, and RunQueueError when the broker cannot
-    be reached (the run, already stored, is then marked failed with that reason).
+    Raises RunInputError for a bad mode or seed, RunActiveLimitError /
+    RunStorageLimitError when ``user`` is at a fair-use limit (``quota.run_admit``: the run
+    is then not stored, let alone queued), and RunQueueError when the broker cannot be
+    reached (the run, already stored, is then marked failed with that reason).
     """
     if mode not in Run.Mode.values:
         raise RunInputError(f"mode: expected one of {', '.join(Run.Mode.values)}, got {mode!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise RunInputError(f"seed: expected an integer 0–{SEED_MAX}, got {seed!r}")
     with transaction.atomic():
+        quota.run_admit(user)
         run = Run.objects.create(
             scenario=scenario, title=title or (scenario.name if scenario else ""),
             scenario_body=body, ran_by=user, mode=mode, seed=seed,
             parameters=parameters or {}, celery_task_id=str(uuid.uuid4()),
+            stored_bytes=len(body.encode()) + (len(capture.data) if capture else 0),
         )
         if capture is not None:
             RunCapture.objects.create(run=run, name=capture.name[:255], data=capture.data,
@@ -138,6 +155,12 @@ def run_enqueue(run_id: int, *, task_id: str) -> str | None:
     return None
 
 
+def json_size(value) -> int:
+    """The bytes ``value`` takes in a JSONField: the JSON text Django stores (``json.dumps``
+    with its defaults, ASCII), the measure of a run's ``stored_bytes``."""
+    return 0 if value is None else len(json.dumps(value))
+
+
 @dataclass(frozen=True)
 class RunCaptureInput:
     """An uploaded capture: its file ``name``, bytes and the packets read from it."""
@@ -183,13 +206,19 @@ class Heartbeat:
     """A thread that stamps ``heartbeat_at`` (and the latest progress) while a run executes.
 
     It runs independently of the engine, so a long computation without events does not look
-    like a dead worker; it stops proving life only when the process does.
+    like a dead worker; it stops proving life only when the process does. Its write is
+    conditional on the run still being this attempt's; when it writes nothing (the run was
+    cancelled, deleted, or reaped and handed to another attempt) it sets ``lost``, and the
+    engine's callbacks stop the run (``execute_run``): the cancel flag costs no query of
+    its own.
     """
 
     def __init__(self, run_id: int, attempt: int, *, interval: float):
         self.run_id, self.attempt, self.interval = run_id, attempt, interval
         self.progress = 0.0
         self.event_count = 0
+        self.stored_bytes = 0
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}",
                                         daemon=True)
@@ -205,10 +234,13 @@ class Heartbeat:
     def _loop(self) -> None:
         try:
             while not self._stop.wait(self.interval):
-                Run.objects.filter(
+                owned = Run.objects.filter(
                     pk=self.run_id, status=Run.Status.RUNNING, attempts=self.attempt
                 ).update(heartbeat_at=timezone.now(), progress=self.progress,
-                         event_count=self.event_count)
+                         event_count=self.event_count, stored_bytes=self.stored_bytes)
+                if not owned:
+                    self.lost.set()
+                    return
         finally:
             connection.close()  # this thread's own connection
 
@@ -279,8 +311,9 @@ def execute_run(run_id: int, *, task_id: str = "") -> str | None:
     deterministic — and those already stored are neither stored nor sent twice: the
     stream resumes after the last stored event.
 
-    Returns the final status, or None when the run was not claimable. Never raises for a
-    failing run: the failure is the run's state, with its reason in ``error``.
+    Returns the final status, or None when the run was not claimable or this attempt lost
+    it while running (cancelled, deleted, reaped: see :class:`Heartbeat`). Never raises for
+    a failing run: the failure is the run's state, with its reason in ``error``.
     """
     close_old_connections()
     run = run_claim(run_id, task_id=task_id)
@@ -291,13 +324,21 @@ def execute_run(run_id: int, *, task_id: str = "") -> str | None:
 
     with Heartbeat(run.pk, run.attempts, interval=settings.RUN_HEARTBEAT_SECONDS) as beat:
         beat.event_count = stored + 1
+        # Counted again from what is stored: a retry also keeps its dead attempt's events.
+        beat.stored_bytes = run_stored_bytes(run)
+
+        def still_ours() -> None:
+            if beat.lost.is_set():
+                raise RunCancelled(run.pk)
 
         def progress(fraction: float) -> None:
+            still_ours()
             beat.progress = min(1.0, max(0.0, float(fraction)))
 
         def send(batch: list[dict]) -> None:
             RunEventChunk.objects.create(run_id=run.pk, first_seq=batch[0]["seq"],
                                          last_seq=batch[-1]["seq"], events=batch)
+            beat.stored_bytes += json_size(batch)
             beat.event_count = batch[-1]["seq"] + 1
             broadcast_events(run.pk, batch, progress=beat.progress)
 
@@ -305,6 +346,7 @@ def execute_run(run_id: int, *, task_id: str = "") -> str | None:
                                max_seconds=settings.RUN_BATCH_MAX_SECONDS)
 
         def on_event(event: dict) -> None:
+            still_ours()
             if event["seq"] > stored:
                 batcher.add(event)
 
@@ -312,7 +354,13 @@ def execute_run(run_id: int, *, task_id: str = "") -> str | None:
             outcome = engine_bridge.run_job(run_job_spec(run), on_event=on_event,
                                             on_progress=progress)
             batcher.flush()
+        except RunCancelled:
+            _log_lost(run)
+            return None
         except Exception as exc:  # every failure becomes the run's reason, never a crash
+            if not _still_owned(run):  # e.g. an insert refused because the run was deleted
+                _log_lost(run)
+                return None
             try:
                 batcher.flush()  # what the engine produced before failing is still shown
             except Exception:
@@ -321,12 +369,44 @@ def execute_run(run_id: int, *, task_id: str = "") -> str | None:
             if not isinstance(exc, _input_error_types()):
                 logger.exception("run %s failed", run.pk)
             _run_finish(run, status=Run.Status.FAILED, error=reason, progress=beat.progress,
-                        event_count=beat.event_count)
+                        event_count=beat.event_count, stored_bytes=beat.stored_bytes)
             return Run.Status.FAILED
 
     _run_finish(run, status=Run.Status.SUCCEEDED, progress=1.0, event_count=beat.event_count,
-                summary=outcome.summary, report=outcome.report)
+                summary=outcome.summary, report=outcome.report,
+                stored_bytes=beat.stored_bytes + json_size(outcome.report))
     return run.status
+
+
+class RunCancelled(Exception):
+    """Raised in the engine's callbacks once this attempt no longer owns its run (see
+    :class:`Heartbeat`): the engine stops at its next event or progress report."""
+
+
+def _still_owned(run: Run) -> bool:
+    return Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING,
+                              attempts=run.attempts).exists()
+
+
+def _log_lost(run: Run) -> None:
+    now = Run.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+    logger.info("run %s: attempt %s stopped, the run is %s", run.pk, run.attempts,
+                now or "deleted")
+
+
+def run_stored_bytes(run: Run) -> int:
+    """What ``run`` keeps in the database now, measured from the rows: its scenario text,
+    capture, stored events and report (see :func:`json_size`)."""
+    from django.db.models.functions import Length
+
+    size = len(run.scenario_body.encode()) + json_size(run.report)
+    size += (RunCapture.objects.filter(run_id=run.pk).annotate(n=Length("data"))
+             .values_list("n", flat=True).first() or 0)
+    # One chunk at a time: a run may hold 200,000 events.
+    for events in (RunEventChunk.objects.filter(run_id=run.pk)
+                   .values_list("events", flat=True).iterator(chunk_size=8)):
+        size += json_size(events)
+    return size
 
 
 def run_job_spec(run: Run) -> engine_bridge.EngineJob:
@@ -464,3 +544,101 @@ def _reap_never_started(now: datetime) -> list[int]:
             reaped.append(run.pk)
             logger.warning("run %s: %s", run.pk, error)
     return reaped
+
+
+def run_cancel(run: Run, *, reason: str) -> bool:
+    """Stop a queued or running run: mark it ``cancelled`` with ``reason``, revoke its task
+    and tell watchers. Return False (nothing done) for a run already finished.
+
+    The write is conditional on the run being active, so it wins or loses cleanly against
+    the worker's own final write (``_run_finish`` is conditional on ``running``): the run
+    ends once. A queued task is discarded by the worker that receives it (revoked, or
+    ``run_claim`` finds the run finished or gone); a running one stops at its next event
+    or progress report once its heartbeat finds the run no longer its own (:class:`Heartbeat`).
+    """
+    updated = Run.objects.filter(pk=run.pk, status__in=Run.ACTIVE).update(
+        status=Run.Status.CANCELLED, error=reason, finished_at=timezone.now())
+    if not updated:
+        return False
+    _revoke(run.celery_task_id)
+    run.refresh_from_db()
+    _broadcast_final(run)
+    logger.info("run %s: %s", run.pk, reason)
+    return True
+
+
+def _revoke(task_id: str) -> None:
+    """Tell the workers to discard ``task_id`` if they receive it; a broker that cannot be
+    reached only logs (``run_claim`` refuses the cancelled run anyway)."""
+    from labsite.celery import app
+
+    if not task_id:
+        return
+    try:
+        app.control.revoke(task_id)
+    except _broker_errors() as error:
+        logger.warning("task %s not revoked (%s); its worker will find the run cancelled",
+                       task_id, error)
+
+
+@dataclass(frozen=True)
+class RunDeleted:
+    """What :func:`run_delete` did: the run's id, whether it had to be cancelled first, and
+    the bytes of storage it freed."""
+
+    run: int
+    cancelled: bool
+    freed_bytes: int
+
+
+def run_delete(run: Run, *, by) -> RunDeleted:
+    """Delete ``run`` with its events and capture, cancelling it first if it is queued or
+    running; ``by`` is the user deleting it (the caller has checked they may:
+    ``selectors.run_deletable_by``). The freed bytes leave the owner's storage at once."""
+    who = getattr(by, "username", "") or "a user"
+    cancelled = run_cancel(run, reason=f"cancelled: deleted by {who}")
+    pk = run.pk
+    # A finished run's size is exact; an active one's is as of its last heartbeat, so it
+    # is measured from its rows instead.
+    freed = (run_stored_bytes(run) if cancelled else
+             Run.objects.filter(pk=pk).values_list("stored_bytes", flat=True).first() or 0)
+    with transaction.atomic():
+        # Events and capture go with it (CASCADE); chunks are deleted without being loaded.
+        Run.objects.filter(pk=pk).delete()
+    logger.info("run %s deleted by %s (%s bytes)", pk, who, freed)
+    return RunDeleted(run=pk, cancelled=cancelled, freed_bytes=freed)
+
+
+def runs_prune_events(*, now: datetime | None = None, limit: int | None = None) -> list[int]:
+    """Delete the stored events of runs finished more than RUN_EVENTS_RETENTION_DAYS ago;
+    return their ids. Run by the lab's beat process every RUN_PRUNE_SECONDS.
+
+    The run's row stays — title, verdict, summary, report, capture (so "Export pcap" still
+    works) — and ``events_pruned_at`` says when its events went; ``stored_bytes`` drops
+    accordingly. At most ``limit`` (RUN_PRUNE_BATCH) runs per call, oldest first, each in
+    its own transaction, so a large backlog is worked off over several ticks without one
+    long lock. A retention of 0 days keeps events for ever.
+    """
+    from django.db.models import Exists, OuterRef
+
+    days = settings.RUN_EVENTS_RETENTION_DAYS
+    if days <= 0:
+        return []
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=days)
+    old = (Run.objects.filter(status__in=Run.FINISHED, events_pruned_at__isnull=True)
+           .annotate(ended=Coalesce("finished_at", "created_at"),
+                     has_events=Exists(RunEventChunk.objects.filter(run=OuterRef("pk"))))
+           .filter(ended__lt=cutoff, has_events=True)
+           .order_by("ended", "pk")[:limit or settings.RUN_PRUNE_BATCH])
+    pruned = []
+    for run in old:
+        with transaction.atomic():
+            RunEventChunk.objects.filter(run_id=run.pk).delete()
+            Run.objects.filter(pk=run.pk).update(events_pruned_at=now,
+                                                 stored_bytes=run_stored_bytes(run))
+        pruned.append(run.pk)
+    if pruned:
+        logger.info("pruned the events of %d runs finished before %s", len(pruned),
+                    f"{cutoff:%Y-%m-%d %H:%M} UTC")
+    return pruned

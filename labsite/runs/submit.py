@@ -7,6 +7,10 @@ size against its mode's limit — *before* a run is queued, and raise
 :class:`~labsite.lab.errors.LabInputError` with the JSON errors the view returns. A
 scenario comes from the form (``builder``), typed text (``yaml``) or one of the stored
 examples (``example``, read only: ``labsite.lab.selectors.example_scenario_get``).
+
+Fair use (``labsite.runs.quota``): each submit first counts against the user's request
+rate (429 past it, before any scenario is parsed); storing the run then checks the active
+cap (429) and the storage budget (413) in ``services.run_start``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from labsite.lab.selectors import example_scenario_get
 from labsite.runs import engine_bridge
 from labsite.runs.errors import RunInputError
 from labsite.runs.models import Run
+from labsite.runs.quota import submit_rate_take
 from labsite.runs.services import SEED_MAX, RunCaptureInput, run_start
 
 SOURCES = ("builder", "yaml", "example")
@@ -56,8 +61,10 @@ def lab_run_submit(*, user, data: dict, upload=None) -> Submitted:
 
     ``data``: ``source``, ``builder`` | ``scenario`` | ``example``, ``mode``, ``seed``
     (optional) and ``delay_ms`` (optional, trace only); ``upload`` an uploaded pcap file
-    (a Django ``UploadedFile``) or None. Raises LabInputError.
+    (a Django ``UploadedFile``) or None. Raises LabInputError, and the fair-use errors
+    (RunRateLimitError, RunActiveLimitError, RunStorageLimitError).
     """
+    submit_rate_take(user)
     check_texts(data)
     mode = data.get("mode", "trace")
     if mode not in RUN_MODES:
@@ -81,10 +88,11 @@ def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
     ``data`` as for :func:`lab_run_submit` plus ``vary``: ``{"key": ["microsoft",
     "symmetric"], "policy": ["nat", "usip", "transparent"], …}`` (the settings and values
     ``engine.runs.compare`` accepts); ``upload`` a capture for a scenario that replays one, as
-    for a run. Raises LabInputError.
+    for a run. Raises LabInputError and the fair-use errors, as :func:`lab_run_submit`.
     """
     from engine.errors import RssLabError
 
+    submit_rate_take(user)
     check_texts(data)
     seed = optional_int(data, "seed", 0, SEED_MAX)
     vary_data = json_field(data, "vary")

@@ -4,7 +4,8 @@ service.
 ``runs.run_scenario`` runs on a worker. ``runs.reap_stale`` is on the beat schedule
 (``CELERY_BEAT_SCHEDULE`` in the settings, every RUN_REAP_SECONDS) and runs inside the
 lab's one beat process (``labsite.beat``), so lost runs are found even while every worker
-is busy, or none is running.
+is busy, or none is running. ``runs.prune_events`` runs there too, every
+RUN_PRUNE_SECONDS: it deletes the events of runs older than RUN_EVENTS_RETENTION_DAYS.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from celery import shared_task
 from django.db import close_old_connections
 
-from labsite.runs.services import execute_run, runs_reap_stale
+from labsite.runs.services import execute_run, runs_prune_events, runs_reap_stale
 
 logger = logging.getLogger(__name__)
 
@@ -31,5 +32,16 @@ def reap_stale() -> list[int]:
     close_old_connections()  # a long-lived process: drop a connection the database closed
     try:
         return runs_reap_stale()
+    finally:
+        close_old_connections()
+
+
+@shared_task(name="runs.prune_events", ignore_result=True)
+def prune_events() -> list[int]:
+    """Delete old runs' events, keeping the runs (see ``services.runs_prune_events``);
+    return their ids."""
+    close_old_connections()
+    try:
+        return runs_prune_events()
     finally:
         close_old_connections()

@@ -11,9 +11,11 @@ urlpatterns = [
     path("lab/", views.workbench, name="workbench"),
     path("lab/api/runs/", views.api_runs, name="api-runs"),
     path("lab/api/runs/<int:run_id>/", views.api_run, name="api-run"),
+    path("lab/api/runs/<int:run_id>/delete/", views.api_run_delete, name="api-run-delete"),
     path("lab/api/runs/<int:run_id>/events/", views.api_run_events, name="api-run-events"),
     path("lab/api/runs/<int:run_id>/pcap", views.api_run_pcap, name="api-run-pcap"),
     path("lab/api/compare/", views.api_compare, name="api-compare"),
     path("runs/", views.run_index, name="index"),
     path("runs/<int:run_id>/", views.detail, name="detail"),
+    path("runs/<int:run_id>/delete/", views.run_delete_page, name="delete"),
 ]

@@ -6,22 +6,32 @@ scenario tools it also calls (``/lab/api/explain/``, ``/lab/api/builder-yaml/``)
 ``labsite.lab``'s. Every API refusal is ``{"errors": [{"field", "line", "message"}]}``
 (``labsite.lab.api``): 400 for bad input, 403 when not logged in, 404 for a run that does
 not exist or is not yours, 405 for a wrong method, 503 (field ``queue``, with the failed
-run's ``run`` and ``status``) when the task queue cannot be reached.
+run's ``run`` and ``status``) when the task queue cannot be reached, and the fair-use
+refusals of a submit (``labsite.runs.quota``): 429 ``active_runs`` or ``rate`` with
+``Retry-After``, 413 ``storage``.
+
+Deleting a run (``DELETE /lab/api/runs/<id>/``, or ``POST …/delete/`` for clients without
+DELETE; the runs list's button posts to ``/runs/<id>/delete/``) cancels it first if it is
+queued or running; students may delete their own runs (another's is a 404, as for
+reading it), instructors any.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from labsite.lab import builder
 from labsite.lab.api import api_view, submitted_data
 from labsite.lab.errors import LabInputError, LabNotFound
 from labsite.lab.selectors import example_list, lab_limits, user_is_instructor
+from labsite.runs.quota import megabytes, user_usage
 from labsite.runs.selectors import (
+    run_deletable_by,
     run_events_page,
     run_get_for_user,
     run_list,
@@ -29,7 +39,7 @@ from labsite.runs.selectors import (
     run_urls,
     run_ws_url,
 )
-from labsite.runs.services import lab_run_pcap
+from labsite.runs.services import lab_run_pcap, run_delete
 from labsite.runs.submit import lab_compare_submit, lab_run_submit
 
 #: The id the page's URL templates carry in place of a run's (``lab-urls`` in the page;
@@ -85,9 +95,30 @@ def api_compare(request):
     return _created(lab_compare_submit(user=request.user, data=data, upload=upload))
 
 
-@api_view("GET")
+def _deletable_run(request, run_id: int):
+    run = _visible_run(request, run_id)
+    if not run_deletable_by(user=request.user, run=run):
+        raise LabNotFound("run", f"no run {run_id}, or not yours")
+    return run
+
+
+def _deleted(request, run_id: int) -> JsonResponse:
+    done = run_delete(_deletable_run(request, run_id), by=request.user)
+    return JsonResponse({"run": done.run, "deleted": True, "cancelled": done.cancelled,
+                         "freed_bytes": done.freed_bytes})
+
+
+@api_view("GET", "DELETE")
 def api_run(request, run_id: int):
+    if request.method == "DELETE":
+        return _deleted(request, run_id)
     return JsonResponse(run_payload(_visible_run(request, run_id)))
+
+
+@api_view("POST")
+def api_run_delete(request, run_id: int):
+    """The same as ``DELETE /lab/api/runs/<id>/``, for clients that only POST."""
+    return _deleted(request, run_id)
 
 
 @api_view("GET")
@@ -127,7 +158,22 @@ def run_index(request):
     return render(request, "runs/list.html", {
         "runs": run_list(user=request.user),
         "is_instructor": user_is_instructor(request.user),
+        "usage": user_usage(request.user),
     })
+
+
+@login_required
+@require_POST
+def run_delete_page(request, run_id):
+    """The runs list's Delete button: delete (cancelling first), say so, back to the list."""
+    run = run_get_for_user(user=request.user, run_id=run_id)
+    if run is None or not run_deletable_by(user=request.user, run=run):
+        raise Http404("No such run, or not yours.")
+    done = run_delete(run, by=request.user)
+    messages.success(request, f"Run {done.run} deleted"
+                              f"{' (cancelled first)' if done.cancelled else ''}; "
+                              f"{megabytes(done.freed_bytes)} freed.")
+    return redirect("runs:index")
 
 
 @login_required

@@ -1,7 +1,8 @@
 // The lab page's shared state: one object each for the run being shown, its events and the
 // streaming statistics, created once by workbench.js and handed to every part of the page.
 
-export const FINISHED = new Set(["succeeded", "failed"]);
+// "cancelled": stopped by its user (deleting a queued or running run cancels it first).
+export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
 /** Streaming statistics (window.rssLab.stats): what arrived how, and how late. */
 export function newStats() {

@@ -4,6 +4,7 @@
 //
 // Callbacks: onEvents(events) — a run of consecutive new events; onStatus(msg); onConnection(text).
 import { getJson } from "./api.js";
+import { FINISHED } from "./state.js";
 
 const PAGE = 5000;
 
@@ -66,12 +67,14 @@ export class RunStream {
       this.accept(msg.events);
       if (typeof msg.progress === "number") { this.onStatus({ type: "progress", progress: msg.progress }); }
     } else if (msg.type === "status") {
-      if (msg.status === "succeeded" || msg.status === "failed") {
+      if (FINISHED.has(msg.status)) {
         this.finished = true;
         this.stats.receivedBeforeFinal = this.stats.received;
         this.stats.finalAt = Date.now();
-        // The final status follows the last events message, but a gap may remain: close it.
-        this.catchUp().then(() => this.onStatus(msg));
+        // The final status follows the last events message, but a gap may remain: close it
+        // (not for a cancelled run: it is cancelled because it is being deleted).
+        const settled = msg.status === "cancelled" ? Promise.resolve() : this.catchUp();
+        settled.then(() => this.onStatus(msg));
         if (this.socket) { this.socket.close(); }
         return;
       }

@@ -13,6 +13,9 @@ Nothing of our own stack is mocked. How the pieces find each other:
 - The test process itself is pointed at the same Redis and prefix by ``stack_env``
   (settings were read before any fixture could run); Django's cache (the log-in
   throttle's counters) by ``lab_cache``, for every test, under a prefix of the test's own.
+- Fair use: every test's own request-rate windows (``labsite.runs.quota``) live in that
+  Redis under ``rsslab-test-<pid>:t<n>`` (``fair_use_redis``, for every test), because user
+  ids repeat from one rolled-back test to the next; a test deletes only those keys.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ def stack_env(redis_url, django_db_setup):
     from labsite.celery import app
 
     settings.REDIS_URL = redis_url
+    settings.REDIS_PREFIX = TEST_PREFIX
     settings.CHANNEL_LAYERS = channel_layers_config(redis_url, TEST_PREFIX)
     settings.RUN_HEARTBEAT_SECONDS = float(HEARTBEAT_SECONDS)
     settings.RUN_STALE_SECONDS = float(STALE_SECONDS)
@@ -121,6 +125,29 @@ def stack_env(redis_url, django_db_setup):
         "PYTHONUNBUFFERED": "1",
     })
     return env
+
+
+_test_numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def fair_use_redis(redis_url):
+    """This test's Redis key prefix for the fair-use counts (see the module docstring); the
+    keys under it are deleted afterwards, nothing else."""
+    saved_prefix = settings.REDIS_PREFIX
+    prefix = f"{TEST_PREFIX}:t{next(_test_numbers)}"
+    # The URL stays pointed at the test Redis (as stack_env leaves it), never the default
+    # redis://127.0.0.1:6379/0, which may be a lab's.
+    settings.REDIS_URL, settings.REDIS_PREFIX = redis_url, prefix
+    yield prefix
+    settings.REDIS_PREFIX = saved_prefix
+    client = redis.Redis.from_url(channels_redis_url(redis_url))
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 class CeleryProcess:

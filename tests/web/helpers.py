@@ -40,3 +40,23 @@ def wait_for(predicate, *, timeout: float, what: str, every: float = 0.05):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def api_call(base_url: str, method: str, path: str, *, cookie: str, data=None):
+    """``method`` ``path`` at a real server (daphne) as the user of session ``cookie``, with
+    a CSRF token as the lab's pages send it; returns (status, JSON body, headers)."""
+    import secrets
+    import urllib.error
+    import urllib.request
+
+    token = secrets.token_hex(16)  # 32 characters: a CSRF secret Django accepts
+    body = None if data is None else json.dumps(data).encode()
+    request = urllib.request.Request(
+        base_url + path, data=body, method=method,
+        headers={"Content-Type": "application/json", "X-CSRFToken": token,
+                 "Cookie": f"{cookie}; csrftoken={token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"{}"), answer.headers
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"{}"), refused.headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
 
@@ -285,3 +286,54 @@ def test_live_stream_keeps_up(daphne_url, ws_client, login_cookie, worker):
           f"lag p95 {p95 * 1000:.1f} ms")
     assert rate >= 2000
     assert p95 < 0.250
+
+
+def test_deleting_a_running_run_cancels_it_and_it_ends_once(worker, daphne_url, ws_client,
+                                                            login_cookie):
+    """DELETE over HTTP (at daphne) while a real worker runs the run: watchers get one
+    final status, ``cancelled``; the worker stops at once (its heartbeat finds the run
+    gone) and takes the next run, instead of finishing the ten seconds this one had left."""
+    from labsite.runs.tasks import run_scenario
+    from tests.web.helpers import api_call
+
+    user = User.objects.create_user("gina")
+    # 500 flows × 20 ms ≈ 10 s if it were not stopped.
+    run = _created_unqueued(user, _generated(500), mode="trace", delay_ms=20)
+    cookie = login_cookie(user)
+
+    async def scenario():
+        ws = await ws_client.connect(daphne_url, f"/ws/runs/{run.pk}/", cookie=cookie)
+        messages = [await ws.recv()]
+        await asyncio.to_thread(run_scenario.apply_async, args=[run.pk],
+                                task_id=run.celery_task_id)
+        while sum(len(m.get("events", ())) for m in messages) < 100:
+            messages.append(await ws.recv(timeout=30))
+        answer = await asyncio.to_thread(api_call, daphne_url, "DELETE",
+                                         f"/lab/api/runs/{run.pk}/", cookie=cookie)
+        deleted_at = time.monotonic()
+        # Everything the group says in the next 2 s (≫ the 0.3 s heartbeat).
+        with contextlib.suppress(TimeoutError):
+            while time.monotonic() - deleted_at < 2:
+                messages.append(await ws.recv(timeout=2 - (time.monotonic() - deleted_at)))
+        await ws.close()
+        return answer, messages, deleted_at
+
+    (status, body, _), messages, deleted_at = asyncio.run(scenario())
+    assert status == 200 and body == {"run": run.pk, "deleted": True, "cancelled": True,
+                                      "freed_bytes": body["freed_bytes"]}
+    assert body["freed_bytes"] > len(run.scenario_body)  # events were stored, and freed
+    statuses = [m["status"] for m in messages if m["type"] == "status"]
+    assert statuses == ["queued", "running", "cancelled"]  # ends once, as cancelled
+    final = next(m for m in messages if m.get("status") == "cancelled")
+    assert final["error"] == "cancelled: deleted by gina"
+    assert not Run.objects.filter(pk=run.pk).exists()
+    assert not RunEventChunk.objects.filter(run_id=run.pk).exists()
+
+    # The worker is free again: the next run finishes long before the deleted one would.
+    following = _submit(user, _builder("nat"), mode="trace")
+    wait_for(lambda: Run.objects.filter(pk=following.pk, status="succeeded").exists(),
+             timeout=8, what="the next run to finish on the same worker")
+    assert time.monotonic() - deleted_at < 8
+    log = worker.log()
+    assert f"run {run.pk}: attempt 1 stopped, the run is" in log
+    assert f"run {run.pk} failed" not in log
