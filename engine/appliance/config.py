@@ -14,7 +14,7 @@ from engine.appliance.ports import MAX_USIP_TABLES, PortAllocator, PortRange, Re
 from engine.appliance.rules import (
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
-    HANDOFFS,
+    FORWARDING_ROUTES,
     min_mtu,
 )
 from engine.errors import ConfigError, RssLabError
@@ -173,12 +173,14 @@ class SystemConfig:
       port allocation tables per core (the patent: 64 or 256; each core has them once,
       shared by its clients; at most MAX_USIP_TABLES over all cores);
       ``port_range`` — (low, high) ports the tables hand out, inclusive;
-    * ``handoff`` — ``message`` / ``shared-buffer`` / ``none`` (transparent mode);
+    * ``handoff`` — the forwarding route (``rules.FORWARDING_ROUTES``: ``message``,
+      ``shared-buffer``, ``control-core``, ``neighbour`` or ``none``) by which a core
+      moves a packet of another core's session to its owner, whatever the policy;
     * ``wrong_direction`` — teaching option: choose ports by hashing the
       request-direction tuple (the classic bug) instead of the response as it arrives;
     * times in µs: ``idle_timeout_us``, ``link_us`` (client/server ↔ NIC),
       ``server_us`` (server think time when no ``Server`` says otherwise),
-      ``handoff_us`` (core-to-core), ``close_after_us`` (response → FIN/RST),
+      ``handoff_us`` (per forwarding hop), ``close_after_us`` (response → FIN/RST),
       ``jitter_us`` (uniform extra link delay from the run's seeded RNG);
     * ``services`` and ``servers`` as above;
     * fragments: ``fragment_mode`` — ``reassemble-header`` (the patent's distributor:
@@ -228,7 +230,7 @@ class SystemConfig:
         """Raises ConfigError (or TableError/HashKeyError/TupleError) naming the field."""
         self._check_cores_and_ips()
         for name, allowed in (("policy", POLICIES), ("strategy", STRATEGIES),
-                              ("handoff", HANDOFFS)):
+                              ("handoff", FORWARDING_ROUTES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, " / ".join(allowed), getattr(self, name))
         self._check_tables()

@@ -7,7 +7,8 @@ holds each pair equal (tests/engine/test_rules.py). The paths keep no copy of th
 * fragments: how many a packet is cut into, and what moving them between cores costs;
 * routing: which service a request matches, its policy and its real server (``Router``);
 * responses: the size and MTU a server answers with;
-* verdicts: symmetric, handed off or asymmetric, and the handoff's copies.
+* forwarding: what moving a packet to its owner core costs, by route;
+* verdicts: symmetric, handed off or asymmetric, and the forwarding's copies and hops.
 
 The NIC's hash-type choice is a rule of the NIC layer: ``Nic.hash_type_for`` and
 ``Nic.steer_batch`` sit side by side in ``engine.nic.rss``.
@@ -47,10 +48,42 @@ MIN_MTU = {4: 68, 6: 1280}
 #: Code of each policy in the batch path's columns.
 POLICY_CODE = {name: code for code, name in enumerate(POLICIES)}
 
-#: Packet copies per handoff (see ``engine.paths.trace``): a core-to-core message copies
-#: the packet once; the shared buffer is written by the sender and read by the owner.
-HANDOFF_COPIES = {"message": 1, "shared-buffer": 2, "none": 0}
-HANDOFFS = tuple(HANDOFF_COPIES)
+#: How a core forwards a packet that reached it but belongs to another core's session
+#: (the patent's flow distributor instances "forward it to the desired or correct
+#: core", seed L416, "via shared memory and or core to core messaging", L418, L44):
+#:
+#: * ``message`` — a core-to-core message carries a copy: 1 copy, 1 hop;
+#: * ``shared-buffer`` — written into the shared buffer by the receiving core and read
+#:   out by the owner after a message: 2 copies, 1 hop;
+#: * ``control-core`` — relayed through the control core: 2 copies (to it, from it),
+#:   2 hops;
+#: * ``neighbour`` — passed core to core round the ring (core c to c+1) until the owner:
+#:   one copy and one hop per step, (owner - receiver) mod cores steps;
+#: * ``none`` — not forwarded: a misdirected packet is lost (``asymmetric``).
+FORWARDING_ROUTES = ("message", "shared-buffer", "control-core", "neighbour", "none")
+_FIXED_COST = {"message": (1, 1), "shared-buffer": (2, 1), "control-core": (2, 2),
+               "none": (0, 0)}
+
+
+def forwarding_cost(route: str, *, from_core: int, to_core: int, cores: int
+                    ) -> tuple[int, int]:
+    """``(copies, hops)`` of forwarding one packet from ``from_core`` to ``to_core``."""
+    if route == "neighbour":
+        steps = (to_core - from_core) % cores
+        return steps, steps
+    return _FIXED_COST[route]
+
+
+def forwarding_cost_batch(route: str, *, from_core, to_core, cores: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """``forwarding_cost`` per row (int64 arrays ``copies``, ``hops``)."""
+    shape = np.shape(from_core)
+    if route == "neighbour":
+        steps = (np.asarray(to_core, dtype=np.int64) - np.asarray(from_core, dtype=np.int64)
+                 ) % cores
+        return steps, steps.copy()
+    copies, hops = _FIXED_COST[route]
+    return np.full(shape, copies, dtype=np.int64), np.full(shape, hops, dtype=np.int64)
 
 
 def min_mtu(version: int) -> int:
@@ -269,30 +302,36 @@ def response_size_and_mtu_batch(config: SystemConfig, *, server_ip, server_port,
 
 # ------------------------------------------------------------------------------- verdicts
 
-def response_verdict(*, on_owner: bool, owner: int | None, policy: str,
-                     handoff: str) -> tuple[str, int]:
-    """``(verdict, copies)`` of a response that reached a core: ``symmetric`` on the
-    core that owns its session; else ``handed-off`` (with the handoff's copies) when the
-    policy is ``transparent``, a handoff is configured and the owner is known; else
+def response_verdict(*, on_owner: bool, landed: int, owner: int | None, route: str,
+                     cores: int) -> tuple[str, int, int]:
+    """``(verdict, copies, hops)`` of a response that reached core ``landed``:
+    ``symmetric`` on the core that owns its session; else ``handed-off`` — forwarded to
+    its owner by ``route``, whatever the policy (seed L416: any packet that reaches a core
+    other than its owner's) — when a route is configured and the owner is known; else
     ``asymmetric``."""
     if on_owner:
-        return "symmetric", 0
-    if policy == "transparent" and handoff != "none" and owner is not None:
-        return "handed-off", HANDOFF_COPIES[handoff]
-    return "asymmetric", 0
+        return "symmetric", 0, 0
+    if route != "none" and owner is not None:
+        copies, hops = forwarding_cost(route, from_core=landed, to_core=owner, cores=cores)
+        return "handed-off", copies, hops
+    return "asymmetric", 0, 0
 
 
-def response_verdict_batch(*, request_core, response_core, policy, handoff: str
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """``response_verdict`` per row as ``(VERDICT_CODE codes, copies)``; the owner is the
-    request's core (``request_core``), ``policy`` holds POLICY_CODE codes."""
+def response_verdict_batch(*, request_core, response_core, route: str, cores: int
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``response_verdict`` per row as ``(VERDICT_CODE codes, copies, hops)``; the owner
+    is the request's core (``request_core``)."""
+    request_core = np.asarray(request_core)
+    response_core = np.asarray(response_core)
     verdict = np.full(np.shape(request_core), VERDICT_CODE["symmetric"], dtype=np.int8)
     copies = np.zeros(np.shape(request_core), dtype=np.int64)
-    misdirected = np.asarray(response_core) != np.asarray(request_core)
-    if handoff != "none":
-        handed = misdirected & (np.asarray(policy) == POLICY_CODE["transparent"])
-        verdict[handed] = VERDICT_CODE["handed-off"]
-        copies[handed] = HANDOFF_COPIES[handoff]
-        misdirected &= ~handed
-    verdict[misdirected] = VERDICT_CODE["asymmetric"]
-    return verdict, copies
+    hops = np.zeros(np.shape(request_core), dtype=np.int64)
+    misdirected = response_core != request_core
+    if route == "none":
+        verdict[misdirected] = VERDICT_CODE["asymmetric"]
+        return verdict, copies, hops
+    verdict[misdirected] = VERDICT_CODE["handed-off"]
+    copies[misdirected], hops[misdirected] = forwarding_cost_batch(
+        route, from_core=response_core[misdirected], to_core=request_core[misdirected],
+        cores=cores)
+    return verdict, copies, hops

@@ -6,12 +6,12 @@ reads the same whichever path produced it. The one verdict vocabulary every surf
 uses (CLI, HTML report, lab, API):
 
 * ``symmetric`` — the response was processed on its owner core directly;
-* ``handed-off`` — it landed on another core and reached its owner by forwarding
-  (transparent mode), at a cost of ``copies`` packet copies;
+* ``handed-off`` — it landed on another core and reached its owner by forwarding (any
+  policy; ``rules.FORWARDING_ROUTES``), at a cost of ``copies`` packet copies over
+  ``hops`` core-to-core hops;
 * ``refused`` — no fitting free port could be allocated: the request was refused;
 * ``asymmetric`` — it was processed on a core that does not own the session, or lost,
-  with the reason: the system has no handoff for it (``nat``/``usip`` never hand off:
-  their port choice is supposed to make this impossible), or reassembly dropped the
+  with the reason: forwarding is off (route ``none``), or reassembly dropped the
   request's or the response's fragments (its limits), so it never reached a packet
   engine.
 
@@ -63,8 +63,9 @@ def fragment_drop_note(direction: str, *, fragments: int, reason: str) -> str:
 
 
 def verdict_reason(verdict: str, *, request_core: int, response_core: int | None,
-                   policy: str, via: str = "", copies: int = 0, notes: tuple[str, ...] = (),
-                   by_addresses: bool = False, dropped: str = "") -> str:
+                   policy: str, via: str = "", copies: int = 0, hops: int = 1,
+                   notes: tuple[str, ...] = (), by_addresses: bool = False,
+                   dropped: str = "") -> str:
     """The one-line explanation both paths give for a verdict.
 
     ``notes`` (``fragment_note`` texts) go first, joined by ``; ``. ``by_addresses``:
@@ -82,17 +83,14 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
             base = (f"{policy}: the rewritten port makes the response hash to core "
                     f"{response_core}, the request's core")
     elif verdict == "handed-off":
+        route = "" if hops == 1 else f", {hops} hops"
         base = (f"response landed on core {response_core}, owner is core {request_core}: "
-                f"moved by {via} ({copies} {'copy' if copies == 1 else 'copies'})")
+                f"moved by {via} ({copies} {'copy' if copies == 1 else 'copies'}{route})")
     elif verdict == "asymmetric" and dropped:
         base = f"{dropped}: it never reached a packet engine; lost"
     elif verdict == "asymmetric":
-        if policy == "transparent":
-            base = (f"response landed on core {response_core}, owner is core {request_core}, "
-                    f"and the system has no handoff: response lost")
-        else:
-            base = (f"{policy}: response landed on core {response_core}, not the request's "
-                    f"core {request_core}; no session there: response lost")
+        base = (f"{policy}: response landed on core {response_core}, owner is core "
+                f"{request_core}, and forwarding is off (route none): response lost")
     else:
         base = f"no fitting free port on core {request_core}: request refused"
     return "; ".join((*notes, base)) if notes else base
@@ -126,14 +124,14 @@ def outcome_row(*, flow: int, request: str, request_core: int, rewritten: str | 
                 port: PortChoice | None, response_core: int | None, verdict: str,
                 copies: int, reason: str, response_side: FragmentSide = UNFRAGMENTED,
                 request_side: FragmentSide = UNFRAGMENTED, fragment_messages: int = 0,
-                fragment_copies: int = 0) -> dict:
+                fragment_copies: int = 0, hops: int = 0) -> dict:
     """The one layout of a flow's row: ``FlowOutcome.as_dict`` and the batch path's
     fast row streaming both call it, so a report reads the same either way."""
     local_ip, local_port, table, tries = NO_PORT if port is None else port
     return {"flow": flow, "request": request, "request_core": request_core,
             "rewritten": rewritten, "local_ip": local_ip, "local_port": local_port,
             "table": table, "tries": tries, "response_core": response_core,
-            "verdict": verdict, "copies": copies, "reason": reason,
+            "verdict": verdict, "copies": copies, "hops": hops, "reason": reason,
             "fragments": response_side.fragments,
             "fragment_action": response_side.action,
             "fragment_rule": response_side.rule,
@@ -151,7 +149,8 @@ class FlowOutcome:
     to the server (``None`` when the request was refused). ``local_ip``/``local_port``
     /``table``/``tries`` describe the port allocation (``None``/``-1``/``0`` without
     one). ``response_core`` is the core the NIC steered the response to (``None``
-    when there was no response). ``copies`` counts handoff packet copies.
+    when there was no response). ``copies`` counts handoff packet copies and ``hops``
+    the core-to-core hops that forwarding took.
 
     Fragments (``engine.appliance.fragments``): ``fragments`` / ``request_fragments`` count the
     response's / request's fragments (0: not fragmented); ``fragment_action`` /
@@ -183,6 +182,7 @@ class FlowOutcome:
     request_fragment_rule: str | None = None
     fragment_messages: int = 0
     fragment_copies: int = 0
+    hops: int = 0
 
     def key(self) -> tuple:
         """The fields both paths must agree on (the reason text included)."""
@@ -191,7 +191,7 @@ class FlowOutcome:
                 None if self.rewritten is None else str(self.rewritten), self.fragments,
                 self.fragment_action, self.fragment_rule, self.request_fragments,
                 self.request_fragment_action, self.request_fragment_rule,
-                self.fragment_messages, self.fragment_copies)
+                self.fragment_messages, self.fragment_copies, self.hops)
 
     @classmethod
     def build(cls, *, flow: int, request: FlowTuple, request_core: int,
@@ -199,7 +199,7 @@ class FlowOutcome:
               response_core: int | None, verdict: str, copies: int, reason: str,
               response_side: FragmentSide = UNFRAGMENTED,
               request_side: FragmentSide = UNFRAGMENTED, fragment_messages: int = 0,
-              fragment_copies: int = 0) -> FlowOutcome:
+              fragment_copies: int = 0, hops: int = 0) -> FlowOutcome:
         """A flow's row from what either path knows of it (``port`` ``None``: no
         allocation; the fragment costs are both directions' sums)."""
         local_ip, local_port, table, tries = NO_PORT if port is None else port
@@ -211,7 +211,8 @@ class FlowOutcome:
                    request_fragments=request_side.fragments,
                    request_fragment_action=request_side.action,
                    request_fragment_rule=request_side.rule,
-                   fragment_messages=fragment_messages, fragment_copies=fragment_copies)
+                   fragment_messages=fragment_messages, fragment_copies=fragment_copies,
+                   hops=hops)
 
     def as_dict(self) -> dict:
         port = (None if self.local_ip is None else
@@ -225,7 +226,8 @@ class FlowOutcome:
                                        self.fragment_rule),
             request_side=FragmentSide(self.request_fragments, self.request_fragment_action,
                                       self.request_fragment_rule),
-            fragment_messages=self.fragment_messages, fragment_copies=self.fragment_copies)
+            fragment_messages=self.fragment_messages, fragment_copies=self.fragment_copies,
+            hops=self.hops)
 
 
 def count_distinct(values) -> int:
@@ -275,6 +277,7 @@ class Summary:
     refused: int
     symmetric_rate: float
     handoff_copies: int
+    handoff_hops: int
     core_load: list[int]
     fairness: float
     occupancy: list[float] = field(default_factory=list)
@@ -297,7 +300,7 @@ class Summary:
         """A short human-readable form for the terminal."""
         return [
             f"flows {self.flows}: symmetric {self.symmetric}, handed off {self.handed_off} "
-            f"({self.handoff_copies} copies), refused {self.refused}, "
+            f"({self.handoff_copies} copies, {self.handoff_hops} hops), refused {self.refused}, "
             f"asymmetric {self.asymmetric}",
             f"symmetric rate {self.symmetric_rate:.4f}; per-core load {self.core_load}; "
             f"Jain fairness {self.fairness:.4f}; distinct hashes {self.distinct_hashes}",
@@ -326,7 +329,7 @@ def clean_pass_line(summary: Summary) -> str:
             f"and {summary.asymmetric} asymmetric")
 
 
-def summarize(*, cores: int, request_core, response_core, verdict, copies,
+def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=None,
               hashes=None, occupancy=(), key: str = "", port_map: str = "",
               fragment_figures: dict | None = None) -> Summary:
     """A ``Summary`` from per-flow columns (lists or arrays of equal length).
@@ -362,7 +365,9 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies,
         asymmetric=int(counts[VERDICT_CODE["asymmetric"]]),
         refused=int(counts[VERDICT_CODE["refused"]]),
         symmetric_rate=float(counts[0] / flows) if flows else 0.0,
-        handoff_copies=int(copies.sum()), core_load=[int(x) for x in load],
+        handoff_copies=int(copies.sum()),
+        handoff_hops=0 if hops is None else int(np.asarray(hops, dtype=np.int64).sum()),
+        core_load=[int(x) for x in load],
         fairness=jain_index(load), occupancy=[float(x) for x in occupancy],
         distinct_hashes=distinct, key=key, port_map=port_map,
         handoffs_per_core=[int(x) for x in received],
@@ -397,6 +402,7 @@ def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
     return summarize(cores=cores, request_core=[o.request_core for o in outcomes],
                      response_core=[o.response_core for o in outcomes],
                      verdict=[o.verdict for o in outcomes] or np.zeros(0, np.int8),
-                     copies=[o.copies for o in outcomes], hashes=hashes,
+                     copies=[o.copies for o in outcomes], hops=[o.hops for o in outcomes],
+                     hashes=hashes,
                      occupancy=occupancy, key=key, port_map=port_map,
                      fragment_figures=figures)

@@ -328,6 +328,12 @@ class BatchResult:
     #: the request's hash as the NIC computed it, and whether it hashed at all
     request_hash: np.ndarray | None = None
     request_hashed: np.ndarray | None = None
+    #: core-to-core hops each response was forwarded over (0: not forwarded)
+    hops: np.ndarray | None = None
+
+    def _hops(self, part=slice(None)) -> list[int]:
+        return ([0] * len(self.ids[part]) if self.hops is None
+                else self.hops[part].tolist())
 
     def outcome(self, row: int) -> FlowOutcome:
         """Row ``row`` as the trace's ``FlowOutcome`` (for reports and comparison)."""
@@ -341,6 +347,7 @@ class BatchResult:
         response_core = int(self.response_core[row])
         response_core = None if response_core < 0 else response_core
         copies = int(self.copies[row])
+        hops = self._hops(slice(row, row + 1))[0]
         failed = verdict == "refused"
         frag = self.fragments
         sides, notes, by_addresses, dropped = {}, [], False, ""
@@ -357,11 +364,12 @@ class BatchResult:
         return FlowOutcome.build(
             flow=int(self.ids[row]), request=request, request_core=request_core,
             rewritten=rewritten, port=port, response_core=response_core, verdict=verdict,
-            copies=copies,
+            copies=copies, hops=hops,
             reason=verdict_reason(verdict, request_core=request_core,
                                   response_core=response_core, policy=policy,
-                                  via=self.handoff, copies=copies, notes=tuple(notes),
-                                  by_addresses=by_addresses, dropped=dropped),
+                                  via=self.handoff, copies=copies, hops=hops,
+                                  notes=tuple(notes), by_addresses=by_addresses,
+                                  dropped=dropped),
             **sides)
 
     def _fragment_fields(self, row: int, request_core: int, response_core: int | None):
@@ -423,12 +431,12 @@ class BatchResult:
         handoff = self.handoff
         rows = []
         for i, (flow, allocated, table, tries, request_core, response_core, verdict,
-                policy, copies) in enumerate(zip(
+                policy, copies, hops) in enumerate(zip(
                 self.ids[part].tolist(), self.allocated[part].tolist(),
                 self.table[part].tolist(), self.tries[part].tolist(),
                 self.request_core[part].tolist(), self.response_core[part].tolist(),
                 self.verdict[part].tolist(), self.policy[part].tolist(),
-                self.copies[part].tolist(), strict=True)):
+                self.copies[part].tolist(), self._hops(part), strict=True)):
             if fragmented[i]:
                 rows.append(self.outcome(start + i).as_dict())
                 continue
@@ -442,9 +450,9 @@ class BatchResult:
                 port=PortChoice(locals_[i], local_ports[i], table, tries) if allocated
                 else None,
                 response_core=None if response_core < 0 else response_core,
-                verdict=VERDICTS[verdict], copies=copies,
+                verdict=VERDICTS[verdict], copies=copies, hops=hops,
                 reason=_plain_reason(verdict, policy, request_core, response_core, copies,
-                                     handoff)))
+                                     hops, handoff)))
         return rows
 
 
@@ -507,11 +515,12 @@ def _proto_text(number: int) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _plain_reason(verdict: int, policy: int, request_core: int, response_core: int,
-                  copies: int, handoff: str) -> str:
+                  copies: int, hops: int, handoff: str) -> str:
     """``verdict_reason`` of a row without fragments (codes as the columns hold them)."""
     return verdict_reason(VERDICTS[verdict], request_core=request_core,
                           response_core=None if response_core < 0 else response_core,
-                          policy=POLICY_NAMES[policy], via=handoff, copies=copies)
+                          policy=POLICY_NAMES[policy], via=handoff, copies=copies,
+                          hops=hops)
 
 
 def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.ndarray,
@@ -643,10 +652,10 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                 lost[rows[plans.dropped]] = True
                 failed_or_lost = failed | lost
     response_core[failed_or_lost] = -1
-    verdict, copies = response_verdict_batch(
+    verdict, copies, hops = response_verdict_batch(
         request_core=request_core, response_core=np.where(failed_or_lost, request_core,
                                                           response_core),
-        policy=policy, handoff=config.handoff)
+        route=config.handoff, cores=config.cores)
     verdict[failed] = VERDICT_CODE["refused"]
     if lost is not None:
         verdict[lost] = VERDICT_CODE["asymmetric"]  # lost in reassembly
@@ -658,9 +667,9 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     port_map = allocators[0]["nat"].port_map
     summary = summarize(cores=config.cores, request_core=request_core,
                         response_core=response_core, verdict=verdict, copies=copies,
-                        hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
+                        hops=hops, hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
                         key=str(nic.key), port_map=port_map.describe(),
                         fragment_figures=None if frag is None else frag.figures())
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
-                       summary, config.handoff, frag, request_hash, request_hashed)
+                       summary, config.handoff, frag, request_hash, request_hashed, hops)

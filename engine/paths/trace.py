@@ -6,7 +6,7 @@ engine applies the service's policy (``nat``, ``usip`` or ``transparent``),
 allocating a port when needed, and sends it to a server; the server answers
 with a response of the configured size; the response is hashed *as it arrives*
 (source = server) and must reach the core that owns the session — directly
-(symmetric), through a core-to-core handoff (transparent mode), or not at all
+(symmetric), forwarded core to core to its owner (any policy), or not at all
 (asymmetric: the design failed). Every step is a typed event (``engine.appliance.events``)::
 
     >>> system = System(SystemConfig(cores=4, policy="nat"))
@@ -20,14 +20,18 @@ flows that start at the same time are allocated, in flow order, before any
 response or close happens — the trace then agrees flow for flow with the
 vectorised path (``engine.paths.batch``), which models all flows as concurrent.
 
-Handoff cost (transparent mode), counted exactly:
+Forwarding (``rules.FORWARDING_ROUTES``, the patent's L416: a response that reaches
+a core other than its owner's is forwarded to the owner, whatever the policy) is
+counted exactly, in copies, hops and ``handoff_us`` of virtual time per hop:
 
 * ``message`` — the receiving core copies the packet into the owner's queue:
-  1 copy (by the sender), 1 message;
+  1 copy (by the sender), 1 hop;
 * ``shared-buffer`` — the receiving core writes the packet into the shared buffer
   (global cache) and messages the owner, which reads it out: 2 copies (1 write by
-  the sender, 1 read by the owner), 1 message;
-* ``none`` — no handoff: a misdirected response is lost (verdict ``asymmetric``).
+  the sender, 1 read by the owner), 1 hop;
+* ``control-core`` — relayed through the control core: 2 copies, 2 hops;
+* ``neighbour`` — passed round the ring of cores: 1 copy per hop;
+* ``none`` — not forwarded: a misdirected response is lost (verdict ``asymmetric``).
 
 Fragments (``engine.appliance.fragments``): a server with an ``mtu`` (or a service's ``mtu``)
 fragments responses that do not fit, a flow's ``request_mtu`` its request. The
@@ -149,6 +153,8 @@ class _FlowState:
     outcome: FlowOutcome | None = None
     request_landing: _Landing | None = None
     response_landing: _Landing | None = None
+    #: core-to-core hops its response was forwarded over (0: not forwarded)
+    hops: int = 0
 
     def notes(self) -> tuple[str, ...]:
         """The fragment notes of the flow's delivered fragmented datagrams."""
@@ -481,28 +487,40 @@ class System:
             landed = self._steer(state, response, "response", size).core
         owner = self.directory.get(response)
         via = self.config.handoff
-        verdict, copies = response_verdict(
+        verdict, copies, hops = response_verdict(
             on_owner=self.engines[landed].lookup_response(response) is session,
-            owner=owner, policy=session.policy, handoff=via)
+            landed=landed, owner=owner, route=via, cores=self.config.cores)
         if verdict == "symmetric":
             self._deliver_response(state, landed, "symmetric", 0, "")
             return
         if verdict == "handed-off":
             self._emit(ForwardedCoreToCore, state.flow.id, from_core=landed, to_core=owner,
                        via=via, copies=copies)
-            self.handoffs[landed].sent += 1
-            self.handoffs[owner].received += 1
-            self.handoffs[landed].copies += 1
-            if via == "shared-buffer":
-                self.handoffs[owner].copies += 1
-            self._at(self.now_us + self.config.handoff_us, self._deliver_response, state,
-                     landed, "handed-off", copies, via)
+            self._count_forward(landed, owner, via, copies)
+            state.hops = hops
+            self._at(self.now_us + self.config.handoff_us * hops, self._deliver_response,
+                     state, landed, "handed-off", copies, via)
             return
         reason = verdict_reason("asymmetric", request_core=session.core, response_core=landed,
                                 policy=session.policy, notes=state.notes())
         self._finish(state, landed, "asymmetric", 0, reason)
         # The lost response never closes the session: only the idle timeout frees it.
         self._at(session.last_us + self.config.idle_timeout_us, self._idle, state)
+
+    def _count_forward(self, landed: int, owner: int, via: str, copies: int) -> None:
+        """Per-core forwarding counters: the receiving core sends, the owner receives;
+        each copy is made by the core that holds the packet when it is copied (round the
+        ring, each core on the way; a shared-buffer or control-core route's second copy
+        is the owner's read)."""
+        self.handoffs[landed].sent += 1
+        self.handoffs[owner].received += 1
+        if via == "neighbour":
+            for step in range(copies):
+                self.handoffs[(landed + step) % self.config.cores].copies += 1
+            return
+        self.handoffs[landed].copies += 1
+        if copies > 1:
+            self.handoffs[owner].copies += copies - 1
 
     def _deliver_response(self, state: _FlowState, landed: int, verdict: str, copies: int,
                           via: str) -> None:
@@ -516,7 +534,8 @@ class System:
         self._emit(ResponseArrived, state.flow.id, core=session.core, tuple=to_client)
         reason = verdict_reason(verdict, request_core=session.core, response_core=landed,
                                 policy=session.policy, via=via, copies=copies,
-                                notes=state.notes(), by_addresses=self._by_addresses(state))
+                                hops=state.hops, notes=state.notes(),
+                                by_addresses=self._by_addresses(state))
         self._finish(state, landed, verdict, copies, reason)
         close = state.flow.close
         if close == "none":
@@ -577,7 +596,7 @@ class System:
             response_side=FragmentSide(response.fragments, response.action, response.rule),
             request_side=FragmentSide(request.fragments, request.action, request.rule),
             fragment_messages=request.messages + response.messages,
-            fragment_copies=request.copies + response.copies)
+            fragment_copies=request.copies + response.copies, hops=state.hops)
 
 
 _NO_LANDING = _Landing(-1, 0)

@@ -26,7 +26,7 @@ flow is two packets, its request and its response, as in ``Summary.core_load``:
   balance (loads differ by at most one packet); no flow affinity: a response
   reaches its request's core only by chance (about 1 in ``cores``), and every
   other response must be handed to the core holding the session (counted as a
-  handoff, copies as the system's ``handoff`` setting, lost with ``none``).
+  handoff, copies as the system's forwarding route says, lost with ``none``).
 * ``per-vserver`` — data parallelism by virtual server: all traffic of a service
   (its vip:vport, or one of its servers addressed directly) is processed by core
   ``service index mod cores``; traffic for no service is grouped by destination
@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.appliance.rules import FORWARDING_ROUTES, forwarding_cost_batch
 from engine.appliance.verdicts import jain_index
 from engine.errors import CompareError, ConfigError, HashKeyError, RssLabError
 from engine.packet.toeplitz import parse_key
@@ -74,7 +75,7 @@ VARY: dict[str, tuple[str, ...] | None] = {
     "policy": ("nat", "usip", "transparent"),
     "strategy": ("scan", "solve"),
     "transform": ("none", "symmetric-xor", "sort"),
-    "handoff": ("message", "shared-buffer", "none"),
+    "handoff": FORWARDING_ROUTES,
     "scheme": SCHEMES,
 }
 #: Settings shown in a cell's label, in cross-product order.
@@ -234,7 +235,6 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
 
     Raises CompareError (too many cells), TrafficError/PcapError for the traffic.
     """
-    from engine.appliance.rules import HANDOFF_COPIES
     from engine.paths.batch import run_batch, steer_flows
     from engine.runs.run import fitting_ports
 
@@ -281,12 +281,11 @@ def compare_scenario(scenario: Scenario, vary: dict[str, tuple[str, ...]], *,
     if schemes:
         nic = base.build_nic()
         hashes, _, _ = steer_flows(nic, flows)
-        copies = HANDOFF_COPIES[base.handoff]
         for offset, scheme in enumerate(schemes):
             request, response, extra = scheme_cores(
                 scheme, flows, cores=base.cores, services=scenario.services,
                 request_hash=hashes, seed=scenario.seed)
-            cells.append(_scheme_cell(scheme, request, response, extra, base.cores, copies,
+            cells.append(_scheme_cell(scheme, request, response, extra, base.cores,
                                       base.handoff))
             progress((len(combos) + offset + 1) / total, scheme)
     fixed = {name: base_settings[name] for name in SETTINGS if name not in vary}
@@ -384,7 +383,7 @@ def _vserver_index(flows: FlowArrays, services) -> np.ndarray:
 
 
 def _scheme_cell(scheme: str, request: np.ndarray, response: np.ndarray,
-                 extra: np.ndarray, cores: int, copies: int, handoff: str) -> Cell:
+                 extra: np.ndarray, cores: int, handoff: str) -> Cell:
     count = int(request.size)
     load = (np.bincount(request, minlength=cores) + np.bincount(response, minlength=cores))
     crossed = extra >= 0
@@ -397,12 +396,15 @@ def _scheme_cell(scheme: str, request: np.ndarray, response: np.ndarray,
         moved = int(crossed.sum())
         cell.symmetric, cell.handed_off, cell.handoff_copies = count - moved, moved, 2 * moved
     else:
-        split = int(np.count_nonzero(request != response))
+        moved = request != response
+        split = int(np.count_nonzero(moved))
         if handoff == "none":
             cell.symmetric, cell.asymmetric = count - split, split
         else:
             cell.symmetric, cell.handed_off = count - split, split
-            cell.handoff_copies = split * copies
+            copies, _ = forwarding_cost_batch(handoff, from_core=response[moved],
+                                              to_core=request[moved], cores=cores)
+            cell.handoff_copies = int(copies.sum())
     cell.symmetric_rate = cell.symmetric / count if count else 1.0
     return cell
 

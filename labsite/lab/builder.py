@@ -250,7 +250,7 @@ def scenario_dict_from_builder(fields: Any) -> dict[str, Any]:
                    "nic": nic},
         "ports": {"strategy": merged["strategy"], "tables_per_ip": merged["tables_per_ip"],
                   "wrong_direction": merged["wrong_direction"]},
-        "handoff": merged["handoff"],
+        "forwarding": {"route": merged["handoff"]},
         "services": [{
             "name": service["name"], "vip": service["vip"], "vport": service["vport"],
             "proto": service["proto"], "policy": merged["policy"],
@@ -302,7 +302,7 @@ _PATH_TO_FIELD = [
     (re.compile(r"^system\.nic\.(key|hash_bits|table|transform|fragments)\b"), r"\1"),
     (re.compile(r"^system\.(cores|ips_per_core)\b"), r"\1"),
     (re.compile(r"^ports\.(strategy|tables_per_ip|wrong_direction)\b"), r"\1"),
-    (re.compile(r"^handoff\b"), "handoff"),
+    (re.compile(r"^(handoff|forwarding)\b"), "handoff"),
     (re.compile(r"^services\[0\]\.policy\b"), "policy"),
     (re.compile(r"^services\[0\]\.(\w+)"), r"service.\1"),
     (re.compile(r"^traffic\.generated\.(\w+)"), r"traffic.\1"),

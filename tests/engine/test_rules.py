@@ -14,9 +14,11 @@ from engine.appliance.config import Server, Service, SystemConfig
 from engine.appliance.rules import (
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
+    FORWARDING_ROUTES,
     MIN_MTU,
     POLICY_CODE,
     Router,
+    forwarding_cost,
     fragment_cost,
     fragment_cost_batch,
     fragment_count,
@@ -135,20 +137,30 @@ def test_response_size_and_mtu_pair(rows, servers, service_mtu):
 
 
 @EXAMPLES
-@given(st.sampled_from(["message", "shared-buffer", "none"]),
-       st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3),
-                          st.sampled_from(["nat", "usip", "transparent"])),
-                min_size=1, max_size=30))
-def test_response_verdict_pair(handoff, rows):
-    request_core, response_core, policy = zip(*rows)
-    verdict, copies = response_verdict_batch(
-        request_core=np.asarray(request_core), response_core=np.asarray(response_core),
-        policy=np.asarray([POLICY_CODE[p] for p in policy]), handoff=handoff)
-    for row, (owner, landed, name) in enumerate(rows):
-        expected = response_verdict(on_owner=landed == owner, owner=owner, policy=name,
-                                    handoff=handoff)
-        assert (int(verdict[row]), int(copies[row])) == (VERDICT_CODE[expected[0]],
-                                                         expected[1])
+@given(st.sampled_from(FORWARDING_ROUTES), st.integers(1, 6),
+       st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=30))
+def test_response_verdict_pair(route, cores, rows):
+    rows = [(owner % cores, landed % cores) for owner, landed in rows]
+    request_core, response_core = (np.asarray(column) for column in zip(*rows))
+    verdict, copies, hops = response_verdict_batch(
+        request_core=request_core, response_core=response_core, route=route, cores=cores)
+    for row, (owner, landed) in enumerate(rows):
+        expected = response_verdict(on_owner=landed == owner, landed=landed, owner=owner,
+                                    route=route, cores=cores)
+        assert (int(verdict[row]), int(copies[row]), int(hops[row])) == (
+            VERDICT_CODE[expected[0]], expected[1], expected[2])
+
+
+def test_forwarding_costs_by_route():
+    """Every policy forwards (seed L416); what a route costs, in copies and hops."""
+    cost = {route: forwarding_cost(route, from_core=1, to_core=0, cores=4)
+            for route in FORWARDING_ROUTES}
+    assert cost == {"message": (1, 1), "shared-buffer": (2, 1), "control-core": (2, 2),
+                    "neighbour": (3, 3), "none": (0, 0)}
+    assert response_verdict(on_owner=False, landed=1, owner=0, route="none",
+                            cores=4) == ("asymmetric", 0, 0)
+    assert response_verdict(on_owner=False, landed=1, owner=None, route="message",
+                            cores=4) == ("asymmetric", 0, 0)
 
 
 @EXAMPLES

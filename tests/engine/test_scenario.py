@@ -66,7 +66,7 @@ def test_minimal_scenario_gets_the_documented_defaults():
     assert scenario.system.nic.key == "microsoft"
     assert scenario.system.nic.hash_bits == 7
     assert scenario.ports.strategy == "solve"
-    assert scenario.handoff == "message"
+    assert scenario.forwarding_route == "message"
     assert [s.kind for s in scenario.sources] == ["generated"]
     nic = scenario.build_nic()
     assert nic.table.size == 128 and nic.cores == 4

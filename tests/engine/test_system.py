@@ -107,15 +107,20 @@ def test_symmetric_key_collides_on_the_xor_of_words():
 
 
 @pytest.mark.parametrize("policy", ["nat", "usip"])
-def test_wrong_direction_is_flagged_asymmetric(policy):
-    config = SystemConfig(cores=8, policy=policy, wrong_direction=True)
+def test_wrong_direction_is_forwarded_or_lost_without_forwarding(policy):
+    forwarded = System(SystemConfig(cores=8, policy=policy, wrong_direction=True)
+                       ).run_trace(random_flows(200, 14), keep_events=False)
+    config = SystemConfig(cores=8, policy=policy, wrong_direction=True, handoff="none")
     result = System(config).run_trace(random_flows(200, 14))
     verdicts = [o.verdict for o in result.outcomes]
     assert verdicts.count("asymmetric") > 100
+    # every policy forwards a misdirected response to its owner (seed L416) when it can
+    assert [o.verdict for o in forwarded.outcomes] == [
+        "handed-off" if v == "asymmetric" else v for v in verdicts]
     for outcome in result.outcomes:
         if outcome.verdict == "asymmetric":
             assert outcome.response_core != outcome.request_core
-            assert "response lost" in outcome.reason
+            assert "forwarding is off (route none): response lost" in outcome.reason
     # The lost responses never close their sessions: the idle timeout frees the ports.
     idle = [e for e in result.events if isinstance(e, SessionClosed)
             and e.reason == "idle timeout"]

@@ -9,7 +9,7 @@ import pytest
 
 from engine.appliance.config import SystemConfig
 from engine.appliance.verdicts import VERDICTS, clean_pass, summarize
-from engine.errors import TrafficError
+from engine.errors import ScenarioError, TrafficError
 from engine.examples import EXAMPLES_DIR, load_example
 from engine.paths.batch import random_flow_arrays, run_batch
 from engine.runs.run import verify_scenario
@@ -84,3 +84,32 @@ def test_a_scenario_without_traffic_is_bad_input(tmp_path):
 def test_older_scenarios_may_still_check_allocation_failures():
     [result] = evaluate_checks({"allocation_failures": "== 0"}, {"refused": 3})
     assert not result.passed and result.actual == 3
+
+
+def test_forwarding_is_set_by_route_and_handoff_stays_its_older_name():
+    text = without_checks("nat-microsoft")
+    routed = load_scenario(text + "forwarding:\n  route: neighbour\n")
+    assert routed.build_system_config().handoff == "neighbour"
+    older = load_scenario(text + "handoff: shared-buffer\n")
+    assert older.build_system_config().handoff == "shared-buffer"
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(text + "handoff: message\nforwarding:\n  route: none\n")
+    assert "not both" in str(caught.value)
+
+
+@pytest.mark.parametrize("route, copies, hops", [
+    ("message", 1, 1), ("shared-buffer", 2, 1), ("control-core", 2, 2), ("none", 0, 0)])
+def test_misdirected_nat_responses_are_forwarded_by_every_route(route, copies, hops):
+    """nat chooses ports for symmetry; with the request-direction bug (wrong_direction)
+    responses land elsewhere and, as for any policy, are forwarded to their owner."""
+    config = SystemConfig(cores=4, policy="nat", wrong_direction=True, handoff=route)
+    result = run_batch(config, random_flow_arrays(300, np.random.default_rng(5)))
+    summary = result.summary
+    misdirected = int((result.response_core != result.request_core).sum())
+    assert misdirected > 100
+    if route == "none":
+        assert summary.asymmetric == misdirected and summary.handed_off == 0
+    else:
+        assert summary.handed_off == misdirected and summary.asymmetric == 0
+        assert summary.handoff_copies == copies * misdirected
+        assert summary.handoff_hops == hops * misdirected

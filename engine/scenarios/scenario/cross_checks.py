@@ -60,6 +60,15 @@ def cross_check(scenario: Scenario, base_dir: Path | None) -> list[Located]:
 
 # ---------------------------------------------------------------------------- system
 
+def _one_forwarding(context: _Context) -> list[Located]:
+    """``handoff`` is the older name of ``forwarding.route``: one of them, not both."""
+    scenario = context.scenario
+    if scenario.forwarding is not None and scenario.handoff is not None:
+        return [(("handoff",), "expected forwarding.route or handoff (its older name), "
+                               "not both")]
+    return []
+
+
 def _table_size(context: _Context) -> list[Located]:
     """An explicit indirection table has one entry per bucket."""
     nic = context.scenario.system.nic
@@ -454,6 +463,6 @@ _SOURCE_CHECKS: dict[str, Callable[[Any, tuple, _Context], list[Located]]] = {
 
 #: The whole-scenario checks, in the order of the file's sections.
 _SCENARIO_CHECKS: tuple[Callable[[_Context], list[Located]], ...] = (
-    _table_size, _table_cores, _default_cores, _shared_ip_alone, _ip_pool_family,
+    _one_forwarding, _table_size, _table_cores, _default_cores, _shared_ip_alone, _ip_pool_family,
     _shared_ip_family, _ip_pool_size, _usip_tables, _port_range, _services,
     _services_for_traffic, _traffic)

@@ -220,6 +220,16 @@ class TrafficSource(_Model):
                     if getattr(self, name) is not None)
 
 
+class ForwardingSection(_Model):
+    """How a core forwards a packet of another core's session to its owner, whatever the
+    policy (``engine.appliance.rules.FORWARDING_ROUTES``; the patent's L416)."""
+
+    route: Literal["message", "shared-buffer", "control-core", "neighbour", "none"] = Field(
+        "message", description="message (1 copy, 1 hop), shared-buffer (2 copies, 1 hop), "
+                               "control-core (2 copies, 2 hops), neighbour (round the ring: "
+                               "1 copy per hop) or none (a misdirected packet is lost)")
+
+
 class Scenario(_Model):
     """A whole scenario file (schema version 1)."""
 
@@ -233,7 +243,9 @@ class Scenario(_Model):
     seed: Seed = 0
     system: SystemSection
     ports: PortsSection = Field(default_factory=PortsSection)
-    handoff: Literal["message", "shared-buffer"] = "message"
+    forwarding: ForwardingSection | None = None
+    #: the older name of ``forwarding.route`` (files written before every policy forwarded)
+    handoff: Literal["message", "shared-buffer"] | None = None
     services: list[ServiceEntry] = Field(max_length=MAX_SERVICES)
     traffic: TrafficSource | Annotated[list[TrafficSource],
                                        Field(max_length=MAX_TRAFFIC_SOURCES)] = Field(
@@ -255,6 +267,13 @@ class Scenario(_Model):
     @property
     def base_dir(self) -> Path | None:
         return self._base_dir
+
+    @property
+    def forwarding_route(self) -> str:
+        """``forwarding.route``, or the older ``handoff``, else ``message``."""
+        if self.forwarding is not None:
+            return self.forwarding.route
+        return self.handoff or "message"
 
     def service(self, name: str) -> ServiceEntry:
         return next(s for s in self.services if s.name == name)
@@ -323,7 +342,7 @@ class Scenario(_Model):
             "strategy": self.ports.strategy,
             "tables_per_ip": self.ports.tables_per_ip,
             "port_range": (self.ports.range.low, self.ports.range.high),
-            "handoff": self.handoff,
+            "handoff": self.forwarding_route,
             "wrong_direction": self.ports.wrong_direction,
             "services": services,
             "fragment_mode": nic.fragments,
