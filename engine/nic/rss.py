@@ -23,9 +23,9 @@ from enum import StrEnum
 
 import numpy as np
 
-from engine.errors import ConfigError, TableError
+from engine.errors import ConfigError, HashKeyError, TableError
 from engine.packet.model import Packet, Proto
-from engine.packet.toeplitz import Key, hash_words, toeplitz_hash
+from engine.packet.toeplitz import KEY_BYTES, Key, hash_words, toeplitz_hash
 
 MIN_HASH_BITS, MAX_HASH_BITS = 1, 7
 #: The most cores a model has: 64 receive queues (more than most NICs' RSS queues), so
@@ -235,6 +235,13 @@ class Nic:
         if not 0 <= self.default_core < self.table.cores:
             raise ConfigError("default_core", f"a core 0-{self.table.cores - 1}",
                               self.default_core)
+        ipv6_types = {HashType.TCP_IPV6, HashType.UDP_IPV6, HashType.IPV6} & self.hash_types
+        if ipv6_types and len(self.key.data) < KEY_BYTES:
+            raise HashKeyError("key", f"at least {KEY_BYTES} bytes while IPv6 hash types are "
+                                      f"on ({', '.join(sorted(ipv6_types))})",
+                               self.key.hex, detail=f"it has {len(self.key.data)} bytes; "
+                               "a 16-byte key hashes IPv4 only: set hash_types to IPv4 "
+                               "types", code="key_too_short")
         self.queues = [deque() for _ in range(self.table.cores)]
 
     @property

@@ -327,3 +327,17 @@ def test_fuzz_mutated_examples_only_raise_scenario_error(text, edits):
         assert error.problems and all(p.message for p in error.problems)
         return
     scenario.build_nic()
+
+
+def test_a_16_byte_key_is_an_ipv4_key_in_scenarios():
+    """seed L404: 16 bytes for IPv4, 40 for IPv6; the problem names the field and line."""
+    text = (EXAMPLES_DIR / "nat-microsoft.yaml").read_text()
+    short = "6d5a56da255b0ec24167253d43a38fb0"
+    ipv4 = load_scenario(text.replace(
+        "key: microsoft", f"key: {short}\n    hash_types: [ipv4, tcp-ipv4, udp-ipv4]"))
+    assert ipv4.build_system_config().build_nic().key.hex == short
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(text.replace("key: microsoft", f"key: {short}"))
+    [problem] = caught.value.problems
+    assert problem.path == "system.nic.key" and problem.line == 13
+    assert "IPv6 hash types are on" in problem.message

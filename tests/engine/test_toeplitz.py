@@ -115,7 +115,8 @@ def test_random_keys_are_reproducible():
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("6d5a", "at least 40 bytes"),
+    ("6d5a", "at least 16 bytes"),
+    ("6d" * 15, "at least 16 bytes .* for IPv4, 40 for IPv6"),
     ("6d5", "even number of hex digits"),
     ("zz" * 40, "hex digits"),
     ("random:x", "random:<integer seed>"),
@@ -133,6 +134,30 @@ def test_key_names_and_hex_forms_parse():
     assert parse_key("0x" + Key.microsoft().hex).data == Key.microsoft().data
     spaced = ":".join(Key.microsoft().hex[i:i + 2] for i in range(0, 80, 2))
     assert parse_key(spaced).data == Key.microsoft().data
+
+
+@pytest.mark.parametrize("vector", [v for v in VECTORS if v["family"] == "ipv4"],
+                         ids=lambda v: f"{v['src']}>{v['dst']}")
+def test_a_16_byte_key_hashes_ipv4_as_the_40_byte_key_does(vector):
+    """The patent's 16-byte IPv4 key (seed L404): Microsoft's published IPv4 vectors with
+    the first 16 bytes of its key, both hash types."""
+    key = parse_key(Key.microsoft().hex[:32])
+    with_ports = hash_input(vector["src"], vector["dst"], vector["sport"], vector["dport"])
+    assert f"0x{toeplitz_hash(key, with_ports):08x}" == vector["hash_with_ports"]
+    assert (f"0x{toeplitz_hash(key, hash_input(vector['src'], vector['dst'])):08x}"
+            == vector["hash_addrs_only"])
+
+
+def test_a_16_byte_key_is_refused_while_ipv6_hash_types_are_on():
+    from engine.nic.rss import HashType, IndirectionTable, Nic
+    key = parse_key(Key.microsoft().hex[:32])
+    table = IndirectionTable.round_robin(4, 7)
+    ipv4_only = frozenset({HashType.IPV4, HashType.TCP_IPV4, HashType.UDP_IPV4})
+    assert Nic(key=key, table=table, hash_types=ipv4_only).cores == 4
+    with pytest.raises(HashKeyError) as raised:
+        Nic(key=key, table=table)
+    assert raised.value.field == "key" and raised.value.code == "key_too_short"
+    assert "IPv6 hash types are on" in str(raised.value)
 
 
 def test_a_key_too_short_for_the_input_is_refused():

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.appliance.ports import MAX_USIP_TABLES
 from engine.packet.model import Proto, max_datagram_payload
+from engine.packet.toeplitz import KEY_BYTES, parse_key
 from engine.scenarios.scenario.fields import address_version, endpoint_version
 from engine.scenarios.scenario.limits import MAX_GENERATED_FLOWS
 from engine.scenarios.scenario.schema import (
@@ -66,6 +67,19 @@ def _one_forwarding(context: _Context) -> list[Located]:
     if scenario.forwarding is not None and scenario.handoff is not None:
         return [(("handoff",), "expected forwarding.route or handoff (its older name), "
                                "not both")]
+    return []
+
+
+def _key_length(context: _Context) -> list[Located]:
+    """A key shorter than 40 bytes hashes IPv4 only (seed L404: 16 bytes for IPv4)."""
+    nic = context.scenario.system.nic
+    length = len(parse_key(nic.key).data)
+    ipv6 = sorted(t for t in nic.hash_types if t.endswith("ipv6"))
+    if ipv6 and length < KEY_BYTES:
+        return [(("system", "nic", "key"), f"expected at least {KEY_BYTES} bytes while IPv6 "
+                                           f"hash types are on ({', '.join(ipv6)}), got "
+                                           f"{length}; a {length}-byte key hashes IPv4 only: "
+                                           f"list only IPv4 types in hash_types")]
     return []
 
 
@@ -463,6 +477,6 @@ _SOURCE_CHECKS: dict[str, Callable[[Any, tuple, _Context], list[Located]]] = {
 
 #: The whole-scenario checks, in the order of the file's sections.
 _SCENARIO_CHECKS: tuple[Callable[[_Context], list[Located]], ...] = (
-    _one_forwarding, _table_size, _table_cores, _default_cores, _shared_ip_alone, _ip_pool_family,
+    _one_forwarding, _key_length, _table_size, _table_cores, _default_cores, _shared_ip_alone, _ip_pool_family,
     _shared_ip_family, _ip_pool_size, _usip_tables, _port_range, _services,
     _services_for_traffic, _traffic)
