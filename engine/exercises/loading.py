@@ -38,7 +38,7 @@ from engine.errors import ExerciseError, Problem, ScenarioError
 from engine.exercises.base import build_scenario
 from engine.exercises.limits import MAX_FILE_BYTES
 from engine.exercises.parameters import draw_parameters, placeholders_in
-from engine.exercises.schema import MODELS, Exercise
+from engine.exercises.schema import MODELS, Exercise, without_kind_tags
 from engine.safeparse import FileTooBig, read_bounded
 from engine.scenarios.scenario.document import format_path, line_of, parse_document
 from engine.scenarios.scenario.problems import branch_tag, problems_from
@@ -96,7 +96,7 @@ def load_exercise(text: str | bytes, *, source: str = "<string>",
         exercise = Exercise.model_validate(data)
     except ValidationError as error:
         raise ExerciseError(source, problems + problems_from(
-            error.errors(), lines, root=Exercise, tag=_TAG)) from None
+            without_kind_tags(error.errors()), lines, root=Exercise, tag=_TAG)) from None
     except (RecursionError, ValueError, TypeError) as error:  # defensive: pydantic internals
         raise ExerciseError(source, [Problem("", None, f"expected a valid document, got "
                                                        f"{type(error).__name__}")]) from None

@@ -180,6 +180,13 @@ class PacketSpec(_Model):
     proto: Literal["tcp", "udp"] = "tcp"
 
 
+class TakenPorts(_Model):
+    """Ports ``low..high`` already taken (a port answer may not use them)."""
+
+    low: PortOrParam
+    high: PortOrParam
+
+
 class SteeringQuestion(_Question):
     """Kind 1: predict ``ask`` (hash, bucket, core) of ``packet``, or of flow ``flow``'s
     request or response as it arrives at the NIC."""
@@ -210,7 +217,7 @@ class PortQuestion(_Question):
     kind: Literal["port"]
     flow: IntOrParam = 0
     target_core: IntOrParam | Literal["request-core"] = "request-core"
-    taken: list[PortRange] = Field(default_factory=list, max_length=64)
+    taken: list[TakenPorts] = Field(default_factory=list, max_length=64)
 
 
 class SettingsQuestion(_Question):
@@ -369,6 +376,18 @@ class Exercise(_Model):
         raise KeyError(question_id)
 
 
+def without_kind_tags(errors: list[dict]) -> list[dict]:
+    """Pydantic errors with the question kind it adds to a location removed
+    (``questions.0.port.taken`` is ``questions[0].taken`` in the file)."""
+    cleaned = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        if len(loc) > 2 and loc[0] == "questions" and loc[2] in KIND_NUMBERS:
+            loc = loc[:2] + loc[3:]
+        cleaned.append({**error, "loc": loc})
+    return cleaned
+
+
 def exercise_json_schema() -> dict:
     """The JSON Schema (draft 2020-12) of exercise files, for editors and the REST API."""
     schema = Exercise.model_json_schema()
@@ -378,6 +397,7 @@ def exercise_json_schema() -> dict:
 
 #: Every model of the schema (``problems_from`` strips their names from error locations).
 MODELS: tuple[type[BaseModel], ...] = (
-    IntRange, PortRange, ParameterSpec, Hint, Feedback, PacketSpec, SteeringQuestion,
+    IntRange, PortRange, ParameterSpec, Hint, Feedback, PacketSpec, TakenPorts,
+    SteeringQuestion,
     PortQuestion, SettingsQuestion, FragmentsQuestion, TableQuestion, NumberQuestion, Choice,
     ConceptNumber, ConceptQuestion, Exercise)
