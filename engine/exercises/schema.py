@@ -384,6 +384,12 @@ def without_kind_tags(errors: list[dict]) -> list[dict]:
         loc = tuple(error["loc"])
         if len(loc) > 2 and loc[0] == "questions" and loc[2] in KIND_NUMBERS:
             loc = loc[:2] + loc[3:]
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = error.get("ctx", {}).get("tag")
+            error = {"type": "value_error", "msg": f"expected one of "
+                     f"{', '.join(KIND_NUMBERS)}, got {tag!r}" if tag else
+                     f"expected a kind: {', '.join(KIND_NUMBERS)}"}
+            loc = loc + ("kind",)
         cleaned.append({**error, "loc": loc})
     return cleaned
 
