@@ -103,8 +103,8 @@ def test_a_scenario_problem_is_reported_at_the_exercise_line():
 
 
 def test_an_example_base_and_set_paths():
-    text = TINY.split("scenario:")[0] + 'example: nat-microsoft\nset: {system.cores: "{{cores}}"}\n' \
-        + "questions:" + TINY.split("questions:")[1]
+    base = 'example: nat-microsoft\nset: {system.cores: "{{cores}}"}\n'
+    text = TINY.split("scenario:")[0] + base + "questions:" + TINY.split("questions:")[1]
     exercise = load_exercise(text)
     assert build_variant(exercise, 3).scenario.system.cores in (2, 4)
     found = problems_of(text.replace("example: nat-microsoft", "example: nope"))
@@ -295,7 +295,7 @@ def test_cli_bad_input_exits_2_with_every_problem(tmp_path):
                                                                          "kind: nope"))
     result = cli("lint", str(broken))
     assert result.returncode == 2
-    assert "line 18: questions[0].attempts" in result.stderr and "line 22" in result.stderr
+    assert "line 18: questions[0].attempts" in result.stderr and "line 21" in result.stderr
     answers = tmp_path / "answers.yaml"
     answers.write_text("schema_version: 1\nanswers: {steer: 3}\n")
     bad = cli("grade", str(BASICS), "--seed", "1", "--answers", str(answers))
