@@ -27,7 +27,7 @@ import traceback
 from engine.errors import RssLabError
 
 #: Command modules in ``engine.commands``, in the order ``--help`` lists them.
-COMMANDS = ["hash", "bench", "schema", "examples", "demo", "verify", "compare"]
+COMMANDS = ["hash", "bench", "schema", "examples", "demo", "verify", "compare", "exercise"]
 
 
 #: Exit statuses, as the module docstring lists them.

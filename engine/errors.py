@@ -19,7 +19,9 @@ message's text.
     ├── FragmentError               fragment (``reason`` says which rule)
     ├── PcapError                   pcap
     ├── CompareError                compare
+    ├── GradingTimeout              grading_timeout (an exercise's grading ran too long)
     └── ScenarioError               scenario (``problems``: each with its line and path)
+        └── ExerciseError           exercise (an exercise file; the same ``problems``)
 """
 
 from __future__ import annotations
@@ -208,10 +210,13 @@ class ScenarioError(RssLabError):
 
     code = "scenario"
 
+    #: What the document should have been, for the message (``a valid scenario``).
+    what = "scenario"
+
     def __init__(self, source: str, problems: list[Problem]):
         self.problems = sorted(problems, key=lambda p: (p.line or 0, p.path))
         count = len(self.problems)
-        super().__init__(source, "a valid scenario", None,
+        super().__init__(source, f"a valid {self.what}", None,
                          detail=f"{count} problem{'s' if count != 1 else ''}")
         lines = "\n".join(f"  {problem}" for problem in self.problems)
         self.args = (f"{source}: {count} problem{'s' if count != 1 else ''}\n{lines}",)
@@ -224,6 +229,22 @@ class ScenarioError(RssLabError):
         data["message"] = str(self)
         data["problems"] = [p.as_dict() for p in self.problems]
         return data
+
+
+class ExerciseError(ScenarioError):
+    """An exercise file that cannot be loaded, or a variant of it the engine cannot build
+    or solve (``engine.exercises``): ``problems`` as for a scenario, each with its line and
+    key path in the exercise file."""
+
+    code = "exercise"
+    what = "exercise"
+
+
+class GradingTimeout(RssLabError):
+    """Grading an exercise's answers took longer than its limit (field ``timeout_s``).
+    The answers were not graded: a caller must not count the attempt."""
+
+    code = "grading_timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +267,8 @@ class Problem:
 
 __all__ = [
     "MAX_SHOWN", "CompareError", "ConfigError", "DocumentError", "FragmentError",
-    "HashKeyError", "OutputError", "PcapError", "PortExhausted", "PortStateError",
+    "ExerciseError", "GradingTimeout", "HashKeyError", "OutputError", "PcapError",
+    "PortExhausted", "PortStateError",
     "Problem", "RssLabError", "ScenarioError", "TableError", "TrafficError", "TupleError",
     "shown",
 ]

@@ -26,13 +26,17 @@ _TYPE_NAMES = {
 }
 
 
-#: A union-branch tag in a pydantic ``loc``: anything with brackets (``list[...]``), a
-#: scalar type, or the name of one of the schema's models.
-_BRANCH_TAG = re.compile(r"[\[\]]|^(int|str|float|bool|"
-                         + "|".join(model.__name__ for model in MODELS) + r")$")
+def branch_tag(models: tuple[type[BaseModel], ...]) -> re.Pattern:
+    """A union-branch tag in a pydantic ``loc``: anything with brackets (``list[...]``), a
+    scalar type, or the name of one of ``models`` (a schema's models)."""
+    return re.compile(r"[\[\]]|^(int|str|float|bool|"
+                      + "|".join(model.__name__ for model in models) + r")$")
 
 
-def _clean_loc(loc: tuple, kind: str) -> tuple:
+_BRANCH_TAG = branch_tag(MODELS)
+
+
+def _clean_loc(loc: tuple, kind: str, tag: re.Pattern = _BRANCH_TAG) -> tuple:
     """A pydantic ``loc`` without its union-branch tags (``list[...]``, ``int``, model
     names): only mapping keys and list indexes remain. A key the file gave is never taken
     for a tag, whatever its name: an unknown key (the last part of an ``extra_forbidden``
@@ -43,16 +47,22 @@ def _clean_loc(loc: tuple, kind: str) -> tuple:
         given = ((index == last and kind == "extra_forbidden")
                  or (index < last and loc[index + 1] == "[key]"))
         if isinstance(part, int) or given or not (
-                part == "[key]" or _BRANCH_TAG.search(str(part))):
+                part == "[key]" or tag.search(str(part))):
             parts.append(part)
     return tuple(parts)
 
 
-def problems_from(errors: list[dict], lines: dict[tuple, int]) -> list[Problem]:
+def problems_from(errors: list[dict], lines: dict[tuple, int], *,
+                  root: type[BaseModel] = Scenario,
+                  tag: re.Pattern = _BRANCH_TAG) -> list[Problem]:
     """Pydantic errors as Problems. Where a value may take several forms (a union), a
     branch whose *type* did not match is dropped when another branch got further, and
-    type mismatches of every branch merge into one ``expected X or Y``."""
-    cleaned = [(_clean_loc(e["loc"], e["type"]), e) for e in errors]
+    type mismatches of every branch merge into one ``expected X or Y``.
+
+    ``root`` is the model the document was validated against (an unknown key's message
+    lists the keys its section accepts) and ``tag`` matches its union-branch tags
+    (``branch_tag``); both default to the scenario schema's."""
+    cleaned = [(_clean_loc(e["loc"], e["type"], tag), e) for e in errors]
     deeper = {loc[:end] for loc, e in cleaned if e["type"] not in _TYPE_NAMES
               for end in range(len(loc) + 1)}
     merged: dict[tuple, list[dict]] = {}
@@ -63,7 +73,7 @@ def problems_from(errors: list[dict], lines: dict[tuple, int]) -> list[Problem]:
                 continue
             merged.setdefault(loc, []).append(error)
         else:
-            problems.append(_problem(loc, error, lines))
+            problems.append(_problem(loc, error, lines, root))
     for loc, group in merged.items():
         names = list(dict.fromkeys(_TYPE_NAMES[e["type"]] for e in group))
         message = "expected " + " or ".join(names) + _given(group[0].get("input"))
@@ -79,12 +89,13 @@ def _given(value: object) -> str:
     return f", got {shown(value)}"
 
 
-def _problem(loc: tuple, error: dict, lines: dict[tuple, int]) -> Problem:
+def _problem(loc: tuple, error: dict, lines: dict[tuple, int],
+             root: type[BaseModel] = Scenario) -> Problem:
     """One pydantic error as a Problem saying what was expected and what was given."""
     kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
     path, line = format_path(loc), line_of(loc, lines)
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], root)
         return Problem(path, line, "unknown key" + (
             f"; expected one of {', '.join(allowed)}" if allowed else ""))
     if kind == "missing":
@@ -117,9 +128,9 @@ def _problem(loc: tuple, error: dict, lines: dict[tuple, int]) -> Problem:
     return Problem(path, line, message + _given(given))
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
+def _allowed_keys(loc: tuple, root: type[BaseModel] = Scenario) -> list[str]:
     """The keys the model at ``loc`` accepts (empty when it cannot be worked out)."""
-    model: Any = Scenario
+    model: Any = root
     for part in loc:
         if isinstance(part, int):
             continue
