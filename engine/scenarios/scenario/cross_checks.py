@@ -477,6 +477,6 @@ _SOURCE_CHECKS: dict[str, Callable[[Any, tuple, _Context], list[Located]]] = {
 
 #: The whole-scenario checks, in the order of the file's sections.
 _SCENARIO_CHECKS: tuple[Callable[[_Context], list[Located]], ...] = (
-    _one_forwarding, _key_length, _table_size, _table_cores, _default_cores, _shared_ip_alone, _ip_pool_family,
-    _shared_ip_family, _ip_pool_size, _usip_tables, _port_range, _services,
-    _services_for_traffic, _traffic)
+    _one_forwarding, _key_length, _table_size, _table_cores, _default_cores,
+    _shared_ip_alone, _ip_pool_family, _shared_ip_family, _ip_pool_size, _usip_tables,
+    _port_range, _services, _services_for_traffic, _traffic)
