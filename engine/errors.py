@@ -247,6 +247,11 @@ class GradingTimeout(RssLabError):
     code = "grading_timeout"
 
 
+class UnreadableAnswer(ValueError):
+    """An exercise answer value of the wrong form; the message names the field. Grading
+    turns it into that question's feedback (no points), never into a failed run."""
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with a scenario: ``path`` like ``services[0].policy`` (``""`` for
@@ -270,5 +275,5 @@ __all__ = [
     "ExerciseError", "GradingTimeout", "HashKeyError", "OutputError", "PcapError",
     "PortExhausted", "PortStateError",
     "Problem", "RssLabError", "ScenarioError", "TableError", "TrafficError", "TupleError",
-    "shown",
+    "UnreadableAnswer", "shown",
 ]

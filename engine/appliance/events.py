@@ -256,7 +256,9 @@ class FragmentHeld(Event):
 
 @dataclass(frozen=True, slots=True)
 class HeaderFound(Event):
-    """The first fragment gave the L4 header: its 4-tuple hashes to ``dest_core``."""
+    """The first fragment gave the L4 header (its 4-tuple's ``hash`` and ``bucket``);
+    the datagram goes to ``dest_core``: the connection's owner when a packet engine
+    holds the connection (seed L64, L702), else the core its 4-tuple hashes to."""
 
     kind: ClassVar[str] = "header-found"
 

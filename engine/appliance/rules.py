@@ -243,19 +243,21 @@ class RoutesBatch:
 
 
 def session_facts(config: SystemConfig, *, service: int, policy: str, pcb_hit: bool,
-                  natpcb_hit: bool) -> SessionFacts:
+                  natpcb_hit: bool, owner: int | None = None) -> SessionFacts:
     """The ``SessionFacts`` of traffic that matched service number ``service`` (-1:
     none) under ``policy``, with the given PCB / NAT PCB hits (see
     ``System.session_facts`` for how the lab maps its sessions to them): the assemble
     flag and the service's type come from the service; RNAT is traffic that matched
-    no service yet is translated (the default ``nat``/``usip`` policy)."""
+    no service yet is translated (the default ``nat``/``usip`` policy); ``owner`` the
+    core holding the connection."""
     if service >= 0:
         spec = config.services[service]
         return SessionFacts(pcb_hit=pcb_hit, natpcb_hit=natpcb_hit,
                             assemble_flag=spec.assemble_flag,
-                            service_is_udp=Proto.parse(spec.proto) == Proto.UDP, rnat=False)
+                            service_is_udp=Proto.parse(spec.proto) == Proto.UDP, rnat=False,
+                            owner=owner)
     return SessionFacts(pcb_hit=pcb_hit, natpcb_hit=natpcb_hit, assemble_flag=False,
-                        service_is_udp=None, rnat=policy != "transparent")
+                        service_is_udp=None, rnat=policy != "transparent", owner=owner)
 
 
 # ------------------------------------------------------------------------------ responses

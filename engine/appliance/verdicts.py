@@ -43,17 +43,20 @@ VERDICT_CODE = {name: code for code, name in enumerate(VERDICTS)}
 
 
 def fragment_note(direction: str, *, fragments: int, mode: str, action: str | None,
-                  received_on: int, core: int) -> str:
+                  received_on: int, core: int, by_owner: bool = False) -> str:
     """How a fragmented ``direction`` (``request`` or ``response``) datagram of
     ``fragments`` fragments reached ``core``: hashed on its addresses only
     (``ms-2tuple``), or held on ``received_on`` (its 2-tuple core, or the default
-    fragment core) until the L4 header, then steered by its 4-tuple with ``action``."""
+    fragment core) until the L4 header, then sent with ``action`` to the connection's
+    owner (``by_owner``: a packet engine holds the connection, seed L64) or the core its
+    4-tuple hashes to."""
     if mode == "ms-2tuple":
         return (f"{direction} in {fragments} fragments hashed on the addresses only "
                 f"(ms-2tuple) -> core {core}")
     where = "default fragment core" if mode == "default-core" else "core"
+    chose = "the connection's owner" if by_owner else "4-tuple hash"
     return (f"{direction} in {fragments} fragments held on {where} {received_on} until the "
-            f"L4 header ({mode}), 4-tuple hash -> core {core}, {action}")
+            f"L4 header ({mode}), {chose} -> core {core}, {action}")
 
 
 def fragment_drop_note(direction: str, *, fragments: int, reason: str) -> str:

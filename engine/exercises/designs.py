@@ -23,9 +23,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from engine.errors import RssLabError, ScenarioError, shown
+from engine.errors import RssLabError, ScenarioError, UnreadableAnswer, shown
 from engine.exercises.limits import MAX_SETTING_COMBINATIONS
-from engine.exercises.marking import Marked, Unreadable, text, whole, whole_list
+from engine.exercises.marking import Marked, text, whole, whole_list
 from engine.exercises.observe import packet_view
 from engine.packet.model import FlowTuple
 from engine.runs.run import Report
@@ -92,7 +92,7 @@ def mark_port(variant, question, answer: dict) -> Marked:
     context = port_context(variant, question)
     port = whole(answer.get("port"), "port")
     if not 1 <= port <= 65535:
-        raise Unreadable(f"port: expected a port 1-65535, got {shown(port)}")
+        raise UnreadableAnswer(f"port: expected a port 1-65535, got {shown(port)}")
     if context["policy"] == "nat":
         local_ip = text(answer.get("local_ip"), "local_ip")
     else:  # usip keeps the client's IP: an IP in the answer changes nothing
@@ -100,7 +100,7 @@ def mark_port(variant, question, answer: dict) -> Marked:
     try:
         response = implied_response(context, local_ip, port)
     except RssLabError:
-        raise Unreadable(f"local_ip: expected an IPv4 or IPv6 address, got "
+        raise UnreadableAnswer(f"local_ip: expected an IPv4 or IPv6 address, got "
                          f"{shown(local_ip)}") from None
     view = packet_view(variant.observer.nic, response)
     problems = port_problems(variant, question, context, local_ip, port)
@@ -161,7 +161,7 @@ def mark_run(variant, question, changes: dict[str, Any], failed: list[int]) -> M
     try:
         scenario = observer.variant_scenario(changes)
     except ScenarioError as error:
-        raise Unreadable("; ".join(p.message if not p.path else f"{p.path}: {p.message}"
+        raise UnreadableAnswer("; ".join(p.message if not p.path else f"{p.path}: {p.message}"
                                    for p in error.problems[:3])) from None
     report = observer.report(scenario)
     if report.summary.flows == 0:
@@ -199,7 +199,7 @@ def read_settings(question, answer: dict) -> dict[str, Any]:
         if name in answer:
             value = answer[name]
             if value not in allowed:
-                raise Unreadable(f"{name}: expected one of "
+                raise UnreadableAnswer(f"{name}: expected one of "
                                  f"{', '.join(map(str, allowed))}, got {shown(value)}")
             settings[name] = value
     return settings
@@ -250,6 +250,6 @@ def mark_table(variant, question, answer: dict) -> Marked:
     cores = variant.scenario.system.cores
     bad = next((i for i, core in enumerate(table) if not 0 <= core < cores), None)
     if bad is not None:
-        raise Unreadable(f"table[{bad}]: expected a core 0-{cores - 1}, got {table[bad]}")
+        raise UnreadableAnswer(f"table[{bad}]: expected a core 0-{cores - 1}, got {table[bad]}")
     return mark_run(variant, question, {"system.nic.table": table},
                     list(question.failed_cores))

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.errors import ExerciseError, Problem, RssLabError
+from engine.errors import ExerciseError, Problem, RssLabError, UnreadableAnswer
 from engine.exercises import designs, predictions
 from engine.exercises.base import exercise_lines, exercise_source
 from engine.exercises.limits import (
@@ -42,7 +42,7 @@ from engine.exercises.limits import (
     MAX_HINTS,
     MAX_QUESTIONS,
 )
-from engine.exercises.marking import Marked, Unreadable
+from engine.exercises.marking import Marked
 from engine.exercises.schema import ENGINE_KINDS, KIND_NUMBERS, Exercise
 from engine.exercises.variant import Variant, answer_fields, build_variant
 from engine.scenarios.scenario.document import line_of, parse_document
@@ -260,7 +260,7 @@ def _grade_question(variant: Variant, question, answer: object, hints_used: int,
         return grade
     try:
         marked = KINDS[question.kind][1](variant, question, dict(answer))
-    except Unreadable as error:
+    except UnreadableAnswer as error:
         grade.outcome, grade.details = "invalid", [str(error)]
         return grade
     except LookupError as error:

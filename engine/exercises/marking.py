@@ -4,7 +4,7 @@ A question's marker returns a ``Marked``: the fraction of the points earned (0-1
 saying why, the packets the answer implies (``PacketView`` dicts, for the bit-by-bit
 view), and what the engine expected — shown to the student only when the grading
 reveals it (a right answer, or the last attempt), so a wrong prediction cannot be fixed
-by reading the feedback. An answer a marker cannot read raises ``Unreadable``, whose
+by reading the feedback. An answer a marker cannot read raises ``UnreadableAnswer``, whose
 message names the field::
 
     >>> whole(" 0x1f ", "hash")
@@ -12,7 +12,7 @@ message names the field::
     >>> whole(True, "core")
     Traceback (most recent call last):
     ...
-    engine.exercises.marking.Unreadable: core: expected a whole number, got True
+    engine.exercises.marking.UnreadableAnswer: core: expected a whole number, got True
 """
 
 from __future__ import annotations
@@ -20,11 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import shown
-
-
-class Unreadable(ValueError):
-    """An answer value of the wrong form; the message names the field."""
+from engine.errors import UnreadableAnswer, shown
 
 
 @dataclass
@@ -42,7 +38,7 @@ class Marked:
 def whole(value: object, name: str) -> int:
     """An answer's whole number: an int, or text in decimal or ``0x`` hex."""
     if isinstance(value, bool):
-        raise Unreadable(f"{name}: expected a whole number, got {shown(value)}")
+        raise UnreadableAnswer(f"{name}: expected a whole number, got {shown(value)}")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -53,13 +49,13 @@ def whole(value: object, name: str) -> int:
             return int(text, 16) if text.startswith("0x") else int(text)
         except ValueError:
             pass
-    raise Unreadable(f"{name}: expected a whole number, got {shown(value)}")
+    raise UnreadableAnswer(f"{name}: expected a whole number, got {shown(value)}")
 
 
 def number(value: object, name: str) -> float:
     """An answer's number (int, float, or decimal text)."""
     if isinstance(value, bool):
-        raise Unreadable(f"{name}: expected a number, got {shown(value)}")
+        raise UnreadableAnswer(f"{name}: expected a number, got {shown(value)}")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str) and len(value) <= 40:
@@ -67,22 +63,22 @@ def number(value: object, name: str) -> float:
             return float(value.strip().rstrip("%")) / (100 if value.strip().endswith("%") else 1)
         except ValueError:
             pass
-    raise Unreadable(f"{name}: expected a number, got {shown(value)}")
+    raise UnreadableAnswer(f"{name}: expected a number, got {shown(value)}")
 
 
 def text(value: object, name: str) -> str:
     """An answer's short text."""
     if not isinstance(value, str) or len(value) > 200:
-        raise Unreadable(f"{name}: expected text, got {shown(value)}")
+        raise UnreadableAnswer(f"{name}: expected text, got {shown(value)}")
     return value.strip()
 
 
 def whole_list(value: object, name: str, *, length: int | None = None) -> list[int]:
     """An answer's list of whole numbers (of ``length`` items when given)."""
     if not isinstance(value, list) or len(value) > 4096:
-        raise Unreadable(f"{name}: expected a list of whole numbers, got {shown(value)}")
+        raise UnreadableAnswer(f"{name}: expected a list of whole numbers, got {shown(value)}")
     if length is not None and len(value) != length:
-        raise Unreadable(f"{name}: expected {length} entries, got {len(value)}")
+        raise UnreadableAnswer(f"{name}: expected {length} entries, got {len(value)}")
     return [whole(item, f"{name}[{index}]") for index, item in enumerate(value)]
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.errors import UnreadableAnswer
 from engine.exercises.marking import (
     Marked,
-    Unreadable,
     number,
     share,
     text,
@@ -181,7 +181,7 @@ def _mark_choices(question, answer: dict) -> Marked:
     known = {choice.id: choice for choice in question.choices}
     unknown = sorted(chosen - set(known))
     if unknown:
-        raise Unreadable(f"choice: expected one of {', '.join(known)}, got {unknown[0]!r}")
+        raise UnreadableAnswer(f"choice: expected one of {', '.join(known)}, got {unknown[0]!r}")
     details = [f"{cid}: {known[cid].feedback}" if known[cid].feedback else cid
                for cid in sorted(chosen)]
     if not multiple:
@@ -196,6 +196,6 @@ def _chosen(given: object, multiple: bool) -> set[str]:
         return set()
     if multiple:
         if not isinstance(given, list) or len(given) > 64:
-            raise Unreadable("choices: expected a list of choice ids")
+            raise UnreadableAnswer("choices: expected a list of choice ids")
         return {text(item, "choices") for item in given}
     return {text(given, "choice")}

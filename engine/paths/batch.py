@@ -209,9 +209,11 @@ class FragmentPlans:
 
 def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_hashed,
                    four_core, counts, proto, policy, service, response: bool,
-                   rules: dict[str, int]) -> FragmentPlans:
+                   rules: dict[str, int], owner=None) -> FragmentPlans:
     """``FragmentPlans`` of rows whose datagram (``src`` → ``dst``, whose 4-tuple
-    steering is ``four_*``) arrives in ``counts`` fragments."""
+    steering is ``four_*``) arrives in ``counts`` fragments. ``owner`` (per row, or
+    ``None``): the core that established the connection, where the datagram goes
+    instead of its 4-tuple core (seed L64, as ``fragment_outcome``)."""
     mode = FragmentMode(config.fragment_mode)
     two_hash, two_hashed, two_core = nic.steer_two_tuple_batch(src, dst)
     limit, _ = config.fragment_limit()
@@ -227,13 +229,13 @@ def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_
         received_on = np.full(counts.size, config.default_fragment_core, np.int64)
     else:
         received_on = two_core
+    dest = np.asarray(four_core, np.int64) if owner is None else np.asarray(owner, np.int64)
     messages, copies = fragment_cost_batch(mode.value, counts,
                                            action == ACTION_NAMES.index(ASSEMBLE),
-                                           received_on, np.where(dropped, received_on,
-                                                                 four_core))
+                                           received_on, np.where(dropped, received_on, dest))
     action = np.where(dropped, -1, action).astype(np.int8)
     rule = np.where(dropped, -1, rule).astype(np.int16)
-    return FragmentPlans(received_on, four_core.astype(np.int64), four_hash, four_hashed,
+    return FragmentPlans(received_on, dest, four_hash, four_hashed,
                          action, rule, messages, copies, dropped)
 
 
@@ -388,7 +390,9 @@ class BatchResult:
             notes.append(fragment_note(
                 direction, fragments=count, mode=frag.mode,
                 action=frag.action_name(int(getattr(frag, direction + "_action")[row])),
-                received_on=int(getattr(frag, direction + "_received_on")[row]), core=core))
+                received_on=int(getattr(frag, direction + "_received_on")[row]), core=core,
+                # a response's connection is held by its request's core (seed L64)
+                by_owner=direction == "response"))
         response_whole = (frag.response_fragments[row] > 0
                           and not frag.response_dropped[row])
         by_addresses = bool(response_whole and frag.mode == FragmentMode.MS_2TUPLE.value)
@@ -642,7 +646,8 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                 config, nic, src=server_ip[rows], dst=local_ip[rows],
                 four_hash=response_hash[rows], four_hashed=response_hashed[rows],
                 four_core=response_core[rows], counts=counts[rows], proto=proto[rows],
-                policy=policy[rows], service=service[rows], response=True, rules=rules)
+                policy=policy[rows], service=service[rows], response=True, rules=rules,
+                owner=request_core[rows])
             frag.fill(rows, counts[rows], plans, response=True)
             response_core[rows] = np.where(plans.dropped, -1, plans.core)
             response_hash[rows] = plans.hash

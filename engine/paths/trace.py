@@ -304,9 +304,12 @@ class System:
         session = None if owner is None else self.engines[owner].lookup_response(flow)
         if session is not None:
             translated = session.allocation is not None
+            # the connection's owner: the core holding the fragments directs them there
+            # (seed L64, L702). A request's open PCB (a repeated tuple) names no owner
+            # yet: the batch path, whose flows are concurrent, has no such session.
             return session_facts(self.config, service=session.service,
                                  policy=session.policy, pcb_hit=not translated,
-                                 natpcb_hit=translated)
+                                 natpcb_hit=translated, owner=owner)
         pcb_hit = False
         for engine in self.engines:
             found = engine.pcb.get(flow)
@@ -398,7 +401,7 @@ class System:
                                          delivered.received_on, delivered.core)
         note = fragment_note(direction, fragments=delivered.fragments, mode=mode,
                              action=delivered.action, received_on=delivered.received_on,
-                             core=delivered.core)
+                             core=delivered.core, by_owner=delivered.by_owner)
         return _Landing(delivered.core, delivered.fragments, delivered.action, delivered.rule,
                         note, messages, copies)
 

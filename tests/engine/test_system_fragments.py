@@ -69,7 +69,7 @@ def test_nat_udp_response_of_3_fragments_returns_to_the_request_core():
         assert outcome.verdict == "symmetric"
         assert outcome.response_core == outcome.request_core
         assert "response in 3 fragments held on core" in outcome.reason
-        assert "(reassemble-header), 4-tuple hash -> core" in outcome.reason
+        assert "(reassemble-header), the connection's owner -> core" in outcome.reason
     assert trace.summary.fragmented == 8 and trace.summary.symmetric_rate == 1.0
     kinds = {e.kind for e in trace.events}
     assert {"fragment-steered", "fragment-held", "header-found", "action-decided",
@@ -101,6 +101,31 @@ def test_ms_2tuple_shows_where_the_response_lands_and_why():
     for outcome in trace.outcomes:
         if outcome.verdict == "symmetric":
             assert "by the hash of its addresses alone" in outcome.reason
+
+
+@pytest.mark.parametrize("mode", ["reassemble-header", "default-core"])
+def test_a_transparent_flows_fragments_go_to_their_owner_without_a_forward(mode):
+    """The core holding a response's fragments directs them to the core that established
+    the connection (seed L64, L702), not to where their 4-tuple hashes: a transparent
+    response whose 4-tuple hashes elsewhere is processed on its owner, never handed
+    back, and no fragment moves when they were held on the owner already."""
+    config = SystemConfig(cores=4, policy="transparent", fragment_mode=mode,
+                          servers=(Server(DNS, 53, response_bytes=300, mtu=68),))
+    flows = udp_flows(19)
+    trace, batch = both_paths(config, flows)
+    assert_agree(trace, batch)
+    nic = config.build_nic()
+    elsewhere = 0
+    for flow, outcome in zip(flows, trace.outcomes, strict=True):
+        response = flow.request_tuple().reversed()
+        four = nic.steer(Packet(0, response.src, response.dst, Proto.UDP, response.sport,
+                                response.dport)).core
+        elsewhere += four != outcome.request_core
+        assert outcome.verdict == "symmetric" and outcome.copies == 0
+        assert outcome.response_core == outcome.request_core
+        assert "the connection's owner -> core" in outcome.reason
+    assert elsewhere > 0  # some would have gone to another core, then been handed back
+    assert trace.summary.handed_off == 0 and trace.summary.handoff_copies == 0
 
 
 def test_ms_2tuple_transparent_hands_the_fragmented_response_over():

@@ -37,7 +37,9 @@ class SessionFacts:
     """What the packet engines' lookups found for a fragmented datagram's 4-tuple.
 
     ``service_is_udp`` is ``None`` when the traffic hits no configured service (or
-    packet engine), else whether that service's type is UDP.
+    packet engine), else whether that service's type is UDP. ``owner`` is the core whose
+    packet engine established the connection (``None``: none has): the patent's rule on
+    the core holding the fragments directs them there (seed L64, L702).
     """
 
     pcb_hit: bool = False
@@ -45,6 +47,7 @@ class SessionFacts:
     assemble_flag: bool = False
     service_is_udp: bool | None = None
     rnat: bool = False
+    owner: int | None = None
 
 
 def decide_action(*, proto: int, pcb_hit: bool, natpcb_hit: bool, assemble_flag: bool,

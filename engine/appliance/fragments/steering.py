@@ -111,6 +111,8 @@ class Delivery:
     rule: str | None
     reason: str
     data: bytes = b""
+    #: ``core`` is the connection's owner, found by the session lookup (seed L64)
+    by_owner: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +182,12 @@ class FragmentSteerer:
                        for _ in range(nic.cores)]
         self.stats = SteererStats()
 
-    def decide(self, flow: FlowTuple) -> ActionDecision:
-        facts = self.sessions(flow) if self.sessions is not None else SessionFacts()
+    def facts(self, flow: FlowTuple) -> SessionFacts:
+        """What the packet engines know of ``flow`` (none without a ``sessions`` lookup)."""
+        return self.sessions(flow) if self.sessions is not None else SessionFacts()
+
+    def decide(self, flow: FlowTuple, facts: SessionFacts | None = None) -> ActionDecision:
+        facts = self.facts(flow) if facts is None else facts
         return decide_action(proto=flow.proto, pcb_hit=facts.pcb_hit,
                              natpcb_hit=facts.natpcb_hit, assemble_flag=facts.assemble_flag,
                              service_is_udp=facts.service_is_udp, rnat=facts.rnat,
@@ -238,21 +244,31 @@ class FragmentSteerer:
         flow = FlowTuple(packet.src, packet.dst, sport, dport, packet.proto)
         steering = self.nic.steer(Packet(packet.id, packet.src, packet.dst, packet.proto,
                                          sport, dport))
+        entry = self.table_entry(key, flow, steering, run.now_us)
         run.emit(HeaderFound, packet=packet.id, core=received_on, tuple=flow,
-                 hash=steering.hash, bucket=steering.bucket, dest_core=steering.core)
-        decision = self.decide(flow)
-        run.emit(ActionDecided, core=received_on, action=decision.action,
-                 rule=decision.rule, tuple=flow)
-        entry = TableEntry(key, flow, decision.action, steering.core, decision.rule,
-                           run.now_us)
+                 hash=steering.hash, bucket=steering.bucket, dest_core=entry.core)
+        run.emit(ActionDecided, core=received_on, action=entry.action,
+                 rule=entry.rule, tuple=flow)
         self.tables[received_on].record(entry)
         run.steering[key] = steering
-        if steering.core != received_on:
-            self.tables[steering.core].record(entry)
+        if entry.core != received_on:
+            self.tables[entry.core].record(entry)
             self.stats.action_messages += 1
-            run.emit(ActionSentToCore, from_core=received_on, to_core=steering.core,
-                     action=decision.action, tuple=flow)
+            run.emit(ActionSentToCore, from_core=received_on, to_core=entry.core,
+                     action=entry.action, tuple=flow)
         return entry
+
+    def table_entry(self, key: DatagramKey, flow: FlowTuple, steering: Steering,
+               now_us: int) -> TableEntry:
+        """The action for ``flow``'s datagram and its destination: the core that
+        established the connection when one did (the patent's rule on the core holding
+        the fragments, seed L64, L702), else the core its 4-tuple hashes to."""
+        facts = self.facts(flow)
+        decision = self.decide(flow, facts)
+        by_owner = facts.owner is not None
+        return TableEntry(key, flow, decision.action,
+                          facts.owner if by_owner else steering.core, decision.rule,
+                          now_us, by_owner)
 
     def _bridge(self, run: _Run, packet: Packet, received_on: int, entry: TableEntry) -> str:
         self.stats.fragment_copies += 1
@@ -317,13 +333,13 @@ class _Run:
                       if two_tuple.hash is not None else f"ms-2tuple: {two_tuple.reason}")
         else:
             if entry is None:  # table row evicted or expired: steer the whole packet now
-                decision = steerer.decide(whole.tuple)
-                entry = TableEntry(datagram.key, whole.tuple, decision.action,
-                                   flow_steering.core, decision.rule, self.now_us)
+                entry = steerer.table_entry(datagram.key, whole.tuple, flow_steering,
+                                       self.now_us)
             dest, steering, action, rule = entry.core, flow_steering, entry.action, entry.rule
             where = ("default fragment core" if steerer.mode is FragmentMode.DEFAULT_CORE
                      else "2-tuple core")
-            reason = (f"{steerer.mode.value}: 4-tuple hash -> core {dest}; {action} "
+            chose = "the connection's owner" if entry.by_owner else "4-tuple hash"
+            reason = (f"{steerer.mode.value}: {chose} -> core {dest}; {action} "
                       f"(received on {where} {received_on})")
             if dest != core:
                 steerer.stats.packet_transfers += 1
@@ -331,7 +347,8 @@ class _Run:
         steerer.stats.delivered += 1
         self.deliveries.append(Delivery(
             whole, dest, received_on, datagram.fragments, steering.hash, steering.bucket,
-            flow_steering.core, action, rule, reason, datagram.data))
+            flow_steering.core, action, rule, reason, datagram.data,
+            entry is not None and entry.by_owner))
         return "reassembled"
 
 
@@ -363,12 +380,14 @@ class FragmentPlan:
 
 
 def fragment_outcome(nic: Nic, flow: FlowTuple, mode: FragmentMode | str, *, fragments: int,
-                     action: str = BRIDGE, default_fragment_core: int = 0) -> FragmentPlan:
+                     action: str = BRIDGE, default_fragment_core: int = 0,
+                     owner: int | None = None) -> FragmentPlan:
     """Which core a datagram of ``fragments`` fragments on ``flow`` ends on under
     ``mode``, and its core-to-core cost: what ``FragmentSteerer`` does to it (whatever
     the arrival order), computed directly so the batch path agrees with the trace path.
-    ``action`` is the decided fragmentation action. Raises ConfigError for an unknown
-    mode or action, or fewer than 2 fragments.
+    ``action`` is the decided fragmentation action; ``owner`` the core that established
+    the connection, where the datagram goes instead of its 4-tuple core (seed L64).
+    Raises ConfigError for an unknown mode or action, or fewer than 2 fragments.
     """
     mode = FragmentMode.parse(mode)
     if action not in (ASSEMBLE, BRIDGE):
@@ -382,9 +401,11 @@ def fragment_outcome(nic: Nic, flow: FlowTuple, mode: FragmentMode | str, *, fra
                             two.bucket, None, 0, 0, 0,
                             f"ms-2tuple: hashed on the addresses only -> core {two.core}")
     received_on = (default_fragment_core if mode is FragmentMode.DEFAULT_CORE else two.core)
-    moved = four.core != received_on
-    return FragmentPlan(mode, received_on, four.core, four.core, two.core, four.hash,
+    dest = four.core if owner is None else owner
+    moved = dest != received_on
+    chose = "4-tuple hash" if owner is None else "the connection's owner"
+    return FragmentPlan(mode, received_on, dest, four.core, two.core, four.hash,
                         four.bucket, action, int(moved),
                         int(moved and action == ASSEMBLE),
                         fragments if moved and action == BRIDGE else 0,
-                        f"{mode.value}: 4-tuple hash -> core {four.core}; {action}")
+                        f"{mode.value}: {chose} -> core {dest}; {action}")

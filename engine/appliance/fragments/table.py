@@ -29,6 +29,8 @@ class TableEntry:
     core: int
     rule: str
     t_us: int
+    #: ``core`` is the connection's owner (seed L64), not where the 4-tuple hashes
+    by_owner: bool = False
 
 
 class FragmentationTable:
