@@ -187,10 +187,12 @@ def _load(body: str, *, source: str, base_dir):
         return engine_bridge.load(body, base_dir=base_dir)
     except ScenarioError as error:
         if source == "builder":
-            raise LabInputError([{"field": builder_field_of(p.path), "line": None,
-                                  "message": p.message} for p in error.problems]) from None
-        raise LabInputError([{"field": p.path or "scenario", "line": p.line,
-                              "message": p.message} for p in error.problems]) from None
+            raise LabInputError([{"code": "scenario", "field": builder_field_of(p.path),
+                                  "line": None, "message": p.message}
+                                 for p in error.problems]) from None
+        raise LabInputError([{"code": "scenario", "field": p.path or "scenario",
+                              "line": p.line, "message": p.message}
+                             for p in error.problems]) from None
 
 
 def pcap_validate(upload) -> RunCaptureInput:
