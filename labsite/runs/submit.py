@@ -148,7 +148,7 @@ def scenario_prepare(*, data: dict, upload=None, mode: str,
         raise LabInputError.one("source", f"expected one of {', '.join(SOURCES)}, "
                                           f"got {shown(source)}")
     capture = pcap_validate(upload) if upload is not None else None
-    stored = None
+    # (``stored`` is the caller's for source ``stored``, else found below.)
     if source == "builder":
         body = scenario_yaml_from_builder(json_field(data, "builder"))
     elif source == "yaml":
