@@ -459,6 +459,7 @@ class SwaggerView(_DocsPolicy, SpectacularSwaggerSplitView):
     page has no inline script."""
 
     template_name = "api/swagger_ui.html"
+    authentication_classes: list = []
     permission_classes = [AllowAnyone]
 
 
@@ -466,4 +467,5 @@ class RedocView(_DocsPolicy, SpectacularRedocView):
     """Redoc without the web fonts the stock template fetches from Google."""
 
     template_name = "api/redoc.html"
+    authentication_classes: list = []
     permission_classes = [AllowAnyone]
