@@ -2,7 +2,7 @@
 a logged-in user makes and revokes personal tokens). ``/healthz`` is mounted at the site's
 root (``labsite.urls``)."""
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from labsite.api import pages, views
@@ -31,6 +31,8 @@ urlpatterns = [
     path("v1/batches/<int:batch_id>", views.BatchDetailView.as_view(), name="batch"),
     path("v1/batches/<int:batch_id>/junit", views.BatchJUnitView.as_view(),
          name="batch-junit"),
+    # Anything else under v1/ (a negative id, a typo): the API's JSON 404, not a page.
+    re_path(r"^v1/", views.not_found, name="not-found"),
     path("tokens/", pages.tokens_page, name="tokens"),
     path("tokens/<int:token_id>/revoke/", pages.token_revoke_page, name="token-revoke"),
 ]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import json
 
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
@@ -26,7 +27,7 @@ from labsite.api import serializers as s
 from labsite.api import services
 from labsite.api.parsers import body_limit_check
 from labsite.api.permissions import AllowAnyone
-from labsite.lab.errors import LabInputError
+from labsite.lab.errors import LabInputError, error_body, error_entry
 from labsite.runs.services import lab_run_pcap, run_cancel, run_delete
 
 ERROR = s.ErrorsSerializer
@@ -434,6 +435,13 @@ class HealthView(ApiView):
         healthy = all(value == "ok" for value in checks.values())
         return Response({"status": "ok" if healthy else "unavailable", **checks},
                         status=200 if healthy else 503)
+
+
+@csrf_exempt  # it changes nothing; a DELETE to a bad id is a JSON 404, not a CSRF page
+def not_found(request, *args, **kwargs):
+    """A path under /api/v1/ that names no endpoint (``ids`` are positive integers)."""
+    return JsonResponse(error_body([error_entry("url", f"no API endpoint at {request.path}",
+                                                code="not_found")], 404), status=404)
 
 
 # ---------------------------------------------------------------------- the API's docs

@@ -146,7 +146,9 @@ def test_every_route_and_method_has_a_row():
                if getattr(p, "namespace", None) == "api")
     routes = set()
     for pattern in api.url_patterns:
-        if not str(pattern.pattern).startswith("v1/"):
+        if not str(pattern.pattern).lstrip("^").startswith("v1/"):
+            continue
+        if pattern.name == "not-found":  # the JSON 404 for every path that is no endpoint
             continue
         view = pattern.callback.view_class
         for method in ("get", "post", "put", "patch", "delete"):
