@@ -37,7 +37,9 @@ from labsite.runs.models import Batch, Run
 from labsite.runs.quota import run_admit, submit_rate_take
 from labsite.runs.services import SEED_MAX, RunCaptureInput, run_enqueue, run_start
 
-SOURCES = ("builder", "yaml", "example", "stored")
+SOURCES = ("builder", "yaml", "example")
+#: The REST API's own source: a stored scenario it has checked the user may run.
+STORED_SOURCE = "stored"
 RUN_MODES = ("trace", "batch")
 
 
@@ -144,7 +146,7 @@ def scenario_prepare(*, data: dict, upload=None, mode: str,
     scenario built or typed in the lab replays only a capture uploaded with it.
     """
     source = data.get("source")
-    if source not in SOURCES:
+    if source not in SOURCES and not (source == STORED_SOURCE and stored is not None):
         raise LabInputError.one("source", f"expected one of {', '.join(SOURCES)}, "
                                           f"got {shown(source)}")
     capture = pcap_validate(upload) if upload is not None else None
@@ -159,9 +161,7 @@ def scenario_prepare(*, data: dict, upload=None, mode: str,
             raise LabInputError.one("scenario", f"expected at most "
                                                 f"{settings.LAB_SCENARIO_MAX_BYTES:,} bytes, "
                                                 f"got {len(body.encode()):,}")
-    elif source == "stored":
-        if stored is None:
-            raise LabInputError.one("scenario_id", "expected a stored scenario")
+    elif source == STORED_SOURCE:
         body = stored.body
     else:
         stored = example_scenario_get(data.get("example"))
