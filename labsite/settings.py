@@ -53,6 +53,14 @@ Variables (all optional):
   counted in Redis so every daphne process shares one count. ``RUN_STORAGE_BUDGET_STUDENT_MB``
   / ``RUN_STORAGE_BUDGET_INSTRUCTOR_MB`` — what a user's runs may keep in the database
   (default 200 / 2000 MB of 10^6 bytes; 0: no limit); past it new runs are refused (413).
+- The REST API (``labsite.api``; the README's "API"): ``API_BODY_MAX_BYTES`` — the largest
+  request body an API endpoint reads (default 16 MiB: ``/api/v1/hash``'s 100,000 tuples);
+  ``API_HASH_MAX_TUPLES`` (100,000), ``API_BATCH_MAX_ITEMS`` (256),
+  ``API_REQUEST_MAX_FLOWS`` — the flows of all the runs one request starts (default
+  20,000,000); ``API_IDEMPOTENCY_SECONDS`` — how long a response is kept for its
+  ``Idempotency-Key`` (default 24 h); ``API_PAGE_SIZE`` / ``API_PAGE_MAX`` (50 / 1,000);
+  ``API_REPORT_HTML_MAX_FLOWS`` — the largest run whose HTML report is drawn on request
+  (default 200,000: the report is made by running the scenario again).
 - ``RUN_EVENTS_RETENTION_DAYS`` — the beat process deletes the events of runs finished longer
   ago than this (default 30; 0 keeps them for ever), every ``RUN_PRUNE_SECONDS`` (default
   3600); the run's row, verdict and report stay.
@@ -142,8 +150,13 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    # Swagger UI and Redoc from the installed package, never a CDN (the lab works offline).
+    "drf_spectacular_sidecar",
     "labsite.lab",
     "labsite.runs",
+    "labsite.api",
 ]
 
 MIDDLEWARE = [
@@ -348,6 +361,48 @@ LAB_SCENARIO_MAX_BYTES = 256 * 1024
 # Requests carrying a capture must fit Django's in-memory limits.
 DATA_UPLOAD_MAX_MEMORY_SIZE = LAB_PCAP_MAX_BYTES + LAB_SCENARIO_MAX_BYTES + 64 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = LAB_PCAP_MAX_BYTES + 64 * 1024
+
+# --- The REST API (labsite.api; README "API") ------------------------------------------------
+API_BODY_MAX_BYTES = int(os.environ.get("API_BODY_MAX_BYTES", str(16 * 1024 * 1024)))
+API_HASH_MAX_TUPLES = int(os.environ.get("API_HASH_MAX_TUPLES", "100000"))
+API_BATCH_MAX_ITEMS = int(os.environ.get("API_BATCH_MAX_ITEMS", "256"))
+API_REQUEST_MAX_FLOWS = int(os.environ.get("API_REQUEST_MAX_FLOWS", "20000000"))
+API_IDEMPOTENCY_SECONDS = int(os.environ.get("API_IDEMPOTENCY_SECONDS", str(24 * 3600)))
+API_PAGE_SIZE = int(os.environ.get("API_PAGE_SIZE", "50"))
+API_PAGE_MAX = int(os.environ.get("API_PAGE_MAX", "1000"))
+API_REPORT_HTML_MAX_FLOWS = int(os.environ.get("API_REPORT_HTML_MAX_FLOWS", "200000"))
+# A token's last-used time is written at most this often (not on every request).
+API_TOKEN_TOUCH_SECONDS = 60
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "labsite.api.authentication.BearerTokenAuthentication",
+        # The lab's own log-in; DRF checks its CSRF token on writes, as the lab's pages do.
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["labsite.api.permissions.TokenScopePermission"],
+    "DEFAULT_PARSER_CLASSES": ["labsite.api.parsers.BoundedJSONParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "labsite.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "labsite.api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_VERSIONING_CLASS": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RSS Lab API",
+    "DESCRIPTION": "Verify RSS steering configurations in batches: hash tuples, store and "
+                   "validate scenarios, run them, read verdicts and JUnit XML. Authenticate "
+                   "with `Authorization: Bearer <token>` (make one at /api/tokens/).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,6 @@
 """Top-level URLs: the lab page, its run API and the runs list (``labsite.runs``), the
-lab's scenario tools (``labsite.lab``), accounts (the throttled log-in of
+lab's scenario tools (``labsite.lab``), the REST API (``labsite.api``, with ``/healthz``),
+accounts (the throttled log-in of
 ``labsite.lab.views``, log-out, changing one's own password) and the admin.
 
 Python code and templates reverse these by name; the page's JavaScript reads them from the
@@ -11,6 +12,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from labsite.api.views import HealthView
 from labsite.lab.views import LoginView
 
 urlpatterns = [
@@ -28,4 +30,7 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(
         template_name="registration/password_changed.html"), name="password_change_done"),
     path("admin/", admin.site.urls),
+    # The REST API (/api/v1/…, its schema and docs) and the API token page.
+    path("api/", include("labsite.api.urls")),
+    path("healthz", HealthView.as_view(), name="healthz"),
 ]

@@ -17,14 +17,24 @@ from django.http import Http404, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.csrf import csrf_failure as html_csrf_failure
 
-from labsite.lab.errors import LabInputError, LabLimitError, LabNotFound, LabUnavailableError
+from labsite.lab.errors import (
+    LabInputError,
+    LabLimitError,
+    LabNotFound,
+    LabUnavailableError,
+    error_body,
+    error_entry,
+)
 from labsite.lab.inputs import json_parse
 
 
-def json_error(status: int, field: str, message: str, /, **extra) -> JsonResponse:
-    """One error in the API's shape, with ``extra`` top-level members."""
-    return JsonResponse({"errors": [{"field": field, "line": None, "message": message}],
-                         **extra}, status=status)
+def json_error(status: int, field: str, message: str, /, *, code: str | None = None,
+               **extra) -> JsonResponse:
+    """One error in the API's shape (``labsite.lab.errors.error_body``), with ``extra``
+    top-level members; ``code`` defaults to the status's."""
+    entry = error_entry(field, message, code=code) if code else {"field": field,
+                                                                "message": message}
+    return JsonResponse(error_body([entry], status, **extra), status=status)
 
 
 def api_view(*methods: str):
@@ -33,7 +43,7 @@ def api_view(*methods: str):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
             if not request.user.is_authenticated:
-                return json_error(403, "login", "log in to use the lab")
+                return json_error(403, "login", "log in to use the lab", code="not_authenticated")
             if request.method not in methods:
                 response = json_error(405, "method", f"expected {' or '.join(methods)}, got "
                                                      f"{request.method}")
@@ -42,20 +52,22 @@ def api_view(*methods: str):
             try:
                 return view(request, *args, **kwargs)
             except LabInputError as error:
-                return JsonResponse({"errors": error.errors}, status=400)
+                return JsonResponse(error_body(error.errors), status=400)
             except RequestDataTooBig:
                 return json_error(400, "body", f"expected at most "
                                                f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} "
                                                f"bytes of fields (a capture goes in the file "
-                                               f"field pcap)")
+                                               f"field pcap)", code="too_large")
             except LabNotFound as missing:
                 return json_error(404, missing.field, str(missing))
             except Http404 as missing:
                 return json_error(404, "url", str(missing))
             except LabUnavailableError as down:
-                return json_error(503, down.field, str(down), **down.details())
+                return json_error(503, down.field, str(down), code="unavailable",
+                                  **down.details())
             except LabLimitError as limit:
-                response = json_error(limit.status, limit.field, str(limit), **limit.details)
+                response = json_error(limit.status, limit.field, str(limit), code=limit.field,
+                                      **limit.details)
                 if limit.retry_after is not None:
                     response["Retry-After"] = str(limit.retry_after)
                 return response
@@ -73,7 +85,8 @@ def csrf_failure(request, reason: str = ""):
     if not name.startswith("api-"):
         return html_csrf_failure(request, reason)
     return json_error(403, "csrf", f"expected the CSRF token of a page of this lab (the "
-                                   f"csrftoken cookie and an X-CSRFToken header): {reason}")
+                                   f"csrftoken cookie and an X-CSRFToken header): {reason}",
+                      code="csrf_failed")
 
 
 def submitted_data(request) -> tuple[dict, object]:

@@ -37,7 +37,7 @@ def json_parse(text: str | bytes, field: str) -> Any:
     try:
         return load_json(text, field=field)
     except DocumentError as error:
-        raise LabInputError.one(field, error.problem, line=error.line) from None
+        raise LabInputError.one(field, error.problem, line=error.line, code=error.code) from None
 
 
 def json_field(data: dict, name: str) -> Any:

@@ -250,6 +250,28 @@ def export_job_pcap(job: EngineJob, *, limit: int) -> ExportedPcap:
                         flows_total=total)
 
 
+def report_html(job: EngineJob) -> str:
+    """The engine's HTML report (``engine.runs.report``) of a trace or batch ``job``, made
+    by running it again: the engine is deterministic, so the scenario, seed and capture
+    give the stored run's figures (a run stores its JSON report, not the engine's Report
+    object the page is drawn from). Raises RunInputError over the mode's limits and the
+    engine's RssLabError for input it cannot run."""
+    from engine.runs.report import render_report_html
+    from engine.runs.run import verify_scenario
+
+    scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
+    flows = flow_count(scenario, pcap=job.pcap, mode=job.mode)
+    check_limits(mode=job.mode, flows=flows)
+    with tempfile.TemporaryDirectory(prefix="rsslab-html-") as scratch:
+        pcap_path = None
+        if job.pcap is not None:
+            pcap_path = Path(scratch) / "upload.pcap"
+            pcap_path.write_bytes(job.pcap)
+        report = verify_scenario(scenario, pcap=pcap_path, mode=job.mode,
+                                 rows=flows <= settings.RUN_ROWS_MAX_FLOWS, source=job.source)
+    return render_report_html(report)
+
+
 def _compare(scenario, vary, pcap_path: Path | None, on_progress: Callable[[float], None]
              ) -> EngineOutcome:
     from engine.runs.compare import compare_scenario

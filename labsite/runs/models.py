@@ -9,6 +9,10 @@ Fair use (``labsite.runs.quota``): ``Run.stored_bytes`` is what a run keeps in t
 database (its scenario text, capture, events and report, as stored), so a user's storage is
 one sum over their runs; the retention job (``services.runs_prune_events``) deletes old
 runs' events and keeps the run's row, stamping ``events_pruned_at``.
+
+A :class:`Batch` groups runs submitted together (the REST API's ``POST /api/v1/batches``):
+each item is an ordinary run with ``batch`` set, and the whole batch counts as one run
+against the active cap (``quota.active_run_count``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,25 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+
+
+class Batch(models.Model):
+    """Runs submitted in one request: many scenarios, or one scenario under a list of
+    variations. Its status and verdict are its runs' (``labsite.api.services``)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="run_batches")
+    title = models.CharField(max_length=200, blank=True)
+    parameters = models.JSONField(
+        default=dict, blank=True,
+        help_text="How it was submitted: kind, vary, flows.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} {self.title}".strip()
 
 
 class Run(models.Model):
@@ -75,6 +98,9 @@ class Run(models.Model):
         null=True, blank=True, help_text="When the retention job deleted this run's events "
                                          "(RUN_EVENTS_RETENTION_DAYS); the row stays.")
 
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="runs",
+        help_text="The batch this run is an item of (API batches), else empty.")
     celery_task_id = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -70,8 +70,11 @@ def user_limits(user) -> UserLimits:
 
 
 def active_run_count(user) -> int:
-    """Runs of ``user`` that are queued or running (a comparison counts once)."""
-    return Run.objects.filter(ran_by=user, status__in=Run.ACTIVE).count()
+    """Runs of ``user`` that are queued or running (a comparison counts once, and so does
+    a batch, however many of its items are active)."""
+    active = Run.objects.filter(ran_by=user, status__in=Run.ACTIVE)
+    return (active.filter(batch__isnull=True).count()
+            + active.filter(batch__isnull=False).values("batch").distinct().count())
 
 
 def storage_used(user) -> int:

@@ -67,11 +67,15 @@ SEED_MAX = 2**63 - 1  # as the engine's scenario seed
 
 def run_start(*, user, body: str, mode: str = Run.Mode.TRACE, seed: int = 0,
               scenario: Scenario | None = None, title: str = "",
-              parameters: dict | None = None, capture: RunCaptureInput | None = None) -> Run:
+              parameters: dict | None = None, capture: RunCaptureInput | None = None,
+              batch=None, admitted: bool = False, queue: bool = True) -> Run:
     """Store a queued run of ``body`` and queue its task once the transaction commits.
 
     ``scenario`` is the stored scenario the text came from (None for text built or typed
-    in the lab); ``capture`` an uploaded pcap the caller has already validated.
+    in the lab); ``capture`` an uploaded pcap the caller has already validated. A batch's
+    items (``batch``) are admitted once for the whole batch (``admitted``: the caller called
+    ``quota.run_admit``) and queued by the caller (``queue`` False: :func:`run_enqueue`
+    after the batch commits, so one unreachable broker fails every item, not the first).
     Raises RunInputError for a bad mode or seed, RunActiveLimitError /
     RunStorageLimitError when ``user`` is at a fair-use limit (``quota.run_admit``: the run
     is then not stored, let alone queued), and RunQueueError when the broker cannot be
@@ -82,8 +86,10 @@ def run_start(*, user, body: str, mode: str = Run.Mode.TRACE, seed: int = 0,
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise RunInputError(f"seed: expected an integer 0–{SEED_MAX}, got {seed!r}")
     with transaction.atomic():
-        quota.run_admit(user)
+        if not admitted:
+            quota.run_admit(user)
         run = Run.objects.create(
+            batch=batch,
             scenario=scenario, title=title or (scenario.name if scenario else ""),
             scenario_body=body, ran_by=user, mode=mode, seed=seed,
             parameters=parameters or {}, celery_task_id=str(uuid.uuid4()),
@@ -95,7 +101,8 @@ def run_start(*, user, body: str, mode: str = Run.Mode.TRACE, seed: int = 0,
         # Sent once the row is committed (a worker must find it). When this block is the
         # outermost transaction the hook runs as it exits, so RunQueueError reaches the
         # caller; the run is already marked failed by then.
-        transaction.on_commit(functools.partial(_enqueue_or_raise, run))
+        if queue:
+            transaction.on_commit(functools.partial(_enqueue_or_raise, run))
     return run
 
 

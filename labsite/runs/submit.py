@@ -11,6 +11,11 @@ examples (``example``, read only: ``labsite.lab.selectors.example_scenario_get``
 Fair use (``labsite.runs.quota``): each submit first counts against the user's request
 rate (429 past it, before any scenario is parsed); storing the run then checks the active
 cap (429) and the storage budget (413) in ``services.run_start``.
+
+The REST API (``labsite.api``) submits through the same functions: a stored scenario of
+the user's own is ``stored`` (its text, and for an example its directory), and
+:func:`batch_submit` queues many runs as one :class:`~labsite.runs.models.Batch`, which
+counts as one request and one active run.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from labsite.lab.builder import builder_field_of, scenario_yaml_from_builder, shown
 from labsite.lab.errors import LabInputError, lab_field
@@ -27,11 +33,13 @@ from labsite.lab.models import Scenario
 from labsite.lab.selectors import example_scenario_get
 from labsite.runs import engine_bridge
 from labsite.runs.errors import RunInputError
-from labsite.runs.models import Run
-from labsite.runs.quota import submit_rate_take
-from labsite.runs.services import SEED_MAX, RunCaptureInput, run_start
+from labsite.runs.models import Batch, Run
+from labsite.runs.quota import run_admit, submit_rate_take
+from labsite.runs.services import SEED_MAX, RunCaptureInput, run_enqueue, run_start
 
 SOURCES = ("builder", "yaml", "example")
+#: The REST API's own source: a stored scenario it has checked the user may run.
+STORED_SOURCE = "stored"
 RUN_MODES = ("trace", "batch")
 
 
@@ -56,13 +64,15 @@ class Submitted:
     flows: int
 
 
-def lab_run_submit(*, user, data: dict, upload=None) -> Submitted:
+def lab_run_submit(*, user, data: dict, upload=None, stored: Scenario | None = None
+                   ) -> Submitted:
     """Queue a trace or batch run from the lab page's fields (see the module docstring).
 
     ``data``: ``source``, ``builder`` | ``scenario`` | ``example``, ``mode``, ``seed``
     (optional) and ``delay_ms`` (optional, trace only); ``upload`` an uploaded pcap file
-    (a Django ``UploadedFile``) or None. Raises LabInputError, and the fair-use errors
-    (RunRateLimitError, RunActiveLimitError, RunStorageLimitError).
+    (a Django ``UploadedFile``) or None; ``stored`` the scenario run when ``source`` is
+    ``stored`` (the caller has checked the user may run it). Raises LabInputError, and the
+    fair-use errors (RunRateLimitError, RunActiveLimitError, RunStorageLimitError).
     """
     submit_rate_take(user)
     check_texts(data)
@@ -74,7 +84,7 @@ def lab_run_submit(*, user, data: dict, upload=None) -> Submitted:
     delay_ms = optional_int(data, "delay_ms", 0, settings.RUN_DELAY_MAX_MS) or 0
     if delay_ms and mode != "trace":
         raise LabInputError.one("delay_ms", "slow motion is for trace runs only")
-    prepared = scenario_prepare(data=data, upload=upload, mode=mode)
+    prepared = scenario_prepare(data=data, upload=upload, mode=mode, stored=stored)
     _check_limits(prepared, mode=mode, delay_ms=delay_ms)
     parameters = {"source": prepared.source}
     if delay_ms:
@@ -126,7 +136,8 @@ def _check_limits(prepared: PreparedScenario, *, mode: str, cells: int = 1,
         raise LabInputError.one(field, message) from None
 
 
-def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
+def scenario_prepare(*, data: dict, upload=None, mode: str,
+                     stored: Scenario | None = None) -> PreparedScenario:
     """Check the scenario a submit names and its capture for a run in ``mode``, with the
     engine's own checks (what the worker would refuse is refused here); raise
     LabInputError if bad.
@@ -135,11 +146,11 @@ def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
     scenario built or typed in the lab replays only a capture uploaded with it.
     """
     source = data.get("source")
-    if source not in SOURCES:
+    if source not in SOURCES and not (source == STORED_SOURCE and stored is not None):
         raise LabInputError.one("source", f"expected one of {', '.join(SOURCES)}, "
                                           f"got {shown(source)}")
     capture = pcap_validate(upload) if upload is not None else None
-    stored = None
+    # (``stored`` is the caller's for source ``stored``, else found below.)
     if source == "builder":
         body = scenario_yaml_from_builder(json_field(data, "builder"))
     elif source == "yaml":
@@ -150,13 +161,16 @@ def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
             raise LabInputError.one("scenario", f"expected at most "
                                                 f"{settings.LAB_SCENARIO_MAX_BYTES:,} bytes, "
                                                 f"got {len(body.encode()):,}")
+    elif source == STORED_SOURCE:
+        body = stored.body
     else:
         stored = example_scenario_get(data.get("example"))
         body = stored.body
-    base_dir = engine_bridge.examples_dir() if stored is not None else None
+    # Only the engine's examples read files next to them (pcap-replay's capture).
+    base_dir = engine_bridge.examples_dir() if stored is not None and stored.example else None
     scenario = _load(body, source=source, base_dir=base_dir)
     pcap_sources = [s for s in scenario.sources if s.pcap is not None]
-    if stored is None:
+    if base_dir is None:
         for index, s in enumerate(pcap_sources):
             if s.pcap.path is not None:
                 raise LabInputError.one(
@@ -180,6 +194,64 @@ def scenario_prepare(*, data: dict, upload=None, mode: str) -> PreparedScenario:
                             capture=capture, source=source)
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    """One run of a batch: ``data`` as for :func:`lab_run_submit` (``source``, the
+    scenario, ``mode``, ``seed``), ``stored`` for source ``stored``, ``title`` its name in
+    the batch's results (default: the scenario's)."""
+
+    data: dict
+    stored: Scenario | None = None
+    title: str = ""
+
+
+def batch_submit(*, user, items: list[BatchItem], title: str = "", parameters: dict,
+                 max_flows: int) -> Batch:
+    """Check every item as :func:`lab_run_submit` would, then store them as one Batch of
+    queued runs and queue them once it commits.
+
+    Counts as one request against the user's rate and one run against the active cap (the
+    storage budget is checked once too). ``max_flows`` bounds the flows of all items
+    together. Raises LabInputError naming the item (``items[3].scenario``), before anything
+    is stored, and the fair-use errors.
+    """
+    submit_rate_take(user)
+    prepared_items, total = [], 0
+    for index, item in enumerate(items):
+        try:
+            check_texts(item.data)
+            mode = item.data.get("mode", "batch")
+            if mode not in RUN_MODES:
+                raise LabInputError.one("mode", f"expected one of {', '.join(RUN_MODES)}, "
+                                                f"got {shown(mode)}")
+            seed = optional_int(item.data, "seed", 0, SEED_MAX)
+            prepared = scenario_prepare(data=item.data, mode=mode, stored=item.stored)
+            _check_limits(prepared, mode=mode)
+        except LabInputError as error:
+            raise LabInputError([{**e, "field": f"items[{index}].{e['field']}"}
+                                 for e in error.errors]) from None
+        total += prepared.flows
+        prepared_items.append((item, prepared, mode, seed))
+    if total > max_flows:
+        raise LabInputError.one("items", f"expected at most {max_flows:,} flows in all the "
+                                         f"items of one request, got {total:,}",
+                                code="too_many_flows")
+    with transaction.atomic():
+        run_admit(user)
+        batch = Batch.objects.create(owner=user, title=title,
+                                     parameters={**parameters, "flows": total})
+        runs = [run_start(user=user, body=prepared.body, mode=mode,
+                          seed=prepared.scenario.seed if seed is None else seed,
+                          scenario=prepared.stored, title=item.title or prepared.scenario.name,
+                          parameters={"source": prepared.source, "batch_index": index},
+                          batch=batch, admitted=True, queue=False)
+                for index, (item, prepared, mode, seed) in enumerate(prepared_items)]
+        # run_enqueue never raises: an unreachable broker fails the runs with the reason.
+        transaction.on_commit(lambda: [run_enqueue(run.pk, task_id=run.celery_task_id)
+                                       for run in runs])
+    return batch
+
+
 def _load(body: str, *, source: str, base_dir):
     from engine.errors import ScenarioError
 
@@ -187,10 +259,12 @@ def _load(body: str, *, source: str, base_dir):
         return engine_bridge.load(body, base_dir=base_dir)
     except ScenarioError as error:
         if source == "builder":
-            raise LabInputError([{"field": builder_field_of(p.path), "line": None,
-                                  "message": p.message} for p in error.problems]) from None
-        raise LabInputError([{"field": p.path or "scenario", "line": p.line,
-                              "message": p.message} for p in error.problems]) from None
+            raise LabInputError([{"code": "scenario", "field": builder_field_of(p.path),
+                                  "line": None, "message": p.message}
+                                 for p in error.problems]) from None
+        raise LabInputError([{"code": "scenario", "field": p.path or "scenario",
+                              "line": p.line, "message": p.message}
+                             for p in error.problems]) from None
 
 
 def pcap_validate(upload) -> RunCaptureInput:

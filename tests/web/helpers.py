@@ -60,3 +60,29 @@ def api_call(base_url: str, method: str, path: str, *, cookie: str, data=None):
             return answer.status, json.loads(answer.read() or b"{}"), answer.headers
     except urllib.error.HTTPError as refused:
         return refused.code, json.loads(refused.read() or b"{}"), refused.headers
+
+
+def api_request(base_url: str, method: str, path: str, *, token: str = "", data=None,
+                headers: dict | None = None, raw: bytes | None = None):
+    """``method`` ``path`` at a real server with ``Authorization: Bearer token`` and a JSON
+    body (``data``) or ``raw`` bytes; returns (status, body, headers): the body parsed when
+    the answer is JSON, else its bytes."""
+    import urllib.error
+    import urllib.request
+
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    body = raw if raw is not None else (None if data is None else json.dumps(data).encode())
+    request = urllib.request.Request(base_url + path, data=body, method=method, headers=sent)
+    try:
+        answer = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as refused:
+        answer = refused
+    with answer:
+        content = answer.read()
+        status, answered = answer.status if hasattr(answer, "status") else answer.code, \
+            answer.headers
+    if answered.get("Content-Type", "").startswith("application/json"):
+        return status, json.loads(content or b"{}"), answered
+    return status, content, answered

@@ -68,7 +68,7 @@ def test_an_unreachable_queue_is_a_503_and_the_run_fails_with_the_reason(
     assert time.monotonic() - started < 5  # a short publish retry, not a hanging request
     errors = _errors(response, 503)
     message = errors[0]["message"]
-    assert errors == [{"field": "queue", "line": None, "message": message}]
+    assert errors == [{"code": "unavailable", "field": "queue", "line": None, "message": message}]
     assert message.startswith("the task queue (Redis at redis://:**@127.0.0.1:")
     assert "is not reachable" in message and "the run was not queued" in message
     assert BROKER_PASSWORD not in response.content.decode()
@@ -125,7 +125,7 @@ pytestmark_db = pytest.mark.django_db
 @pytest.mark.parametrize("body", [DEEP, '{"a":' * 50_000 + "1" + "}" * 50_000])
 def test_json_nested_too_deep_is_a_400(client, student, body):
     assert _errors(post_json(client, "/lab/api/runs/", body)) == [{
-        "field": "body", "line": 1,
+        "code": "document", "field": "body", "line": 1,
         "message": "expected JSON nested at most 64 deep (got deeper on line 1)"}]
 
 
@@ -191,7 +191,7 @@ def test_lone_surrogates_are_a_400_naming_the_field(client, student, data, field
     for url in ("/lab/api/runs/", "/lab/api/compare/"):
         body = {**data, "vary": {"policy": ["nat"]}} if "compare" in url else data
         assert _errors(post_json(client, url, body)) == [
-            {"field": field, "line": line, "message": message}]
+            {"code": "invalid", "field": field, "line": line, "message": message}]
     assert not Run.objects.exists()
 
 
@@ -204,7 +204,7 @@ def test_a_comparison_over_the_engines_cell_limit_is_refused_before_queueing(cli
     errors = _errors(post_json(client, "/lab/api/compare/", {
         "source": "builder", "builder": PRESETS["nat"], "vary": {"key": keys}}))
     cells = len(keys) + 4  # plus the four non-RSS schemes
-    assert errors == [{"field": "vary", "line": None,
+    assert errors == [{"code": "compare", "field": "vary", "line": None,
                        "message": f"expected at most {MAX_CELLS} cells, got {cells}"}]
     assert not Run.objects.exists()
 

@@ -60,7 +60,7 @@ def test_deep_yaml_is_a_400_and_daphne_lives_on(daphne_url, login_cookie, kind, 
     status, body = _post(daphne_url, path, {"source": "yaml", "scenario": DEEP_YAML[kind],
                                             **extra}, login_cookie(user))
     assert status == 400, body
-    assert body["errors"] == [{"field": "scenario", "line": 1,
+    assert body["errors"] == [{"code": "scenario", "field": "scenario", "line": 1,
                                "message": "expected nesting at most 32 deep"}]
     assert _answers(daphne_url) == 200
     assert not Run.objects.exists()

@@ -53,8 +53,8 @@ def test_pages_need_login(client, url):
 def test_api_refuses_strangers_with_json_403(client, method, url):
     response = getattr(client, method)(url)
     assert response.status_code == 403
-    assert response.json() == {"errors": [{"field": "login", "line": None,
-                                           "message": "log in to use the lab"}]}
+    assert response.json() == {"errors": [{"code": "not_authenticated", "field": "login",
+                                           "line": None, "message": "log in to use the lab"}]}
 
 
 def test_login_lands_on_the_lab(client):
@@ -212,7 +212,7 @@ def _errors(response, status=400):
 def test_yaml_problems_keep_lines_and_key_paths(client, student):
     errors = _errors(post_json(client, "/lab/api/runs/", {"source": "yaml",
                                                            "scenario": TYPO_YAML}))
-    assert errors == [{"field": "services[0].policy", "line": 9,
+    assert errors == [{"code": "scenario", "field": "services[0].policy", "line": 9,
                        "message": "expected one of nat, usip, transparent, got 'natt'"}]
     assert not Run.objects.exists()
 
@@ -229,7 +229,8 @@ def test_builder_problems_name_builder_fields(client, student):
     assert all(e["line"] is None and e["message"] for e in errors)
     unknown = _errors(post_json(client, "/lab/api/runs/", {
         "source": "builder", "builder": {"cors": 4, "traffic": {"kind": "magic"}}}))
-    assert unknown == [{"field": "cors", "line": None, "message": unknown[0]["message"]}]
+    assert unknown == [{"code": "invalid", "field": "cors", "line": None,
+                        "message": unknown[0]["message"]}]
     assert "expected one of" in unknown[0]["message"]
 
 
@@ -277,7 +278,7 @@ def test_run_size_limits_name_the_limit(client, student):
     text = (EXAMPLES_DIR / "heavy-hitters.yaml").read_text()  # 20,000 flows
     errors = _errors(post_json(client, "/lab/api/runs/", {"source": "yaml", "scenario": text,
                                                            "mode": "trace"}))
-    assert errors == [{"field": "traffic", "line": None,
+    assert errors == [{"code": "invalid", "field": "traffic", "line": None,
                        "message": "trace mode runs at most 5,000 flows, this scenario has "
                                   "20,000 (use batch mode for large runs)"}]
 
@@ -531,7 +532,7 @@ def test_pcap_export_errors(client, student):
     assert _errors(client.get(f"/lab/api/runs/{compare.pk}/pcap"))[0]["field"] == "run"
     broken = Run.objects.create(scenario_body="name: x\n", ran_by=student, mode="trace")
     errors = _errors(client.get(f"/lab/api/runs/{broken.pk}/pcap"))
-    assert errors and set(errors[0]) == {"field", "line", "message"}
+    assert errors and set(errors[0]) == {"code", "field", "line", "message"}
     assert client.post(f"/lab/api/runs/{compare.pk}/pcap").status_code == 405
 
 
