@@ -113,7 +113,9 @@ def _axe(page, where: str) -> list[str]:
       return r.violations.map((v) => ({ id: v.id, impact: v.impact,
         nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 5) }));
     }""")
-    return [f"{where}: {v['id']} ({v['impact']}) on {v['nodes']}" for v in result
+    found = [f"{where}: {v['id']} ({v['impact']}) on {v['nodes']}" for v in result]
+    print(f"\naxe, {where}: {found or 'no violation'}")
+    return [text for text, v in zip(found, result, strict=True)
             if v["impact"] in ("serious", "critical")]
 
 
@@ -178,7 +180,7 @@ def test_compare_on_the_nat_preset_builds_the_traffic_transparent_needs(
 
 # ---------------------------------------------------------------------------- 3 and 4
 def test_a_past_run_and_an_example_load_into_the_form_and_the_yaml(
-        student, worker, daphne_url, page):
+        student, examples, worker, daphne_url, page):
     page.context.add_init_script(RECORD_TEXTS)
     _login(page)
     page.click("button.preset[data-preset=transparent]")
@@ -379,13 +381,14 @@ def test_a_first_visit_gets_a_tour_and_every_label_explains_itself(
     legend = page.inner_text("#diagram-legend")
     for label in ("PE · N sessions", "Q0, R0", "no checks", "NIC · RSS"):
         assert label in legend
-    # By keyboard: Tab to Next (it runs the nat preset), then through the steps.
-    page.keyboard.press("Tab")
+    # By keyboard: from the tour's heading, Tab reaches Next (Back is disabled at the
+    # first step); Enter runs the nat preset, then the steps follow.
+    page.focus("#tour-h")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "tour-next"
     page.keyboard.press("Enter")
     page.wait_for_selector("#tour[data-step='1']", timeout=60_000)
-    assert "Toeplitz" in page.inner_text("#d-nic")
+    assert "Toeplitz → 0x" in page.text_content("#d-nic-line-0")
     assert page.locator("#d-nic.tour-spot").count() == 1
     page.screenshot(path=str(SHOTS / "rsslab-8-tour-hash.png"))
     page.click("#tour-next")
