@@ -28,18 +28,21 @@ function el(name, attrs = {}, text) {
   return node;
 }
 
-/** ``node`` with a tooltip: an SVG <title> child (browsers show it on hover). */
+/** ``node`` with a tooltip (browsers show a <title> on hover): a group around it holds
+ * the title, so the node's own text stays only what it shows. The group takes the node's
+ * place if it is in the document already; otherwise append ``w(node)``. */
 function tip(node, text) {
-  node.appendChild(el("title", {}, text));
+  const g = el("g", { class: "tip" });
+  if (node.parentNode) { node.parentNode.insertBefore(g, node); }
+  g.append(el("title", {}, text), node);
+  node.wrap = g;
   return node;
 }
 
-/** Set a text node's words, keeping its tooltip (<title> child). */
-function say(node, text) {
-  const title = node.querySelector("title");
-  node.textContent = text;
-  if (title) { node.appendChild(title); }
-}
+/** What to append for ``node``: its tooltip group, if it has one. */
+function w(node) { return node.wrap || node; }
+
+function say(node, text) { node.textContent = text; }
 
 export class Diagram {
   constructor(root, { onPacketClick, onCoreClick }) {
@@ -98,7 +101,7 @@ export class Diagram {
     tip(client.querySelector(".node-title"), "client: where the request comes from");
     this.clientText = tip(el("text", { x: 18, y: 80, class: "node-line" }, ""), "the client's address and port");
     this.clientText2 = tip(el("text", { x: 18, y: 100, class: "node-line" }, ""), "the flows, or the flow's verdict once known");
-    client.append(this.clientText, this.clientText2);
+    client.append(w(this.clientText), w(this.clientText2));
     const nic = box("nic", 320, 10, 320, 120, "NIC · RSS");
     tip(nic.querySelector(".node-title"), "NIC · RSS: the network card spreads packets over cores by Receive Side Scaling");
     const nicTips = ["the hash: the Toeplitz hash of the packet's addresses and ports, with the NIC's key",
@@ -106,14 +109,14 @@ export class Diagram {
       "the core: the indirection table maps the bucket to a core", "which packet of which flow"];
     this.nicLines = [0, 1, 2, 3].map((i) => {
       const t = tip(el("text", { x: 330, y: 48 + i * 20, class: "node-line mono", id: `d-nic-line-${i}` }, ""), nicTips[i]);
-      nic.appendChild(t);
+      nic.appendChild(w(t));
       return t;
     });
     const server = box("server", W - 200, 40, 190, 80, "server(s)");
     tip(server.querySelector(".node-title"), "server(s): the service's address (VIP) and the real servers behind it");
     this.serverText = tip(el("text", { x: W - 192, y: 80, class: "node-line" }, ""), "where the request was sent");
     this.serverText2 = tip(el("text", { x: W - 192, y: 100, class: "node-line" }, ""), "the server, or the rewritten source the server sees");
-    server.append(this.serverText, this.serverText2);
+    server.append(w(this.serverText), w(this.serverText2));
 
     // Static edges.
     const edges = el("g", { class: "edges" });
@@ -166,7 +169,7 @@ export class Diagram {
         "the shown flow's verdict: ✓ symmetric, ↪ handed off, ⊘ refused, ✗ asymmetric");
       const ranOut = tip(el("text", { x: x + 6, y: y + 86, class: "ran-out-mark" }, ""),
         "this core ran out of fitting ports: it refused requests");
-      g.append(sessions, gaugeBack, gauge, ports, mark, ranOut);
+      g.append(w(sessions), w(gaugeBack), gauge, w(ports), w(mark), w(ranOut));
       g.appendChild(el("rect", { x: x - 3, y: y - 3, width: boxW + 6, height: boxH + 6, rx: 8,
         class: "core-focus" }));
       svg.appendChild(g);
@@ -181,7 +184,7 @@ export class Diagram {
     svg.appendChild(this.overlay);
     this.caption = tip(el("text", { x: 10, y: height - 20, class: "caption" }, ""),
       "the current event: its number, kind and flow");
-    svg.appendChild(this.caption);
+    svg.appendChild(w(this.caption));
     this.root.textContent = "";
     this.root.appendChild(svg);
     this.svg = svg;
@@ -310,8 +313,8 @@ export class Diagram {
     const path = el("path", { d: `M${p.x} ${p.bottom} C ${p.x} ${y + 20}, ${q.x} ${y + 20}, ${q.x} ${q.bottom}`,
       class: "handoff", "marker-end": "url(#arrow-hand)" });
     this.overlay.appendChild(path);
-    this.overlay.appendChild(el("text", { x: (p.x + q.x) / 2, y: y + 24, class: "handoff-label",
-      "text-anchor": "middle" }, label));
+    this.overlay.appendChild(w(tip(el("text", { x: (p.x + q.x) / 2, y: y + 24, class: "handoff-label",
+      "text-anchor": "middle" }, label), `a handoff: core ${a} passes the packet to core ${b}, its owner (${label})`)));
   }
 
   /** Where a line between two boxes meets their borders (not their centres, so it never
