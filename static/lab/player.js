@@ -182,6 +182,7 @@ export class Player {
     this.setLive(false);
     if (this.state.cursor >= this.events.length - 1) { this.goTo(0); }
     this.state.playing = true;
+    this.fit = null;
     $("#pl-play").textContent = "❚❚";
     $("#pl-play").setAttribute("aria-label", "Pause");
     this.tick();
@@ -203,10 +204,14 @@ export class Player {
     return 700 / this.state.speed;
   }
 
-  /** Events per tick: 1, or at "fit" as many as the whole run in FIT_MS needs. */
+  /** Events per tick: 1, or at "fit" as many as keep pace with the clock (the whole run
+   * in FIT_MS, however late the browser's timers fire). */
   stride() {
     if (this.state.speed !== "fit") { return 1; }
-    return Math.max(1, Math.ceil(this.events.length * MIN_TICK_MS / FIT_MS));
+    const now = performance.now();
+    if (!this.fit) { this.fit = { at: now, cursor: this.state.cursor }; }
+    const due = this.fit.cursor + Math.floor((now - this.fit.at) * this.events.length / FIT_MS);
+    return Math.max(1, due - this.state.cursor);
   }
 
   tick() {
@@ -225,6 +230,7 @@ export class Player {
   }
 
   setSpeed(speed) {
+    this.fit = null;
     this.state.speed = speed === "fit" ? "fit" : Number(speed);
     this.lab.$("#pl-speed").value = String(speed);
     this.lab.widgets.diagram.duration = Math.min(600, this.interval() * 0.85);

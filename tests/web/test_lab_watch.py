@@ -5,7 +5,6 @@ the bit-by-bit hash under a transform, pcap export and reduced motion."""
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import pytest
