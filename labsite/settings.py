@@ -58,9 +58,7 @@ Variables (all optional):
   ``API_HASH_MAX_TUPLES`` (100,000), ``API_BATCH_MAX_ITEMS`` (256),
   ``API_REQUEST_MAX_FLOWS`` — the flows of all the runs one request starts (default
   20,000,000); ``API_IDEMPOTENCY_SECONDS`` — how long a response is kept for its
-  ``Idempotency-Key`` (default 24 h); ``API_PAGE_SIZE`` / ``API_PAGE_MAX`` (50 / 1,000);
-  ``API_REPORT_HTML_MAX_FLOWS`` — the largest run whose HTML report is drawn on request
-  (default 200,000: the report is made by running the scenario again).
+  ``Idempotency-Key`` (default 24 h); ``API_PAGE_SIZE`` / ``API_PAGE_MAX`` (50 / 1,000).
 - ``RUN_EVENTS_RETENTION_DAYS`` — the beat process deletes the events of runs finished longer
   ago than this (default 30; 0 keeps them for ever), every ``RUN_PRUNE_SECONDS`` (default
   3600); the run's row, verdict and report stay.
@@ -370,7 +368,6 @@ API_REQUEST_MAX_FLOWS = int(os.environ.get("API_REQUEST_MAX_FLOWS", "20000000"))
 API_IDEMPOTENCY_SECONDS = int(os.environ.get("API_IDEMPOTENCY_SECONDS", str(24 * 3600)))
 API_PAGE_SIZE = int(os.environ.get("API_PAGE_SIZE", "50"))
 API_PAGE_MAX = int(os.environ.get("API_PAGE_MAX", "1000"))
-API_REPORT_HTML_MAX_FLOWS = int(os.environ.get("API_REPORT_HTML_MAX_FLOWS", "200000"))
 # A token's last-used time is written at most this often (not on every request).
 API_TOKEN_TOUCH_SECONDS = 60
 

@@ -31,10 +31,8 @@ from labsite.lab.errors import LabInputError, LabNotFound, error_entry
 from labsite.lab.models import Scenario
 from labsite.lab.selectors import user_is_instructor
 from labsite.runs import engine_bridge
-from labsite.runs.errors import RunInputError
 from labsite.runs.models import Batch, Run
 from labsite.runs.selectors import run_get_for_user
-from labsite.runs.services import run_job_spec
 from labsite.runs.submit import BatchItem, batch_submit, lab_run_submit, scenario_prepare
 
 #: The version of the result shapes (a run's, a batch's) this API returns.
@@ -367,22 +365,12 @@ def run_rows(run: Run, *, verdict: str | None = None) -> list[dict]:
 
 
 def run_report_html(run: Run) -> str:
-    """The engine's HTML report of a succeeded trace or batch run (made by running it
-    again: ``engine_bridge.report_html``); ApiConflict otherwise."""
-    from engine.errors import RssLabError
-
-    if run.status != Run.Status.SUCCEEDED or run.mode == Run.Mode.COMPARE:
-        raise ApiConflict("run", f"run {run.pk} is {run.status} ({run.mode}): only a "
-                                 f"succeeded trace or batch run has an HTML report")
-    flows = int((run.summary or {}).get("flows", 0))
-    limit = settings.API_REPORT_HTML_MAX_FLOWS
-    if flows > limit:
-        raise ApiConflict("run", f"the HTML report is drawn for runs of at most {limit:,} "
-                                 f"flows, this one has {flows:,}; read its JSON result")
-    try:
-        return engine_bridge.report_html(run_job_spec(run))
-    except (RunInputError, RssLabError) as error:
-        raise ApiConflict("run", str(error)) from None
+    """The engine's HTML report of a succeeded run, rebuilt from its stored report
+    (``engine_bridge.report_html``: nothing is run again); ApiConflict otherwise."""
+    if run.status != Run.Status.SUCCEEDED or not isinstance(run.report, dict) or not run.report:
+        raise ApiConflict("run", f"run {run.pk} is {run.status}: only a succeeded run has "
+                                 f"an HTML report")
+    return engine_bridge.report_html(run.report)
 
 
 # ------------------------------------------------------------------------------ batches

@@ -319,3 +319,84 @@ def builder_field_of(path: str) -> str:
         if match:
             return match.expand(replacement)
     return path or "builder"
+
+
+_FORM_KEYS = {
+    "": {"schema_version", "name", "description", "system", "ports", "handoff", "services",
+         "traffic"},
+    "system": {"cores", "ips_per_core", "nic"},
+    "system.nic": {"key", "hash_bits", "table", "transform", "fragments"},
+    "ports": {"strategy", "tables_per_ip", "wrong_direction"},
+    "service": set(_SERVICE_KEYS) | {"policy"},
+    "flow": set(_FLOW_KEYS),
+    "generated": set(_GENERATED_KEYS) | {"services"},
+}
+
+
+def builder_fields_from_scenario(text: str) -> dict[str, Any] | None:
+    """The builder fields that show scenario ``text`` in the form (a past run's file, an
+    example), and what the form cannot show: ``{"fields": {...}, "unshown": ["checks",
+    "services[1]", …]}``; None when the text is not a scenario mapping at all.
+
+    The form holds one service and explicit, generated or pcap traffic; anything else (a
+    second service, checks, an adversarial source, a port range …) is listed in
+    ``unshown``, and the page then runs the YAML tab, which holds the whole file, so
+    what runs is what is on screen. ``text`` is a stored scenario: the engine's loader
+    (with its depth and size limits) accepted it before it was stored.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    unshown: list[str] = []
+
+    def section(value: Any, path: str, allowed: str) -> dict:
+        if not isinstance(value, dict):
+            return {}
+        unshown.extend(f"{path}{key}" for key in value if key not in _FORM_KEYS[allowed])
+        return value
+
+    top = section(data, "", "")
+    system = section(top.get("system"), "system.", "system")
+    nic = section(system.get("nic"), "system.nic.", "system.nic")
+    ports = section(top.get("ports"), "ports.", "ports")
+    fields: dict[str, Any] = {}
+    for key, value in (("name", top.get("name")), ("cores", system.get("cores")),
+                       ("ips_per_core", system.get("ips_per_core")),
+                       ("key", nic.get("key")), ("hash_bits", nic.get("hash_bits")),
+                       ("table", nic.get("table")), ("transform", nic.get("transform")),
+                       ("fragments", nic.get("fragments")),
+                       ("strategy", ports.get("strategy")),
+                       ("tables_per_ip", ports.get("tables_per_ip")),
+                       ("wrong_direction", ports.get("wrong_direction")),
+                       ("handoff", top.get("handoff"))):
+        if value is not None:
+            fields[key] = value
+    services = top.get("services") if isinstance(top.get("services"), list) else []
+    if len(services) > 1:
+        unshown.extend(f"services[{i}]" for i in range(1, len(services)))
+    if services:
+        service = section(services[0], "services[0].", "service")
+        fields["policy"] = service.get("policy", DEFAULTS["policy"])
+        fields["service"] = {key: service[key] for key in _SERVICE_KEYS if key in service}
+    traffic = top.get("traffic") if isinstance(top.get("traffic"), dict) else {}
+    kinds = [kind for kind in traffic if traffic.get(kind) is not None]
+    unshown.extend(f"traffic.{kind}" for kind in kinds[1:])
+    kind = kinds[0] if kinds else None
+    if kind == "flows" and isinstance(traffic["flows"], list):
+        flows = []
+        for index, flow in enumerate(traffic["flows"]):
+            flows.append({k: v for k, v in section(flow, f"traffic.flows[{index}].", "flow")
+                          .items() if k in _FLOW_KEYS})
+        fields["traffic"] = {"kind": "flows", "flows": flows}
+    elif kind == "generated" and isinstance(traffic["generated"], dict):
+        generated = section(traffic["generated"], "traffic.generated.", "generated")
+        fields["traffic"] = {"kind": "generated",
+                             **{k: generated[k] for k in _GENERATED_KEYS if k in generated}}
+    elif kind == "pcap":
+        fields["traffic"] = {"kind": "pcap"}
+    elif kind is not None:
+        unshown.append(f"traffic.{kind}")
+    return {"fields": fields, "unshown": unshown}

@@ -30,6 +30,17 @@ def example_list() -> list[dict[str, str]]:
             .values_list("example", "description")]
 
 
+def example_forms() -> dict[str, dict[str, Any]]:
+    """Each stored example's file and what the form can show of it, for the lab page:
+    ``{name: {"yaml", "form": builder_fields_from_scenario(yaml)}}`` (choosing an example
+    puts it in the form and the YAML tab, and the diagram follows)."""
+    from labsite.lab.builder import builder_fields_from_scenario
+
+    return {name: {"yaml": body, "form": builder_fields_from_scenario(body)}
+            for name, body in Scenario.objects.exclude(example="").order_by("example")
+            .values_list("example", "body")}
+
+
 def example_scenario_get(name: Any) -> Scenario:
     """The stored scenario of engine example ``name``; LabInputError on ``example`` when no
     such example is stored (the beat process stores them as it starts: ``labsite.beat``)."""

@@ -16,7 +16,14 @@ A worker runs a job like this::
   bounded and a slow consumer slows the engine instead of queueing events).
 - ``batch`` — the vectorised path; no events, progress per stage.
 - ``compare`` — ``engine.runs.compare.compare_scenario`` over ``vary``; the report is the
-  Comparison's ``as_dict()``.
+  Comparison's ``as_dict()``. A ``transparent`` cell of a scenario whose clients address a
+  VIP in front of other servers is run with the servers at the VIP (see
+  :func:`transparent_variant`): a transparent service rewrites nothing, so otherwise no
+  server would answer those clients and the cell would measure nothing.
+
+Reports the lab adds to: a trace or batch report's ``ports`` gains the port-table figures
+of :func:`port_figures` (taken of the fitting ports, taken of all, refused per core); any
+stored report renders as the CLI's offline HTML page with :func:`report_html`.
 
 Limits (settings, all documented in the README's Limits section): a trace run takes at
 most ``RUN_TRACE_MAX_FLOWS`` flows and produces at most ``RUN_TRACE_MAX_EVENTS`` events, a
@@ -212,6 +219,8 @@ def _verify(scenario, job: EngineJob, flows: int, pcap_path: Path | None,
     data["rows"] = [row.as_dict() for row in kept]
     data["rows_total"] = report.summary.flows
     data["rows_truncated"] = len(kept) < report.summary.flows
+    low, high = scenario.build_system_config().port_range
+    data["ports"].update(port_figures(data, range_size=high - low + 1))
     summary = {**data["summary"], "passed": data["passed"], "mode": job.mode}
     return EngineOutcome(report=data, summary=summary)
 
@@ -250,35 +259,145 @@ def export_job_pcap(job: EngineJob, *, limit: int) -> ExportedPcap:
                         flows_total=total)
 
 
-def report_html(job: EngineJob) -> str:
-    """The engine's HTML report (``engine.runs.report``) of a trace or batch ``job``, made
-    by running it again: the engine is deterministic, so the scenario, seed and capture
-    give the stored run's figures (a run stores its JSON report, not the engine's Report
-    object the page is drawn from). Raises RunInputError over the mode's limits and the
-    engine's RssLabError for input it cannot run."""
-    from engine.runs.report import render_report_html
-    from engine.runs.run import verify_scenario
+def port_figures(report: dict[str, Any], *, range_size: int) -> dict[str, list]:
+    """Per core, what the port tables held, as a student should read it.
 
-    scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
-    flows = flow_count(scenario, pcap=job.pcap, mode=job.mode)
-    check_limits(mode=job.mode, flows=flows)
-    with tempfile.TemporaryDirectory(prefix="rsslab-html-") as scratch:
-        pcap_path = None
-        if job.pcap is not None:
-            pcap_path = Path(scratch) / "upload.pcap"
-            pcap_path.write_bytes(job.pcap)
-        report = verify_scenario(scenario, pcap=pcap_path, mode=job.mode,
-                                 rows=flows <= settings.RUN_ROWS_MAX_FLOWS, source=job.source)
-    return render_report_html(report)
+    The engine's ``occupancy[c]`` is taken / every port of the range (summed over the
+    core's tables). But only the ports whose response hashes back to core c *fit* it:
+    about ``range / cores`` per table for a full-rank key. So a core can be out of
+    fitting ports at 25 % "occupancy". Here:
+
+    - ``of_fitting[c]``: taken / fitting ports (``occupancy × range / fitting per
+      table``; every table of a core has the same range and, on average, the same
+      fitting share). None when nothing fits (no allocating policy, the sort transform).
+      An estimate from the average fitting share: capped at 1.
+    - ``of_all[c]``: the engine's figure, taken / all ports in range.
+    - ``refused[c]``: requests steered to core c that were refused for want of a
+      fitting free port: requests that got no port and no response.
+    - ``ran_out[c]``: core c refused a request for want of a fitting port.
+    """
+    ports = report.get("ports") or {}
+    occupancy = list(ports.get("occupancy") or [])
+    fitting = list(ports.get("fitting_per_table") or [])
+    allocated = list(ports.get("allocated") or [])
+    summary = report.get("summary") or {}
+    per_core = summary.get("per_core") or []
+    no_response = list((report.get("matrix") or {}).get("no_response") or [])
+    cores = len(per_core)
+    of_fitting: list[float | None] = []
+    refused: list[int] = []
+    for core in range(cores):
+        fit = fitting[core] if core < len(fitting) else 0
+        occ = occupancy[core] if core < len(occupancy) else 0.0
+        of_fitting.append(min(1.0, round(occ * range_size / fit, 4)) if fit else None)
+        lost = no_response[core] if core < len(no_response) else 0
+        unported = per_core[core].get("requests", 0) - (
+            allocated[core] if core < len(allocated) else 0)
+        refused.append(max(0, min(lost, unported)) if fit and summary.get("refused") else 0)
+    return {"of_fitting": of_fitting, "of_all": occupancy, "refused": refused,
+            "ran_out": [n > 0 for n in refused], "range_size": range_size}
+
+
+def transparent_variant(scenario):
+    """``scenario`` with every service's servers at its own VIP, or None when that changes
+    nothing. A transparent middlebox rewrites nothing: clients reach a server only by
+    addressing it, so for the transparent cells of a comparison the VIP *is* the server
+    (as in the lab's ``transparent`` preset). The flows stay the same (they address the
+    VIP either way), so every cell still sees the same traffic."""
+    services = []
+    changed = False
+    for service in scenario.services:
+        vip = f"[{service.vip}]" if ":" in str(service.vip) else str(service.vip)
+        at_vip = [f"{vip}:{service.vport}"]
+        if list(service.servers) != at_vip:
+            changed = True
+            service = service.model_copy(update={"servers": at_vip})
+        services.append(service)
+    return scenario.model_copy(update={"services": services}) if changed else None
 
 
 def _compare(scenario, vary, pcap_path: Path | None, on_progress: Callable[[float], None]
              ) -> EngineOutcome:
     from engine.runs.compare import compare_scenario
 
-    comparison = compare_scenario(scenario, vary, pcap=pcap_path,
-                                  on_progress=lambda fraction, stage: on_progress(fraction))
-    data = comparison.as_dict()
+    policies = vary.get("policy", ())
+    variant = transparent_variant(scenario) if "transparent" in policies else None
+    others = tuple(p for p in policies if p != "transparent")
+    if variant is None or not others:
+        comparison = compare_scenario(variant or scenario, vary, pcap=pcap_path,
+                                      on_progress=lambda fraction, stage: on_progress(fraction))
+        data = comparison.as_dict()
+    else:
+        # Two passes over the same flows: the other policies as the scenario says, then
+        # transparent with the servers at the VIP; the cells merged back into the
+        # cross-product order one pass would give.
+        first = compare_scenario(scenario, {**vary, "policy": others}, pcap=pcap_path,
+                                 on_progress=lambda f, stage: on_progress(f / 2))
+        second = compare_scenario(variant, {**vary, "policy": ("transparent",)},
+                                  pcap=pcap_path, schemes=(),
+                                  on_progress=lambda f, stage: on_progress(0.5 + f / 2))
+        data = first.as_dict()
+        data["vary"] = {k: list(v) for k, v in vary.items()}
+        rss = [c for c in data["cells"] if c["scheme"] == "rss"]
+        rss += [c for c in second.as_dict()["cells"] if c["scheme"] == "rss"]
+        rank = {name: {value: i for i, value in enumerate(vary[name])} for name in vary}
+        names = [n for n in ("key", "policy", "strategy", "transform", "handoff") if n in vary]
+        rss.sort(key=lambda c: [rank[n][c["settings"][n]] for n in names])
+        data["cells"] = rss + [c for c in data["cells"] if c["scheme"] != "rss"]
+    if variant is not None:
+        note = ("transparent rewrites nothing, so its cells ran with each service's "
+                "servers at the VIP (clients reach a server only by addressing it)")
+        data["notes"] = [note]
+        for cell in data["cells"]:
+            if cell.get("settings", {}).get("policy") == "transparent" and cell["scheme"] == "rss":
+                cell["note"] = "servers at the VIP"
     summary = {"mode": "compare", "flows": data["flows"], "cores": data["cores"],
                "cells": len(data["cells"])}
     return EngineOutcome(report=data, summary=summary)
+
+
+def report_html(report: dict[str, Any]) -> str:
+    """The CLI's self-contained HTML page (``verify --html``, ``compare --html``) for a
+    stored report (a run's or a comparison's JSON), rebuilt from the JSON: nothing is
+    run again. The per-flow table has the rows the lab kept (``RUN_REPORT_ROWS``)."""
+    from types import SimpleNamespace
+
+    from engine.runs.report import render_compare_html, render_report_html
+
+    if "cells" in report:
+        from engine.runs.compare import Cell, Comparison
+
+        fields = set(Cell.__dataclass_fields__)
+        cells = []
+        for cell in report["cells"]:
+            values = {k: v for k, v in cell.items() if k in fields}
+            values["varied"] = tuple(values.get("varied") or ())
+            cells.append(Cell(**values))
+        return render_compare_html(Comparison(
+            name=str(report.get("scenario", "")), flows=report.get("flows", 0),
+            cores=report.get("cores", 0),
+            vary={k: tuple(v) for k, v in (report.get("vary") or {}).items()},
+            cells=cells, fixed=report.get("fixed") or {}))
+    from engine.appliance.verdicts import Summary
+    from engine.runs.run import Report
+    from engine.scenarios.scenario.checks import CheckResult
+
+    summary_fields = set(Summary.__dataclass_fields__)
+    # reports stored before the verdict vocabulary and forwarding hops lack two figures
+    stored = {"refused": report["summary"].get("allocation_failures", 0), "handoff_hops": 0,
+              **report["summary"]}
+    summary = Summary(**{k: v for k, v in stored.items() if k in summary_fields})
+    ports = report.get("ports") or {}
+    scenario = report.get("scenario") or {}
+    rows = [SimpleNamespace(**row) for row in report.get("rows") or []]
+    return render_report_html(Report(
+        name=scenario.get("name", ""), source=scenario.get("source", ""),
+        mode=report.get("mode", ""), summary=summary,
+        checks=[CheckResult(**c) for c in report.get("checks") or []],
+        matrix=report["matrix"]["request_core_by_response_core"],
+        no_response=report["matrix"]["no_response"],
+        buckets=report["buckets"]["requests"], bucket_cores=report["buckets"]["cores"],
+        ports_allocated=ports.get("allocated") or [],
+        fitting_ports=ports.get("fitting_per_table") or [],
+        system=report.get("system") or {}, traffic=report.get("traffic") or {},
+        rows=rows or None, description=scenario.get("description", "")))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 
 from labsite.lab.selectors import user_is_instructor
@@ -23,12 +26,61 @@ def run_deletable_by(*, user, run: Run) -> bool:
     return run_visible_to(user=user, run=run)
 
 
-def run_list(*, user, limit: int = 50) -> QuerySet[Run]:
-    """Recent runs a user may see, newest first (without their reports)."""
+@dataclass(frozen=True)
+class RunFilters:
+    """The runs list's filters, read from its query string; anything unknown is ignored
+    (a filter form never answers with an error page): ``who`` ``mine`` or ``all`` (only
+    instructors see others' runs; their default is ``all``), ``mode`` one of the run
+    modes, ``verdict`` ``passed`` / ``failed`` / ``none`` (no verdict: queued, running,
+    failed to run), ``date`` the day a run was queued (YYYY-MM-DD, the server's zone)."""
+
+    who: str = "mine"
+    mode: str = ""
+    verdict: str = ""
+    date: datetime.date | None = None
+
+    VERDICTS = ("passed", "failed", "none")
+
+    @classmethod
+    def from_query(cls, query, *, instructor: bool) -> RunFilters:
+        who = query.get("who", "all" if instructor else "mine")
+        if not instructor or who not in ("mine", "all"):
+            who = "mine"
+        mode = query.get("mode", "")
+        verdict = query.get("verdict", "")
+        try:
+            date = datetime.date.fromisoformat(query.get("date", ""))
+        except ValueError:
+            date = None
+        return cls(who=who, mode=mode if mode in Run.Mode.values else "",
+                   verdict=verdict if verdict in cls.VERDICTS else "", date=date)
+
+    def query(self) -> str:
+        """The filters as a query string (for the pagination links)."""
+        return urlencode({k: v for k, v in (("who", self.who), ("mode", self.mode),
+                                             ("verdict", self.verdict),
+                                             ("date", self.date.isoformat() if self.date
+                                              else "")) if v})
+
+
+def run_list(*, user, filters: RunFilters | None = None) -> QuerySet[Run]:
+    """Runs a user may see, newest first (without their reports or scenario text),
+    narrowed by ``filters`` (default: the user's own)."""
+    filters = filters or RunFilters()
     runs = Run.objects.select_related("scenario", "ran_by").defer("report", "scenario_body")
-    if not user_is_instructor(user):
+    if filters.who != "all" or not user_is_instructor(user):
         runs = runs.filter(ran_by=user)
-    return runs.order_by("-created_at", "-pk")[:limit]
+    if filters.mode:
+        runs = runs.filter(mode=filters.mode)
+    if filters.verdict == "passed":
+        runs = runs.filter(summary__passed=True)
+    elif filters.verdict == "failed":
+        runs = runs.filter(summary__passed=False)
+    elif filters.verdict == "none":
+        runs = runs.filter(Q(summary__passed__isnull=True) | ~Q(summary__has_key="passed"))
+    if filters.date is not None:
+        runs = runs.filter(created_at__date=filters.date)
+    return runs.order_by("-created_at", "-pk")
 
 
 def run_get_for_user(*, user, run_id: int) -> Run | None:

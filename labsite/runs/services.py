@@ -425,7 +425,7 @@ def run_job_spec(run: Run) -> engine_bridge.EngineJob:
         base_dir=engine_bridge.examples_dir() if example else None,
         pcap=bytes(capture) if capture is not None else None,
         vary=run.parameters.get("vary") or {}, delay_ms=run.parameters.get("delay_ms", 0),
-        source=run.title or "scenario")
+        source=run.title.split(" · ")[0] or "scenario")
 
 
 def run_pcap_export(run: Run) -> engine_bridge.ExportedPcap:
@@ -455,8 +455,17 @@ def lab_run_pcap(run: Run) -> tuple[bytes, str]:
         raise LabInputError.one(field, message or str(error)) from None
     except RssLabError as error:
         raise LabInputError.from_engine(error, lab_field(error.field or "scenario")) from None
-    name = slugify(run.title) or "run"
+    name = slugify(run.title)[:60].strip("-") or "run"
     return exported.data, f"rsslab-run-{run.pk}-{name}.pcap"
+
+
+def lab_run_report_html(run: Run) -> tuple[str, str]:
+    """``run``'s stored report as the CLI's offline HTML page and a file name for it
+    (``engine_bridge.report_html``); LabInputError (field ``run``) while it has none."""
+    if not isinstance(run.report, dict) or not run.report:
+        raise LabInputError.one("run", f"run {run.pk} has no report yet ({run.status})")
+    name = slugify(run.title)[:60].strip("-") or "run"
+    return engine_bridge.report_html(run.report), f"rsslab-run-{run.pk}-{name}.html"
 
 
 def run_events_stored_through(run_id: int) -> int:

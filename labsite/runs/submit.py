@@ -114,14 +114,32 @@ def lab_compare_submit(*, user, data: dict, upload=None) -> Submitted:
     cells = engine_bridge.compare_cells(vary)
     _check_limits(prepared, mode="compare", cells=cells)
     parameters = {"source": prepared.source, "vary": {k: list(v) for k, v in vary.items()}}
-    return _start(prepared, user=user, mode="compare", seed=seed, parameters=parameters)
+    return _start(prepared, user=user, mode="compare", seed=seed, parameters=parameters,
+                  vary=vary)
+
+
+def run_title(scenario, *, flows: int, vary: dict | None = None) -> str:
+    """A runs-list title that says what differs between runs of one form: the scenario's
+    name, its policies, key and flows (``nat-microsoft-4-cores · nat · key microsoft ·
+    3 flows``); a comparison names what it varies instead. At most 200 characters (the
+    column's size)."""
+    policies = "/".join(dict.fromkeys(s.policy for s in scenario.services)) or "no service"
+    key = str(scenario.system.nic.key)
+    if len(key) > 20:          # a hex key: its first bytes tell keys apart
+        key = key[:12] + "…"
+    parts = [scenario.name, policies, f"key {key}", f"{flows:,} flow{'' if flows == 1 else 's'}"]
+    if vary:
+        parts[1:3] = ["compare " + " × ".join(f"{k} {','.join(v)}" for k, v in vary.items())]
+    title = " · ".join(parts)
+    return title if len(title) <= 200 else title[:199] + "…"
 
 
 def _start(prepared: PreparedScenario, *, user, mode: str, seed: int | None,
-           parameters: dict) -> Submitted:
+           parameters: dict, vary: dict | None = None) -> Submitted:
     run = run_start(user=user, body=prepared.body, mode=mode,
                     seed=prepared.scenario.seed if seed is None else seed,
-                    scenario=prepared.stored, title=prepared.scenario.name,
+                    scenario=prepared.stored,
+                    title=run_title(prepared.scenario, flows=prepared.flows, vary=vary),
                     parameters=parameters, capture=prepared.capture)
     return Submitted(run=run, scenario_yaml=prepared.body, flows=prepared.flows)
 

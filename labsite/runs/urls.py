@@ -14,6 +14,7 @@ urlpatterns = [
     path("lab/api/runs/<int:run_id>/delete/", views.api_run_delete, name="api-run-delete"),
     path("lab/api/runs/<int:run_id>/events/", views.api_run_events, name="api-run-events"),
     path("lab/api/runs/<int:run_id>/pcap", views.api_run_pcap, name="api-run-pcap"),
+    path("lab/api/runs/<int:run_id>/report.html", views.api_run_report, name="api-run-report"),
     path("lab/api/compare/", views.api_compare, name="api-compare"),
     path("runs/", views.run_index, name="index"),
     path("runs/<int:run_id>/", views.detail, name="detail"),

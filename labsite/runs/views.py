@@ -21,6 +21,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -28,9 +29,11 @@ from django.views.decorators.http import require_GET, require_POST
 from labsite.lab import builder
 from labsite.lab.api import api_view, submitted_data
 from labsite.lab.errors import LabInputError, LabNotFound
-from labsite.lab.selectors import example_list, lab_limits, user_is_instructor
+from labsite.lab.selectors import example_forms, example_list, lab_limits, user_is_instructor
+from labsite.runs.models import Run
 from labsite.runs.quota import megabytes, user_usage
 from labsite.runs.selectors import (
+    RunFilters,
     run_deletable_by,
     run_events_page,
     run_get_for_user,
@@ -39,12 +42,14 @@ from labsite.runs.selectors import (
     run_urls,
     run_ws_url,
 )
-from labsite.runs.services import lab_run_pcap, run_delete
+from labsite.runs.services import lab_run_pcap, lab_run_report_html, run_delete
 from labsite.runs.submit import lab_compare_submit, lab_run_submit
 
 #: The id the page's URL templates carry in place of a run's (``lab-urls`` in the page;
 #: ``static/lab/urls.js`` puts the real one in).
 RUN_ID_PLACEHOLDER = 2147483647
+#: Rows per page of the runs list.
+RUNS_PER_PAGE = 25
 
 
 def _visible_run(request, run_id: int):
@@ -64,12 +69,17 @@ def workbench(request):
             run_id = int(request.GET["run"])
         except ValueError:
             raise Http404("no such run") from None
-        run_data = run_payload(_visible_run(request, run_id))
+        run = _visible_run(request, run_id)
+        run_data = run_payload(run)
+        # The run's file in the form too (what the form can show of it): opening a run
+        # puts its scenario on screen, so Run ▶ runs what is shown.
+        run_data["form"] = builder.builder_fields_from_scenario(run.scenario_body)
     return render(request, "lab/workbench.html", {
         "presets_json": builder.PRESETS,
         "defaults_json": builder.DEFAULTS,
         "limits_json": lab_limits(),
         "examples": example_list(),
+        "examples_json": example_forms(),
         "run_json": run_data,
         "run_id_placeholder": RUN_ID_PLACEHOLDER,
         "run_ws_template": run_ws_url(RUN_ID_PLACEHOLDER),
@@ -150,13 +160,38 @@ def api_run_pcap(request, run_id: int):
     return response
 
 
+@api_view("GET")
+def api_run_report(request, run_id: int):
+    """The run's report as the CLI's self-contained HTML page (``verify --html``, or
+    ``compare --html`` for a comparison), a download rebuilt from the stored report: a
+    GET that reads only. 400 (field ``run``) while the run has no report."""
+    run = _visible_run(request, run_id)
+    page, filename = lab_run_report_html(run)
+    response = HttpResponse(page, content_type="text/html; charset=utf-8")
+    # A download, never a page of the lab's origin: the report inlines its script and
+    # style, which the lab's own policy (rightly) refuses; saved, it opens offline.
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Security-Policy"] = "sandbox"
+    return response
+
+
 @login_required
 @require_GET
 def run_index(request):
     """Your recent runs (everyone's for an instructor), as stored: a run whose worker was
-    lost shows as retried or failed once the beat process has reaped it."""
+    lost shows as retried or failed once the beat process has reaped it. Filters (GET):
+    ``who`` (``mine``/``all``, instructors), ``mode``, ``verdict`` (``passed``,
+    ``failed``, ``none``), ``date`` (YYYY-MM-DD, queued that day) and ``page``."""
+    filters = RunFilters.from_query(request.GET, instructor=user_is_instructor(request.user))
+    page = Paginator(run_list(user=request.user, filters=filters),
+                     RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    query = filters.query()
     return render(request, "runs/list.html", {
-        "runs": run_list(user=request.user),
+        "runs": page.object_list,
+        "page": page,
+        "filters": filters,
+        "query": query,
+        "modes": Run.Mode.choices,
         "is_instructor": user_is_instructor(request.user),
         "usage": user_usage(request.user),
     })

@@ -2,6 +2,7 @@
 // policies, strategies and transforms (a run in mode compare, on the batch path). The request
 // is built like a run's (request.js), so a capture uploaded with the form goes with it.
 import { ApiError, getJson, postForm } from "./api.js";
+import { clearErrors } from "./build.js";
 import { scenarioRequest } from "./request.js";
 import { showComparison } from "./results.js";
 import { FINISHED, newStats } from "./state.js";
@@ -38,21 +39,35 @@ export class Compare {
     return vary;
   }
 
+  /** The page's status line follows the comparison too, so it never shows the previous
+   * run's number and state while a comparison runs. */
+  status(text, cls = "") {
+    const el = this.lab.$("#run-status");
+    el.textContent = text;
+    el.className = cls;
+  }
+
   async start() {
     const $ = this.lab.$;
     const form = scenarioRequest(this.lab.scenarioSource(), { vary: this.vary() });
     const errBox = $("#compare-errors");
     errBox.textContent = "";
+    // A new request: errors of earlier ones (a refused run, a refused comparison) go.
+    clearErrors(this.lab.root, $("#form-errors"));
+    this.status("comparison · submitting…");
+    $("#run-progress").value = 0;
     const progress = $("#compare-progress");
     progress.hidden = false;
     progress.value = 0;
     $("#compare-status").textContent = "queued…";
     try {
       const data = await postForm(urls.compare, form);
+      this.status(`comparison ${data.run} · queued`, "status-queued");
       this.watch(runUrls(data.run));
     } catch (err) {
       progress.hidden = true;
       $("#compare-status").textContent = "";
+      this.status("comparison refused: see Compare, below", "status-failed");
       errBox.textContent = err instanceof ApiError ? err.errors.map((e) => `${e.field ? e.field + ": " : ""}${e.message}`).join("; ") : String(err);
     }
   }
@@ -65,7 +80,8 @@ export class Compare {
       onStatus: async (msg) => {
         if (msg.type === "progress") { $("#compare-progress").value = msg.progress; return; }
         $("#compare-status").textContent = msg.status + (msg.error ? `: ${msg.error}` : "");
-        if (typeof msg.progress === "number") { $("#compare-progress").value = msg.progress; }
+        this.status(`comparison ${run.run} · ${msg.status}${msg.error ? ": " + msg.error : ""}`, `status-${msg.status}`);
+        if (typeof msg.progress === "number") { $("#compare-progress").value = msg.progress; $("#run-progress").value = msg.progress; }
         if (!FINISHED.has(msg.status)) { return; }
         $("#compare-progress").hidden = true;
         const data = await getJson(run.status_url);

@@ -3,7 +3,8 @@
 // its packet travels along the matching edge (or, with prefers-reduced-motion, no packet
 // moves: the boxes it touches and the edge between them light up instead). Before a run it
 // shows the system the BUILD form describes. Each core box is a toggle button: it filters
-// the event list to that core.
+// the event list to that core. Every label has a tooltip (an SVG <title>) and the
+// legend under the diagram (the template's #diagram-legend) says what each one means.
 import { VERDICT_MARK, coreOf, hex32 } from "./describe.js";
 
 export const OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
@@ -27,6 +28,22 @@ function el(name, attrs = {}, text) {
   return node;
 }
 
+/** ``node`` with a tooltip (browsers show a <title> on hover): a group around it holds
+ * the title, so the node's own text stays only what it shows. The group takes the node's
+ * place if it is in the document already; otherwise append ``w(node)``. */
+function tip(node, text) {
+  const g = el("g", { class: "tip" });
+  if (node.parentNode) { node.parentNode.insertBefore(g, node); }
+  g.append(el("title", {}, text), node);
+  node.wrap = g;
+  return node;
+}
+
+/** What to append for ``node``: its tooltip group, if it has one. */
+function w(node) { return node.wrap || node; }
+
+function say(node, text) { node.textContent = text; }
+
 export class Diagram {
   constructor(root, { onPacketClick, onCoreClick }) {
     this.root = root;
@@ -49,7 +66,9 @@ export class Diagram {
     const boxH = 92;
     const coreTop = 190;
     const height = coreTop + rows * (boxH + 14) + 70;
-    const svg = el("svg", { viewBox: `0 0 ${W} ${height}`, role: "img",
+    // A group, not an image: it holds focusable controls (the cores, the packets), which
+    // an image's children may not be.
+    const svg = el("svg", { viewBox: `0 0 ${W} ${height}`, role: "group",
       "aria-labelledby": "diagram-title diagram-desc", class: "diagram-svg" });
     svg.appendChild(el("title", { id: "diagram-title" }, "Packet path"));
     svg.appendChild(el("desc", { id: "diagram-desc" },
@@ -79,19 +98,25 @@ export class Diagram {
       return g;
     };
     const client = box("client", 10, 40, 190, 80, "client");
-    this.clientText = el("text", { x: 18, y: 80, class: "node-line" }, "");
-    this.clientText2 = el("text", { x: 18, y: 100, class: "node-line" }, "");
-    client.append(this.clientText, this.clientText2);
+    tip(client.querySelector(".node-title"), "client: where the request comes from");
+    this.clientText = tip(el("text", { x: 18, y: 80, class: "node-line" }, ""), "the client's address and port");
+    this.clientText2 = tip(el("text", { x: 18, y: 100, class: "node-line" }, ""), "the flows, or the flow's verdict once known");
+    client.append(w(this.clientText), w(this.clientText2));
     const nic = box("nic", 320, 10, 320, 120, "NIC · RSS");
+    tip(nic.querySelector(".node-title"), "NIC · RSS: the network card spreads packets over cores by Receive Side Scaling");
+    const nicTips = ["the hash: the Toeplitz hash of the packet's addresses and ports, with the NIC's key",
+      "the bucket: the hash's low bits pick one of the indirection table's buckets",
+      "the core: the indirection table maps the bucket to a core", "which packet of which flow"];
     this.nicLines = [0, 1, 2, 3].map((i) => {
-      const t = el("text", { x: 330, y: 48 + i * 20, class: "node-line mono" }, "");
-      nic.appendChild(t);
+      const t = tip(el("text", { x: 330, y: 48 + i * 20, class: "node-line mono", id: `d-nic-line-${i}` }, ""), nicTips[i]);
+      nic.appendChild(w(t));
       return t;
     });
     const server = box("server", W - 200, 40, 190, 80, "server(s)");
-    this.serverText = el("text", { x: W - 192, y: 80, class: "node-line" }, "");
-    this.serverText2 = el("text", { x: W - 192, y: 100, class: "node-line" }, "");
-    server.append(this.serverText, this.serverText2);
+    tip(server.querySelector(".node-title"), "server(s): the service's address (VIP) and the real servers behind it");
+    this.serverText = tip(el("text", { x: W - 192, y: 80, class: "node-line" }, ""), "where the request was sent");
+    this.serverText2 = tip(el("text", { x: W - 192, y: 100, class: "node-line" }, ""), "the server, or the rewritten source the server sees");
+    server.append(w(this.serverText), w(this.serverText2));
 
     // Static edges.
     const edges = el("g", { class: "edges" });
@@ -111,9 +136,10 @@ export class Diagram {
       const x = (W - rowW) / 2 + col * (boxW + gap);
       const y = coreTop + row * (boxH + 14);
       const colour = coreColour(c);
+      // Named by its <title> (set in setCoreState), which starts with the words the box
+      // shows, so the name a screen reader speaks matches what a sighted user reads.
       const g = el("g", { class: "node core", id: `d-core-${c}`, "data-core": c, tabindex: "0",
-        role: "button", "aria-pressed": this.coreFilter === c ? "true" : "false",
-        "aria-label": `core ${c}: show only this core's events` });
+        role: "button", "aria-pressed": this.coreFilter === c ? "true" : "false" });
       g.addEventListener("click", () => this.onCoreClick(c));
       g.addEventListener("keydown", (e) => {
         if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") {
@@ -131,32 +157,41 @@ export class Diagram {
       const pattern = corePattern(c);
       if (pattern) { g.appendChild(el("rect", { x, y, width: boxW, height: 20, rx: 6, fill: `url(#pat-${pattern})` })); }
       g.appendChild(el("text", { x: x + 6, y: y + 15, class: "core-label", fill: coreInk(c) }, `core ${c}`));
-      const sessions = el("text", { x: x + 6, y: y + 38, class: "node-line small" }, "PE · 0 sessions");
-      const gaugeBack = el("rect", { x: x + 6, y: y + 48, width: boxW - 12, height: 10, class: "gauge-back" });
+      const sessions = tip(el("text", { x: x + 6, y: y + 38, class: "node-line small" }, "PE · 0 sessions"),
+        "PE: this core's packet engine; sessions: the flows it holds open now");
+      const gaugeBack = tip(el("rect", { x: x + 6, y: y + 48, width: boxW - 12, height: 10, class: "gauge-back" }),
+        "port-table gauge: ports taken of the ports that fit this core (their response hashes back here)");
       const gauge = el("rect", { x: x + 6, y: y + 48, width: 0, height: 10, class: "gauge",
         fill: colour });
-      const ports = el("text", { x: x + 6, y: y + 72, class: "node-line small" }, "ports 0");
-      const mark = el("text", { x: x + boxW - 8, y: y + 86, class: "core-mark", "text-anchor": "end" }, "");
-      g.append(sessions, gaugeBack, gauge, ports, mark);
+      const ports = tip(el("text", { x: x + 6, y: y + 72, class: "node-line small" }, "ports 0"),
+        "ports taken / fitting ports (those whose response comes back to this core)");
+      const mark = tip(el("text", { x: x + boxW - 8, y: y + 86, class: "core-mark", "text-anchor": "end" }, ""),
+        "the shown flow's verdict: ✓ symmetric, ↪ handed off, ⊘ refused, ✗ asymmetric");
+      const ranOut = tip(el("text", { x: x + 6, y: y + 86, class: "ran-out-mark" }, ""),
+        "this core ran out of fitting ports: it refused requests");
+      g.append(w(sessions), w(gaugeBack), gauge, w(ports), w(mark), w(ranOut));
       g.appendChild(el("rect", { x: x - 3, y: y - 3, width: boxW + 6, height: boxH + 6, rx: 8,
         class: "core-focus" }));
       svg.appendChild(g);
       this.pos[`core-${c}`] = { x: x + boxW / 2, y: y + boxH / 2, top: y, bottom: y + boxH,
         left: x, right: x + boxW };
-      this.coreNodes.push({ g, sessions, gauge, ports, mark, x, w: boxW - 12 });
+      this.coreNodes.push({ g, sessions, gauge, ports, mark, ranOut, x, w: boxW - 12 });
       if (cores <= 32) {
         fanout.appendChild(el("line", { x1: 480, y1: 130, x2: x + boxW / 2, y2: y, class: "edge edge-faint" }));
       }
     }
     this.overlay = el("g", { class: "overlay" });
     svg.appendChild(this.overlay);
-    this.caption = el("text", { x: 10, y: height - 20, class: "caption" }, "");
-    svg.appendChild(this.caption);
+    this.caption = tip(el("text", { x: 10, y: height - 20, class: "caption" }, ""),
+      "the current event: its number, kind and flow");
+    svg.appendChild(w(this.caption));
     this.root.textContent = "";
     this.root.appendChild(svg);
     this.svg = svg;
     svg.dataset.cores = String(cores);
+    this.coreNodes.forEach((n, c) => n.g.appendChild(el("title", {}, `core ${c}: show only this core's events`)));
     if (this.system) { this.showSystem(this.system); }
+    if (this.ports) { this.setPortsRanOut(this.ports); }
   }
 
   /** Mark core ``core`` (or none: null) as the one the event list is filtered to. */
@@ -165,21 +200,35 @@ export class Diagram {
     this.coreNodes.forEach((n, c) => n.g.setAttribute("aria-pressed", core === c ? "true" : "false"));
   }
 
+  /** A finished run's port figures (the report's ``ports``): a core that ran out of
+   * fitting ports is marked (⊘ ran out) until the next run. */
+  setPortsRanOut(ports) {
+    this.ports = ports;
+    const ranOut = ports.ran_out || [];
+    const refused = ports.refused || [];
+    this.coreNodes.forEach((n, c) => {
+      const out = Boolean(ranOut[c]);
+      n.g.classList.toggle("ran-out", out);
+      say(n.ranOut, out ? `⊘ ran out (${refused[c]})` : "");
+    });
+  }
+
   /** Before a run: the system the BUILD form describes (``info`` from the form's fields). */
   showSystem(info) {
     this.system = info;
+    this.setPortsRanOut({});
     if (!this.svg) { return; }
     const table = info.table === "round-robin" || !info.table ? `round robin over ${this.cores} cores`
       : `custom, ${info.table.length} buckets`;
-    this.nicLines[0].textContent = `Toeplitz, key ${info.key || "microsoft"}`.slice(0, 40);
-    this.nicLines[1].textContent = `transform ${info.transform || "none"}`;
-    this.nicLines[2].textContent = `low ${info.hashBits} bits → ${2 ** info.hashBits} buckets`;
-    this.nicLines[3].textContent = `table: ${table}`;
-    this.clientText.textContent = info.client || "";
-    this.clientText2.textContent = info.flows ? `${info.flows} flow${info.flows === 1 ? "" : "s"}` : "";
-    this.serverText.textContent = info.vip || "";
-    this.serverText2.textContent = info.server ? `→ ${info.server}` : "";
-    this.caption.textContent = info.policy ? `${info.policy} · no run yet: press Run ▶` : "";
+    say(this.nicLines[0], `Toeplitz, key ${info.key || "microsoft"}`.slice(0, 40));
+    say(this.nicLines[1], `transform ${info.transform || "none"}`);
+    say(this.nicLines[2], `low ${info.hashBits} bits → ${2 ** info.hashBits} buckets`);
+    say(this.nicLines[3], `table: ${table}`);
+    say(this.clientText, info.client || "");
+    say(this.clientText2, info.flows ? `${info.flows} flow${info.flows === 1 ? "" : "s"}` : "");
+    say(this.serverText, info.vip || "");
+    say(this.serverText2, info.server ? `→ ${info.server}` : "");
+    say(this.caption, info.policy ? `${info.policy} · no run yet: press Run ▶` : "");
     this.setCoreState(Array.from({ length: this.cores }, () => ({ sessions: 0, ports: 0, capacity: 0, handoffs: 0 })));
   }
 
@@ -188,14 +237,17 @@ export class Diagram {
     state.forEach((s, c) => {
       const node = this.coreNodes[c];
       if (!node) { return; }
-      node.sessions.textContent = `PE · ${s.sessions} session${s.sessions === 1 ? "" : "s"}`;
+      say(node.sessions, `PE · ${s.sessions} session${s.sessions === 1 ? "" : "s"}`);
       const frac = s.capacity ? Math.min(1, s.ports / s.capacity) : (s.ports ? 1 : 0);
       node.gauge.setAttribute("width", String(node.w * frac));
-      node.ports.textContent = s.capacity ? `ports ${s.ports} / ${Math.round(s.capacity)}` : `ports ${s.ports}`;
+      say(node.ports, s.capacity ? `ports ${s.ports} / ${Math.round(s.capacity)}` : `ports ${s.ports}`);
       node.g.dataset.sessions = String(s.sessions);
       node.g.dataset.ports = String(s.ports);
-      node.g.querySelector("title")?.remove();
-      node.g.appendChild(el("title", {}, `core ${c}: ${s.sessions} sessions, ${s.ports} ports taken, ${s.handoffs} handoffs received`));
+      const out = this.ports && this.ports.ran_out && this.ports.ran_out[c] ? ", ran out of fitting ports" : "";
+      node.g.querySelector(":scope > title")?.remove();
+      node.g.appendChild(el("title", {}, `core ${c} PE · ${s.sessions} session${s.sessions === 1 ? "" : "s"} ports ${s.ports}`
+        + `${s.capacity ? " / " + Math.round(s.capacity) : ""}${out}: ${s.handoffs} handoffs received; `
+        + "press to show only this core's events"));
     });
   }
 
@@ -231,19 +283,19 @@ export class Diagram {
     }
     // NIC lines: the flow's latest RSS decision.
     const h = ctx.hashed;
-    this.nicLines[0].textContent = h ? `Toeplitz → ${hex32(h.hash)}${h.hash_type ? "  (" + h.hash_type + ")" : ""}` : "Toeplitz → …";
-    this.nicLines[1].textContent = h ? `low ${ctx.hashBits} bits → bucket ${h.bucket}` : "low bits → bucket …";
-    this.nicLines[2].textContent = h ? `table[${h.bucket}] → core ${h.core}` : "table[…] → core …";
-    this.nicLines[3].textContent = h ? `${h.direction || ""} of flow ${h.flow}` : "";
-    this.clientText.textContent = ctx.request ? `${ctx.request.src}:${ctx.request.sport ?? ""}` : "";
-    this.clientText2.textContent = ctx.verdict ? `${VERDICT_MARK[ctx.verdict.verdict] || ""} ${ctx.verdict.verdict}` : "";
-    this.serverText.textContent = ctx.rewritten ? `${ctx.rewritten.dst}:${ctx.rewritten.dport ?? ""}` :
-      (ctx.request ? `${ctx.request.dst}:${ctx.request.dport ?? ""}` : "");
-    this.serverText2.textContent = ctx.rewritten ? `from ${ctx.rewritten.src}:${ctx.rewritten.sport ?? ""}` : "";
+    say(this.nicLines[0], h ? `Toeplitz → ${hex32(h.hash)}${h.hash_type ? "  (" + h.hash_type + ")" : ""}` : "Toeplitz → …");
+    say(this.nicLines[1], h ? `low ${ctx.hashBits} bits → bucket ${h.bucket}` : "low bits → bucket …");
+    say(this.nicLines[2], h ? `table[${h.bucket}] → core ${h.core}` : "table[…] → core …");
+    say(this.nicLines[3], h ? `${h.direction || ""} of flow ${h.flow}` : "");
+    say(this.clientText, ctx.request ? `${ctx.request.src}:${ctx.request.sport ?? ""}` : "");
+    say(this.clientText2, ctx.verdict ? `${VERDICT_MARK[ctx.verdict.verdict] || ""} ${ctx.verdict.verdict}` : "");
+    say(this.serverText, ctx.rewritten ? `${ctx.rewritten.dst}:${ctx.rewritten.dport ?? ""}` :
+      (ctx.request ? `${ctx.request.dst}:${ctx.request.dport ?? ""}` : ""));
+    say(this.serverText2, ctx.rewritten ? `from ${ctx.rewritten.src}:${ctx.rewritten.sport ?? ""}` : "");
     this.coreNodes.forEach((n, c) => {
-      n.mark.textContent = ctx.verdict && ctx.verdict.request_core === c ? (VERDICT_MARK[ctx.verdict.verdict] || "") : "";
+      say(n.mark, ctx.verdict && ctx.verdict.request_core === c ? (VERDICT_MARK[ctx.verdict.verdict] || "") : "");
     });
-    this.caption.textContent = `#${ev.seq} ${ev.kind}${flowLabel ? " · flow " + ev.flow : ""}`;
+    say(this.caption, `#${ev.seq} ${ev.kind}${flowLabel ? " · flow " + ev.flow : ""}`);
     if (from && to) {
       this.light(from); this.light(to);
       if (this.reduced) {
@@ -261,8 +313,8 @@ export class Diagram {
     const path = el("path", { d: `M${p.x} ${p.bottom} C ${p.x} ${y + 20}, ${q.x} ${y + 20}, ${q.x} ${q.bottom}`,
       class: "handoff", "marker-end": "url(#arrow-hand)" });
     this.overlay.appendChild(path);
-    this.overlay.appendChild(el("text", { x: (p.x + q.x) / 2, y: y + 24, class: "handoff-label",
-      "text-anchor": "middle" }, label));
+    this.overlay.appendChild(w(tip(el("text", { x: (p.x + q.x) / 2, y: y + 24, class: "handoff-label",
+      "text-anchor": "middle" }, label), `a handoff: core ${a} passes the packet to core ${b}, its owner (${label})`)));
   }
 
   /** Where a line between two boxes meets their borders (not their centres, so it never
@@ -287,8 +339,8 @@ export class Diagram {
   packet(ev, from, to, letter, animate) {
     const a = this.pos[from], b = this.pos[to];
     if (!a || !b) { return; }
-    const g = el("g", { class: "packet", tabindex: "0", role: "button",
-      "aria-label": `packet of event ${ev.seq}, flow ${ev.flow}` });
+    const g = el("g", { class: "packet", tabindex: "0", role: "button" });
+    g.appendChild(el("title", {}, `${letter}${ev.flow >= 0 ? ev.flow : ""}: ${letter === "Q" ? "a request (query)" : "a response"} packet of flow ${ev.flow}, event ${ev.seq}; press to select it`));
     const colour = typeof ev.core === "number" ? coreColour(ev.core) : "#444";
     g.appendChild(el("rect", { x: -16, y: -10, width: 32, height: 20, rx: 4, fill: "#fff", stroke: colour, "stroke-width": 2.5 }));
     g.appendChild(el("text", { x: 0, y: 4, "text-anchor": "middle", class: "packet-label" },

@@ -52,13 +52,16 @@ export function showVerdictBar(bar, counts, { partial = false, checks = null, pa
   const total = counts.flows ?? (counts.symmetric + counts.handed_off + counts.asymmetric);
   const head = headline(counts, checks, passed, partial);
   const strong = make(`v-headline ${head.cls}`, head.text);
+  if (checks && !checks.length && !partial) {
+    strong.title = "no checks: this scenario sets no checks of its own, so the run passes when it "
+      + "has flows and none was refused or asymmetric";
+  }
   bar.append(strong, ": ");
   const mark = VERDICT_MARK;
   bar.append(make("v-symmetric", `${mark.symmetric} ${counts.symmetric}/${total} symmetric`), " · ",
     make("v-handed-off", `${mark["handed-off"]} ${counts.handed_off} handed off`), " · ",
     make("v-refused", `${mark.refused} ${counts.refused || 0} refused`), " · ",
     make("v-asymmetric", `${mark.asymmetric} ${counts.asymmetric} asymmetric`));
-  if (partial) { bar.append(make("muted", "  (so far)")); }
 }
 
 /** The report's line about a replayed capture (packets read, used, skipped and why). */
@@ -184,18 +187,45 @@ export function showCharts(container, report) {
   bar(bk.plot, counts.map((_, b) => b), counts, bcores.map((c) => coreColour(c)), "requests");
   fillTable(bk.table, ["bucket", "core", "requests"], counts.map((n, b) => [b, bcores[b], n]));
 
-  const ports = report.ports || {};
-  const po = chartBox(container, "ports", "Port-table occupancy");
-  const occ = (ports.occupancy || []).map((x) => Math.round(x * 10000) / 100);
-  bar(po.plot, labels, occ, colours, "% taken at the end",
-    "no port taken at the end (every session had closed)");
-  fillTable(po.table, ["core", "occupancy %", "ports allocated", "fitting ports per table"],
-    labels.map((_, c) => [c, occ[c] ?? 0, (ports.allocated || [])[c] ?? 0, (ports.fitting_per_table || [])[c] ?? 0]));
+  showPorts(container, report.ports || {}, labels, colours);
 
   const ho = chartBox(container, "handoffs", "Handoff copies (responses received from another core)");
   const hand = summary.handoffs_per_core || [];
   bar(ho.plot, labels, hand, colours, "handoffs", "no handoff: every response on its core");
   fillTable(ho.table, ["core", "handoffs received"], hand.map((n, c) => [c, n]));
+}
+
+/** Port-table occupancy, honestly: a core can only use the ports that *fit* it (whose
+ * response hashes back to it: about 1 in cores of the range), so "taken of all" alone
+ * reads 25 % on a 4-core system that has run out. Two bars per core — taken of the
+ * fitting ports, taken of all — and a core that refused requests for want of a fitting
+ * port named "ran out" in its label, the table and the diagram. */
+function showPorts(container, ports, labels, colours) {
+  const po = chartBox(container, "ports", "Port-table occupancy: taken of the fitting ports, and of all");
+  const pct2 = (x) => (x === null || x === undefined ? null : Math.round(x * 10000) / 100);
+  const ofFitting = (ports.of_fitting || ports.occupancy || []).map(pct2);
+  const ofAll = (ports.of_all || ports.occupancy || []).map(pct2);
+  const ranOut = ports.ran_out || [];
+  const refused = ports.refused || [];
+  const names = labels.map((l, c) => (ranOut[c] ? `${l} ⊘ ran out` : l));
+  po.plot.closest(".chart-box").classList.toggle("ports-ran-out", ranOut.some(Boolean));
+  if (window.Plotly) {
+    const blank = ![...ofFitting, ...ofAll].some((v) => v > 0);
+    window.Plotly.react(po.plot, [
+      { type: "bar", name: "taken of fitting ports", x: names, y: ofFitting.map((v) => v ?? 0),
+        marker: { color: colours }, hovertemplate: "%{x}: %{y}% of its fitting ports<extra></extra>" },
+      { type: "bar", name: "taken of all ports", x: names, y: ofAll.map((v) => v ?? 0),
+        marker: { color: "#999", pattern: { shape: "/" } }, hovertemplate: "%{x}: %{y}% of all ports<extra></extra>" },
+    ], { ...LAYOUT, barmode: "group", bargap: 0.2, legend: { orientation: "h", y: -0.25 },
+      yaxis: { title: { text: "% taken at the end" }, rangemode: "tozero", range: [0, 105] },
+      annotations: blank ? [{ text: ranOut.some(Boolean) ? "no port taken at the end, but some cores ran out during the run"
+        : "no port taken at the end (every session had closed)", xref: "paper", yref: "paper", x: 0.5, y: 0.6,
+        showarrow: false, font: { size: 13, color: "#555" } }] : [] }, PLOT_CONFIG);
+  }
+  fillTable(po.table, ["core", "taken of fitting %", "taken of all %", "fitting ports per table",
+    "ports handed out", "refused", "fitting ports ran out"],
+  labels.map((_, c) => [c, ofFitting[c] ?? "—", ofAll[c] ?? 0, (ports.fitting_per_table || [])[c] ?? 0,
+    (ports.allocated || [])[c] ?? 0, refused[c] ?? 0, ranOut[c] ? "⊘ ran out" : "no"]));
 }
 
 // ---------------------------------------------------------------------------- compare
@@ -207,6 +237,11 @@ export function showComparison(grid, chart, table, comparison) {
   const box = document.getElementById("compare-result");
   if (box) { box.hidden = false; }
   grid.textContent = "";
+  const notes = document.getElementById("compare-notes");
+  if (notes) {
+    notes.textContent = (comparison.notes || []).map((n) => `Note: ${n}.`).join(" ");
+    notes.hidden = !(comparison.notes || []).length;
+  }
   for (const c of cells) {
     const div = document.createElement("div");
     div.className = "cmp-cell" + (c.error ? " cmp-error" : "");
@@ -215,10 +250,11 @@ export function showComparison(grid, chart, table, comparison) {
     div.appendChild(h);
     const dl = document.createElement("dl");
     const cap = c.port_capacity ? `${Math.round(Math.min(...c.port_capacity))}–${Math.round(Math.max(...c.port_capacity))}` : "—";
-    const items = c.error ? [["not run", c.error]] : [
+    const items = c.error ? [["not run", c.error]] : c.note ? [["traffic", c.note]] : [];
+    if (!c.error) { items.push(
       ["symmetric", `${c.symmetric_rate >= 1 ? "✓" : "✗"} ${pct(c.symmetric_rate)}`],
       ["handoff copies", `${c.handoff_copies ? "↪ " : ""}${c.handoff_copies}`],
-      ["fairness", c.fairness.toFixed(3)], ["ports / core", cap]];
+      ["fairness", c.fairness.toFixed(3)], ["ports / core", cap]); }
     for (const [k, v] of items) {
       const dt = document.createElement("dt"); dt.textContent = k;
       const dd = document.createElement("dd"); dd.textContent = v;

@@ -7,7 +7,7 @@ import { coreOf } from "./describe.js";
 import { scenarioRequest } from "./request.js";
 import { showChecks, showCharts, showFlowTable, showMatrix, showPcapNote,
   showVerdictBar } from "./results.js";
-import { FINISHED, newVerdicts } from "./state.js";
+import { FINISHED, newProblems, newVerdicts } from "./state.js";
 import { RunStream } from "./stream.js";
 import { runUrls, urls } from "./urls.js";
 
@@ -48,6 +48,10 @@ export class Runner {
       if (!state.kinds.has(ev.kind)) { state.kinds.add(ev.kind); $("#f-kind").add(new Option(ev.kind, ev.kind)); }
       const core = Math.max(coreOf(ev) ?? -1, ev.from_core ?? -1);
       if (core > maxCore) { maxCore = core; }
+      const trouble = ev.kind === "verdict" && ev.verdict === "asymmetric" ? "asymmetric"
+        : ev.kind === "forwarded" || ev.kind === "forwarded-core-to-core" ? "handed-off"
+          : ev.kind === "allocation-failed" ? "refused" : null;
+      if (trouble) { state.problems[trouble].push(ev.seq); state.problems.any.push(ev.seq); }
       if (ev.kind === "verdict") {
         const v = state.verdicts;
         v.flows += 1;
@@ -76,7 +80,12 @@ export class Runner {
     stats.pendingLags.length = 0;
     stats.renderedAt = now;
     $("#event-count").textContent = String(store.events.length);
-    if (!state.report && state.verdicts.flows) { showVerdictBar($("#verdict-bar"), state.verdicts, { partial: !FINISHED.has(state.status) }); }
+    // Only while running: once finished, the bar waits for the report (finished()), so it
+    // never shows a partial count after "succeeded".
+    if (!state.report && state.verdicts.flows && !FINISHED.has(state.status)) {
+      showVerdictBar($("#verdict-bar"), state.verdicts, { partial: true });
+    }
+    this.player.showRange();
     this.player.showCursor({ animate: !state.live || !state.status || FINISHED.has(state.status) ? true : false });
   }
 
@@ -93,6 +102,8 @@ export class Runner {
     state.lastShown = -1;
     widgets.tracker.reset(state.coreCount);
     state.verdicts = newVerdicts();
+    state.problems = newProblems();
+    $("#download-report").hidden = true;
     Object.assign(stats, { received: 0, messages: 0, firstAt: null, lastAt: null, fetched: 0, duplicates: 0,
       gaps: 0, receivedBeforeFinal: null, finalAt: null });
     stats.lagsMs.length = 0;
@@ -148,7 +159,10 @@ export class Runner {
       onStatus: (msg) => {
         if (msg.type === "progress") { $("#run-progress").value = msg.progress; return; }
         this.setStatus(msg.status, msg.progress, msg.error);
-        if (FINISHED.has(msg.status)) { this.finished(); }
+        if (FINISHED.has(msg.status)) {
+          $("#verdict-bar").textContent = `${msg.status}: loading the verdict…`;
+          this.finished();
+        }
       },
       onConnection: (text) => { $("#run-connection").textContent = text; },
       stats: this.lab.stats,
@@ -180,6 +194,10 @@ export class Runner {
     }
     state.report = report;
     if (report.system && report.system.cores) { this.lab.ensureDiagram(report.system.cores); }
+    this.lab.widgets.diagram.setPortsRanOut(report.ports || {});
+    const link = $("#download-report");
+    link.href = state.run.report_url;
+    link.hidden = false;
     state.lastShown = -1;
     $("#scenario-title").textContent = report.scenario ? `· ${report.scenario.name}` : "";
     showVerdictBar($("#verdict-bar"), report.summary || {}, { checks: report.checks || [], passed: report.passed });
@@ -195,6 +213,7 @@ export class Runner {
       this.player.showHint(`Finished: ▶ (or Space) replays its ${store.events.length} events from the `
         + "start, ◀ and ▶| step through them.");
     }
+    this.player.showRange();
     root.dataset.finished = "true";
     this.pcapExport.update();
   }
@@ -204,6 +223,7 @@ export class Runner {
     const { $, root } = this.lab;
     const state = this.state;
     clearErrors(root, $("#form-errors"));
+    $("#compare-errors").textContent = "";
     const form = scenarioRequest(this.lab.scenarioSource(), { mode, seed: $("#run-seed").value });
     const buttons = [$("#run-trace"), $("#run-batch")];
     buttons.forEach((b) => { b.disabled = true; });

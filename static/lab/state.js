@@ -10,6 +10,13 @@ export function newStats() {
     fetched: 0, duplicates: 0, gaps: 0, renderedAt: null, receivedBeforeFinal: null, finalAt: null };
 }
 
+/** Seqs of the events worth jumping to, in order, per kind of trouble: ``asymmetric`` (a
+ * misdirected or lost flow's verdict), ``handed-off`` (each core-to-core handoff packet),
+ * ``refused`` (each failed port allocation) and ``any`` (all of them). */
+export function newProblems() {
+  return { any: [], asymmetric: [], "handed-off": [], refused: [] };
+}
+
 export function newVerdicts() {
   return { symmetric: 0, handed_off: 0, asymmetric: 0, refused: 0, flows: 0 };
 }
@@ -20,6 +27,7 @@ export function newState() {
     run: null, status: null, mode: null, report: null, scenarioYaml: "",
     cursor: -1, playing: false, speed: 1, live: true, timer: null,
     flows: new Map(), kinds: new Set(), coreCount: 0, verdicts: newVerdicts(),
+    problems: newProblems(),
     stream: null, frame: false, lastShown: -1, source: "builder", startedHere: false,
   };
 }

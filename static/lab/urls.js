@@ -23,9 +23,9 @@ export const urls = Object.freeze({
 
 const placeholder = required("runId");
 const templates = { status_url: required("run"), events_url: required("runEvents"),
-  pcap_url: required("runPcap"), ws: required("runWs") };
+  pcap_url: required("runPcap"), report_url: required("runReport"), ws: required("runWs") };
 
-/** The URLs of run ``id``: {run, ws, status_url, events_url, pcap_url}. */
+/** The URLs of run ``id``: {run, ws, status_url, events_url, pcap_url, report_url}. */
 export function runUrls(id) {
   const run = { run: Number(id) };
   for (const [name, template] of Object.entries(templates)) {

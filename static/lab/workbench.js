@@ -7,10 +7,16 @@
 // over the events), runner.js (Run ▶ / Verify and following a run), compare.js, export.js;
 // runs and comparisons build their requests with request.js.
 //
+// What is on screen is what runs: opening a past run or choosing an example puts its
+// scenario file in the YAML tab and what the form can show of it in the form (the diagram
+// follows the form); a run opened from its link is run again from the YAML tab, which
+// holds the whole file. A first visit offers the guided tour (tour.js).
+//
 // window.rssLab exposes the page's state for tests and the console:
 //   stats   {received, messages, lagsMs, firstAt, lastAt, fetched, duplicates, gaps}
 //   events  every event of the current run, index = seq
 //   state() {run, status, cursor, playing, speed, live, count}
+//   ingest(events)  hand events to the page as a run's stream would (tests of long runs)
 import { ApiError, postJson } from "./api.js";
 import { Builder, showErrors } from "./build.js";
 import { Compare } from "./compare.js";
@@ -21,6 +27,7 @@ import { EventList } from "./eventlist.js";
 import { PcapExport } from "./export.js";
 import { Player } from "./player.js";
 import { Runner } from "./runner.js";
+import { Tour } from "./tour.js";
 import { FINISHED, newState, newStats } from "./state.js";
 import { runUrls, urls } from "./urls.js";
 
@@ -41,6 +48,7 @@ const presets = jsonData("lab-presets") || {};
 const defaults = jsonData("lab-defaults") || {};
 const limits = jsonData("lab-limits") || {};
 const initialRun = jsonData("lab-run");
+const exampleForms = jsonData("lab-examples") || {};
 
 const stats = newStats();
 const store = { events: [] };
@@ -79,7 +87,7 @@ const pcapExport = new PcapExport(lab);
 const runner = new Runner(lab, player, pcapExport);
 const compare = new Compare(lab);
 
-const builder = new Builder($("#pane-builder"), defaults);
+const builder = new Builder($("#builder-form"), defaults);
 const diagram = new Diagram($("#diagram"), { onPacketClick: (seq) => player.select(seq, "diagram"),
   onCoreClick: (core) => toggleCoreFilter(core) });
 const tracker = new CoreTracker();
@@ -96,9 +104,20 @@ window.rssLab = {
   state: () => ({ run: state.run && state.run.run, status: state.status, cursor: state.cursor,
     playing: state.playing, speed: state.speed, live: state.live, count: store.events.length }),
   select: (seq) => player.select(seq, "console"),   // jump to an event, as clicking it does
+  ingest: (events) => runner.onEvents(events),
 };
 
-builder.onChange = () => showIdleSystem();
+let loading = false;
+builder.onChange = () => {
+  showIdleSystem();
+  // The student changed a form that showed a loaded file: from now on the YAML tab
+  // shows the form's file again (and the note about what the form cannot show goes).
+  if (!loading && $("#yaml-text").dataset.loaded === "true") {
+    $("#yaml-text").dataset.loaded = "false";
+    $("#yaml-text").dataset.fromForm = "true";
+    showFormNote(null);
+  }
+};
 builder.load(presets.nat || defaults);
 const limitText = [];
 const pcapMax = limits.pcap_max_bytes || limits.max_pcap_bytes;
@@ -167,10 +186,43 @@ async function fillYamlFromForm() {
     if (err instanceof ApiError) { showErrors(root, $("#form-errors"), err.errors); } else { throw err; }
   }
 }
-$("#yaml-text").addEventListener("input", (e) => { e.target.dataset.fromForm = "false"; });
+$("#yaml-text").addEventListener("input", (e) => { e.target.dataset.fromForm = "false"; e.target.dataset.loaded = "false"; });
+
+/** What the form cannot show of a loaded file (its ``unshown`` key paths), or nothing. */
+function showFormNote(unshown, where = "") {
+  const note = $("#form-note");
+  note.textContent = unshown && unshown.length
+    ? `The form shows ${where || "this scenario"} without: ${unshown.join(", ")}. The YAML tab has the whole file.`
+    : "";
+  note.hidden = !note.textContent;
+}
+
+/** Put a scenario file on screen: its text in the YAML tab, what the form can show of it
+ * (``form``: {fields, unshown}, from the server) in the form. */
+function loadScenario(text, form, where) {
+  const yaml = $("#yaml-text");
+  yaml.value = text;
+  yaml.dataset.fromForm = "false";
+  if (form && form.fields) {
+    loading = true;
+    try { builder.load({ ...defaults, ...form.fields }); } finally { loading = false; }
+  }
+  yaml.dataset.loaded = "true";
+  showFormNote(form ? form.unshown : null, where);
+}
+
+$("#example-select").addEventListener("change", (e) => {
+  const ex = exampleForms[e.target.value];
+  if (ex) { loadScenario(ex.yaml, ex.form, `example ${e.target.value}`); }
+});
 
 function showTab(name) {
   state.source = name;
+  if (name === "example" && $("#yaml-text").dataset.example !== $("#example-select").value) {
+    const ex = exampleForms[$("#example-select").value];
+    if (ex) { loadScenario(ex.yaml, ex.form, `example ${$("#example-select").value}`); }
+    $("#yaml-text").dataset.example = $("#example-select").value;
+  }
   if (name === "yaml") { fillYamlFromForm(); }
   for (const t of tabs) {
     const tab = $(`#tab-${t}`);
@@ -193,7 +245,7 @@ tabs.forEach((t, i) => {
 });
 document.querySelectorAll("button.preset").forEach((b) => b.addEventListener("click", () => {
   const p = presets[b.dataset.preset];
-  if (p) { builder.load(p); } else {
+  if (p) { builder.load(p); $("#yaml-text").dataset.loaded = "false"; $("#yaml-text").dataset.fromForm = "true"; showFormNote(null); } else {
     const el = builder.form.querySelector(`input[name=policy][value="${b.dataset.preset}"]`);
     if (el) { el.checked = true; }
   }
@@ -217,6 +269,11 @@ showIdleSystem();
 if (initialRun && initialRun.run) {
   state.scenarioYaml = initialRun.scenario_yaml || "";
   state.mode = initialRun.mode;
+  // The run's own file, in the YAML tab (what Run ▶ runs from now on) and the form.
+  loadScenario(state.scenarioYaml, initialRun.form, `run ${initialRun.run}`);
+  if (initialRun.seed !== undefined && initialRun.seed !== null) { $("#run-seed").value = String(initialRun.seed); }
+  showTab("yaml");
+  $("#verdict-bar").textContent = "loading the verdict…";
   if (initialRun.mode === "compare") { state.run = runUrls(initialRun.run); }
   runner.setStatus(initialRun.status || "queued", initialRun.progress, initialRun.error);
   if (initialRun.mode === "compare") {
@@ -227,4 +284,9 @@ if (initialRun && initialRun.run) {
     runner.watch(runUrls(initialRun.run), { replay: FINISHED.has(initialRun.status) });
   }
 }
+new Tour(lab, { runPreset: (name) => {
+  document.querySelector(`button.preset[data-preset=${name}]`).click();
+  showTab("builder");
+  return runner.start("trace");
+} }).offer({ firstVisit: !(initialRun && initialRun.run) });
 root.dataset.ready = "true";

@@ -388,6 +388,10 @@ CSP_RECORDER = """
 """
 
 
+#: Marks the lab's guided tour as seen (static/lab/tour.js keeps that in localStorage).
+TOUR_SEEN = "try { window.localStorage.setItem('rsslab.tour', 'done'); } catch (e) {}"
+
+
 def _wait_for_function_without_eval(page):
     """``page.wait_for_function`` that works under a policy without ``'unsafe-eval'``.
 
@@ -498,6 +502,9 @@ def page(browser, daphne_url):
     """A fresh browser page that records console errors and every request it makes; the
     test fails at teardown if any page of its context violated the CSP."""
     context = browser.new_context(base_url=daphne_url)
+    # The lab page offers its guided tour on a first visit; tests that are not about it
+    # start as a returning visitor (tests/web/test_lab_truth.py opens it on a fresh one).
+    context.add_init_script(TOUR_SEEN)
     page = context.new_page()
     page.console_errors = []
     page.requests = []
