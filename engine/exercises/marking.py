@@ -12,7 +12,7 @@ message names the field::
     >>> whole(True, "core")
     Traceback (most recent call last):
     ...
-    engine.exercises.marking.UnreadableAnswer: core: expected a whole number, got True
+    engine.errors.UnreadableAnswer: core: expected a whole number, got True
 """
 
 from __future__ import annotations

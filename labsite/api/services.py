@@ -367,7 +367,7 @@ def run_rows(run: Run, *, verdict: str | None = None) -> list[dict]:
 def run_report_html(run: Run) -> str:
     """The engine's HTML report of a succeeded run, rebuilt from its stored report
     (``engine_bridge.report_html``: nothing is run again); ApiConflict otherwise."""
-    if run.status != Run.Status.SUCCEEDED or not isinstance(run.report, dict) or not run.report:
+    if run.status != Run.Status.SUCCEEDED or not engine_bridge.has_report(run.report):
         raise ApiConflict("run", f"run {run.pk} is {run.status}: only a succeeded run has "
                                  f"an HTML report")
     return engine_bridge.report_html(run.report)

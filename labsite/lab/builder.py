@@ -322,8 +322,9 @@ def builder_field_of(path: str) -> str:
 
 
 _FORM_KEYS = {
-    "": {"schema_version", "name", "description", "system", "ports", "handoff", "services",
-         "traffic"},
+    "": {"schema_version", "name", "description", "system", "ports", "handoff", "forwarding",
+         "services", "traffic"},
+    "forwarding": {"route"},
     "system": {"cores", "ips_per_core", "nic"},
     "system.nic": {"key", "hash_bits", "table", "transform", "fragments"},
     "ports": {"strategy", "tables_per_ip", "wrong_direction"},
@@ -362,6 +363,7 @@ def builder_fields_from_scenario(text: str) -> dict[str, Any] | None:
     system = section(top.get("system"), "system.", "system")
     nic = section(system.get("nic"), "system.nic.", "system.nic")
     ports = section(top.get("ports"), "ports.", "ports")
+    forwarding = section(top.get("forwarding"), "forwarding.", "forwarding")
     fields: dict[str, Any] = {}
     for key, value in (("name", top.get("name")), ("cores", system.get("cores")),
                        ("ips_per_core", system.get("ips_per_core")),
@@ -371,7 +373,8 @@ def builder_fields_from_scenario(text: str) -> dict[str, Any] | None:
                        ("strategy", ports.get("strategy")),
                        ("tables_per_ip", ports.get("tables_per_ip")),
                        ("wrong_direction", ports.get("wrong_direction")),
-                       ("handoff", top.get("handoff"))):
+                       # the form's "handoff" field is the forwarding route (its older name)
+                       ("handoff", forwarding.get("route", top.get("handoff")))):
         if value is not None:
             fields[key] = value
     services = top.get("services") if isinstance(top.get("services"), list) else []

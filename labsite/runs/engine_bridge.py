@@ -356,6 +356,17 @@ def _compare(scenario, vary, pcap_path: Path | None, on_progress: Callable[[floa
     return EngineOutcome(report=data, summary=summary)
 
 
+#: what a stored run report must hold for ``report_html`` (a comparison: ``cells``)
+_REPORT_KEYS = ("summary", "matrix", "buckets")
+
+
+def has_report(report: Any) -> bool:
+    """Whether ``report`` (a run's stored JSON) is a whole report ``report_html`` can draw:
+    a run's or a comparison's, not a failed or older run's partial one."""
+    return isinstance(report, dict) and ("cells" in report
+                                         or all(key in report for key in _REPORT_KEYS))
+
+
 def report_html(report: dict[str, Any]) -> str:
     """The CLI's self-contained HTML page (``verify --html``, ``compare --html``) for a
     stored report (a run's or a comparison's JSON), rebuilt from the JSON: nothing is

@@ -462,8 +462,8 @@ def lab_run_pcap(run: Run) -> tuple[bytes, str]:
 def lab_run_report_html(run: Run) -> tuple[str, str]:
     """``run``'s stored report as the CLI's offline HTML page and a file name for it
     (``engine_bridge.report_html``); LabInputError (field ``run``) while it has none."""
-    if not isinstance(run.report, dict) or not run.report:
-        raise LabInputError.one("run", f"run {run.pk} has no report yet ({run.status})")
+    if not engine_bridge.has_report(run.report):
+        raise LabInputError.one("run", f"run {run.pk} has no report ({run.status})")
     name = slugify(run.title)[:60].strip("-") or "run"
     return engine_bridge.report_html(run.report), f"rsslab-run-{run.pk}-{name}.html"
 

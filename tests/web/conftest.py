@@ -12,10 +12,8 @@ Nothing of our own stack is mocked. How the pieces find each other:
   the worker, daphne and the test read and write the same rows.
 - The test process itself is pointed at the same Redis and prefix by ``stack_env``
   (settings were read before any fixture could run); Django's cache (the log-in
-  throttle's counters) by ``lab_cache``, for every test, under a prefix of the test's own.
-- Fair use: every test's own request-rate windows (``labsite.runs.quota``) live in that
-  Redis under ``rsslab-test-<pid>:t<n>`` (``fair_use_redis``, for every test), because user
-  ids repeat from one rolled-back test to the next; a test deletes only those keys.
+  throttle's counters) and the fair-use counts by ``redis_prefix``, for every test,
+  under a prefix of the test's own (``rsslab-test-<pid>:t<n>``).
 """
 
 from __future__ import annotations
@@ -74,27 +72,7 @@ def redis_url():
         yield server.url
 
 
-_cache_ids = itertools.count()
-
-
-@pytest.fixture(autouse=True)
-def lab_cache(redis_url, settings):
-    """Django's cache on the test Redis, as the lab uses it, its keys under a prefix of this
-    test's own (returned), so throttle counters never leak from one test into the next and
-    the test process never writes to the Redis the settings name (perhaps a lab's).
-
-    Afterwards only keys under that prefix are deleted, never FLUSHDB — which is what the
-    cache's own ``clear()`` does on Redis: tests must not call it."""
-    prefix = f"{TEST_PREFIX}:t{next(_cache_ids)}"
-    settings.CACHES = cache_config(redis_url, prefix)
-    yield prefix
-    client = redis.Redis.from_url(channels_redis_url(redis_url))
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+_test_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -127,18 +105,21 @@ def stack_env(redis_url, django_db_setup):
     return env
 
 
-_test_numbers = itertools.count()
-
-
 @pytest.fixture(autouse=True)
-def fair_use_redis(redis_url):
-    """This test's Redis key prefix for the fair-use counts (see the module docstring); the
-    keys under it are deleted afterwards, nothing else."""
+def redis_prefix(redis_url, request):
+    """This test's own Redis key prefix (returned), for what the lab keeps in Redis per
+    user — Django's cache (the log-in throttle's counters) and the fair-use counts —
+    because user ids repeat from one rolled-back test to the next. The test process stays
+    pointed at the test Redis, never the Redis the settings name (perhaps a lab's).
+
+    Afterwards only keys under that prefix are deleted, never FLUSHDB — which is what the
+    cache's own ``clear()`` does on Redis: tests must not call it."""
     saved_prefix = settings.REDIS_PREFIX
     prefix = f"{TEST_PREFIX}:t{next(_test_numbers)}"
-    # The URL stays pointed at the test Redis (as stack_env leaves it), never the default
-    # redis://127.0.0.1:6379/0, which may be a lab's.
+    # The URL stays pointed at the test Redis afterwards (as stack_env leaves it).
     settings.REDIS_URL, settings.REDIS_PREFIX = redis_url, prefix
+    # through pytest-django's fixture, whose setting_changed signal resets the caches
+    request.getfixturevalue("settings").CACHES = cache_config(redis_url, prefix)
     yield prefix
     settings.REDIS_PREFIX = saved_prefix
     client = redis.Redis.from_url(channels_redis_url(redis_url))

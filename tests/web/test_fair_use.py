@@ -1,7 +1,7 @@
 """Fair use (issue 10 item 5): the active-run cap, the request rate, the storage budget,
 retention, and users deleting their runs — the services called directly, then over HTTP.
 
-Real Redis (the session's test Redis, this test's own key prefix: ``fair_use_redis``);
+Real Redis (the session's test Redis, this test's own key prefix: ``redis_prefix``);
 runs are stored and their tasks left unsent (``django_db`` rolls back, so ``on_commit``
 never fires) except where a test says otherwise. test_stack.py deletes a run a real worker
 is running.

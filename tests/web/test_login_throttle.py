@@ -1,7 +1,7 @@
 """The log-in throttle (``labsite.lab.throttle``) of the site's and the admin's log-in.
 
 Through Django's test client and directly, with the counters in the test Redis
-(``lab_cache`` in conftest.py: Django's Redis cache, as the lab uses it, under this test's
+(``redis_prefix`` in conftest.py: Django's Redis cache, as the lab uses it, under this test's
 own prefix).
 """
 
@@ -128,7 +128,7 @@ def test_a_right_password_on_a_login_it_may_not_use_is_no_failure(client):
     assert log_in(client, "stu", PASSWORD).status_code == 302
 
 
-def test_the_counters_are_in_redis_under_the_lab_prefix_and_expire(redis_url, lab_cache):
+def test_the_counters_are_in_redis_under_the_lab_prefix_and_expire(redis_url, redis_prefix):
     attempt = LoginAttempt.of("Ann", "10.0.0.1")
     for _ in range(5):
         assert login_refusal(attempt) is None
@@ -138,12 +138,12 @@ def test_the_counters_are_in_redis_under_the_lab_prefix_and_expire(redis_url, la
     assert login_refusal(LoginAttempt.of("ann", "10.0.0.2")) is None
     raw = redis.Redis.from_url(channels_redis_url(redis_url))
     try:
-        keys = sorted(key.decode() for key in raw.scan_iter(match=f"{lab_cache}:*"))
+        keys = sorted(key.decode() for key in raw.scan_iter(match=f"{redis_prefix}:*"))
         assert len(keys) == 3, keys  # two counters and the pair's lock
-        assert all(key.startswith(f"{lab_cache}:cache:1:login-throttle:") for key in keys)
+        assert all(key.startswith(f"{redis_prefix}:cache:1:login-throttle:") for key in keys)
         assert all(0 < raw.ttl(key) <= 900 for key in keys)
         login_success_record(attempt)
-        assert [key.decode() for key in raw.scan_iter(match=f"{lab_cache}:*")] == [
+        assert [key.decode() for key in raw.scan_iter(match=f"{redis_prefix}:*")] == [
             key for key in keys if ":user:" in key]
     finally:
         raw.close()

@@ -137,6 +137,7 @@ def test_the_page_takes_its_urls_from_one_place(client, student):
         "runs": reverse("runs:api-runs"), "compare": reverse("runs:api-compare"),
         "run": run["status_url"], "run-events": run["events_url"], "run-ws": run["ws"],
         "run-pcap": reverse("runs:api-run-pcap", args=[RUN_ID_PLACEHOLDER]),
+        "run-report": reverse("runs:api-run-report", args=[RUN_ID_PLACEHOLDER]),
         "explain": reverse("lab:api-explain"), "builder-yaml": reverse("lab:api-builder-yaml")}
     scripts = Path(__file__).resolve().parents[2] / "static" / "lab"
     for script in sorted(scripts.glob("*.js")):
@@ -579,3 +580,13 @@ def test_the_yaml_tab_gets_the_forms_scenario_file(client, student):
     assert scenario.services[0].policy == "usip" and scenario.ports.tables_per_ip == 4
     bad = _errors(post_json(client, "/lab/api/builder-yaml/", {"builder": {"cores": "four"}}))
     assert bad[0]["field"] == "cores"
+
+
+def test_a_run_without_a_whole_report_has_no_html_report_rather_than_an_error(client, student):
+    """A failed run (or one stored before reports were whole) keeps a partial report: the
+    HTML report link answers 400 with the reason, never a 500."""
+    run = Run.objects.create(scenario_body="x", ran_by=student, status=Run.Status.FAILED,
+                             report={"schema_version": 1, "checks": []})
+    response = client.get(f"/lab/api/runs/{run.pk}/report.html")
+    assert response.status_code == 400
+    assert "has no report" in response.json()["errors"][0]["message"]
