@@ -9,6 +9,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+import engine.appliance.ports.batch as port_batch
 from engine.appliance.ports import (
     Allocation,
     PortAllocationTable,
@@ -309,6 +310,33 @@ def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, sma
     """``allocate_batch`` makes the scalar loop's decisions, from fresh tables or from
     tables that have allocated, released and closed ports (``used``), for either
     direction and linear input transform."""
+    _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows,
+                              used, direction, transform)
+
+
+@settings(max_examples=40, deadline=None)
+@given(strategy=st.just("solve"), keep=st.booleans(), tables_per_ip=st.just(1),
+       ips=st.integers(1, 3), cores=st.integers(1, 4), small=st.just(True),
+       seed=st.integers(0, 2**16), rows=st.integers(50, 400), used=st.booleans(),
+       direction=st.just("response"), transform=st.just("none"),
+       window=st.integers(1, 40))
+def test_batch_rounds_over_a_window_equal_the_scalar_loop(strategy, keep, tables_per_ip, ips,
+                                                          cores, small, seed, rows, used,
+                                                          direction, transform, window):
+    """A round looks at a window of the remaining rows (``_FIRST_WINDOW``, 4,096, more
+    than these rows): with a tiny one, scarce ports drain pools inside and across
+    windows, and every decision is still the scalar loop's."""
+    saved = port_batch._FIRST_WINDOW
+    port_batch._FIRST_WINDOW = window
+    try:
+        _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed,
+                                  rows, used, direction, transform)
+    finally:
+        port_batch._FIRST_WINDOW = saved
+
+
+def _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows,
+                              used, direction, transform):
     port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(cores, 4),
                                direction=direction, transform=transform)
     port_range = PortRange(3000, 3040) if small else PortRange()

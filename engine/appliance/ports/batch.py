@@ -41,6 +41,12 @@ class BatchAllocation:
 #: below this many rows settled by one vectorised round, the next rows go scalar
 _SMALL_ROUND = 64
 _SCALAR_STEP = 256
+#: a round looks at a window of the remaining rows, not all of them: it settles rows only
+#: up to the first one whose class pool runs dry, and a row's choice depends only on the
+#: rows before it, so a prefix gives the same answer. The window doubles while rounds
+#: settle all of it and shrinks to twice what a round settled, so near exhaustion (pools
+#: draining one after another) a round costs what it settles, not every remaining row.
+_FIRST_WINDOW = 4096
 
 
 def allocate_batch(allocators: list[PortAllocator], *, core: np.ndarray,
@@ -114,22 +120,32 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
     fit = np.zeros((size, widest), dtype=np.int64)
     for constant, classes in enumerate(fitting):
         fit[constant, :len(classes)] = classes
+    fit_slot = np.arange(widest) < fit_length[:, None]  # which fit entries are classes
     # one key per (table, class) plus 0 for "no class": small enough for a radix sort
     group_type = np.uint16 if len(plan.tables) * size < 65535 else np.int64
     remaining = np.arange(rows.size)
+    window = _FIRST_WINDOW
     while remaining.size:
         if allocator.foreign_sessions:
             _batch_scalar(allocator, rows[remaining], server, sport, client, keep, out)
             return
         counts = plan.counts()
-        chosen_k = np.full(remaining.size, -1, np.int64)
-        chosen_j = np.full(remaining.size, -1, np.int64)
+        # per (table, constant): does any fitting class still have a free port? A row
+        # whose table has none skips the class loop: near exhaustion that is most rows
+        any_free = ((counts[:, fit] > 0) & fit_slot).any(axis=2)
+        part = remaining[:window]
+        chosen_k = np.full(part.size, -1, np.int64)
+        chosen_j = np.full(part.size, -1, np.int64)
         for j in range(plan.positions):
             open_rows = np.flatnonzero(chosen_k < 0)
             if open_rows.size == 0:
                 break
-            at = remaining[open_rows]
+            at = part[open_rows]
             tid, constant = plan.table_ids[j][at], plan.constants[j][at]
+            hopeful = any_free[tid, constant]
+            if not hopeful.all():
+                open_rows, at = open_rows[hopeful], at[hopeful]
+                tid, constant = tid[hopeful], constant[hopeful]
             length = fit_length[constant]
             shift = plan.offset[at] % np.maximum(length, 1)
             found = np.full(at.size, -1, np.int64)
@@ -144,21 +160,22 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
             chosen_k[open_rows[hit]] = found[hit]
             chosen_j[open_rows[hit]] = j
         has = chosen_k >= 0
-        tid = np.where(has, plan.table_ids[np.maximum(chosen_j, 0), remaining], 0)
+        tid = np.where(has, plan.table_ids[np.maximum(chosen_j, 0), part], 0)
         # each row's rank among the rows before it that chose the same (table, class)
         group = np.where(has, tid * size + chosen_k + 1, 0).astype(group_type)
         order = np.argsort(group, kind="stable")
         members = np.bincount(group, minlength=len(plan.tables) * size + 1)
-        rank = np.empty(remaining.size, np.int64)
-        rank[order] = np.arange(remaining.size) - (np.cumsum(members) - members)[group[order]]
+        rank = np.empty(part.size, np.int64)
+        rank[order] = np.arange(part.size) - (np.cumsum(members) - members)[group[order]]
         available = counts[tid, np.maximum(chosen_k, 0)]
         blocked = has & (rank >= available)
         if plan.many > 1:
             blocked |= ~has  # the next tables are the scalar loop's business
-        stop = int(np.argmax(blocked)) if blocked.any() else remaining.size
-        plan.apply(remaining[:stop], has[:stop], tid[:stop], chosen_k[:stop], rank[:stop],
+        stop = int(np.argmax(blocked)) if blocked.any() else part.size
+        plan.apply(part[:stop], has[:stop], tid[:stop], chosen_k[:stop], rank[:stop],
                    chosen_j[:stop], out)
         remaining = remaining[stop:]
+        window = window * 2 if stop == part.size else max(_FIRST_WINDOW, 2 * stop)
         if stop < _SMALL_ROUND and remaining.size:
             step, remaining = remaining[:_SCALAR_STEP], remaining[_SCALAR_STEP:]
             _batch_scalar(allocator, rows[step], server, sport, client, keep, out)
