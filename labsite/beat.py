@@ -9,7 +9,11 @@ three things:
 - as it starts (Celery's ``beat_init`` signal): store the engine's example scenarios
   (``labsite.lab.services.examples_load``: new ones created, edited ones left alone). This
   is the one place examples are written; the launcher waits for them before it prints the
-  lab's address.
+  lab's address. Then the shipped exercise pack (``engine/exercises/pack``), published to
+  every student, owned by the lab (``labsite.exercises.services.exercises_pack_load``:
+  stored once, later uploads and publication changes left alone).
+- every ``RUN_REAP_SECONDS`` the ``exercises.reap_stale`` task too: attempts whose worker
+  died mid-grade are queued again, or failed (never counted).
 - every ``RUN_REAP_SECONDS`` (15 s): the ``runs.reap_stale`` task
   (``labsite.runs.services.runs_reap_stale``): runs whose worker was lost are queued
   again or failed, runs no worker took for hours fail as never started.
@@ -54,9 +58,11 @@ class LabScheduler(PersistentScheduler):
 
 @beat_init.connect
 def beat_started(sender=None, **kwargs) -> None:
-    """Store the example scenarios (once per start of the beat process)."""
+    """Store the example scenarios and the exercise pack (once per start of the beat
+    process)."""
     from django.db import close_old_connections
 
+    from labsite.exercises.services import exercises_pack_load
     from labsite.lab.services import examples_load
 
     try:
@@ -66,5 +72,12 @@ def beat_started(sender=None, **kwargs) -> None:
     else:
         if created:
             logger.info("stored %d example scenarios", len(created))
+    try:
+        stored = exercises_pack_load()
+    except Exception:  # the pack must not stop the reaper either
+        logger.exception("exercise pack not loaded")
+    else:
+        if stored:
+            logger.info("stored %d shipped exercises", len(stored))
     finally:
         close_old_connections()

@@ -53,6 +53,14 @@ Variables (all optional):
   counted in Redis so every daphne process shares one count. ``RUN_STORAGE_BUDGET_STUDENT_MB``
   / ``RUN_STORAGE_BUDGET_INSTRUCTOR_MB`` — what a user's runs may keep in the database
   (default 200 / 2000 MB of 10^6 bytes; 0: no limit); past it new runs are refused (413).
+- Exercises (``labsite.exercises``; the README's "Exercises in the lab"): ``EXERCISE_SECRET``
+  — the secret students' variant seeds are derived from (default: a random one created once
+  in ``$RSSLAB_VAR/exercise_secret``; never derived from ``DJANGO_SECRET_KEY``);
+  ``EXERCISE_GRADE_TIMEOUT_SECONDS`` (default 60) — grading past it is not counted;
+  ``EXERCISE_GRADING_STALE_SECONDS`` (default 150) — a grading older than this lost its
+  worker and is queued again, ``EXERCISE_GRADE_MAX_TRIES`` (default 2) times in all, then
+  failed (not counted); ``EXERCISE_ACTIVE_MAX`` (default 2) — ungraded attempts a student
+  may have at once; ``EXERCISE_UPLOAD_MAX_BYTES`` (default the engine's 256 KiB).
 - ``RUN_EVENTS_RETENTION_DAYS`` — the beat process deletes the events of runs finished longer
   ago than this (default 30; 0 keeps them for ever), every ``RUN_PRUNE_SECONDS`` (default
   3600); the run's row, verdict and report stay.
@@ -144,6 +152,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "labsite.lab",
     "labsite.runs",
+    "labsite.exercises",
 ]
 
 MIDDLEWARE = [
@@ -286,6 +295,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": RUN_REAP_SECONDS,
         "options": {"run_in_beat": True},
     },
+    "reap-stale-gradings": {
+        "task": "exercises.reap_stale",
+        "schedule": RUN_REAP_SECONDS,
+        "options": {"run_in_beat": True},
+    },
     "prune-old-run-events": {
         "task": "runs.prune_events",
         "schedule": RUN_PRUNE_SECONDS,
@@ -348,6 +362,17 @@ LAB_SCENARIO_MAX_BYTES = 256 * 1024
 # Requests carrying a capture must fit Django's in-memory limits.
 DATA_UPLOAD_MAX_MEMORY_SIZE = LAB_PCAP_MAX_BYTES + LAB_SCENARIO_MAX_BYTES + 64 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = LAB_PCAP_MAX_BYTES + 64 * 1024
+
+# --- Exercises (labsite.exercises) -----------------------------------------------------------
+# Variant seeds come from this secret (labsite.exercises.secret), never from SECRET_KEY.
+EXERCISE_SECRET = os.environ.get("EXERCISE_SECRET", "")
+EXERCISE_GRADE_TIMEOUT_SECONDS = float(os.environ.get("EXERCISE_GRADE_TIMEOUT_SECONDS", "60"))
+# A grading is bounded by the timeout, so one older than this lost its worker (no heartbeat
+# thread needed, unlike runs, which may take hours).
+EXERCISE_GRADING_STALE_SECONDS = float(os.environ.get("EXERCISE_GRADING_STALE_SECONDS", "150"))
+EXERCISE_GRADE_MAX_TRIES = int(os.environ.get("EXERCISE_GRADE_MAX_TRIES", "2"))
+EXERCISE_ACTIVE_MAX = int(os.environ.get("EXERCISE_ACTIVE_MAX", "2"))
+EXERCISE_UPLOAD_MAX_BYTES = int(os.environ.get("EXERCISE_UPLOAD_MAX_BYTES", str(256 * 1024)))
 
 LOGGING = {
     "version": 1,
