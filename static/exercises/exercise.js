@@ -42,9 +42,11 @@ function showResult(data) {
     feedback.appendChild(el("p", `Not graded: ${data.error}`, "error"));
     return;
   }
-  const head = el("p", `Attempt ${data.attempt}: ${data.score}/${data.max_score}`
-    + (data.late ? ` (late, −${data.penalty_pct} %)` : ""), "ex-score");
-  head.id = "result-score";
+  const head = el("p", `Attempt ${data.attempt}: `, "ex-score");
+  const score = el("span", `${data.score}/${data.max_score}`);
+  score.id = "result-score";
+  head.appendChild(score);
+  if (data.late) { head.appendChild(el("span", ` (late, −${data.penalty_pct} %)`)); }
   feedback.appendChild(head);
   const list = el("ul", null, "ex-feedback");
   for (const q of data.questions) {
