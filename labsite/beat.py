@@ -58,26 +58,22 @@ class LabScheduler(PersistentScheduler):
 
 @beat_init.connect
 def beat_started(sender=None, **kwargs) -> None:
-    """Store the example scenarios and the exercise pack (once per start of the beat
-    process)."""
+    """Run the start-up loaders (``BEAT_STARTUP_LOADERS``: the example scenarios, then the
+    exercise pack), once per start of the beat process. They are named in the settings, not
+    imported here, because every app imports ``labsite.celery`` (and so this module): an
+    import of an upper app here would make the lower apps depend on it."""
+    from django.conf import settings
     from django.db import close_old_connections
-
-    from labsite.exercises.services import exercises_pack_load
-    from labsite.lab.services import examples_load
+    from django.utils.module_loading import import_string
 
     try:
-        created = examples_load()
-    except Exception:  # a broken example must not stop the reaper: say which and why
-        logger.exception("example scenarios not loaded")
-    else:
-        if created:
-            logger.info("stored %d example scenarios", len(created))
-    try:
-        stored = exercises_pack_load()
-    except Exception:  # the pack must not stop the reaper either
-        logger.exception("exercise pack not loaded")
-    else:
-        if stored:
-            logger.info("stored %d shipped exercises", len(stored))
+        for dotted in settings.BEAT_STARTUP_LOADERS:
+            try:
+                stored = import_string(dotted)()
+            except Exception:  # one broken loader must not stop the others or the reaper
+                logger.exception("start-up loader %s failed", dotted)
+            else:
+                if stored:
+                    logger.info("%s stored %d rows", dotted, len(stored))
     finally:
         close_old_connections()

@@ -286,6 +286,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 RUN_REAP_SECONDS = float(os.environ.get("RUN_REAP_SECONDS", "15"))
 CELERY_BEAT_SCHEDULER = "labsite.beat:LabScheduler"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# What the beat process stores as it starts (labsite.beat), in order: the example scenarios,
+# then the shipped exercise pack. Each is idempotent.
+BEAT_STARTUP_LOADERS = ["labsite.lab.services.examples_load",
+                        "labsite.exercises.services.exercises_pack_load"]
 # Old runs' events are pruned there too (RUN_EVENTS_RETENTION_DAYS), a bounded batch per
 # tick so a large backlog never holds up the reaper for long.
 RUN_PRUNE_SECONDS = float(os.environ.get("RUN_PRUNE_SECONDS", "3600"))
