@@ -207,8 +207,6 @@ def gradebook(exercise: Exercise) -> dict[str, Any]:
     submission, seconds from first view to last submission, version of the last graded
     attempt, per-question bests; plus the scores (histogram) and each question's success
     rate (students with full marks on it / students who answered it)."""
-    from engine.exercises import student_view  # noqa: F401  (documented dependency)
-
     version = newest_version(exercise)
     engine_exercise = engine_io.load_version(version)
     questions = [(q.id, float(q.points)) for q in engine_exercise.questions]
