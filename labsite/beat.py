@@ -9,7 +9,11 @@ three things:
 - as it starts (Celery's ``beat_init`` signal): store the engine's example scenarios
   (``labsite.lab.services.examples_load``: new ones created, edited ones left alone). This
   is the one place examples are written; the launcher waits for them before it prints the
-  lab's address.
+  lab's address. Then the shipped exercise pack (``engine/exercises/pack``), published to
+  every student, owned by the lab (``labsite.exercises.services.exercises_pack_load``:
+  stored once, later uploads and publication changes left alone).
+- every ``RUN_REAP_SECONDS`` the ``exercises.reap_stale`` task too: attempts whose worker
+  died mid-grade are queued again, or failed (never counted).
 - every ``RUN_REAP_SECONDS`` (15 s): the ``runs.reap_stale`` task
   (``labsite.runs.services.runs_reap_stale``): runs whose worker was lost are queued
   again or failed, runs no worker took for hours fail as never started.
@@ -54,17 +58,22 @@ class LabScheduler(PersistentScheduler):
 
 @beat_init.connect
 def beat_started(sender=None, **kwargs) -> None:
-    """Store the example scenarios (once per start of the beat process)."""
+    """Run the start-up loaders (``BEAT_STARTUP_LOADERS``: the example scenarios, then the
+    exercise pack), once per start of the beat process. They are named in the settings, not
+    imported here, because every app imports ``labsite.celery`` (and so this module): an
+    import of an upper app here would make the lower apps depend on it."""
+    from django.conf import settings
     from django.db import close_old_connections
-
-    from labsite.lab.services import examples_load
+    from django.utils.module_loading import import_string
 
     try:
-        created = examples_load()
-    except Exception:  # a broken example must not stop the reaper: say which and why
-        logger.exception("example scenarios not loaded")
-    else:
-        if created:
-            logger.info("stored %d example scenarios", len(created))
+        for dotted in settings.BEAT_STARTUP_LOADERS:
+            try:
+                stored = import_string(dotted)()
+            except Exception:  # one broken loader must not stop the others or the reaper
+                logger.exception("start-up loader %s failed", dotted)
+            else:
+                if stored:
+                    logger.info("%s stored %d rows", dotted, len(stored))
     finally:
         close_old_connections()

@@ -59,6 +59,14 @@ Variables (all optional):
   ``API_REQUEST_MAX_FLOWS`` — the flows of all the runs one request starts (default
   20,000,000); ``API_IDEMPOTENCY_SECONDS`` — how long a response is kept for its
   ``Idempotency-Key`` (default 24 h); ``API_PAGE_SIZE`` / ``API_PAGE_MAX`` (50 / 1,000).
+- Exercises (``labsite.exercises``; the README's "Exercises in the lab"): ``EXERCISE_SECRET``
+  — the secret students' variant seeds are derived from (default: a random one created once
+  in ``$RSSLAB_VAR/exercise_secret``; never derived from ``DJANGO_SECRET_KEY``);
+  ``EXERCISE_GRADE_TIMEOUT_SECONDS`` (default 60) — grading past it is not counted;
+  ``EXERCISE_GRADING_STALE_SECONDS`` (default 150) — a grading older than this lost its
+  worker and is queued again, ``EXERCISE_GRADE_MAX_TRIES`` (default 2) times in all, then
+  failed (not counted); ``EXERCISE_ACTIVE_MAX`` (default 2) — ungraded attempts a student
+  may have at once; ``EXERCISE_UPLOAD_MAX_BYTES`` (default the engine's 256 KiB).
 - ``RUN_EVENTS_RETENTION_DAYS`` — the beat process deletes the events of runs finished longer
   ago than this (default 30; 0 keeps them for ever), every ``RUN_PRUNE_SECONDS`` (default
   3600); the run's row, verdict and report stay.
@@ -154,6 +162,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "labsite.lab",
     "labsite.runs",
+    "labsite.exercises",
     "labsite.api",
 ]
 
@@ -288,12 +297,21 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 RUN_REAP_SECONDS = float(os.environ.get("RUN_REAP_SECONDS", "15"))
 CELERY_BEAT_SCHEDULER = "labsite.beat:LabScheduler"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# What the beat process stores as it starts (labsite.beat), in order: the example scenarios,
+# then the shipped exercise pack. Each is idempotent.
+BEAT_STARTUP_LOADERS = ["labsite.lab.services.examples_load",
+                        "labsite.exercises.services.exercises_pack_load"]
 # Old runs' events are pruned there too (RUN_EVENTS_RETENTION_DAYS), a bounded batch per
 # tick so a large backlog never holds up the reaper for long.
 RUN_PRUNE_SECONDS = float(os.environ.get("RUN_PRUNE_SECONDS", "3600"))
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {
         "task": "runs.reap_stale",
+        "schedule": RUN_REAP_SECONDS,
+        "options": {"run_in_beat": True},
+    },
+    "reap-stale-gradings": {
+        "task": "exercises.reap_stale",
         "schedule": RUN_REAP_SECONDS,
         "options": {"run_in_beat": True},
     },
@@ -400,6 +418,16 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
+# --- Exercises (labsite.exercises) -----------------------------------------------------------
+# Variant seeds come from this secret (labsite.exercises.secret), never from SECRET_KEY.
+EXERCISE_SECRET = os.environ.get("EXERCISE_SECRET", "")
+EXERCISE_GRADE_TIMEOUT_SECONDS = float(os.environ.get("EXERCISE_GRADE_TIMEOUT_SECONDS", "60"))
+# A grading is bounded by the timeout, so one older than this lost its worker (no heartbeat
+# thread needed, unlike runs, which may take hours).
+EXERCISE_GRADING_STALE_SECONDS = float(os.environ.get("EXERCISE_GRADING_STALE_SECONDS", "150"))
+EXERCISE_GRADE_MAX_TRIES = int(os.environ.get("EXERCISE_GRADE_MAX_TRIES", "2"))
+EXERCISE_ACTIVE_MAX = int(os.environ.get("EXERCISE_ACTIVE_MAX", "2"))
+EXERCISE_UPLOAD_MAX_BYTES = int(os.environ.get("EXERCISE_UPLOAD_MAX_BYTES", str(256 * 1024)))
 
 LOGGING = {
     "version": 1,

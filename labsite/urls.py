@@ -1,6 +1,6 @@
 """Top-level URLs: the lab page, its run API and the runs list (``labsite.runs``), the
-lab's scenario tools (``labsite.lab``), the REST API (``labsite.api``, with ``/healthz``),
-accounts (the throttled log-in of
+lab's scenario tools (``labsite.lab``), exercises (``labsite.exercises``), the REST API
+(``labsite.api``, with ``/healthz``), accounts (the throttled log-in of
 ``labsite.lab.views``, log-out, changing one's own password) and the admin.
 
 Python code and templates reverse these by name; the page's JavaScript reads them from the
@@ -21,6 +21,8 @@ urlpatterns = [
     path("", include("labsite.runs.urls")),
     # /lab/api/explain/, /lab/api/builder-yaml/
     path("lab/", include("labsite.lab.urls")),
+    # /exercises/… (students' and instructors' exercise pages, their JSON endpoints)
+    path("exercises/", include("labsite.exercises.urls")),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Students are not staff: this is where everyone changes their password (the admin's

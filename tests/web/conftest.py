@@ -55,6 +55,8 @@ TEST_PREFIX = f"rsslab-test-{os.getpid()}"
 # Short heartbeats so a killed worker is detected within seconds, not the default 30 s.
 HEARTBEAT_SECONDS = "0.3"
 STALE_SECONDS = "2"
+# The exercise secret of every process of a test session (labsite.exercises.secret).
+EXERCISE_SECRET = "rsslab-test-exercise-secret"
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +87,7 @@ def stack_env(redis_url, django_db_setup):
     settings.CHANNEL_LAYERS = channel_layers_config(redis_url, TEST_PREFIX)
     settings.RUN_HEARTBEAT_SECONDS = float(HEARTBEAT_SECONDS)
     settings.RUN_STALE_SECONDS = float(STALE_SECONDS)
+    settings.EXERCISE_SECRET = EXERCISE_SECRET
     channel_layers.backends.clear()
     app.conf.broker_url = celery_broker_url(redis_url)
     app.conf.broker_transport_options = celery_transport_options(
@@ -101,6 +104,8 @@ def stack_env(redis_url, django_db_setup):
         "RUN_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS,
         "RUN_STALE_SECONDS": STALE_SECONDS,
         "PYTHONUNBUFFERED": "1",
+        # A fixed exercise secret, so students' variant seeds are known to the tests.
+        "EXERCISE_SECRET": EXERCISE_SECRET,
     })
     return env
 
