@@ -417,6 +417,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Several shapes have a ``status``: the exercises' two get names of their own.
+    "ENUM_NAME_OVERRIDES": {
+        "ExerciseStatusEnum": ["not started", "started", "graded"],
+        "AttemptStatusEnum": ["queued", "grading", "graded", "failed"],
+    },
 }
 # --- Exercises (labsite.exercises) -----------------------------------------------------------
 # Variant seeds come from this secret (labsite.exercises.secret), never from SECRET_KEY.

@@ -352,3 +352,141 @@ class HealthSerializer(serializers.Serializer):
 @extend_schema_field(OpenApiTypes.BINARY)
 class BinaryField(serializers.Field):
     """Documents a binary download."""
+
+
+# ----------------------------------------------------------------------------- exercises
+
+
+class ExerciseSerializer(serializers.Serializer):
+    slug = serializers.CharField(help_text="the exercise file's id, its address")
+    title = serializers.CharField()
+    published = serializers.BooleanField()
+    due_at = serializers.DateTimeField(allow_null=True)
+    late_policy = serializers.ChoiceField(("accept", "penalty", "closed"))
+    late_penalty_pct = serializers.IntegerField()
+    status = serializers.ChoiceField(("not started", "started", "graded"),
+                                     help_text="yours")
+    score = serializers.FloatField(allow_null=True, help_text="the sum of your per-question "
+                                                              "bests; null before a grade")
+    max_score = serializers.FloatField(allow_null=True)
+    url = serializers.CharField()
+
+
+class HintSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    number = serializers.IntegerField()
+    cost = serializers.FloatField(help_text="points taken off the question once revealed")
+    text = serializers.CharField(allow_null=True, help_text="null until revealed")
+
+
+class QuestionSerializer(serializers.Serializer):
+    """A question of the student view (the engine's ``student_view``; kinds add givens such
+    as ``packet``, ``choices``, ``allowed``, ``target_core``)."""
+
+    id = serializers.CharField()
+    kind = serializers.CharField()
+    kind_number = serializers.IntegerField()
+    prompt = serializers.CharField(help_text="Markdown")
+    prompt_html = serializers.CharField(help_text="the prompt rendered and sanitised")
+    points = serializers.FloatField()
+    attempts = serializers.IntegerField(help_text="the attempt limit")
+    attempts_left = serializers.IntegerField()
+    answer_fields = serializers.ListField(child=serializers.CharField(),
+                                          help_text="the fields an answer may set")
+    hints = HintSerializer(many=True)
+
+
+class VariantSerializer(serializers.Serializer):
+    exercise = serializers.CharField()
+    title = serializers.CharField()
+    prompt = serializers.CharField(help_text="Markdown, the variant's values substituted")
+    prompt_html = serializers.CharField()
+    parameters = serializers.JSONField()
+    scenario = serializers.JSONField(help_text="the variant's scenario (no answer in it)")
+    max_score = serializers.FloatField()
+    version = serializers.IntegerField()
+    reset = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    questions = QuestionSerializer(many=True)
+
+
+class ExerciseDetailSerializer(ExerciseSerializer):
+    variant = VariantSerializer(allow_null=True, help_text="yours; null until you start it "
+                                                           "(POST …/start)")
+    attempts_url = serializers.CharField()
+
+
+class AnswersSerializer(serializers.Serializer):
+    answers = serializers.DictField(
+        child=serializers.DictField(), allow_empty=False,
+        help_text='{"question id": {"field": value}}; only each question\'s answer_fields, '
+                  'lists as JSON lists (e.g. {"steer": {"hash": "0x51ccc178", "bucket": 120, '
+                  '"core": 0}})')
+
+
+class AttemptSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField()
+    url = serializers.CharField()
+    student = serializers.CharField()
+    status = serializers.ChoiceField(("queued", "grading", "graded", "failed"))
+    finished = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+    score = serializers.FloatField(allow_null=True)
+    max_score = serializers.FloatField()
+    total = serializers.FloatField(allow_null=True,
+                                   help_text="the variant's score so far (per-question bests)")
+    version = serializers.IntegerField()
+    late = serializers.BooleanField()
+    penalty_pct = serializers.IntegerField()
+    superseded = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    questions = serializers.ListField(child=serializers.JSONField(),
+                                      help_text="the engine's feedback per question")
+
+
+class HintRequestSerializer(serializers.Serializer):
+    question = serializers.CharField(max_length=64)
+    index = serializers.IntegerField(min_value=0, max_value=1000,
+                                     help_text="0 for the first hint; hints go in order")
+
+
+class HintRevealSerializer(serializers.Serializer):
+    question = serializers.CharField()
+    index = serializers.IntegerField()
+    number = serializers.IntegerField()
+    cost = serializers.FloatField()
+    points = serializers.FloatField(help_text="the question's points, before the cost")
+    text = serializers.CharField()
+
+
+class GradebookRowSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    user_id = serializers.IntegerField()
+    seed = serializers.IntegerField(help_text="exercise variant FILE --seed SEED")
+    reset = serializers.IntegerField()
+    best_score = serializers.FloatField(allow_null=True)
+    attempts = serializers.IntegerField(help_text="graded attempts")
+    last_submission = serializers.DateTimeField(allow_null=True)
+    seconds_first_view_to_last = serializers.FloatField(allow_null=True)
+    version = serializers.IntegerField(allow_null=True)
+    per_question = serializers.DictField(child=serializers.FloatField())
+
+
+class QuestionRateSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    points = serializers.FloatField()
+    answered = serializers.IntegerField()
+    full = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+
+
+class GradebookSerializer(serializers.Serializer):
+    exercise = serializers.CharField()
+    title = serializers.CharField()
+    version = serializers.IntegerField()
+    max_score = serializers.FloatField()
+    questions = serializers.ListField(child=serializers.DictField())
+    success = QuestionRateSerializer(many=True)
+    scores = serializers.ListField(child=serializers.FloatField())
+    rows = GradebookRowSerializer(many=True)
+    csv_url = serializers.CharField()

@@ -23,8 +23,8 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
+from labsite.api import exercises, services
 from labsite.api import serializers as s
-from labsite.api import services
 from labsite.api.parsers import body_limit_check
 from labsite.api.permissions import AllowAnyone
 from labsite.lab.errors import LabInputError, error_body, error_entry
@@ -418,6 +418,125 @@ class BatchJUnitView(ApiView):
     def get(self, request, batch_id: int):
         return _xml(services.batch_junit(services.batch_visible(user=request.user,
                                                                 batch_id=batch_id)))
+
+
+# ----------------------------------------------------------------------------- exercises
+# Thin wrappers over labsite.exercises (through labsite.api.exercises): the same rules as
+# the exercise pages. A student asking for what is not theirs gets a 404, as on the pages.
+
+
+def exercise_data(summary: dict) -> dict:
+    return {**summary, "url": reverse("api:exercise", args=[summary["slug"]])}
+
+
+def attempt_json(attempt) -> dict:
+    slug = attempt.version.exercise.slug
+    return {**exercises.attempt_data(attempt),
+            "url": reverse("api:exercise-attempt", args=[slug, attempt.pk])}
+
+
+class ExerciseListView(ApiView):
+    @extend_schema(summary="The exercises you may open, with your status, due date and score",
+                   responses={200: s.ExerciseSerializer(many=True), **READ})
+    def get(self, request):
+        page = self.paginate_queryset(exercises.exercise_list(user=request.user))
+        return self.get_paginated_response(_plain([exercise_data(x) for x in page]))
+
+
+def _detail(request, exercise) -> dict:
+    data = exercise_data(exercises.exercise_detail(exercise, user=request.user))
+    return _plain({**data, "attempts_url": reverse("api:exercise-attempts",
+                                                   args=[exercise.slug])})
+
+
+class ExerciseDetailView(ApiView):
+    @extend_schema(summary="An exercise and your variant: prompt, questions, allowed answer "
+                           "fields, hints (null before you start it; no solution)",
+                   responses={200: s.ExerciseDetailSerializer, **READ})
+    def get(self, request, slug: str):
+        return Response(_detail(request, exercises.exercise_visible(user=request.user,
+                                                                    slug=slug)))
+
+
+class ExerciseStartView(ApiView):
+    @extend_schema(summary="Start the exercise: your variant is drawn and stored (again: "
+                           "the same one)",
+                   request=None, responses={200: s.ExerciseDetailSerializer,
+                                            **errors(401, 403, 404)})
+    def post(self, request, slug: str):
+        return Response(_detail(request, exercises.exercise_start(user=request.user,
+                                                                  slug=slug)))
+
+
+class ExerciseAttemptsView(ApiView):
+    serializer_class = s.AnswersSerializer
+
+    @extend_schema(summary="Your attempts at the exercise, newest first",
+                   responses={200: s.AttemptSerializer(many=True), **READ})
+    def get(self, request, slug: str):
+        page = self.paginate_queryset(exercises.attempts_of(user=request.user, slug=slug))
+        return self.get_paginated_response(_plain([attempt_json(a) for a in page]))
+
+    @extend_schema(summary="Submit answers: graded on a worker (202; poll the Location). "
+                           "Attempt limits are per question; the same Idempotency-Key is "
+                           "the same attempt",
+                   parameters=[IDEMPOTENCY], request=s.AnswersSerializer,
+                   responses={202: s.AttemptSerializer, **CREATE})
+    @idempotent
+    def post(self, request, slug: str):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        attempt = exercises.attempt_submit(
+            user=request.user, slug=slug, answers=form.validated_data["answers"],
+            idempotency_key=request.headers.get("Idempotency-Key", "").strip())
+        data = attempt_json(attempt)
+        return _accepted(request, data, data["url"])
+
+
+class ExerciseAttemptView(ApiView):
+    @extend_schema(summary="An attempt: status, score and the engine's feedback per question "
+                           "(yours; instructors: anyone's)",
+                   responses={200: s.AttemptSerializer, **READ})
+    def get(self, request, slug: str, attempt_id: int):
+        return Response(_plain(attempt_json(exercises.attempt_visible(
+            user=request.user, slug=slug, attempt_id=attempt_id))))
+
+
+class ExerciseHintView(ApiView):
+    serializer_class = s.HintRequestSerializer
+
+    @extend_schema(summary="Reveal a hint of a question of your variant; its cost (in the "
+                           "variant's hints) comes off that question's points",
+                   request=s.HintRequestSerializer,
+                   responses={200: s.HintRevealSerializer, **errors(400, 401, 403, 404, 413,
+                                                                    415)})
+    def post(self, request, slug: str):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return Response(exercises.hint_reveal(user=request.user, slug=slug,
+                                              question=form.validated_data["question"],
+                                              index=form.validated_data["index"]))
+
+
+class GradebookView(ApiView):
+    @extend_schema(summary="Instructors: the exercise's gradebook (per student: seed, best "
+                           "score, attempts, last submission; each question's success rate)",
+                   responses={200: s.GradebookSerializer, **READ})
+    def get(self, request, slug: str):
+        book = exercises.gradebook(user=request.user, slug=slug)
+        return Response(_plain({**book, "csv_url": reverse("api:exercise-gradebook-csv",
+                                                           args=[slug])}))
+
+
+class GradebookCsvView(ApiView):
+    @extend_schema(summary="Instructors: the gradebook as CSV (the page's: seed column, "
+                           "formula cells escaped)",
+                   responses={(200, "text/csv"): OpenApiTypes.STR, **READ})
+    def get(self, request, slug: str):
+        text, filename = exercises.gradebook_csv(user=request.user, slug=slug)
+        response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
 
 # -------------------------------------------------------------------------------- health
