@@ -86,3 +86,23 @@ def api_request(base_url: str, method: str, path: str, *, token: str = "", data=
     if answered.get("Content-Type", "").startswith("application/json"):
         return status, json.loads(content or b"{}"), answered
     return status, content, answered
+
+
+def axe(page, where: str) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now. The script is
+    handed over through DevTools (``evaluate``), which the page's CSP does not govern,
+    so nothing inline is added to the page."""
+    import axe_playwright_python
+
+    if not page.evaluate("typeof window.axe === 'object'"):
+        source = (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
+        page.evaluate(source)
+    result = page.evaluate("""async () => {
+      const r = await window.axe.run(document, { resultTypes: ["violations"] });
+      return r.violations.map((v) => ({ id: v.id, impact: v.impact,
+        nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 5) }));
+    }""")
+    found = [f"{where}: {v['id']} ({v['impact']}) on {v['nodes']}" for v in result]
+    print(f"\naxe, {where}: {found or 'no violation'}")
+    return [text for text, v in zip(found, result, strict=True)
+            if v["impact"] in ("serious", "critical")]

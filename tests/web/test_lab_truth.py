@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from labsite.lab.models import STUDENT_GROUP
 from labsite.runs.models import Run
+from tests.web.helpers import axe
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 PASSWORD = "lab-truth-pw-1"
@@ -97,26 +98,6 @@ def _run_yaml(page, text, button="#run-batch"):
     page.fill("#yaml-text", text)
     page.click(button)
     page.wait_for_selector(FINISHED, timeout=60_000)
-
-
-def _axe(page, where: str) -> list[str]:
-    """axe-core's serious and critical violations on the page as it is now. The script is
-    handed over through DevTools (``evaluate``), which the page's CSP does not govern,
-    so nothing inline is added to the page."""
-    import axe_playwright_python
-
-    if not page.evaluate("typeof window.axe === 'object'"):
-        source = (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
-        page.evaluate(source)
-    result = page.evaluate("""async () => {
-      const r = await window.axe.run(document, { resultTypes: ["violations"] });
-      return r.violations.map((v) => ({ id: v.id, impact: v.impact,
-        nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 5) }));
-    }""")
-    found = [f"{where}: {v['id']} ({v['impact']}) on {v['nodes']}" for v in result]
-    print(f"\naxe, {where}: {found or 'no violation'}")
-    return [text for text, v in zip(found, result, strict=True)
-            if v["impact"] in ("serious", "critical")]
 
 
 # ---------------------------------------------------------------------------- 1 and 7
@@ -383,18 +364,18 @@ def test_a_first_visit_gets_a_tour_and_every_label_explains_itself(
 def test_axe_finds_no_serious_violation(student, worker, daphne_url, page):
     found = []
     page.goto("/accounts/login/?next=/lab/")
-    found += _axe(page, "login")
+    found += axe(page, "login")
     page.fill("#id_username", "student")
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_selector("#workbench[data-ready=true]")
-    found += _axe(page, "lab before a run")
+    found += axe(page, "lab before a run")
     page.click("button.preset[data-preset=nat]")
     page.click("#run-trace")
     page.wait_for_selector(FINISHED, timeout=60_000)
     page.click("#pl-first")
-    found += _axe(page, "lab after a run")
+    found += axe(page, "lab after a run")
     page.goto("/runs/")
-    found += _axe(page, "runs list")
+    found += axe(page, "runs list")
     assert found == []
     _clean(page, daphne_url)
