@@ -4,9 +4,10 @@ critical violation on the student's list, their exercise before starting, after 
 (the answer form, and its error), on a hint's confirmation and after a graded submission
 (feedback drawn by the page's script), nor on the instructor's manage, upload with lint
 problems, publish (after an upload, its message shown), preview, gradebook (with its
-histogram), one student's attempts and the roster. On the real stack (daphne, a Celery
-worker grading, Redis, Chromium). The last step proves the check can fail: the same helper
-on a page given two known violations reports both."""
+histogram), one student's attempts, a new password, and the roster before and after an
+import. On the real stack (daphne, a Celery worker grading, Redis, Chromium). The last
+step proves the check can fail: the same helper on a page given two known violations
+reports both."""
 
 from __future__ import annotations
 
@@ -98,8 +99,15 @@ def test_axe_finds_no_serious_violation_on_the_exercise_pages(people, worker, da
     found += axe(page, "gradebook")
     page.goto(f"/exercises/manage/{SLUG}/students/{people['alice']}/")
     found += axe(page, "one student's attempts")
+    page.click("#reset-password")
+    page.wait_for_url("**/password/")
+    found += axe(page, "a student's new password")
     page.goto("/exercises/manage/roster/")
     found += axe(page, "roster")
+    page.fill("#text", "carol,,week3\nalice")
+    page.click("form.card button[type=submit]")
+    page.wait_for_selector("#roster-result")
+    found += axe(page, "roster with new passwords")
     assert found == []
 
     # The check can fail: the same helper on a page given two known violations.
