@@ -3,7 +3,9 @@ grading and Redis: a student's token lists the exercise, starts it, reads their 
 (no seed, no solution), submits the engine's ``solve`` answers for their stored seed with
 an ``Idempotency-Key`` (a retry is the same attempt), polls the ``Location`` until the
 worker has graded it with full marks; the instructor's token reads it in the gradebook's
-JSON and CSV (the page's CSV: seed column)."""
+JSON and CSV (the page's CSV: seed column). Every answer, a variant and a graded attempt
+included, is checked against the API's own OpenAPI schema (schemathesis's generated
+requests in test_api_v1_schemathesis.py never find an exercise to open)."""
 
 from __future__ import annotations
 
@@ -109,3 +111,33 @@ def test_a_student_submits_the_engines_answers_and_the_gradebook_shows_them(
             for r in rows] == [("alice", str(seed), "6", "6", "1")]
     status, refused, _ = api_request(daphne_url, "GET", book["csv_url"], token=student)
     assert status == 404 and refused["errors"][0]["code"] == "not_found"
+
+    attempt_path = location.removeprefix(daphne_url)
+    conforms(daphne_url, [
+        (student, "GET", "/api/v1/exercises", "/api/v1/exercises", None),
+        (student, "GET", "/api/v1/exercises/{slug}", f"/api/v1/exercises/{SLUG}", None),
+        (student, "POST", "/api/v1/exercises/{slug}/start", f"/api/v1/exercises/{SLUG}/start",
+         None),
+        (student, "GET", "/api/v1/exercises/{slug}/attempts", started["attempts_url"], None),
+        (student, "GET", "/api/v1/exercises/{slug}/attempts/{attempt_id}", attempt_path, None),
+        (teacher, "GET", "/api/v1/exercises/{slug}/attempts/{attempt_id}", attempt_path, None),
+        (teacher, "GET", "/api/v1/exercises/{slug}/gradebook", book["csv_url"][:-4], None),
+        (teacher, "GET", "/api/v1/exercises/{slug}/gradebook.csv", book["csv_url"], None),
+        (student, "POST", "/api/v1/exercises/{slug}/hints", f"/api/v1/exercises/{SLUG}/hints",
+         {"question": "steer", "index": 0}),
+        (student, "POST", "/api/v1/exercises/{slug}/attempts", started["attempts_url"],
+         {"answers": {"nope": {"x": 1}}}),
+    ])
+
+
+def conforms(daphne_url: str, calls) -> None:
+    """Each call's response (status, content type, body) as the schema documents it."""
+    import requests
+    import schemathesis
+
+    schema = schemathesis.openapi.from_url(f"{daphne_url}/api/v1/schema/")
+    for token, method, template, path, body in calls:
+        response = requests.request(method, daphne_url + path, json=body, timeout=30,
+                                    headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code < 500, (path, response.text)
+        schema[template][method].validate_response(response)
