@@ -199,7 +199,7 @@ class RunShard(models.Model):
     figures = models.BinaryField(
         null=True, blank=True,
         help_text="The shard's result (ShardFigures); cleared once merged.")
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why it failed, or was last retried.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -159,8 +159,7 @@ def shard_claim(shard_id: int, *, task_id: str = "", worker: str = "",
         shard.status = RunShard.Status.RUNNING
         shard.attempts += 1
         shard.started_at = shard.heartbeat_at = now
-        shard.worker = worker[:200]
-        shard.error = ""
+        shard.worker = worker[:200]  # error stays: why an earlier attempt was retried
         if task_id:
             shard.celery_task_id = task_id
         shard.save()

@@ -68,7 +68,10 @@ class Migration(migrations.Migration):
                         null=True,
                     ),
                 ),
-                ("error", models.TextField(blank=True)),
+                (
+                    "error",
+                    models.TextField(blank=True, help_text="Why it failed, or was last retried."),
+                ),
                 ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("started_at", models.DateTimeField(blank=True, null=True)),
