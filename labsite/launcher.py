@@ -3,7 +3,8 @@
 Steps: migrate the database; create the demo instructor and student (their random
 passwords are printed once, on creation); start an embedded Redis server unless
 ``REDIS_URL`` is set; start the Celery beat process (``labsite.beat``: it stores the example
-scenarios as it starts and reaps lost runs every 15 s), a Celery worker and daphne as child
+scenarios as it starts and reaps lost runs every 15 s), a Celery worker (consuming both the
+default queue and the large batch runs' shard queue, ``RUN_SHARD_QUEUE``) and daphne as child
 processes; wait until the worker answers and the examples are stored; print the URL; on
 Ctrl-C or SIGTERM stop daphne, then the worker, then beat, then Redis, and exit. Children
 run in their own sessions with a parent-death signal, so nothing outlives the launcher,
@@ -162,6 +163,9 @@ def main() -> int:
                 sys.executable, "-m", "celery", "--quiet", "-A", "labsite", "worker",
                 "--loglevel", "info",
                 "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"),
+                # one worker for both queues: the lab's runs and grading (the default
+                # queue) and the shards of large batch runs (RUN_SHARD_QUEUE)
+                "--queues", f"rsslab,{os.environ.get('RUN_SHARD_QUEUE', 'batch')}",
                 "--without-gossip", "--without-mingle",
                 "--hostname", f"rsslab-{os.getpid()}@%h"], 15),
             ("daphne", [

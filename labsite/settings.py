@@ -35,6 +35,9 @@ Variables (all optional):
 - ``RUN_QUEUED_MAX_SECONDS`` — how long a run may wait for a worker before it fails as
   never started (default 6 hours).
 - ``RUN_REAP_SECONDS`` — how often the lab's beat process looks for lost runs (default 15).
+- ``RUN_SHARD_MIN_FLOWS`` / ``RUN_SHARDS`` / ``RUN_SHARD_QUEUE`` — a batch run of at least
+  this many flows (default 1,000,000) is split by request core into this many shards
+  (default 4, at most one per core), run as tasks on this Celery queue (default ``batch``).
 - ``RUN_TRACE_MAX_FLOWS`` / ``RUN_TRACE_MAX_EVENTS`` / ``RUN_BATCH_MAX_FLOWS`` /
   ``RUN_COMPARE_MAX_FLOW_CELLS`` — how big a run may be (see "Runs" below);
   ``RUN_PCAP_EXPORT_MAX_FLOWS`` — how many of a run's flows "Export pcap" writes.
@@ -290,6 +293,21 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "rsslab"
+# Large batch runs (labsite.runs.sharding): a batch run of at least RUN_SHARD_MIN_FLOWS
+# flows is split by request core into min(RUN_SHARDS, cores) shards, each a task on the
+# RUN_SHARD_QUEUE queue (their merge too), so a big API batch waits behind other shards,
+# never in front of students' lab runs and grading on the default queue.
+RUN_SHARD_MIN_FLOWS = int(os.environ.get("RUN_SHARD_MIN_FLOWS", "1000000"))
+RUN_SHARDS = int(os.environ.get("RUN_SHARDS", "4"))
+RUN_SHARD_QUEUE = os.environ.get("RUN_SHARD_QUEUE", "batch")
+# A worker started without -Q consumes every queue listed here (the launcher names both).
+CELERY_TASK_QUEUES = {
+    CELERY_TASK_DEFAULT_QUEUE: {"exchange": CELERY_TASK_DEFAULT_QUEUE,
+                                "routing_key": CELERY_TASK_DEFAULT_QUEUE},
+    RUN_SHARD_QUEUE: {"exchange": RUN_SHARD_QUEUE, "routing_key": RUN_SHARD_QUEUE},
+}
+CELERY_TASK_ROUTES = {"runs.run_shard": {"queue": RUN_SHARD_QUEUE},
+                      "runs.merge_shards": {"queue": RUN_SHARD_QUEUE}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The lab's one beat process (labsite.beat; `celery -A labsite beat`, never `worker -B`):
 # it stores the example scenarios as it starts and reaps lost runs every RUN_REAP_SECONDS,

@@ -2,11 +2,11 @@
 
 A top layer beside the command line: no model module imports it. ``BENCHMARKS`` maps a
 figure's name to ``"module:function"`` in this package, a function ``f(quick: bool) ->
-float`` returning a per-second rate (higher is better); :func:`benchmark` imports the
-module only when its figure runs. Every figure is timed by ``timing.best_rate`` (the
-best of several runs). ``quick`` shrinks the workload about tenfold (for smoke tests), so
-quick figures are indicative only. The names are stable: figures quoted in earlier notes
-stay comparable.
+float`` returning a per-second rate, or for ``*_speedup`` a ratio (higher is better);
+:func:`benchmark` imports the module only when its figure runs. Every figure is timed by
+``timing`` (the best of several runs). ``quick`` shrinks the workload about tenfold (for
+smoke tests), so quick figures are indicative only. The names are stable: figures quoted
+in earlier notes stay comparable.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "port_alloc_solve_10pct_per_s": "ports:bench_port_alloc_solve_10pct",
     "port_alloc_solve_95pct_per_s": "ports:bench_port_alloc_solve_95pct",
     "port_alloc_batch_per_s": "ports:bench_port_alloc_batch",
+    "batch_two_workers_speedup": "shards:bench_batch_two_workers_speedup",
 }
 
 

@@ -324,12 +324,23 @@ def _report(scenario, config, mode, summary: Summary, request_core, response_cor
     matrix = np.bincount(request_core[answered] * cores + response_core[answered],
                          minlength=cores * cores)[:cores * cores].reshape(cores, cores)
     no_response = np.bincount(request_core[~answered], minlength=cores)[:cores]
+    return build_report(scenario, config, mode, summary, matrix=matrix,
+                        no_response=no_response, buckets=buckets, allocated=allocated,
+                        flows=len(traffic), rows=rows, tally=tally)
+
+
+def build_report(scenario, config, mode, summary: Summary, *, matrix, no_response, buckets,
+                 allocated, flows: int, rows, tally: PcapTally) -> Report:
+    """The ``Report`` of a run from its figures (``matrix`` cores x cores, request core by
+    response core; ``no_response``/``allocated`` per core; ``buckets`` per indirection
+    bucket): both paths, and a batch run merged from shards (``engine.runs.shards``)."""
+    cores = config.cores
     summary_dict = summary.as_dict()
     checks = evaluate_checks(dict(scenario.checks), summary_dict)
     nic = scenario.system.nic
     return Report(
         name=scenario.name, source="", mode=mode, summary=summary, checks=checks,
-        matrix=matrix.tolist(), no_response=no_response.tolist(),
+        matrix=np.asarray(matrix).tolist(), no_response=np.asarray(no_response).tolist(),
         buckets=[int(x) for x in buckets], bucket_cores=list(config.build_table().buckets),
         ports_allocated=[int(x) for x in allocated[:cores]],
         fitting_ports=fitting_ports(config), description=scenario.description,
@@ -338,7 +349,7 @@ def _report(scenario, config, mode, summary: Summary, request_core, response_cor
                 "policies": sorted({s.policy for s in scenario.services}),
                 "strategy": config.strategy, "tables_per_ip": config.tables_per_ip,
                 "handoff": config.handoff, "fragments": nic.fragments},
-        traffic={"flows": len(traffic), "sources": [s.kind for s in scenario.sources]},
+        traffic={"flows": flows, "sources": [s.kind for s in scenario.sources]},
         rows=rows, pcap=tally if any(s.pcap is not None for s in scenario.sources) else None)
 
 

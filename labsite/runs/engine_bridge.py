@@ -214,15 +214,72 @@ def _verify(scenario, job: EngineJob, flows: int, pcap_path: Path | None,
         scenario, pcap=pcap_path, mode=job.mode, rows=rows,
         on_progress=lambda fraction, stage: on_progress(fraction),
         on_event=relay if job.mode == "trace" else None, source=job.source)
-    data = report.as_dict(rows=False)
     kept = report.rows[:settings.RUN_REPORT_ROWS] if report.rows is not None else []
-    data["rows"] = [row.as_dict() for row in kept]
+    return _outcome(scenario, report, [row.as_dict() for row in kept], job.mode)
+
+
+def _outcome(scenario, report, rows: list[dict], mode: str) -> EngineOutcome:
+    """The stored report of an engine ``Report`` with the ``rows`` the lab keeps."""
+    data = report.as_dict(rows=False)
+    data["rows"] = rows
     data["rows_total"] = report.summary.flows
-    data["rows_truncated"] = len(kept) < report.summary.flows
+    data["rows_truncated"] = len(rows) < report.summary.flows
     low, high = scenario.build_system_config().port_range
     data["ports"].update(port_figures(data, range_size=high - low + 1))
-    summary = {**data["summary"], "passed": data["passed"], "mode": job.mode}
+    summary = {**data["summary"], "passed": data["passed"], "mode": mode}
     return EngineOutcome(report=data, summary=summary)
+
+
+# -- large batch runs split by request core (labsite.runs.sharding) --------------------------
+
+def shard_count(job: EngineJob) -> int:
+    """How many shards a run of ``job`` is split into (``engine.runs.shards``), 0 for
+    none: a batch run of at least RUN_SHARD_MIN_FLOWS flows, without a capture, whose
+    state never crosses cores (no fragments), within the batch limit. Anything this
+    cannot judge (bad input, over a limit) is 0: the unsplit run then reports it."""
+    if job.mode != "batch" or job.pcap is not None:
+        return 0
+    from engine.errors import RssLabError
+    from engine.runs.shards import scenario_split_refusal
+    from engine.runs.shards import shard_count as engine_count
+
+    try:
+        scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
+        flows = flow_count(scenario, mode="batch")
+        check_limits(mode="batch", flows=flows)
+        if flows < settings.RUN_SHARD_MIN_FLOWS or scenario_split_refusal(scenario):
+            return 0
+        config = scenario.build_system_config()
+        config.check()
+    except (RssLabError, RunInputError):
+        return 0
+    count = engine_count(config, settings.RUN_SHARDS)
+    return count if count > 1 else 0
+
+
+def run_shard_job(job: EngineJob, index: int, count: int) -> tuple[bytes, int]:
+    """Shard ``index`` of ``count`` of a batch run of ``job``: its compact figures (the
+    engine's ``ShardFigures.to_bytes``) and its number of flows. It keeps the rows the
+    report keeps (the first RUN_REPORT_ROWS flows, none past RUN_ROWS_MAX_FLOWS) that are
+    its own."""
+    from engine.runs.shards import scenario_shard
+
+    scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
+    flows = flow_count(scenario, mode="batch")
+    keep = settings.RUN_REPORT_ROWS if flows <= settings.RUN_ROWS_MAX_FLOWS else 0
+    figures = scenario_shard(scenario, index, count, keep_rows=keep)
+    return figures.to_bytes(), int(sum(figures.verdicts))
+
+
+def merge_shard_jobs(job: EngineJob, parts: list[bytes]) -> EngineOutcome:
+    """The outcome of the unsplit batch run of ``job`` (the same report and summary, see
+    ``engine.runs.shards``) from every shard's figures."""
+    from engine.runs.shards import ShardFigures, merge_scenario
+
+    scenario = load(job.body, seed=job.seed, base_dir=job.base_dir, source=job.source)
+    report, rows = merge_scenario(scenario, [ShardFigures.from_bytes(p) for p in parts],
+                                  source=job.source)
+    return _outcome(scenario, report, rows[:settings.RUN_REPORT_ROWS], "batch")
 
 
 @dataclass(frozen=True)

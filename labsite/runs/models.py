@@ -107,6 +107,10 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A large batch run split into RunShard rows (labsite.runs.sharding): how many of its
+    # shards have stored their result. Raised by an atomic F() update, so exactly one
+    # shard, the last, sees it reach the number of shards and queues the merge.
+    shards_done = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -168,3 +172,43 @@ class RunCapture(models.Model):
 
     def __str__(self) -> str:
         return f"capture {self.name or '(unnamed)'} of run {self.run_id}"
+
+
+class RunShard(models.Model):
+    """One shard of a large batch run split by request core (``labsite.runs.sharding``;
+    the engine's ``engine.runs.shards``): its own Celery task on the ``RUN_SHARD_QUEUE``
+    queue, with the heartbeat and attempts a run has, and its result (the engine's
+    compact ``ShardFigures``) written once, keyed by (run, index)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveSmallIntegerField()
+    count = models.PositiveSmallIntegerField(help_text="Shards the run was split into.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED,
+                              db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True,
+                              help_text="The Celery node running (or that ran) the shard.")
+    flows = models.PositiveBigIntegerField(default=0, help_text="Flows of this shard.")
+    figures = models.BinaryField(
+        null=True, blank=True,
+        help_text="The shard's result (ShardFigures); cleared once merged.")
+    error = models.TextField(blank=True, help_text="Why it failed, or was last retried.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"],
+                                               name="run_shard_unique_index")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} shard {self.index + 1}/{self.count} ({self.status})"

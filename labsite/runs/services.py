@@ -271,6 +271,10 @@ def run_claim(run_id: int, *, task_id: str = "", now: datetime | None = None) ->
         if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
             logger.info("run %s: already %s, nothing to do", run_id, run.status)
             return None
+        if run.status == Run.Status.RUNNING and run.shards.exists():
+            # split into shards already: they and their merge finish it, not this task
+            logger.info("run %s: split into shards, duplicate ignored", run_id)
+            return None
         run.status = Run.Status.RUNNING
         run.attempts += 1
         run.started_at = run.heartbeat_at = now
@@ -328,6 +332,12 @@ def execute_run(run_id: int, *, task_id: str = "") -> str | None:
         return None
     stored = run_events_stored_through(run.pk)
     broadcast_status(run)
+    shards = engine_bridge.shard_count(run_job_spec(run))
+    if shards:  # a large batch run: its shards and their merge finish it
+        from labsite.runs.sharding import split_run
+
+        split_run(run, shards)
+        return run.status
 
     with Heartbeat(run.pk, run.attempts, interval=settings.RUN_HEARTBEAT_SECONDS) as beat:
         beat.event_count = stored + 1
@@ -502,8 +512,10 @@ def runs_reap_stale(*, now: datetime | None = None) -> list[int]:
     now = now or timezone.now()
     limit = settings.RUN_STALE_SECONDS
     reaped = []
+    # A run split into shards is reaped shard by shard (sharding.shards_reap_stale).
     stale = Run.objects.filter(status=Run.Status.RUNNING,
-                               heartbeat_at__lt=now - timedelta(seconds=limit))
+                               heartbeat_at__lt=now - timedelta(seconds=limit),
+                               shards__isnull=True)
     for run in stale:
         lost = (f"worker lost: no heartbeat from attempt {run.attempts} since "
                 f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (limit {limit:g} s)")
@@ -528,7 +540,9 @@ def runs_reap_stale(*, now: datetime | None = None) -> list[int]:
             _broadcast_final(run)
             reaped.append(run.pk)
             logger.warning("run %s: %s", run.pk, run.error)
-    return reaped + _reap_never_started(now)
+    from labsite.runs.sharding import shards_reap_stale
+
+    return reaped + _reap_never_started(now) + shards_reap_stale(now=now)
 
 
 def _reap_never_started(now: datetime) -> list[int]:

@@ -50,7 +50,7 @@ def test_compose_refuses_to_run_without_a_secret_key(tmp_path):
 
 def test_compose_runs_the_same_stack():
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert set(services) == {"web", "worker", "beat", "redis", "db"}
+    assert set(services) == {"web", "worker", "batch-worker", "beat", "redis", "db"}
     # A scalable worker must not pin a container name or a host port.
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
     assert "daphne" in " ".join(services["web"]["command"])
@@ -75,3 +75,18 @@ def test_compose_has_no_fallback_secret_key():
         key = yaml.safe_load(COMPOSE.read_text())["services"][name]["environment"][
             "DJANGO_SECRET_KEY"]
         assert key.startswith("${DJANGO_SECRET_KEY:?"), key
+
+
+def test_workers_per_queue():
+    """The lab's runs and grading on the default queue, large batch runs' shards on their
+    own (RUN_SHARD_QUEUE), so a big API batch never starves students."""
+    from django.conf import settings
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    lab = " ".join(services["worker"]["command"]).split()
+    batch = " ".join(services["batch-worker"]["command"]).split()
+    assert lab[lab.index("--queues") + 1] == settings.CELERY_TASK_DEFAULT_QUEUE
+    assert batch[batch.index("--queues") + 1] == "${RUN_SHARD_QUEUE:-batch}"
+    assert settings.RUN_SHARD_QUEUE == "batch"
+    for name in ("worker", "batch-worker"):
+        assert "container_name" not in services[name] and "ports" not in services[name]
