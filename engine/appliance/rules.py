@@ -304,6 +304,25 @@ def response_size_and_mtu_batch(config: SystemConfig, *, server_ip, server_port,
 
 # ------------------------------------------------------------------------------- verdicts
 
+def port_steering_text(config: SystemConfig, port_map) -> str:
+    """The report's sentence on what a rewritten port can do for symmetry: the port map's
+    own (its rank, reachable buckets), unless the NIC hashes TCP or UDP IPv4 responses
+    without their ports. Then no port steers a response: nat can still choose its IP
+    (the patent's nat picks the IP as well as the port), usip and transparent nothing,
+    and forwarding is what brings a misdirected response home."""
+    types = None if config.hash_types is None else set(config.hash_types)
+    portless = [] if types is None else [
+        proto.upper() for proto in ("tcp", "udp") if f"{proto}-ipv4" not in types]
+    if not portless:
+        return port_map.describe()
+    fate = (f"forwarded to their owner ({config.handoff})" if config.handoff != "none"
+            else "lost (forwarding is off)")
+    return (f"The NIC hashes {' and '.join(portless)} IPv4 responses without their ports "
+            f"(hash_types: {', '.join(sorted(types))}): no port can steer them, so usip "
+            f"and transparent cannot choose where they land and nat only by its IP; "
+            f"misdirected responses are {fate}.")
+
+
 def response_verdict(*, on_owner: bool, landed: int, owner: int | None, route: str,
                      cores: int) -> tuple[str, int, int]:
     """``(verdict, copies, hops)`` of a response that reached core ``landed``:

@@ -83,6 +83,7 @@ from engine.appliance.rules import (
     Router,
     fragment_cost,
     fragment_count,
+    port_steering_text,
     response_size_and_mtu,
     response_verdict,
     session_facts,
@@ -328,7 +329,7 @@ class System:
         port_map = self.engines[0].allocators["nat"].port_map
         return summarize_outcomes(outcomes, cores=self.config.cores, hashes=hashes,
                                   occupancy=self.occupancy(), key=str(self.nic.key),
-                                  port_map=port_map.describe(),
+                                  port_map=port_steering_text(self.config, port_map),
                                   fragment_drops=self._fragment_drops,
                                   flows_lost=self._flows_lost)
 

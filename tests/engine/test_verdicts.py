@@ -113,3 +113,25 @@ def test_misdirected_nat_responses_are_forwarded_by_every_route(route, copies, h
         assert summary.handed_off == misdirected and summary.asymmetric == 0
         assert summary.handoff_copies == copies * misdirected
         assert summary.handoff_hops == hops * misdirected
+
+
+@pytest.mark.parametrize("policy", ["nat", "usip"])
+def test_addresses_only_hashing_is_said_in_the_report_and_forwarded(policy):
+    """With ``hash_types: [ipv4]`` no rewritten port steers a response: the report says so
+    (it used to say "a fitting port can be computed"), and misdirected responses are
+    forwarded to their owner rather than lost."""
+    text = without_checks("nat-microsoft").replace(
+        "    hash_bits: 7", "    hash_bits: 7\n    hash_types: [ipv4]").replace(
+        "policy: nat", f"policy: {policy}").replace("count: 5000", "count: 1000")
+    scenario = load_scenario(text)
+    batch = verify_scenario(scenario)
+    trace = verify_scenario(scenario, mode="trace")
+    for summary in (batch.summary, trace.summary):
+        assert summary.port_map.startswith(
+            "The NIC hashes TCP and UDP IPv4 responses without their ports")
+        assert "misdirected responses are forwarded to their owner (message)" in \
+            summary.port_map
+        assert summary.asymmetric == 0 and summary.handed_off > 700
+    assert batch.summary.handed_off == trace.summary.handed_off
+    full = verify_scenario(load_example("nat-microsoft")).summary.port_map
+    assert "a fitting port can be computed" in full
