@@ -323,9 +323,10 @@ def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, sma
 def test_batch_rounds_over_a_window_equal_the_scalar_loop(strategy, keep, tables_per_ip, ips,
                                                           cores, small, seed, rows, used,
                                                           direction, transform, window):
-    """A round looks at a window of the remaining rows (``_FIRST_WINDOW``, 4,096, more
-    than these rows): with a tiny one, scarce ports drain pools inside and across
-    windows, and every decision is still the scalar loop's."""
+    """After a round that stopped early, a round looks at a window of the remaining rows
+    (at least ``_FIRST_WINDOW``, 4,096, more than these rows): with a tiny one, scarce
+    ports drain pools inside and across windows, and every decision is still the scalar
+    loop's."""
     saved = port_batch._FIRST_WINDOW
     port_batch._FIRST_WINDOW = window
     try:

@@ -43,9 +43,11 @@ _SMALL_ROUND = 64
 _SCALAR_STEP = 256
 #: a round looks at a window of the remaining rows, not all of them: it settles rows only
 #: up to the first one whose class pool runs dry, and a row's choice depends only on the
-#: rows before it, so a prefix gives the same answer. The window doubles while rounds
-#: settle all of it and shrinks to twice what a round settled, so near exhaustion (pools
-#: draining one after another) a round costs what it settles, not every remaining row.
+#: rows before it, so a prefix gives the same answer. The first round takes every row (no
+#: pool runs dry: one round, as before); after a round that stopped early the window is
+#: twice what it settled (at least this many rows) and doubles while rounds settle all of
+#: it, so near exhaustion (pools draining one after another) a round costs what it
+#: settles, not every remaining row.
 _FIRST_WINDOW = 4096
 
 
@@ -121,10 +123,11 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
     for constant, classes in enumerate(fitting):
         fit[constant, :len(classes)] = classes
     fit_slot = np.arange(widest) < fit_length[:, None]  # which fit entries are classes
+    used = np.array([table is not None for table in plan.tables])
     # one key per (table, class) plus 0 for "no class": small enough for a radix sort
     group_type = np.uint16 if len(plan.tables) * size < 65535 else np.int64
     remaining = np.arange(rows.size)
-    window = _FIRST_WINDOW
+    window = rows.size
     while remaining.size:
         if allocator.foreign_sessions:
             _batch_scalar(allocator, rows[remaining], server, sport, client, keep, out)
@@ -133,6 +136,7 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
         # per (table, constant): does any fitting class still have a free port? A row
         # whose table has none skips the class loop: near exhaustion that is most rows
         any_free = ((counts[:, fit] > 0) & fit_slot).any(axis=2)
+        drained = not any_free[used].all()  # else every row may find a class: no filter
         part = remaining[:window]
         chosen_k = np.full(part.size, -1, np.int64)
         chosen_j = np.full(part.size, -1, np.int64)
@@ -142,8 +146,8 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
                 break
             at = part[open_rows]
             tid, constant = plan.table_ids[j][at], plan.constants[j][at]
-            hopeful = any_free[tid, constant]
-            if not hopeful.all():
+            hopeful = any_free[tid, constant] if drained else None
+            if hopeful is not None and not hopeful.all():
                 open_rows, at = open_rows[hopeful], at[hopeful]
                 tid, constant = tid[hopeful], constant[hopeful]
             length = fit_length[constant]
