@@ -39,8 +39,8 @@ from engine.exercises.base import build_scenario
 from engine.exercises.limits import MAX_FILE_BYTES
 from engine.exercises.parameters import draw_parameters, placeholders_in
 from engine.exercises.schema import MODELS, Exercise, without_kind_tags
-from engine.safeparse import FileTooBig, read_bounded
 from engine.scenarios.scenario.document import format_path, line_of, parse_document
+from engine.scenarios.scenario.loading import read_document
 from engine.scenarios.scenario.problems import branch_tag, problems_from
 
 #: The shipped pack of exercises.
@@ -54,15 +54,7 @@ def load_exercise_file(path: str | Path) -> Exercise:
     inline scenario resolve against its folder). Raises ExerciseError, also for an
     unreadable, oversized or non-UTF-8 file."""
     path = Path(path)
-    try:
-        data = read_bounded(path, MAX_FILE_BYTES)
-    except FileTooBig as error:
-        raise ExerciseError(str(path), [Problem("", None, f"expected at most "
-                                                          f"{MAX_FILE_BYTES} bytes, got "
-                                                          f"{error.got}")]) from None
-    except OSError as error:
-        raise ExerciseError(str(path), [Problem("", None, f"expected a readable file, got "
-                                                          f"{error.strerror or error}")]) from None
+    data = read_document(path, ExerciseError, MAX_FILE_BYTES)
     return load_exercise(data, source=str(path), base_dir=path.parent)
 
 

@@ -22,20 +22,27 @@ from engine.scenarios.scenario.problems import problems_from
 from engine.scenarios.scenario.schema import Scenario
 
 
+def read_document(path: Path, error: type[ScenarioError], max_bytes: int) -> bytes:
+    """A scenario's or an exercise's file, read up to ``max_bytes`` and no further (a
+    device such as /dev/zero says its size is 0); ``error`` (ScenarioError or a subclass)
+    naming the file when it is bigger or cannot be read."""
+    try:
+        return read_bounded(path, max_bytes)
+    except FileTooBig as too_big:
+        raise error(str(path), [Problem("", None, f"expected at most {max_bytes} bytes, "
+                                                  f"got {too_big.got}")]) from None
+    except OSError as unreadable:
+        raise error(str(path), [Problem("", None, f"expected a readable file, got "
+                                                  f"{unreadable.strerror or unreadable}")]
+                    ) from None
+
+
 def load_scenario_file(path: str | Path) -> Scenario:
     """Load a scenario from a ``.yaml``/``.yml``/``.json`` file; relative pcap paths
     resolve against its directory. Raises ScenarioError (also for an unreadable or
     oversized file)."""
     path = Path(path)
-    try:
-        data = read_bounded(path, MAX_FILE_BYTES)
-    except FileTooBig as error:
-        raise ScenarioError(str(path), [Problem("", None, f"expected at most "
-                                                          f"{MAX_FILE_BYTES} bytes, got "
-                                                          f"{error.got}")]) from None
-    except OSError as error:
-        raise ScenarioError(str(path), [Problem("", None, f"expected a readable file, got "
-                                                          f"{error.strerror or error}")]) from None
+    data = read_document(path, ScenarioError, MAX_FILE_BYTES)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
