@@ -177,7 +177,8 @@ class SystemConfig:
       ``shared-buffer``, ``control-core``, ``neighbour`` or ``none``) by which a core
       moves a packet of another core's session to its owner, whatever the policy;
     * ``wrong_direction`` — teaching option: choose ports by hashing the
-      request-direction tuple (the classic bug) instead of the response as it arrives;
+      request-direction tuple, as the patent's text does (seed L574, assuming a
+      symmetric hash, L514), instead of the response as it arrives;
     * times in µs: ``idle_timeout_us``, ``link_us`` (client/server ↔ NIC),
       ``server_us`` (server think time when no ``Server`` says otherwise),
       ``handoff_us`` (per forwarding hop), ``close_after_us`` (response → FIN/RST),

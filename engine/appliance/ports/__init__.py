@@ -15,9 +15,13 @@ low bits of the hash with PORT = 0. ``solve`` keeps, per table, a pool of free
 ports for every class and takes one from a class that lands on the core (a
 complement table, the idea of DPDK's predictable RSS, not its code); ``scan`` is
 the patent's loop: next port, hash the real response tuple, check the core,
-check the port is free, repeat. Where the matrix is singular, some buckets are
-out of the port's reach: ``ResponsePortMap.describe`` says which, and the
-allocator then tries another IP (``nat``) or says it cannot (``usip``)::
+check the port is free, repeat. (The patent's text hashes the request-side tuple, the
+chosen IP and port with the destination, seed L574, and calls its hash symmetric, L514:
+true only for a symmetric key or transform. The lab hashes the response as it will
+arrive, right for any key; ``wrong_direction`` does what the text says.) Where the
+matrix is singular, some buckets are out of the port's reach: ``ResponsePortMap.describe``
+says which, and the allocator then tries another IP (``nat``) or says it cannot
+(``usip``)::
 
     >>> from engine import IndirectionTable, Key
     >>> from engine.appliance.ports import PortAllocator, ResponsePortMap

@@ -124,7 +124,9 @@ class PortsSection(_Model):
                                            "client and server IP")
     range: PortRangeSpec = Field(default_factory=PortRangeSpec)
     wrong_direction: bool = Field(False, description="teaching only: hash the request-"
-                                  "direction tuple when choosing a port (a classic bug)")
+                                  "direction tuple when choosing a port, as the patent's "
+                                  "text does assuming a symmetric hash (a classic bug "
+                                  "with any other key)")
 
 
 class ServiceEntry(_Model):
