@@ -47,6 +47,14 @@ def variant_of(version, seed: int):
     return build_variant(load_version(version), seed)
 
 
+def explain_params(version, seed: int) -> dict[str, Any]:
+    """The NIC settings of variant ``seed`` that the lab's bit-by-bit page needs (key,
+    hash bits, cores and the indirection table) to redo a packet's hash from its input."""
+    config = variant_of(version, seed).scenario.build_system_config()
+    return {"key": config.build_key().hex, "hash_bits": config.hash_bits,
+            "cores": config.cores, "table": ",".join(map(str, config.build_table().buckets))}
+
+
 def input_name(question_id: str, field: str) -> str:
     return f"q-{question_id}-{field}"
 

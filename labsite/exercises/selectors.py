@@ -13,8 +13,10 @@ import csv
 import io
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.db.models import Q
+from django.urls import reverse
 
 from labsite.exercises import engine_io
 from labsite.exercises.models import Attempt, Exercise, HintReveal, StudentVariant
@@ -172,14 +174,29 @@ def attempt_get_for_user(user, exercise: Exercise, attempt_id: int) -> Attempt:
 
 def attempt_payload(attempt: Attempt) -> dict[str, Any]:
     """An attempt as its student (or an instructor) reads it: status, score and the
-    engine's per-question feedback (packets with hash, bucket, core and hash input)."""
+    engine's per-question feedback (packets with hash, bucket, core and hash input, each
+    with a link to the lab's bit-by-bit page for that input)."""
     return {"attempt": attempt.pk, "status": attempt.status, "error": attempt.error,
             "score": attempt.score, "max_score": attempt.max_score,
             "version": attempt.version.number, "late": attempt.late,
             "penalty_pct": attempt.penalty_pct, "superseded": attempt.superseded,
             "created_at": attempt.created_at.isoformat(),
-            "questions": (attempt.grade or {}).get("questions", []),
+            "questions": with_explain_links(attempt),
             "finished": attempt.status in Attempt.FINISHED}
+
+
+def with_explain_links(attempt: Attempt) -> list[dict[str, Any]]:
+    """The grade's questions, each packet that was hashed given ``explain_url``: the lab's
+    bit-by-bit page for its input under the variant's key and table."""
+    questions = (attempt.grade or {}).get("questions", [])
+    if not any(p.get("input_hex") for q in questions for p in q.get("packets") or []):
+        return questions
+    params = engine_io.explain_params(attempt.version, attempt.variant.seed)
+    base = reverse("lab:explain")
+    return [{**q, "packets": [
+        {**p, "explain_url": f"{base}?{urlencode({**params, 'input_hex': p['input_hex']})}"}
+        if p.get("input_hex") and p.get("hash") is not None else p
+        for p in q.get("packets") or []]} for q in questions]
 
 
 def attempt_history(variant: StudentVariant | None) -> list[Attempt]:

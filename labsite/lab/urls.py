@@ -8,5 +8,6 @@ from labsite.lab import views
 app_name = "lab"
 urlpatterns = [
     path("api/explain/", views.api_explain, name="api-explain"),
+    path("explain/", views.explain_page, name="explain"),
     path("api/builder-yaml/", views.api_builder_yaml, name="api-builder-yaml"),
 ]

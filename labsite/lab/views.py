@@ -10,9 +10,13 @@ endpoint answers errors as ``labsite.lab.api`` describes.
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from labsite.lab.api import api_view, submitted_data
+from labsite.lab.errors import LabInputError
 from labsite.lab.forms import LoginForm
 from labsite.lab.services import lab_builder_yaml, lab_explain
 
@@ -46,3 +50,14 @@ def api_builder_yaml(request):
 @api_view("GET")
 def api_explain(request):
     return JsonResponse(lab_explain(request.GET))
+
+
+@require_GET
+@login_required
+def explain_page(request):
+    """The bit-by-bit hash as a page of its own (the same parameters as ``api_explain``),
+    so feedback elsewhere — an exercise's packets — can link to it."""
+    try:
+        return render(request, "lab/explain.html", {"explained": lab_explain(request.GET)})
+    except LabInputError as error:
+        return render(request, "lab/explain.html", {"errors": error.errors}, status=400)

@@ -67,6 +67,11 @@ function showResult(data) {
       if (p.input_hex) {
         box.appendChild(el("div", `hash input (${p.input_hex.length / 2} bytes): ${p.input_hex.match(/../g).join(" ")}`, "muted"));
       }
+      if (p.explain_url) {
+        const link = el("a", "how: bit-by-bit ▸", "explain-link");
+        link.href = p.explain_url;
+        box.appendChild(link);
+      }
       item.appendChild(box);
     }
     if (q.expected) { item.appendChild(el("p", `the engine: ${JSON.stringify(q.expected)}`, "muted")); }

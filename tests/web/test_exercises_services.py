@@ -365,3 +365,35 @@ def test_markdown_is_rendered_inert():
     assert "onmouseover" not in lowered and "javascript:" not in lowered
     assert "<img" not in lowered
     assert 'href="https://example.org"' in html
+
+
+def test_feedback_packets_link_to_the_labs_bit_by_bit_page(basics, alice, bob, client):
+    """A graded packet links to /lab/explain/ with its input under the variant's key and
+    table, and that page ends in the packet's hash, bucket and core; a wrong prediction's
+    packet, whose hash is not revealed, gets no link."""
+    variant = services.variant_start(basics, alice)
+    right = submit_and_grade(alice, basics, form_of(right_answers(basics, variant)))
+    [packet] = selectors.attempt_payload(right)["questions"][0]["packets"]
+    client.force_login(alice)
+    page = client.get(packet["explain_url"])
+    assert page.status_code == 200
+    assert (f"hash {packet['hash_hex']} → bucket {packet['bucket']} → core {packet['core']}"
+            in page.content.decode())
+    services.variant_start(basics, bob)
+    wrong = submit_and_grade(bob, basics, {"q-steer-hash": "0x0", "q-steer-bucket": "999",
+                                           "q-order-choice": "b"})
+    [hidden] = selectors.attempt_payload(wrong)["questions"][0]["packets"]
+    assert "explain_url" not in hidden
+
+
+def test_the_bit_by_bit_page_explains_a_tuple_and_names_a_bad_field(alice, client):
+    """Microsoft's first published IPv4 vector, and a clear 400 for a half-given tuple."""
+    client.force_login(alice)
+    page = client.get("/lab/explain/", {"src": "66.9.149.187", "dst": "161.142.100.80",
+                                        "sport": "2794", "dport": "1766"})
+    assert page.status_code == 200 and "hash 0x51ccc178" in page.content.decode()
+    bad = client.get("/lab/explain/", {"src": "66.9.149.187", "dst": "161.142.100.80",
+                                       "sport": "2794"})
+    assert bad.status_code == 400 and "expected both ports or neither" in bad.content.decode()
+    client.logout()
+    assert client.get("/lab/explain/").status_code == 302
