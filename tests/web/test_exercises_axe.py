@@ -79,6 +79,10 @@ def test_axe_finds_no_serious_violation_on_the_exercise_pages(people, worker, da
     alice.wait_for_selector("#exercise[data-graded]", timeout=60_000)
     assert alice.inner_text("#result-score") == "5/6"
     found += axe(alice, "exercise after a graded submission")
+    alice.click("#feedback .explain-link")              # the packet's bit-by-bit page
+    alice.wait_for_selector("#explain-result")
+    assert alice.inner_text("#explain-result").startswith("hash 0x")
+    found += axe(alice, "bit-by-bit page")
 
     # --- the instructor
     log_in(page, "teacher", "/exercises/manage/")
