@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
@@ -58,6 +58,7 @@ from labsite.lab.models import Scenario
 from labsite.runs import engine_bridge, quota
 from labsite.runs.broadcast import broadcast_events, broadcast_status
 from labsite.runs.errors import RunInputError, RunQueueError
+from labsite.runs.heartbeat import HeartbeatThread
 from labsite.runs.models import Run, RunCapture, RunEventChunk
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ class EventBatcher:
             self.sent += len(batch)
 
 
-class Heartbeat:
+class Heartbeat(HeartbeatThread):
     """A thread that stamps ``heartbeat_at`` (and the latest progress) while a run executes.
 
     It runs independently of the engine, so a long computation without events does not look
@@ -221,35 +222,21 @@ class Heartbeat:
     """
 
     def __init__(self, run_id: int, attempt: int, *, interval: float):
-        self.run_id, self.attempt, self.interval = run_id, attempt, interval
+        super().__init__(interval=interval, name=f"heartbeat-run-{run_id}")
+        self.run_id, self.attempt = run_id, attempt
         self.progress = 0.0
         self.event_count = 0
         self.stored_bytes = 0
         self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}",
-                                        daemon=True)
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.wait(self.interval):
-                owned = Run.objects.filter(
-                    pk=self.run_id, status=Run.Status.RUNNING, attempts=self.attempt
-                ).update(heartbeat_at=timezone.now(), progress=self.progress,
-                         event_count=self.event_count, stored_bytes=self.stored_bytes)
-                if not owned:
-                    self.lost.set()
-                    return
-        finally:
-            connection.close()  # this thread's own connection
+    def beat(self) -> bool:
+        owned = Run.objects.filter(
+            pk=self.run_id, status=Run.Status.RUNNING, attempts=self.attempt
+        ).update(heartbeat_at=timezone.now(), progress=self.progress,
+                 event_count=self.event_count, stored_bytes=self.stored_bytes)
+        if not owned:
+            self.lost.set()
+        return bool(owned)
 
 
 def run_claim(run_id: int, *, task_id: str = "", now: datetime | None = None) -> Run | None:

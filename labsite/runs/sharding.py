@@ -41,17 +41,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from labsite.runs import engine_bridge
 from labsite.runs.broadcast import broadcast_status
+from labsite.runs.heartbeat import HeartbeatThread
 from labsite.runs.models import Run, RunShard
 
 logger = logging.getLogger(__name__)
@@ -105,40 +105,24 @@ def merge_enqueue(run_id: int) -> str | None:
     return None
 
 
-class ShardHeartbeat:
+class ShardHeartbeat(HeartbeatThread):
     """Stamps ``heartbeat_at`` of the shard (while this attempt owns it) and of its run
     (while it is running) every RUN_HEARTBEAT_SECONDS, from a thread, so a shard busy in
     one long engine call still proves its worker alive."""
 
     def __init__(self, shard: RunShard | None, *, interval: float, run_id: int = 0):
         """``shard`` None: the run ``run_id``'s heartbeat only (the merge's)."""
-        self.shard, self.interval = shard, interval
+        self.shard = shard
         self.run_id = shard.run_id if shard is not None else run_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name=f"heartbeat-run-{self.run_id}")
+        super().__init__(interval=interval, name=f"heartbeat-run-{self.run_id}")
 
-    def __enter__(self) -> ShardHeartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.wait(self.interval):
-                now = timezone.now()
-                owned = self.shard is None or RunShard.objects.filter(
-                    pk=self.shard.pk, status=RunShard.Status.RUNNING,
-                    attempts=self.shard.attempts).update(heartbeat_at=now)
-                Run.objects.filter(pk=self.run_id,
-                                   status=Run.Status.RUNNING).update(heartbeat_at=now)
-                if not owned:
-                    return
-        finally:
-            connection.close()  # this thread's own connection
+    def beat(self) -> bool:
+        now = timezone.now()
+        owned = self.shard is None or RunShard.objects.filter(
+            pk=self.shard.pk, status=RunShard.Status.RUNNING,
+            attempts=self.shard.attempts).update(heartbeat_at=now)
+        Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=now)
+        return bool(owned)
 
 
 def shard_claim(shard_id: int, *, task_id: str = "", worker: str = "",
