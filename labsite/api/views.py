@@ -240,12 +240,10 @@ class RunListView(ApiView):
     @extend_schema(summary="Your runs, newest first (instructors: everyone's)",
                    responses={200: s.RunSerializer(many=True), **READ})
     def get(self, request):
-        from labsite.lab.selectors import user_is_instructor
-        from labsite.runs.models import Run
+        from labsite.runs.selectors import RunFilters, run_list
 
-        runs = Run.objects.order_by("-created_at", "-pk")
-        if not user_is_instructor(request.user):
-            runs = runs.filter(ran_by=request.user)
+        # the runs list's own selector; each item shows its report, so nothing deferred
+        runs = run_list(user=request.user, filters=RunFilters(who="all")).defer(None)
         page = self.paginate_queryset(runs)
         return self.get_paginated_response([run_data(run) for run in page])
 
@@ -373,13 +371,9 @@ class BatchListView(ApiView):
     @extend_schema(summary="Your batches, newest first (instructors: everyone's)",
                    responses={200: s.BatchSerializer(many=True), **READ})
     def get(self, request):
-        from labsite.lab.selectors import user_is_instructor
-        from labsite.runs.models import Batch
+        from labsite.runs.selectors import batch_list
 
-        batches = Batch.objects.order_by("-created_at", "-pk")
-        if not user_is_instructor(request.user):
-            batches = batches.filter(owner=request.user)
-        page = self.paginate_queryset(batches)
+        page = self.paginate_queryset(batch_list(user=request.user))
         return self.get_paginated_response([batch_data(batch) for batch in page])
 
     @extend_schema(summary="Start a batch: many scenarios, or one under variations (202)",

@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from django.urls import reverse
 
 from labsite.lab.selectors import user_is_instructor
-from labsite.runs.models import Run, RunEventChunk
+from labsite.runs.models import Batch, Run, RunEventChunk
 
 
 def run_visible_to(*, user, run: Run) -> bool:
@@ -81,6 +81,12 @@ def run_list(*, user, filters: RunFilters | None = None) -> QuerySet[Run]:
     if filters.date is not None:
         runs = runs.filter(created_at__date=filters.date)
     return runs.order_by("-created_at", "-pk")
+
+
+def batch_list(*, user) -> QuerySet[Batch]:
+    """Batches a user may see, newest first: their own, every one for an instructor."""
+    batches = Batch.objects.order_by("-created_at", "-pk")
+    return batches if user_is_instructor(user) else batches.filter(owner=user)
 
 
 def run_get_for_user(*, user, run_id: int) -> Run | None:
