@@ -156,3 +156,10 @@ def test_the_scenario_fields_reach_the_system():
     assert [r.describe() for r in config.rules] == [
         "rule dst in 10.0.0.0/8 -> core 1", "rule udp 1.2.3.4:1 -> 5.6.7.8:2 -> core 3"]
     assert build_flow_specs(scenario)[0].to_flow().start_us == 7
+
+
+def test_a_distributing_run_is_not_split_by_the_nic_s_request_core():
+    from engine.runs.shards import split_refusal
+    assert split_refusal(SystemConfig(rss_aware=False)) is not None
+    assert split_refusal(SystemConfig(rules=(Rule.for_prefix("10.0.0.0/8", 1),))) is not None
+    assert split_refusal(SystemConfig()) is None
