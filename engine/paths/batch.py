@@ -644,6 +644,14 @@ def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.nd
     return lost
 
 
+def check_batch_config(config: SystemConfig) -> None:
+    """ConfigError for a setting the batch path cannot run: an indirection-table change
+    (``table_change``) needs time, which the batch path does not have yet."""
+    if config.table_change is not None:
+        raise ConfigError("table_change", "no indirection-table change on the batch path, "
+                          "which has no time: use --trace", config.table_change)
+
+
 def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
               request_mtu=None) -> BatchResult:
     """Run every flow of ``flows`` (``FlowArrays`` or any object with the uint32/uint16/
@@ -657,9 +665,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     below the minimum (``rules.MIN_MTU``).
     """
     config.check()
-    if config.table_change is not None:
-        raise ConfigError("table_change", "no indirection-table change on the batch path, "
-                          "which has no time: use --trace", config.table_change)
+    check_batch_config(config)
     nic = config.build_nic()
     count = len(flows.client_ip)
     ids = np.arange(count, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
