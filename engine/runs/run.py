@@ -229,9 +229,9 @@ def verify_scenario(scenario: Scenario, *, pcap: str | Path | None = None,
     (vectorised; IPv6 flows too, unfragmented) or ``trace`` (packet by packet;
     ``on_event`` then receives every event as it happens, e.g. to stream it); ``rows``
     keeps the per-flow outcomes; ``on_progress(fraction, stage)`` is called as the run
-    advances (per stage on the batch path, which is one vectorised call; per finished flow, at most every
-    1 %, on the trace path). ``source`` names the scenario in the report (default: its
-    file, else ``<string>``).
+    advances (per stage on the batch path, which is one vectorised call; per finished
+    flow, at most every 1 %, on the trace path). ``source`` names the scenario in the
+    report (default: its file, else ``<string>``).
 
     Raises ConfigError for an unknown mode or a system the engine refuses,
     TrafficError (IPv6 fragments on the batch path, traffic that cannot be generated) and
