@@ -143,7 +143,8 @@ class Observer:
 
     def report(self, scenario: Scenario | None = None) -> Report:
         """A verification run (batch path, rows kept; the trace path for IPv6 fragments,
-        which the batch path does not plan) of ``scenario`` (default the variant's), once per distinct scenario."""
+        which the batch path does not plan) of ``scenario`` (default the variant's), once
+        per distinct scenario."""
         scenario = scenario or self.scenario
         key = scenario.model_dump_json()
         if key not in self.runs:
