@@ -9,7 +9,9 @@ uses (CLI, HTML report, lab, API):
 * ``handed-off`` — it landed on another core and reached its owner by forwarding (any
   policy; ``rules.FORWARDING_ROUTES``), at a cost of ``copies`` packet copies over
   ``hops`` core-to-core hops;
-* ``refused`` — no fitting free port could be allocated: the request was refused;
+* ``refused`` — no fitting free port could be allocated, or the service cannot take the
+  flow at all (``rules.not_served``: an IPv6 flow under nat or usip): the request was
+  refused, with the reason;
 * ``asymmetric`` — it was processed on a core that does not own the session, or lost,
   with the reason: forwarding is off (route ``none``), or reassembly dropped the
   request's or the response's fragments (its limits), so it never reached a packet
@@ -89,15 +91,16 @@ def misdirected_note(*, landed: int, owner: int, forwarded: bool, via: str,
 def verdict_reason(verdict: str, *, request_core: int, response_core: int | None,
                    policy: str, via: str = "", copies: int = 0, hops: int = 1,
                    notes: tuple[str, ...] = (), by_addresses: bool = False,
-                   dropped: str = "", checked: bool = True) -> str:
+                   dropped: str = "", refusal: str = "", checked: bool = True) -> str:
     """The one-line explanation both paths give for a verdict.
 
     ``notes`` (``fragment_note`` texts) go first, joined by ``; ``. ``by_addresses``:
     the response's core was chosen by its addresses alone (fragments under
     ``ms-2tuple``), so a rewritten port did not choose it. ``dropped`` is the
-    ``fragment_drop_note`` of an ``asymmetric`` flow lost in reassembly. ``checked``
-    False: the correct-core check is off, so a misdirected response is processed where
-    it landed, without its session.
+    ``fragment_drop_note`` of an ``asymmetric`` flow lost in reassembly; ``refusal``
+    why a ``refused`` flow was not served (``rules.not_served``; default: no port).
+    ``checked`` False: the correct-core check is off, so a misdirected response is
+    processed where it landed, without its session.
     """
     if verdict == "symmetric":
         if by_addresses:
@@ -121,6 +124,8 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
     elif verdict == "asymmetric":
         base = (f"{policy}: response landed on core {response_core}, owner is core "
                 f"{request_core}, and forwarding is off (route none): response lost")
+    elif refusal:
+        base = f"{refusal}: request refused on core {request_core}"
     else:
         base = f"no fitting free port on core {request_core}: request refused"
     return "; ".join((*notes, base)) if notes else base
@@ -326,6 +331,9 @@ class Summary:
     reassemblers' drops by reason — in the trace every drop record (``duplicate``,
     ``already-dropped``, evictions, timeouts included), in the batch path only the
     datagrams it predicts lost (it models no duplicates).
+
+    ``not_served`` counts the refused flows that no service could take, by reason
+    (``rules.not_served``: an IPv6 flow under nat or usip); they are in ``refused``.
     """
 
     flows: int
@@ -350,6 +358,7 @@ class Summary:
     fragment_messages: int = 0
     fragment_copies: int = 0
     fragment_drops: dict[str, int] = field(default_factory=dict)
+    not_served: dict[str, int] = field(default_factory=dict)
     distributor_forwards: int = 0
     distributor_copies: int = 0
     check_forwards: int = 0
@@ -372,7 +381,9 @@ class Summary:
             f"{self.bridged}; core-to-core fragment messages {self.fragment_messages}, "
             f"copies {self.fragment_copies}; flows lost in reassembly "
             f"{self.fragments_dropped}; drops {self.fragment_drops or 'none'}"]
-            if self.fragmented else []) + ([
+            if self.fragmented else []) + [
+            f"{reason}: {count} refused"
+            for reason, count in self.not_served.items()] + ([
             f"flow distributor: {self.distributor_forwards} packets moved off their "
             f"receiving core ({self.distributor_copies} copies); correct-core check: "
             f"{self.check_forwards} misdirected requests forwarded to their owner "
@@ -402,15 +413,16 @@ def clean_pass_line(summary: Summary) -> str:
 def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=None,
               hashes=None, occupancy=(), key: str = "", port_map: str = "",
               fragment_figures: dict | None = None,
+              not_served: dict[str, int] | None = None,
               steering_figures: dict | None = None) -> Summary:
     """A ``Summary`` from per-flow columns (lists or arrays of equal length).
 
     ``response_core`` uses -1 (or ``None``) for no response; ``verdict`` holds names
     or ``VERDICT_CODE`` integers; ``hashes`` is every RSS hash seen (uint32, any
     length) or ``None``; ``fragment_figures`` the ``Summary`` fragment fields
-    (``fragmented`` ... ``fragment_drops``, ``fragments_dropped``);
-    ``steering_figures`` the distributor and correct-core check fields
-    (``steering_figures``).
+    (``fragmented`` ... ``fragment_drops``, ``fragments_dropped``); ``not_served`` the
+    refused flows no service could take, by reason; ``steering_figures`` the
+    distributor and correct-core check fields (``steering_figures``).
 
     ``symmetric_rate`` divides by every flow, refused ones included: a run that could
     not serve a flow never reads as fully symmetric (0.0 for no flows at all).
@@ -444,6 +456,7 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
         fairness=jain_index(load), occupancy=[float(x) for x in occupancy],
         distinct_hashes=distinct, key=key, port_map=port_map,
         handoffs_per_core=[int(x) for x in received],
+        not_served=dict(sorted((not_served or {}).items())),
         **(fragment_figures or {}), **(steering_figures or {}))
 
 
@@ -475,9 +488,11 @@ def fragment_figures(*, actions, messages, copies, drops: dict[str, int],
 def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                        occupancy=(), key: str = "", port_map: str = "",
                        fragment_drops: dict[str, int] | None = None,
-                       flows_lost: int = 0) -> Summary:
+                       flows_lost: int = 0,
+                       not_served: dict[str, int] | None = None) -> Summary:
     """``summarize`` over trace rows (``fragment_drops``: the reassemblers' drops by
-    reason during the run; ``flows_lost``: flows lost in reassembly)."""
+    reason during the run; ``flows_lost``: flows lost in reassembly; ``not_served``: as
+    ``summarize``)."""
     actions = [o.request_fragment_action for o in outcomes if o.request_fragments] + [
         o.fragment_action for o in outcomes if o.fragments]
     figures = fragment_figures(actions=actions,
@@ -490,7 +505,8 @@ def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                      copies=[o.copies for o in outcomes], hops=[o.hops for o in outcomes],
                      hashes=hashes,
                      occupancy=occupancy, key=key, port_map=port_map,
-                     fragment_figures=figures, steering_figures=steering_figures(
+                     fragment_figures=figures, not_served=not_served,
+                     steering_figures=steering_figures(
                          distributor_forwards=[o.distributor_forwards for o in outcomes],
                          distributor_copies=[o.distributor_copies for o in outcomes],
                          misdirected=[o.misdirected for o in outcomes],

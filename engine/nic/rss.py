@@ -305,6 +305,64 @@ class Nic:
         cores[~hashed] = self.default_core
         return hashes, hashed, cores
 
+    def steer_ipv6_batch(self, src, dst, sport, dport, proto
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``steer_batch`` for IPv6 packets: ``src``/``dst`` are (N, 16) uint8 arrays of
+        addresses in network byte order (``IPv6Address.packed``), ports host-order
+        integers; the hash types are the IPv6 ones (``tcp-ipv6``/``udp-ipv6``, else
+        ``ipv6``, else the default core), as ``hash_type_for`` chooses them."""
+        count = len(src)
+        types = self.hash_types
+        four = np.zeros(count, dtype=bool)
+        if HashType.TCP_IPV6 in types:
+            four |= proto == Proto.TCP
+        if HashType.UDP_IPV6 in types:
+            four |= proto == Proto.UDP
+        hashes = np.zeros(count, dtype=np.uint32)
+        if four.any():
+            hashes[four] = self.hash_ipv6_batch(src[four], dst[four], sport[four], dport[four])
+        hashed = four.copy()
+        if HashType.IPV6 in types and not four.all():
+            two = ~four
+            hashes[two] = self.hash_ipv6_batch(src[two], dst[two])
+            hashed[two] = True
+        table = self.table.as_array().astype(np.int64)
+        cores = table[hashes & np.uint32(self.table.mask)]
+        cores[~hashed] = self.default_core
+        return hashes, hashed, cores
+
+    def hash_ipv6_batch(self, src: np.ndarray, dst: np.ndarray,
+                        sport: np.ndarray | None = None,
+                        dport: np.ndarray | None = None) -> np.ndarray:
+        """Hashes (uint32) of IPv6 tuples as arrays, with this NIC's input transform
+        (``transform_input``'s array form): addresses (N, 16) uint8 in network byte
+        order, ports any unsigned dtype; without ports, the 32-byte 2-tuple hash."""
+        src = np.asarray(src, dtype=np.uint8).reshape(-1, 16)
+        dst = np.asarray(dst, dtype=np.uint8).reshape(-1, 16)
+        with_ports = sport is not None and dport is not None
+        if with_ports:
+            sport = np.asarray(sport, dtype=np.uint32)
+            dport = np.asarray(dport, dtype=np.uint32)
+        if self.transform is Transform.SYMMETRIC_XOR:
+            src = dst = src ^ dst
+            if with_ports:
+                sport = dport = sport ^ dport
+        elif self.transform is Transform.SORT:
+            # bytes compare as big-endian integers: the first differing byte decides
+            differ = src != dst
+            first = np.argmax(differ, axis=1)
+            rows = np.arange(src.shape[0])
+            swap = differ.any(axis=1) & (src[rows, first] > dst[rows, first])
+            src, dst = np.where(swap[:, None], dst, src), np.where(swap[:, None], src, dst)
+            if with_ports:
+                sport, dport = np.minimum(sport, dport), np.maximum(sport, dport)
+        data = np.concatenate([src, dst], axis=1).astype(np.uint32)
+        words = (data[:, 0::2] << 8) | data[:, 1::2]
+        columns = [words[:, i] for i in range(16)]
+        if with_ports:
+            columns += [sport, dport]
+        return hash_words(self.key, columns)
+
     def steer_two_tuple_batch(self, src, dst) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(hashes, hashed, cores)`` of IPv4 packets without ports (fragments), as
         ``steer`` treats them: the 2-tuple hash when ``ipv4`` is enabled, else the

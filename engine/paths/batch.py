@@ -44,13 +44,18 @@ from engine.appliance.ports import allocate_batch, port_occupancy
 from engine.appliance.rules import (
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
+    NOT_SERVED_IPV6,
     POLICY_CODE,
     Router,
     forwarding_cost_batch,
     fragment_cost_batch,
+    fragment_count,
     fragment_count_batch,
     min_mtu,
+    not_served,
+    not_served_batch,
     port_steering_text,
+    response_size_and_mtu,
     response_size_and_mtu_batch,
     response_verdict_batch,
     session_facts,
@@ -71,11 +76,12 @@ from engine.appliance.verdicts import (
     summarize,
     verdict_reason,
 )
-from engine.errors import ConfigError
+from engine.errors import ConfigError, TrafficError
 from engine.nic.distributor import FlowDistributor
 from engine.nic.rss import Nic
 from engine.packet.model import FlowTuple, Proto, proto_name
-from engine.paths.flows import FlowArrays
+from engine.packet.toeplitz import parse_address
+from engine.paths.flows import FlowArrays, FlowSpec
 
 POLICY_NAMES = tuple(POLICY_CODE)
 #: Fragmentation action codes in the batch columns (-1: none).
@@ -83,20 +89,15 @@ ACTION_NAMES = (ASSEMBLE, BRIDGE)
 
 
 def flow_arrays(flows: list[Flow]) -> tuple[FlowArrays, np.ndarray]:
-    """``(arrays, ids)`` of trace flows (IPv4 only; ConfigError names a non-IPv4 flow)."""
-    rows = []
-    for index, flow in enumerate(flows):
+    """``(arrays, ids)`` of trace flows, IPv4 and IPv6."""
+    specs = []
+    for flow in flows:
         request = flow.request_tuple()
-        if request.version != 4:
-            raise ConfigError(f"flows[{index}]", "an IPv4 flow for the batch path",
-                              str(request))
-        rows.append((int(request.src), request.sport, int(request.dst), request.dport,
-                     request.proto, flow.request_bytes, flow.response_bytes))
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 7
-    dtypes = (np.uint32, np.uint16, np.uint32, np.uint16, np.uint8, np.uint32, np.uint32)
-    arrays = FlowArrays(*(np.asarray(c, dtype) for c, dtype in zip(columns, dtypes,
-                                                                    strict=True)))
-    return arrays, np.asarray([flow.id for flow in flows], dtype=np.int64)
+        specs.append(FlowSpec(flow.id, request.src, request.sport, request.dst,
+                              request.dport, request.proto, flow.request_bytes,
+                              flow.response_bytes))
+    return FlowArrays.from_specs(specs), np.asarray([flow.id for flow in flows],
+                                                    dtype=np.int64)
 
 
 def flow_request_mtus(flows: list[Flow]) -> np.ndarray | None:
@@ -115,9 +116,16 @@ def flows_from_arrays(arrays, *, close: str = "fin", ids=None, request_mtu=None
     ids = range(count) if ids is None else [int(i) for i in ids]
     request_bytes = getattr(arrays, "request_bytes", None)
     response_bytes = getattr(arrays, "response_bytes", None)
-    return [Flow(flow_id, str(ipaddress.IPv4Address(int(arrays.client_ip[row]))),
+    is_v6 = getattr(arrays, "is_v6", None)
+
+    def address(row: int, name: str) -> str:
+        if is_v6 is not None and is_v6[row]:
+            return str(ipaddress.IPv6Address(getattr(arrays, name + "6")[row].tobytes()))
+        return str(ipaddress.IPv4Address(int(getattr(arrays, name)[row])))
+
+    return [Flow(flow_id, address(row, "client_ip"),
                  int(arrays.client_port[row]),
-                 str(ipaddress.IPv4Address(int(arrays.server_ip[row]))),
+                 address(row, "server_ip"),
                  int(arrays.server_port[row]), int(arrays.proto[row]),
                  DEFAULT_REQUEST_BYTES if request_bytes is None else int(request_bytes[row]),
                  DEFAULT_RESPONSE_BYTES if response_bytes is None else int(response_bytes[row]),
@@ -158,12 +166,97 @@ def random_flow_arrays(count: int, rng: np.random.Generator, *, servers: int = 0
 
 def steer_flows(nic: Nic, flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``Nic.steer_batch`` of the request direction of ``flows`` (``FlowArrays`` or
-    alike)."""
-    return nic.steer_batch(np.asarray(flows.client_ip, np.uint32),
-                       np.asarray(flows.server_ip, np.uint32),
-                       np.asarray(flows.client_port, np.uint32),
-                       np.asarray(flows.server_port, np.uint32),
-                       np.asarray(flows.proto, np.uint8))
+    alike); IPv6 rows (``is_v6``) by ``Nic.steer_ipv6_batch``."""
+    proto = np.asarray(flows.proto, np.uint8)
+    steered = nic.steer_batch(np.asarray(flows.client_ip, np.uint32),
+                              np.asarray(flows.server_ip, np.uint32),
+                              np.asarray(flows.client_port, np.uint32),
+                              np.asarray(flows.server_port, np.uint32), proto)
+    v6 = _v6_rows(flows)
+    if v6 is not None:
+        for column, part in zip(steered, nic.steer_ipv6_batch(
+                flows.client_ip6[v6], flows.server_ip6[v6],
+                np.asarray(flows.client_port, np.uint32)[v6],
+                np.asarray(flows.server_port, np.uint32)[v6], proto[v6]), strict=True):
+            column[v6] = part
+    return steered
+
+
+_NO_ROWS = np.empty(0, np.int64)
+
+
+def _v6_rows(flows) -> np.ndarray | None:
+    """The indexes of the IPv6 rows of ``flows``, or None when there are none."""
+    is_v6 = getattr(flows, "is_v6", None)
+    if is_v6 is None or not is_v6.any():
+        return None
+    return np.flatnonzero(is_v6)
+
+
+def _route_v6(config: SystemConfig, router: Router, flows, v6: np.ndarray,
+              routes, request_hash, request_hashed, request_mtu
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Route the IPv6 rows ``v6`` (``Router.route_ipv6_batch``), writing their policy,
+    server port and service into ``routes``' columns (``server_ip`` 0); returns
+    ``(server_ip6, unserved)``: every row's real IPv6 server ((n, 16) uint8) and which
+    rows no service can take (``rules.not_served_batch``); ``(None, None)`` when ``v6``
+    is None (no IPv6 rows)."""
+    if v6 is None:
+        return None, None
+    routes6 = router.route_ipv6_batch(flows.server_ip6[v6], flows.server_port[v6],
+                                      np.asarray(flows.proto, np.uint8)[v6],
+                                      request_hash[v6], request_hashed[v6])
+    routes.policy[v6] = routes6.policy
+    routes.server_port[v6] = routes6.server_port
+    routes.service[v6] = routes6.service
+    routes.server_ip[v6] = 0
+    server_ip6 = np.zeros((len(flows.client_ip), 16), np.uint8)
+    server_ip6[v6] = routes6.server_ip
+    if request_mtu is not None or config.fragmenting():
+        _check_v6_unfragmented(config, flows, v6, request_mtu, server_ip6,
+                               routes.server_port, routes.service)
+    return server_ip6, not_served_batch(routes.policy, flows.is_v6)
+
+
+def _not_served_counts(policy: np.ndarray, unserved: np.ndarray | None) -> dict[str, int]:
+    """``Summary.not_served`` of the batch columns (``unserved``: None for none)."""
+    if unserved is None:
+        return {}
+    counts = {reason: int((unserved & (policy == POLICY_CODE[name])).sum())
+              for name, reason in NOT_SERVED_IPV6.items()}
+    return {reason: count for reason, count in counts.items() if count}
+
+
+def _check_v6_unfragmented(config: SystemConfig, flows, v6: np.ndarray, request_mtu,
+                           server_ip6: np.ndarray, server_port, service) -> None:
+    """TrafficError naming the first IPv6 row whose request or response would be
+    fragmented: the batch path plans IPv4 fragments only (their 2-tuple is IPv4), the
+    trace path reassembles IPv6 ones. Row by row: IPv6 rows are few."""
+    servers = {(parse_address(server.ip, "server"), server.port): server
+               for server in config.servers}
+    for row in v6.tolist():
+        proto = int(flows.proto[row])
+        mtu = 0 if request_mtu is None else int(request_mtu[row])
+        if mtu and mtu < min_mtu(6):
+            raise ConfigError("request_mtu", f"0 or an IPv6 MTU of at least {min_mtu(6)} "
+                              f"bytes", mtu)
+        request_bytes = getattr(flows, "request_bytes", None)
+        request_size = (DEFAULT_REQUEST_BYTES if request_bytes is None
+                        else int(request_bytes[row]))
+        server = servers.get((ipaddress.IPv6Address(server_ip6[row].tobytes()),
+                              int(server_port[row])))
+        response_bytes = getattr(flows, "response_bytes", None)
+        size, response_mtu = response_size_and_mtu(
+            config, server=server, service=int(service[row]),
+            flow_bytes=DEFAULT_RESPONSE_BYTES if response_bytes is None
+            else int(response_bytes[row]))
+        if (fragment_count(6, proto, request_size, mtu or None)
+                or fragment_count(6, proto, size, response_mtu)):
+            raise TrafficError(f"flows[{row}]", "an IPv6 flow that is not fragmented on "
+                               "the batch path", "fragments",
+                               detail="the batch path plans IPv4 fragments only: run "
+                                      "IPv6 fragments on the trace path (--trace)",
+                               code="ipv6_fragments_on_batch_path")
 
 
 def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool,
@@ -397,6 +490,11 @@ class BatchResult:
     request_hashed: np.ndarray | None = None
     #: core-to-core hops each response was forwarded over (0: not forwarded)
     hops: np.ndarray | None = None
+    #: IPv6 rows (None: none): ``server_ip6`` holds their real server ((n, 16) uint8,
+    #: network order; ``server_ip`` holds 0), their client side is the client's own
+    #: (transparent) and nat/usip refuse them (``rules.not_served``)
+    is_v6: np.ndarray | None = None
+    server_ip6: np.ndarray | None = None
     #: the flow distributor's columns (None: the NIC steered alone)
     distributor: DistributorColumns | None = None
     #: the correct-core check: off, a misdirected response is processed where it lands
@@ -410,8 +508,16 @@ class BatchResult:
         """Row ``row`` as the trace's ``FlowOutcome`` (for reports and comparison)."""
         flows = self.flows
         proto = int(flows.proto[row])
-        request = FlowTuple.of(int(flows.client_ip[row]), int(flows.server_ip[row]),
-                               int(flows.client_port[row]), int(flows.server_port[row]), proto)
+        v6 = self.is_v6 is not None and bool(self.is_v6[row])
+        if v6:
+            client = ipaddress.IPv6Address(flows.client_ip6[row].tobytes())
+            vip = ipaddress.IPv6Address(flows.server_ip6[row].tobytes())
+            local, server = client, ipaddress.IPv6Address(self.server_ip6[row].tobytes())
+        else:
+            client, vip = int(flows.client_ip[row]), int(flows.server_ip[row])
+            local, server = int(self.local_ip[row]), int(self.server_ip[row])
+        request = FlowTuple.of(client, vip, int(flows.client_port[row]),
+                               int(flows.server_port[row]), proto)
         verdict = VERDICTS[int(self.verdict[row])]
         policy = POLICY_NAMES[int(self.policy[row])]
         request_core = int(self.request_core[row])
@@ -430,8 +536,7 @@ class BatchResult:
             notes = [*notes, *self.distributor.notes(row)]
             sides = {**sides, "steering": self.distributor.steering(row)}
         rewritten = None if failed else FlowTuple.of(
-            int(self.local_ip[row]), int(self.server_ip[row]), int(self.local_port[row]),
-            int(self.server_port[row]), proto)
+            local, server, int(self.local_port[row]), int(self.server_port[row]), proto)
         port = None if not self.allocated[row] else PortChoice(
             str(ipaddress.IPv4Address(int(self.local_ip[row]))), int(self.local_port[row]),
             int(self.table[row]), int(self.tries[row]))
@@ -443,7 +548,8 @@ class BatchResult:
                                   response_core=response_core, policy=policy,
                                   via=self.handoff, copies=copies, hops=hops,
                                   notes=tuple(notes), by_addresses=by_addresses,
-                                  dropped=dropped, checked=self.checked),
+                                  dropped=dropped, checked=self.checked,
+                                  refusal=(not_served(policy, 6) or "") if v6 else ""),
             **sides)
 
     def _fragment_fields(self, row: int, request_core: int, response_core: int | None):
@@ -500,9 +606,12 @@ class BatchResult:
         locals_, local_ports = _ipv4_texts(self.local_ip[part]), self.local_port[part].tolist()
         servers, ports = _ipv4_texts(self.server_ip[part]), self.server_port[part].tolist()
         frag = self.fragments
+        # rows with fragments, and IPv6 rows, take ``outcome``
         fragmented = ([False] * (stop - start) if frag is None else
                       ((frag.request_fragments[part] > 0)
                        | (frag.response_fragments[part] > 0)).tolist())
+        if self.is_v6 is not None:
+            fragmented = (np.asarray(fragmented, bool) | self.is_v6[part]).tolist()
         if self.distributor is not None:  # rows with notes take ``outcome`` too
             moved = self.distributor.any_moved()[part].tolist()
             fragmented = [a or b for a, b in zip(fragmented, moved, strict=True)]
@@ -674,10 +783,16 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     proto = np.asarray(flows.proto, dtype=np.uint8)
     distributor, request_arrival = _distribute_requests(config, nic, flows, request_mtu)
     request_hash, request_hashed, request_core = request_arrival[:3]
-    routes = Router(config).route_batch(flows.server_ip, flows.server_port, proto,
-                                        request_hash, request_hashed)
+    router = Router(config)
+    routes = router.route_batch(flows.server_ip, flows.server_port, proto,
+                                request_hash, request_hashed)
     policy, server_ip, server_port, service = (routes.policy, routes.server_ip,
                                                routes.server_port, routes.service)
+    # IPv6 rows (None: none) route by their 16-byte addresses; nat and usip cannot take
+    # them (``unserved``: refused with the reason, ``rules.not_served``)
+    v6 = _v6_rows(flows)
+    server_ip6, unserved = _route_v6(config, router, flows, v6, routes, request_hash,
+                                     request_hashed, request_mtu)
 
     frag = None
     lost = None  # rows whose request never reached a packet engine
@@ -698,9 +813,10 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     failed = np.zeros(count, dtype=bool)
     table = np.full(count, -1, dtype=np.int64)
     tries = np.zeros(count, dtype=np.int64)
+    skip = lost if unserved is None else unserved if lost is None else lost | unserved
     for name in ("nat", "usip"):
         wanted = policy == POLICY_CODE[name]
-        rows = np.flatnonzero(wanted if lost is None else wanted & ~lost)
+        rows = np.flatnonzero(wanted if skip is None else wanted & ~skip)
         if rows.size == 0:
             continue
         result = allocate_batch(
@@ -716,9 +832,16 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
         allocated[good] = True
         failed[rows[~ok]] = True
 
+    failed = failed if unserved is None else failed | unserved
     response_arrival = (nic.steer_batch if distributor is None else distributor.arrive_batch)(
         server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
     response_hash, response_hashed, response_core = response_arrival[:3]
+    if v6 is not None:  # the client side is the client's own (transparent)
+        for column, part in zip((response_hash, response_hashed, response_core),
+                                nic.steer_ipv6_batch(server_ip6[v6], flows.client_ip6[v6],
+                                                     server_port[v6].astype(np.uint32),
+                                                     local_port[v6], proto[v6]), strict=True):
+            column[v6] = part
     steered = None if distributor is None else _distributor_columns(
         config, distributor, request_arrival, response_arrival, answered=~failed)
     failed_or_lost = failed if lost is None else failed | lost
@@ -729,6 +852,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
             flow_bytes=np.full(count, DEFAULT_RESPONSE_BYTES) if column is None else column)
         counts = fragment_count_batch(proto, size, mtu)
         counts[failed_or_lost] = 0
+        counts[_NO_ROWS if v6 is None else v6] = 0  # none fragments (_route_v6 checks)
         rows = np.flatnonzero(counts)
         if rows.size:
             plans = plan_fragments(
@@ -764,12 +888,13 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         hops=hops, hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
                         key=str(nic.key), port_map=port_steering_text(config, port_map),
                         fragment_figures=None if frag is None else frag.figures(),
+                        not_served=_not_served_counts(policy, unserved),
                         steering_figures=None if steered is None else steered.figures())
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
                        summary, config.handoff, frag, request_hash, request_hashed, hops,
-                       steered, config.correct_core_check)
-
+                       None if v6 is None else flows.is_v6, server_ip6, steered,
+                       config.correct_core_check)
 
 def _distribute_requests(config: SystemConfig, nic: Nic, flows, request_mtu):
     """``(distributor or None, arrival)``: the requests through the NIC, and the flow
@@ -777,6 +902,11 @@ def _distribute_requests(config: SystemConfig, nic: Nic, flows, request_mtu):
     ``Nic.steer_batch``'s triple or ``FlowDistributor.arrive_batch``'s columns."""
     if not config.distributes():
         return None, steer_flows(nic, flows)
+    v6 = _v6_rows(flows)
+    if v6 is not None:
+        raise TrafficError(f"flows[{int(v6[0])}]", "IPv4 flows on the batch path with "
+                           "distributor rules or an RSS-unaware NIC (its rules match IPv4 "
+                           "columns): use --trace", f"{v6.size} IPv6 flows")
     if request_mtu is not None and np.any(np.asarray(request_mtu)):
         raise ConfigError("request_mtu", "no request MTU with distributor rules or an "
                           "RSS-unaware NIC (fragments do not go through the distributor "

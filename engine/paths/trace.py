@@ -85,6 +85,7 @@ from engine.appliance.rules import (
     forwarding_cost,
     fragment_cost,
     fragment_count,
+    not_served,
     port_steering_text,
     response_size_and_mtu,
     response_verdict,
@@ -224,6 +225,7 @@ class System:
         self._idents: dict[tuple, int] = {}
         self._fragment_drops: dict[str, int] = {}
         self._flows_lost = 0
+        self._not_served: dict[str, int] = {}
         self.duplicate_datagrams = 0
 
     # -- the kernel -------------------------------------------------------------------
@@ -287,6 +289,7 @@ class System:
         self._hashes = []
         self._fragment_drops = {}
         self._flows_lost = 0
+        self._not_served = {}
         if self._table_change is not None:
             # scheduled before the flows: at its time it comes before their packets
             self._at(self.config.table_change_at_us, self._reprogram, self._table_change)
@@ -359,7 +362,8 @@ class System:
                                   occupancy=self.occupancy(), key=str(self.nic.key),
                                   port_map=port_steering_text(self.config, port_map),
                                   fragment_drops=self._fragment_drops,
-                                  flows_lost=self._flows_lost)
+                                  flows_lost=self._flows_lost,
+                                  not_served=self._not_served)
 
     def occupancy(self) -> list[float]:
         """Per core, the fraction of its nat and usip port-table entries taken."""
@@ -514,6 +518,16 @@ class System:
         request = state.request
         route = state.route = self.router.route(request.dst, request.dport,
                                                 request.proto, request_hash)
+        refusal = not_served(route.policy, request.version)
+        if refusal is not None:
+            # a service that cannot take the flow's family refuses it (not a bad capture)
+            self._not_served[refusal] = self._not_served.get(refusal, 0) + 1
+            reason = verdict_reason("refused", request_core=core, response_core=None,
+                                    policy=route.policy, notes=state.notes(),
+                                    refusal=refusal)
+            self._emit(AllocationFailed, flow.id, core=core, reason=reason)
+            self._finish(state, None, "refused", 0, reason)
+            return
         engine = self.engines[core]
         try:
             session = engine.open(flow=flow.id, request=request, server_ip=route.server_ip,

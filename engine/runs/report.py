@@ -145,7 +145,10 @@ def render_report_html(report) -> str:
              f"⊘ {summary.refused} refused · ✗ {summary.asymmetric} asymmetric · "
              f"symmetric rate {summary.symmetric_rate:.4f} · "
              f"fairness {summary.fairness:.4f} · {summary.distinct_hashes} distinct "
-             f"hashes</p><p>{_e(summary.port_map)}</p>" + _steering_paragraph(summary))
+             f"hashes</p><p>{_e(summary.port_map)}</p>"
+             + "".join(f"<p>⊘ {_e(reason)}: {count} refused</p>"
+                       for reason, count in summary.not_served.items())
+             + _steering_paragraph(summary))
     page.add("<h2>Checks</h2>" + _table(
         "Checks", ["check", "metric", "op", "expected", "actual", "result"],
         [[c.name, c.metric, c.op, f"{c.expected:g}",
