@@ -3,6 +3,7 @@ correct-core check and the indirection-table change, from scenarios and on both 
 
 from __future__ import annotations
 
+import ipaddress
 import textwrap
 
 import pytest
@@ -13,6 +14,7 @@ from engine.errors import ConfigError, ScenarioError
 from engine.examples import load_example
 from engine.nic.distributor import Rule
 from engine.paths.batch import flow_arrays, run_batch
+from engine.paths.flows import FlowArrays, FlowSpec
 from engine.paths.trace import System
 from engine.runs.run import verify_scenario
 from engine.scenarios.scenario import load_scenario
@@ -163,3 +165,21 @@ def test_a_distributing_run_is_not_split_by_the_nic_s_request_core():
     assert split_refusal(SystemConfig(rss_aware=False)) is not None
     assert split_refusal(SystemConfig(rules=(Rule.for_prefix("10.0.0.0/8", 1),))) is not None
     assert split_refusal(SystemConfig()) is None
+
+
+def test_ipv6_rows_with_the_distributor_run_on_the_trace_path_only():
+    from engine.errors import TrafficError
+    config = SystemConfig(policy="transparent", rss_aware=False,
+                          rules=(Rule.for_prefix("2001:db8::/32", 3),))
+    flows = [Flow(0, "2001:db8::7", 40000, "2001:db8:1::1", 80),
+             Flow(1, "198.51.100.1", 40000, "203.0.113.9", 80)]
+    trace = System(config).run_trace(flows)
+    assert trace.outcomes[0].request_core == 3  # the IPv6 prefix rule
+    arrays = FlowArrays.from_specs([_spec(flow) for flow in flows])
+    with pytest.raises(TrafficError, match=r"flows\[0\].*use --trace"):
+        run_batch(config, arrays)
+
+
+def _spec(flow: Flow) -> FlowSpec:
+    return FlowSpec(flow.id, ipaddress.ip_address(flow.client_ip), flow.client_port,
+                    ipaddress.ip_address(flow.server_ip), flow.server_port, 6)
