@@ -17,8 +17,7 @@ names the core whose receive queue gets the packet::
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -217,10 +216,10 @@ class Steering:
 
 @dataclass
 class Nic:
-    """A multi-queue NIC with RSS: one receive queue per core.
-
-    ``rss_aware=False`` models a NIC without RSS: every packet lands on queue 0 and a
-    software flow distributor must hash and steer it (see ``engine.nic.distributor``).
+    """A multi-queue NIC with RSS: it hashes a packet and names the core whose receive
+    queue gets it. A NIC without RSS is modelled by the software flow distributor
+    (``engine.nic.distributor.FlowDistributor(rss_aware=False)``). Receive queues are
+    not modelled: a packet is handled on its core when it arrives (no depth, no drops).
     """
 
     key: Key
@@ -228,8 +227,6 @@ class Nic:
     hash_types: frozenset[HashType] = ALL_HASH_TYPES
     transform: Transform = Transform.NONE
     default_core: int = 0
-    rss_aware: bool = True
-    queues: list[deque] = field(init=False, repr=False)
 
     def __post_init__(self):
         if not 0 <= self.default_core < self.table.cores:
@@ -242,7 +239,6 @@ class Nic:
                                self.key.hex, detail=f"it has {len(self.key.data)} bytes; "
                                "a 16-byte key hashes IPv4 only: set hash_types to IPv4 "
                                "types", code="key_too_short")
-        self.queues = [deque() for _ in range(self.table.cores)]
 
     @property
     def cores(self) -> int:
@@ -378,12 +374,6 @@ class Nic:
         hashes = self.hash_ipv4_batch(src, dst)
         table = self.table.as_array().astype(np.int64)
         return hashes, np.ones(count, bool), table[hashes & np.uint32(self.table.mask)]
-
-    def receive(self, packet: Packet) -> Steering:
-        """Put ``packet`` on a receive queue: its RSS queue, or queue 0 without RSS."""
-        steering = self.steer(packet) if self.rss_aware else Steering(0, reason="no RSS")
-        self.queues[steering.core].append(packet)
-        return steering
 
     def hash_ipv4_batch(self, src: np.ndarray, dst: np.ndarray,
                         sport: np.ndarray | None = None,

@@ -47,6 +47,7 @@ from engine.appliance.rules import (
     NOT_SERVED_IPV6,
     POLICY_CODE,
     Router,
+    forwarding_cost_batch,
     fragment_cost_batch,
     fragment_count,
     fragment_count_batch,
@@ -63,16 +64,20 @@ from engine.appliance.verdicts import (
     VERDICT_CODE,
     VERDICTS,
     FlowOutcome,
+    FlowSteering,
     FragmentSide,
     PortChoice,
     Summary,
+    distributor_note,
     fragment_drop_note,
     fragment_note,
     outcome_row,
+    steering_figures,
     summarize,
     verdict_reason,
 )
 from engine.errors import ConfigError, TrafficError
+from engine.nic.distributor import FlowDistributor
 from engine.nic.rss import Nic
 from engine.packet.model import FlowTuple, Proto, proto_name
 from engine.packet.toeplitz import parse_address
@@ -396,6 +401,65 @@ class FragmentColumns:
 
 
 @dataclass
+class DistributorColumns:
+    """Per-flow columns of the flow distributor (rules, an RSS-unaware NIC) in a batch
+    run, each direction's: ``*_received_on`` (the core the packet arrived on),
+    ``*_core`` (where the distributor sent it), ``*_rule`` (rule index, -1), ``*_hashed``
+    and ``*_copies`` (of the move, 0 when it stayed). A refused flow's response columns
+    are unused. The correct-core check never finds a misdirected request here: batch
+    flows are concurrent, so every repeated request tuple lands where its first did."""
+
+    distributor: FlowDistributor
+    route: str
+    request_received_on: np.ndarray
+    request_core: np.ndarray
+    request_rule: np.ndarray
+    request_hashed: np.ndarray
+    request_copies: np.ndarray
+    response_received_on: np.ndarray
+    response_core: np.ndarray
+    response_rule: np.ndarray
+    response_hashed: np.ndarray
+    response_copies: np.ndarray
+    answered: np.ndarray
+
+    def moved(self, direction: str) -> np.ndarray:
+        moved = (getattr(self, direction + "_received_on")
+                 != getattr(self, direction + "_core"))
+        return moved & self.answered if direction == "response" else moved
+
+    def any_moved(self) -> np.ndarray:
+        return self.moved("request") | self.moved("response")
+
+    def notes(self, row: int) -> list[str]:
+        """The trace's distributor notes of row ``row``, request then response."""
+        notes = []
+        for direction in ("request", "response"):
+            if not self.moved(direction)[row]:
+                continue
+            column = functools.partial(getattr, self)
+            notes.append(distributor_note(
+                direction, received_on=int(column(direction + "_received_on")[row]),
+                core=int(column(direction + "_core")[row]),
+                why=self.distributor.reason(int(column(direction + "_rule")[row]),
+                                            bool(column(direction + "_hashed")[row])),
+                via=self.route, copies=int(column(direction + "_copies")[row])))
+        return notes
+
+    def steering(self, row: int) -> FlowSteering:
+        request, response = self.moved("request")[row], self.moved("response")[row]
+        return FlowSteering(int(request) + int(response),
+                            int(self.request_copies[row] + self.response_copies[row]))
+
+    def figures(self) -> dict:
+        """The ``Summary`` distributor fields (no misdirected requests: see above)."""
+        forwards = self.moved("request").astype(np.int64) + self.moved("response")
+        return steering_figures(distributor_forwards=forwards,
+                                distributor_copies=self.request_copies
+                                + self.response_copies, misdirected=[], check_copies=0)
+
+
+@dataclass
 class BatchResult:
     """Per-flow columns (``ids`` in row order) and the summary.
 
@@ -431,6 +495,10 @@ class BatchResult:
     #: (transparent) and nat/usip refuse them (``rules.not_served``)
     is_v6: np.ndarray | None = None
     server_ip6: np.ndarray | None = None
+    #: the flow distributor's columns (None: the NIC steered alone)
+    distributor: DistributorColumns | None = None
+    #: the correct-core check: off, a misdirected response is processed where it lands
+    checked: bool = True
 
     def _hops(self, part=slice(None)) -> list[int]:
         return ([0] * len(self.ids[part]) if self.hops is None
@@ -464,6 +532,9 @@ class BatchResult:
             failed = failed or bool(frag.request_dropped[row])
             sides, notes, by_addresses, dropped = self._fragment_fields(row, request_core,
                                                                        response_core)
+        if self.distributor is not None:
+            notes = [*notes, *self.distributor.notes(row)]
+            sides = {**sides, "steering": self.distributor.steering(row)}
         rewritten = None if failed else FlowTuple.of(
             local, server, int(self.local_port[row]), int(self.server_port[row]), proto)
         port = None if not self.allocated[row] else PortChoice(
@@ -477,7 +548,7 @@ class BatchResult:
                                   response_core=response_core, policy=policy,
                                   via=self.handoff, copies=copies, hops=hops,
                                   notes=tuple(notes), by_addresses=by_addresses,
-                                  dropped=dropped,
+                                  dropped=dropped, checked=self.checked,
                                   refusal=(not_served(policy, 6) or "") if v6 else ""),
             **sides)
 
@@ -541,6 +612,9 @@ class BatchResult:
                        | (frag.response_fragments[part] > 0)).tolist())
         if self.is_v6 is not None:
             fragmented = (np.asarray(fragmented, bool) | self.is_v6[part]).tolist()
+        if self.distributor is not None:  # rows with notes take ``outcome`` too
+            moved = self.distributor.any_moved()[part].tolist()
+            fragmented = [a or b for a, b in zip(fragmented, moved, strict=True)]
         failed_code = VERDICT_CODE["refused"]
         handoff = self.handoff
         rows = []
@@ -566,7 +640,7 @@ class BatchResult:
                 response_core=None if response_core < 0 else response_core,
                 verdict=VERDICTS[verdict], copies=copies, hops=hops,
                 reason=_plain_reason(verdict, policy, request_core, response_core, copies,
-                                     hops, handoff)))
+                                     hops, handoff, self.checked)))
         return rows
 
 
@@ -629,12 +703,13 @@ def _proto_text(number: int) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _plain_reason(verdict: int, policy: int, request_core: int, response_core: int,
-                  copies: int, hops: int, handoff: str) -> str:
-    """``verdict_reason`` of a row without fragments (codes as the columns hold them)."""
+                  copies: int, hops: int, handoff: str, checked: bool = True) -> str:
+    """``verdict_reason`` of a row without fragments or distributor moves (codes as the
+    columns hold them)."""
     return verdict_reason(VERDICTS[verdict], request_core=request_core,
                           response_core=None if response_core < 0 else response_core,
                           policy=POLICY_NAMES[policy], via=handoff, copies=copies,
-                          hops=hops)
+                          hops=hops, checked=checked)
 
 
 def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.ndarray,
@@ -678,6 +753,14 @@ def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.nd
     return lost
 
 
+def check_batch_config(config: SystemConfig) -> None:
+    """ConfigError for a setting the batch path cannot run: an indirection-table change
+    (``table_change``) needs time, which the batch path does not have yet."""
+    if config.table_change is not None:
+        raise ConfigError("table_change", "no indirection-table change on the batch path, "
+                          "which has no time: use --trace", config.table_change)
+
+
 def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
               request_mtu=None) -> BatchResult:
     """Run every flow of ``flows`` (``FlowArrays`` or any object with the uint32/uint16/
@@ -691,13 +774,15 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     below the minimum (``rules.MIN_MTU``).
     """
     config.check()
+    check_batch_config(config)
     nic = config.build_nic()
     count = len(flows.client_ip)
     ids = np.arange(count, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
     client_ip = np.asarray(flows.client_ip, dtype=np.uint32)
     client_port = np.asarray(flows.client_port, dtype=np.uint32)
     proto = np.asarray(flows.proto, dtype=np.uint8)
-    request_hash, request_hashed, request_core = steer_flows(nic, flows)
+    distributor, request_arrival = _distribute_requests(config, nic, flows, request_mtu)
+    request_hash, request_hashed, request_core = request_arrival[:3]
     router = Router(config)
     routes = router.route_batch(flows.server_ip, flows.server_port, proto,
                                 request_hash, request_hashed)
@@ -748,14 +833,17 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
         failed[rows[~ok]] = True
 
     failed = failed if unserved is None else failed | unserved
-    response_hash, response_hashed, response_core = nic.steer_batch(
+    response_arrival = (nic.steer_batch if distributor is None else distributor.arrive_batch)(
         server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
+    response_hash, response_hashed, response_core = response_arrival[:3]
     if v6 is not None:  # the client side is the client's own (transparent)
         for column, part in zip((response_hash, response_hashed, response_core),
                                 nic.steer_ipv6_batch(server_ip6[v6], flows.client_ip6[v6],
                                                      server_port[v6].astype(np.uint32),
                                                      local_port[v6], proto[v6]), strict=True):
             column[v6] = part
+    steered = None if distributor is None else _distributor_columns(
+        config, distributor, request_arrival, response_arrival, answered=~failed)
     failed_or_lost = failed if lost is None else failed | lost
     if config.fragmenting():
         column = getattr(flows, "response_bytes", None)
@@ -785,7 +873,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     verdict, copies, hops = response_verdict_batch(
         request_core=request_core, response_core=np.where(failed_or_lost, request_core,
                                                           response_core),
-        route=config.handoff, cores=config.cores)
+        route=config.handoff if config.correct_core_check else "none", cores=config.cores)
     verdict[failed] = VERDICT_CODE["refused"]
     if lost is not None:
         verdict[lost] = VERDICT_CODE["asymmetric"]  # lost in reassembly
@@ -800,8 +888,50 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         hops=hops, hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
                         key=str(nic.key), port_map=port_steering_text(config, port_map),
                         fragment_figures=None if frag is None else frag.figures(),
-                        not_served=_not_served_counts(policy, unserved))
+                        not_served=_not_served_counts(policy, unserved),
+                        steering_figures=None if steered is None else steered.figures())
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
                        summary, config.handoff, frag, request_hash, request_hashed, hops,
-                       None if v6 is None else flows.is_v6, server_ip6)
+                       None if v6 is None else flows.is_v6, server_ip6, steered,
+                       config.correct_core_check)
+
+def _distribute_requests(config: SystemConfig, nic: Nic, flows, request_mtu):
+    """``(distributor or None, arrival)``: the requests through the NIC, and the flow
+    distributor when the scenario has one (rules, an RSS-unaware NIC); ``arrival`` is
+    ``Nic.steer_batch``'s triple or ``FlowDistributor.arrive_batch``'s columns."""
+    if not config.distributes():
+        return None, steer_flows(nic, flows)
+    v6 = _v6_rows(flows)
+    if v6 is not None:
+        raise TrafficError(f"flows[{int(v6[0])}]", "IPv4 flows on the batch path with "
+                           "distributor rules or an RSS-unaware NIC (its rules match IPv4 "
+                           "columns): use --trace", f"{v6.size} IPv6 flows")
+    if request_mtu is not None and np.any(np.asarray(request_mtu)):
+        raise ConfigError("request_mtu", "no request MTU with distributor rules or an "
+                          "RSS-unaware NIC (fragments do not go through the distributor "
+                          "yet)", "an MTU")
+    distributor = config.build_distributor(nic)
+    return distributor, distributor.arrive_batch(
+        np.asarray(flows.client_ip, np.uint32), np.asarray(flows.server_ip, np.uint32),
+        np.asarray(flows.client_port, np.uint32), np.asarray(flows.server_port, np.uint32),
+        np.asarray(flows.proto, np.uint8))
+
+
+def _distributor_columns(config: SystemConfig, distributor: FlowDistributor, request,
+                         response, *, answered) -> DistributorColumns:
+    """``DistributorColumns`` of the request and response ``ArrivalBatch``es; a move
+    costs what ``rules.forwarding_cost`` says for the scenario's route."""
+    def copies(arrival, rows=None):
+        moved = arrival.received_on != arrival.cores
+        if rows is not None:
+            moved &= rows
+        cost, _ = forwarding_cost_batch(config.handoff, from_core=arrival.received_on,
+                                        to_core=arrival.cores, cores=config.cores)
+        return np.where(moved, cost, 0).astype(np.int64)
+
+    return DistributorColumns(
+        distributor, config.handoff, request.received_on, request.cores.copy(),
+        request.rule, request.hashed, copies(request), response.received_on,
+        response.cores.copy(), response.rule, response.hashed, copies(response, answered),
+        np.asarray(answered, bool))

@@ -34,6 +34,8 @@ class FlowSpec:
     proto: int = Proto.TCP
     request_bytes: int = DEFAULT_REQUEST_BYTES
     response_bytes: int = DEFAULT_RESPONSE_BYTES
+    #: when the request arrives (virtual µs); the batch path runs every flow at 0
+    start_us: int = 0
 
     @property
     def request(self) -> FlowTuple:
@@ -45,7 +47,8 @@ class FlowSpec:
         """The ``engine.paths.trace.Flow`` the trace path runs."""
         from engine.paths.trace import Flow
         return Flow(self.id, str(self.client_ip), self.client_port, str(self.server_ip),
-                    self.server_port, self.proto, self.request_bytes, self.response_bytes)
+                    self.server_port, self.proto, self.request_bytes, self.response_bytes,
+                    start_us=self.start_us)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "client_ip": str(self.client_ip), "client_port": self.client_port,

@@ -267,7 +267,8 @@ def _source_of(scenario: Scenario) -> str:
 
 
 def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
-    from engine.paths.batch import BatchRows, run_batch
+    from engine.paths.batch import BatchRows, check_batch_config, run_batch
+    check_batch_config(config)  # before the traffic is built, so the setting is named
     tally = PcapTally()
     arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
     progress(_STAGE_DONE["traffic"], "traffic")

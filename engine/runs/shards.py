@@ -85,6 +85,11 @@ def split_refusal(config: SystemConfig, request_mtu=None, flows=None) -> str | N
     if request_mtu is not None and np.any(np.asarray(request_mtu) != 0):
         return ("flows have a request MTU: fragmented requests are held on the core their "
                 "addresses hash to, whose fragment table serves every request core")
+    if config.distributes():
+        # the shard plan steers requests by the NIC alone and the merge adds up no
+        # distributor figures, so such a run stays whole (correct, not split)
+        return ("the flow distributor steers packets (rules or an RSS-unaware NIC): a "
+                "request's core is not the NIC's alone")
     return None
 
 

@@ -254,8 +254,18 @@ def _explicit_specs(scenario, flows, first_id: int) -> list[FlowSpec]:
         if flow.response_bytes is not None:
             response = flow.response_bytes
         specs.append(FlowSpec(first_id + offset, client, client_port, server, server_port,
-                              Proto.parse(proto), flow.request_bytes, response))
+                              Proto.parse(proto), flow.request_bytes, response,
+                              start_us=flow.start_us))
     return specs
+
+
+def _batch_start_times(flows, first_id: int) -> None:
+    """TrafficError for an explicit flow that starts after 0: the batch path runs every
+    flow at once (it has no time yet)."""
+    for offset, flow in enumerate(flows):
+        if flow.start_us:
+            raise TrafficError(f"flows[{first_id + offset}].start_us", "0 on the batch path, "
+                               "which runs every flow at once: use --trace", flow.start_us)
 
 
 def _generated_arrays(scenario, gen, index: int) -> FlowArrays:
@@ -363,6 +373,7 @@ def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
     parts, next_id = [], 0
     for index, source in enumerate(scenario.sources):
         if source.flows is not None:
+            _batch_start_times(source.flows, next_id)
             part = FlowArrays.from_specs(_explicit_specs(scenario, source.flows, next_id))
         elif source.generated is not None:
             part = _generated_arrays(scenario, source.generated, index)

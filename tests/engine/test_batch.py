@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from engine.appliance.config import Service, SystemConfig
 from engine.appliance.verdicts import VERDICT_CODE
 from engine.errors import TrafficError
+from engine.nic.distributor import Rule
 from engine.paths.batch import flows_from_arrays, random_flow_arrays, run_batch
 from engine.paths.flows import FlowArrays
 from engine.paths.trace import System
@@ -20,7 +22,7 @@ KEYS = ["microsoft", "symmetric", "random:7", "random:1234"]
 
 
 @st.composite
-def setups(draw):
+def setups(draw, distributor: bool = True):
     policy = draw(st.sampled_from(["nat", "usip", "transparent"]))
     shared = draw(st.booleans())
     config = SystemConfig(
@@ -37,9 +39,33 @@ def setups(draw):
     seed = draw(st.integers(0, 2**32 - 1))
     count = draw(st.integers(1, 80))
     servers = draw(st.sampled_from([0, 3]))
+    if distributor and draw(st.booleans()):  # rules, an RSS-unaware NIC, the check
+        config = _with_distributor(draw, config, seed, count, servers)
     return config, seed, count, servers
 
 
+def _with_distributor(draw, config: SystemConfig, seed: int, count: int, servers: int):
+    """``config`` with distributor rules drawn from the flows themselves (so they match:
+    client prefixes and server addresses, exact flows) and maybe an RSS-unaware NIC."""
+    flows = flows_from_arrays(random_flow_arrays(count, np.random.default_rng(seed),
+                                                 servers=servers))
+    cores = config.cores
+    core = st.integers(0, cores - 1)
+    flow = st.sampled_from(flows)
+    prefix = st.builds(lambda f, length, on, c: Rule.for_prefix(
+        f"{f.client_ip if on == 'src' else f.server_ip}/{length}", c, match_on=on),
+        flow, st.integers(0, 32), st.sampled_from(["src", "dst"]), core)
+    exact = st.builds(lambda f, c, back: Rule(c, flow=f.request_tuple().reversed() if back
+                                              else f.request_tuple()),
+                      flow, core, st.booleans())
+    rules = tuple(draw(st.lists(st.one_of(prefix, exact), max_size=4)))
+    rss_aware = draw(st.booleans()) if rules else False
+    return replace(config, rules=rules, rss_aware=rss_aware,
+                   receive_core=draw(core), correct_core_check=draw(st.booleans()),
+                   handoff=draw(st.sampled_from(["message", "neighbour", "control-core"])))
+
+
+# 60 examples, about half with the distributor: a few seconds in ``make test``.
 @settings(max_examples=60, deadline=None)
 @given(setups())
 def test_trace_equals_batch_flow_for_flow(setup):
@@ -53,6 +79,9 @@ def test_trace_equals_batch_flow_for_flow(setup):
     assert trace.summary.core_load == batch.summary.core_load
     assert trace.summary.distinct_hashes == batch.summary.distinct_hashes
     assert trace.summary.handoff_copies == batch.summary.handoff_copies
+    for name in ("distributor_forwards", "distributor_copies", "check_forwards",
+                 "misdirected_processed", "asymmetric", "handed_off", "refused"):
+        assert getattr(trace.summary, name) == getattr(batch.summary, name), name
 
 
 def test_services_route_the_same_on_both_paths():

@@ -66,6 +66,17 @@ def test_compare_page_is_offline_with_tables():
     assert "per-function" in page and "key=symmetric" in page
 
 
+def test_report_shows_the_distributor_and_the_correct_core_check():
+    page = render_report_html(verify_scenario(load_example("correct-core-check"),
+                                              mode="trace"))
+    assert ("correct-core check: 8 misdirected requests forwarded to their owner "
+            "(8 copies)") in page
+    page = render_report_html(verify_scenario(load_example("rss-unaware-nic")))
+    assert "Flow distributor: 3058 packets moved off the core that received them" in page
+    assert "Flow distributor" not in render_report_html(
+        verify_scenario(load_example("nat-microsoft")))
+
+
 def test_report_counts_flows_not_served_by_reason():
     from pathlib import Path
     capture = (Path(__file__).resolve().parents[1] / "data" / "pcaps"

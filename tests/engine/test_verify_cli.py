@@ -19,6 +19,9 @@ from engine.scenarios.traffic import build_flow_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [info.name for info in list_examples()]
+#: examples that need time (a table change, start times): the batch path refuses them
+TRACE_ONLY = ("correct-core-check",)
+BATCH_EXAMPLES = [name for name in EXAMPLES if name not in TRACE_ONLY]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -29,13 +32,15 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_every_example_verifies_as_its_checks_say(name):
-    report = verify_scenario(load_example(name))
+    mode = "trace" if name in TRACE_ONLY else "batch"
+    report = verify_scenario(load_example(name), mode=mode)
     assert report.checks, f"{name} has no checks"
     assert report.passed, [c.as_dict() for c in report.checks if not c.passed]
 
 
 @pytest.mark.parametrize("name", ["nat-microsoft", "transparent-microsoft",
-                                  "singular-key-usip", "pcap-replay"])
+                                  "singular-key-usip", "pcap-replay", "distributor-rules",
+                                  "rss-unaware-nic"])
 def test_trace_and_batch_reports_agree(name):
     scenario = load_example(name)
     batch = verify_scenario(scenario, rows=True)
@@ -283,7 +288,7 @@ def test_demo_runs_its_largest_size_in_every_mode():
 
 # ---------------------------------------------------------------------------- streamed rows
 
-@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize("name", BATCH_EXAMPLES)
 def test_batch_rows_are_made_on_demand_and_equal_the_outcomes(name):
     """The batch report's rows are a lazy sequence over the run's arrays: every way of
     reading them (index, slice, iteration, the dict chunks a stream writes) gives the
