@@ -81,7 +81,12 @@ export class Builder {
       this.form.querySelector("#table-check").textContent = "";
     }
     f.querySelector(".receive-core").hidden = this.field("rss_aware").checked;
-    f.querySelector("#table-change-box").hidden = !this.field("table_change_on").checked;
+    const changeOn = this.field("table_change_on").checked;
+    f.querySelector("#table-change-box").hidden = !changeOn;
+    const changeText = this.field("table_change.table");
+    if (changeOn && target && target.name === "table_change_on" && !changeText.value.trim()) {
+      changeText.value = this.currentTable().join(",");   // start from the table in use
+    }
     [...this.ruleRows.children].forEach((tr) => this.showRuleKind(tr));
     const kind = f.querySelector("input[name='traffic.kind']:checked").value;
     f.querySelector(".traffic-flows").hidden = kind !== "flows";
@@ -246,6 +251,14 @@ export class Builder {
     if (kind === "random") { return `random:${this.field("key_seed").value || 0}`; }
     if (kind === "hex") { return this.field("key_hex").value.trim().replace(/^0x/i, "").replace(/[\s:]/g, ""); }
     return kind;
+  }
+
+  /** The indirection table the form sets now (a custom one as typed, else round robin). */
+  currentTable() {
+    if (this.field("table_kind").value === "custom") { return this.table.read(); }
+    const cores = Number(this.field("cores").value) || 1;
+    const bits = Number(this.field("hash_bits").value) || 7;
+    return Array.from({ length: 2 ** Math.min(Math.max(bits, 1), 7) }, (_, b) => b % cores);
   }
 
   /** The builder fields the API takes. */
