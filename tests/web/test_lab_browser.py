@@ -17,6 +17,7 @@ from django.contrib.auth.models import Group, User
 
 from engine.examples import EXAMPLES_DIR
 from labsite.lab.models import STUDENT_GROUP
+from tests.web.helpers import axe
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 PASSWORD = "lab-browser-pw-1"
@@ -253,6 +254,7 @@ def test_distributor_rules_an_rss_unaware_nic_and_start_times_round_trip_the_yam
     page.check("[name=table_change_on]")                  # a table change starts from the
     assert page.input_value("[name='table_change.table']") == ",".join(   # table in use
         str(b % 4) for b in range(128))
+    assert axe(page, "lab with rules, the table change open") == []
     page.uncheck("[name=table_change_on]")                # (not part of this run)
 
     page.click("#run-trace")                              # the engine's error, at its input
