@@ -80,7 +80,10 @@ export class Builder {
     } else {
       this.form.querySelector("#table-check").textContent = "";
     }
-    f.querySelector(".receive-core").hidden = this.field("rss_aware").checked;
+    // The receive core matters only when the NIC does not hash; a value other than the
+    // default stays in sight either way (it is in the file, and the engine checks it).
+    const receive = this.field("receive_core").value;
+    f.querySelector(".receive-core").hidden = this.field("rss_aware").checked && (receive === "" || receive === "0");
     const changeOn = this.field("table_change_on").checked;
     f.querySelector("#table-change-box").hidden = !changeOn;
     const changeText = this.field("table_change.table");

@@ -130,6 +130,12 @@ def test_the_engines_problems_land_on_the_form_fields_they_came_from():
         "traffic.flows[2].start_us", "distributor.rules[0].prefix",
         "distributor.rules[1].client", "distributor.rules[2].core"}
 
+    # what needs two controls lands on the one to change: the route, the MTU
+    found = _problem_fields(_fields(handoff="none", service={**PRESETS["nat"]["service"],
+                                                             "mtu": 576}))
+    assert set(found) == {"handoff", "service.mtu"}
+    assert "other than none" in found["handoff"]
+
 
 @pytest.mark.parametrize(("path", "field"), [
     ("distributor.rules[1].core", "distributor.rules[1].core"),

@@ -250,6 +250,11 @@ def test_distributor_rules_an_rss_unaware_nic_and_start_times_round_trip_the_yam
     page.fill("#rule-1-client", "199.92.111.2:14230")
     page.fill("#rule-1-server", "161.142.100.80:1766")
     page.fill("#rule-1-core", "3")
+    page.click("#add-rule")                               # a third row, removed by keyboard:
+    page.locator("#rule-rows button.remove-rule").nth(2).focus()
+    page.keyboard.press("Enter")                          # the focus stays in the table
+    assert page.locator("#rule-rows tr").count() == 2
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "remove rule 2"
     page.fill("#flow-1-start_us", "40")
     page.check("[name=table_change_on]")                  # a table change starts from the
     assert page.input_value("[name='table_change.table']") == ",".join(   # table in use
