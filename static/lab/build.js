@@ -305,6 +305,7 @@ export class Builder {
         return flow;
       }) };
     } else if (kind === "generated") {
+      // TODO(issue 12, branch `timed`): generated flows' start times and durations, once named.
       fields.traffic = { kind, count: num(g("traffic.count")), client_prefixes: lines(g("traffic.client_prefixes")),
         zipf: num(g("traffic.zipf")), seed: num(g("traffic.seed")) };
     } else {
