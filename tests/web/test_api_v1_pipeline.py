@@ -35,12 +35,19 @@ def _tightened(body: str) -> str:
     return json.dumps(data)
 
 
+PIPELINE_EXAMPLES = (
+    "adversarial-flood", "fragmented-udp", "fragmented-udp-ms-2tuple", "heavy-hitters",
+    "nat-microsoft", "pcap-replay", "singular-key-usip", "transparent-microsoft",
+    "transparent-symmetric", "usip-microsoft")
+
+
 def test_a_ci_pipeline_runs_a_batch_of_twenty_and_reads_junit(daphne_url, worker, examples):
     from engine.examples import EXAMPLES_DIR
 
     user = User.objects.create_user("ci-bot")
     _token, secret = token_create(user=user, name="ci")
-    stored = list(Scenario.objects.exclude(example="").order_by("example"))
+    # ten of the shipped examples (a fixed list: new examples must not change the batch)
+    stored = list(Scenario.objects.filter(example__in=PIPELINE_EXAMPLES).order_by("example"))
     assert len(stored) == 10
     items = [{"scenario_id": s.pk, "title": s.example} for s in stored]
     expected = [_expected_passed(s.body, base_dir=EXAMPLES_DIR) for s in stored]
