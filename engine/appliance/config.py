@@ -24,6 +24,8 @@ from engine.packet.toeplitz import Key, check_port, parse_address, parse_key
 
 CLOSES = ("fin", "rst", "none")
 STRATEGIES = ("solve", "scan")
+#: where nat's IP comes from: the core's own IPs, or the pool of every core's IPs
+NAT_IP_CHOICES = ("core", "pool")
 FRAGMENT_ORDERS = ("in", "reverse", "random")
 FRAGMENT_MODES = tuple(mode.value for mode in FragmentMode)
 
@@ -173,6 +175,10 @@ class SystemConfig:
       port allocation tables per core (the patent: 64 or 256; each core has them once,
       shared by its clients; at most MAX_USIP_TABLES over all cores);
       ``port_range`` — (low, high) ports the tables hand out, inclusive;
+      ``nat_ip_choice`` — the IPs nat picks from: ``core`` (the core's own
+      ``ips_per_core``) or ``pool`` (every core's, shared); port tables stay per
+      (core, IP). Where the NIC hashes responses on their addresses alone, the IP is
+      what steers them (``PortAllocator.allocate``);
     * ``handoff`` — the forwarding route (``rules.FORWARDING_ROUTES``: ``message``,
       ``shared-buffer``, ``control-core``, ``neighbour`` or ``none``) by which a core
       moves a packet of another core's session to its owner, whatever the policy;
@@ -208,6 +214,7 @@ class SystemConfig:
     strategy: str = "solve"
     tables_per_ip: int = 64
     port_range: tuple[int, int] = (1024, 65535)
+    nat_ip_choice: str = "core"
     handoff: str = "message"
     wrong_direction: bool = False
     idle_timeout_us: int = 60_000_000
@@ -231,7 +238,8 @@ class SystemConfig:
         """Raises ConfigError (or TableError/HashKeyError/TupleError) naming the field."""
         self._check_cores_and_ips()
         for name, allowed in (("policy", POLICIES), ("strategy", STRATEGIES),
-                              ("handoff", FORWARDING_ROUTES)):
+                              ("handoff", FORWARDING_ROUTES),
+                              ("nat_ip_choice", NAT_IP_CHOICES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, " / ".join(allowed), getattr(self, name))
         self._check_tables()
@@ -326,6 +334,13 @@ class SystemConfig:
                                   self.hash_types) from None
         return Nic(self.build_key(), self.build_table(), types, transform, self.default_core)
 
+    def nat_ips(self, core: int) -> list[str]:
+        """The addresses ``core``'s nat picks from (``nat_ip_choice``): its own, or
+        every core's (the pool; each listed once)."""
+        if self.nat_ip_choice != "pool" or self.shared_ip is not None:
+            return self.local_ips(core)
+        return [ip for other in range(self.cores) for ip in self.local_ips(other)]
+
     def local_ips(self, core: int) -> list[str]:
         """The local (proxy) addresses of ``core``."""
         if self.shared_ip is not None:
@@ -348,7 +363,7 @@ def build_allocators(config: SystemConfig, table: IndirectionTable
     port_map = ResponsePortMap(key, table, direction=direction, transform=transform)
     low, high = config.port_range
     ports = PortRange(low, high)
-    return [{"nat": PortAllocator(core, config.local_ips(core), port_map,
+    return [{"nat": PortAllocator(core, config.nat_ips(core), port_map,
                                   strategy=config.strategy, port_range=ports),
              "usip": PortAllocator(core, config.local_ips(core), port_map,
                                    strategy=config.strategy, port_range=ports,

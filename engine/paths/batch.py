@@ -621,7 +621,8 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
         result = allocate_batch(
             [a[name] for a in allocators], core=request_core[rows],
                                 server_ip=server_ip[rows], server_port=server_port[rows],
-                                client_ip=client_ip[rows], keep_client_ip=name == "usip")
+                                client_ip=client_ip[rows], keep_client_ip=name == "usip",
+                                addresses_only=nic.addresses_only_batch(proto[rows]))
         ok = np.asarray(result.ok, dtype=bool)
         good = rows[ok]
         local_ip[good] = np.asarray(result.local_ip, dtype=np.uint32)[ok]

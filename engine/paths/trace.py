@@ -432,7 +432,9 @@ class System:
         try:
             session = engine.open(flow=flow.id, request=request, server_ip=route.server_ip,
                                   server_port=route.server_port, policy=route.policy,
-                                  now_us=self.now_us, service=route.service)
+                                  now_us=self.now_us, service=route.service,
+                                  addresses_only=self.nic.addresses_only(request.proto,
+                                                                         request.version))
         except PortExhausted:
             reason = verdict_reason("refused", request_core=core,
                                     response_core=None, policy=route.policy,
