@@ -28,18 +28,26 @@ def setups(draw):
         port_range=draw(st.sampled_from([(1024, 65535), (40000, 40063)])),
         handoff=draw(st.sampled_from(["message", "shared-buffer", "none"])),
         wrong_direction=draw(st.booleans()),
-        transform=draw(st.sampled_from(["none", "none", "symmetric-xor"])))
+        transform=draw(st.sampled_from(["none", "none", "symmetric-xor"])),
+        # addresses-only hashing for TCP, UDP or both: nat chooses its IP
+        hash_types=draw(st.sampled_from([None, None, ("ipv4",), ("ipv4", "tcp-ipv4"),
+                                         ("ipv4", "udp-ipv4")])),
+        nat_ip_choice=draw(st.sampled_from(["core", "pool"])))
     seed = draw(st.integers(0, 2**32 - 1))
     count = draw(st.integers(1, 80))
     servers = draw(st.sampled_from([0, 3]))
-    return config, seed, count, servers
+    udp = draw(st.booleans())  # some flows UDP: hashed with ports or not, row by row
+    return config, seed, count, servers, udp
 
 
 @settings(max_examples=60, deadline=None)
 @given(setups())
 def test_trace_equals_batch_flow_for_flow(setup):
-    config, seed, count, servers = setup
-    arrays = random_flow_arrays(count, np.random.default_rng(seed), servers=servers)
+    config, seed, count, servers, udp = setup
+    rng = np.random.default_rng(seed)
+    arrays = random_flow_arrays(count, rng, servers=servers)
+    if udp:
+        arrays.proto[rng.random(count) < 0.5] = 17
     trace = System(config).run_trace(flows_from_arrays(arrays), keep_events=False)
     batch = run_batch(config, arrays)
     assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
