@@ -307,9 +307,10 @@ def response_size_and_mtu_batch(config: SystemConfig, *, server_ip, server_port,
 def port_steering_text(config: SystemConfig, port_map) -> str:
     """The report's sentence on what a rewritten port can do for symmetry: the port map's
     own (its rank, reachable buckets), unless the NIC hashes TCP or UDP IPv4 responses
-    without their ports. Then no port steers a response: nat can still choose its IP
-    (the patent's nat picks the IP as well as the port), usip and transparent nothing,
-    and forwarding is what brings a misdirected response home."""
+    without their ports. Then no port steers a response: nat still chooses its IP
+    (the patent's nat picks the IP as well as the port; ``SystemConfig.nat_ip_choice``
+    says from which IPs), usip and transparent nothing, and forwarding is what brings a
+    misdirected response home (``Summary.ip_choice_line`` gives the measured share)."""
     types = None if config.hash_types is None else set(config.hash_types)
     portless = [] if types is None else [
         proto.upper() for proto in ("tcp", "udp") if f"{proto}-ipv4" not in types]
@@ -317,10 +318,17 @@ def port_steering_text(config: SystemConfig, port_map) -> str:
         return port_map.describe()
     fate = (f"forwarded to their owner ({config.handoff})" if config.handoff != "none"
             else "lost (forwarding is off)")
+    if config.shared_ip is not None:
+        ips = "its one shared IP (nothing to choose)"
+    elif config.nat_ip_choice == "pool":
+        ips = f"an IP from the pool of all {config.cores * config.ips_per_core} cores' IPs"
+    else:
+        ips = f"one of its core's {config.ips_per_core} IPs"
     return (f"The NIC hashes {' and '.join(portless)} IPv4 responses without their ports "
-            f"(hash_types: {', '.join(sorted(types))}): no port can steer them, so usip "
-            f"and transparent cannot choose where they land and nat only by its IP; "
-            f"misdirected responses are {fate}.")
+            f"(hash_types: {', '.join(sorted(types))}): no port can steer them. nat chooses "
+            f"{ips} whose response hash lands on its core, where one fits; usip and "
+            f"transparent can change nothing that steers them, so forwarding is the answer "
+            f"there: misdirected responses are {fate}.")
 
 
 def response_verdict(*, on_owner: bool, landed: int, owner: int | None, route: str,

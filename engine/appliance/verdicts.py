@@ -271,6 +271,11 @@ class Summary:
     reassemblers' drops by reason — in the trace every drop record (``duplicate``,
     ``already-dropped``, evictions, timeouts included), in the batch path only the
     datagrams it predicts lost (it models no duplicates).
+
+    IP choice: ``ip_choice`` counts the nat flows whose response the NIC hashes on its
+    addresses alone (no port can steer it; nat chooses its IP), ``ip_steered`` those of
+    them whose response came back to its core because of the IP chosen; the rest were
+    forwarded (or, with forwarding off, lost).
     """
 
     flows: int
@@ -295,6 +300,10 @@ class Summary:
     fragment_messages: int = 0
     fragment_copies: int = 0
     fragment_drops: dict[str, int] = field(default_factory=dict)
+    ip_choice: int = 0
+    ip_steered: int = 0
+    #: ``ip_steered / ip_choice`` (0.0 when no flow needed an IP choice)
+    ip_steered_share: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -312,7 +321,14 @@ class Summary:
             f"{self.bridged}; core-to-core fragment messages {self.fragment_messages}, "
             f"copies {self.fragment_copies}; flows lost in reassembly "
             f"{self.fragments_dropped}; drops {self.fragment_drops or 'none'}"]
-            if self.fragmented else [])
+            if self.fragmented else []) + ([self.ip_choice_line()] if self.ip_choice else [])
+
+    def ip_choice_line(self) -> str:
+        """The IP-choice figure in words (``ip_choice`` > 0)."""
+        return (f"IP choice: {self.ip_steered} of {self.ip_choice} nat flows hashed on "
+                f"addresses only steered home by choosing the IP "
+                f"({self.ip_steered / self.ip_choice:.1%}); the other "
+                f"{self.ip_choice - self.ip_steered} forwarded to their owner")
 
 
 def clean_pass(summary: Summary) -> bool:
@@ -334,13 +350,14 @@ def clean_pass_line(summary: Summary) -> str:
 
 def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=None,
               hashes=None, occupancy=(), key: str = "", port_map: str = "",
-              fragment_figures: dict | None = None) -> Summary:
+              fragment_figures: dict | None = None, ip_choice=None) -> Summary:
     """A ``Summary`` from per-flow columns (lists or arrays of equal length).
 
     ``response_core`` uses -1 (or ``None``) for no response; ``verdict`` holds names
     or ``VERDICT_CODE`` integers; ``hashes`` is every RSS hash seen (uint32, any
     length) or ``None``; ``fragment_figures`` the ``Summary`` fragment fields
-    (``fragmented`` ... ``fragment_drops``, ``fragments_dropped``).
+    (``fragmented`` ... ``fragment_drops``, ``fragments_dropped``); ``ip_choice`` (bool
+    per flow, or ``None``) marks the nat flows hashed on addresses only.
 
     ``symmetric_rate`` divides by every flow, refused ones included: a run that could
     not serve a flow never reads as fully symmetric (0.0 for no flows at all).
@@ -363,6 +380,9 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
     received = np.bincount(request_core[handed], minlength=cores)[:cores]
     load = load + received
     distinct = 0 if hashes is None else count_distinct(hashes)
+    chose = (np.zeros(flows, bool) if ip_choice is None
+             else np.asarray(ip_choice, dtype=bool).reshape(flows))
+    steered = int((chose & (verdict == VERDICT_CODE["symmetric"])).sum())
     return Summary(
         flows=flows, symmetric=int(counts[0]), handed_off=int(counts[1]),
         asymmetric=int(counts[VERDICT_CODE["asymmetric"]]),
@@ -374,6 +394,8 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
         fairness=jain_index(load), occupancy=[float(x) for x in occupancy],
         distinct_hashes=distinct, key=key, port_map=port_map,
         handoffs_per_core=[int(x) for x in received],
+        ip_choice=int(chose.sum()), ip_steered=steered,
+        ip_steered_share=steered / int(chose.sum()) if chose.any() else 0.0,
         **(fragment_figures or {}))
 
 
@@ -393,7 +415,7 @@ def fragment_figures(*, actions, messages, copies, drops: dict[str, int],
 def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                        occupancy=(), key: str = "", port_map: str = "",
                        fragment_drops: dict[str, int] | None = None,
-                       flows_lost: int = 0) -> Summary:
+                       flows_lost: int = 0, ip_choice=None) -> Summary:
     """``summarize`` over trace rows (``fragment_drops``: the reassemblers' drops by
     reason during the run; ``flows_lost``: flows lost in reassembly)."""
     actions = [o.request_fragment_action for o in outcomes if o.request_fragments] + [
@@ -408,4 +430,4 @@ def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                      copies=[o.copies for o in outcomes], hops=[o.hops for o in outcomes],
                      hashes=hashes,
                      occupancy=occupancy, key=key, port_map=port_map,
-                     fragment_figures=figures)
+                     fragment_figures=figures, ip_choice=ip_choice)

@@ -676,7 +676,9 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         response_core=response_core, verdict=verdict, copies=copies,
                         hops=hops, hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
                         key=str(nic.key), port_map=port_steering_text(config, port_map),
-                        fragment_figures=None if frag is None else frag.figures())
+                        fragment_figures=None if frag is None else frag.figures(),
+                        ip_choice=allocated & (policy == POLICY_CODE["nat"])
+                        & nic.addresses_only_batch(proto))
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
                        summary, config.handoff, frag, request_hash, request_hashed, hops)

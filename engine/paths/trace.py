@@ -331,7 +331,15 @@ class System:
                                   occupancy=self.occupancy(), key=str(self.nic.key),
                                   port_map=port_steering_text(self.config, port_map),
                                   fragment_drops=self._fragment_drops,
-                                  flows_lost=self._flows_lost)
+                                  flows_lost=self._flows_lost,
+                                  ip_choice=[self._chose_ip(o) for o in outcomes])
+
+    def _chose_ip(self, outcome: FlowOutcome) -> bool:
+        """A nat flow (its IP rewritten) whose response the NIC hashes on its addresses
+        alone: its IP was chosen to steer it (``Summary.ip_choice``)."""
+        request = outcome.request
+        return (outcome.local_ip is not None and outcome.local_ip != str(request.src)
+                and self.nic.addresses_only(request.proto, request.version))
 
     def occupancy(self) -> list[float]:
         """Per core, the fraction of its nat and usip port-table entries taken."""

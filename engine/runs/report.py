@@ -132,7 +132,8 @@ def render_report_html(report) -> str:
              f"⊘ {summary.refused} refused · ✗ {summary.asymmetric} asymmetric · "
              f"symmetric rate {summary.symmetric_rate:.4f} · "
              f"fairness {summary.fairness:.4f} · {summary.distinct_hashes} distinct "
-             f"hashes</p><p>{_e(summary.port_map)}</p>")
+             f"hashes</p><p>{_e(summary.port_map)}</p>"
+             + (f"<p>{_e(summary.ip_choice_line())}</p>" if summary.ip_choice else ""))
     page.add("<h2>Checks</h2>" + _table(
         "Checks", ["check", "metric", "op", "expected", "actual", "result"],
         [[c.name, c.metric, c.op, f"{c.expected:g}",
