@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, ReassemblyLimits
 from engine.appliance.packet_engine import POLICIES
-from engine.appliance.ports import MAX_USIP_TABLES, PortAllocator, PortRange, ResponsePortMap
+from engine.appliance.ports import (
+    USIP_MEMORY_LIMIT,
+    PortAllocator,
+    PortRange,
+    ResponsePortMap,
+    usip_table_bytes,
+    usip_tables_bytes,
+)
 from engine.appliance.rules import (
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
@@ -173,7 +180,7 @@ class SystemConfig:
     * ``policy`` — for flows that match no service (their destination is the server);
     * ``strategy`` — ``solve`` or ``scan`` port choice; ``tables_per_ip`` — ``usip``'s
       port allocation tables per core (the patent: 64 or 256; each core has them once,
-      shared by its clients; at most MAX_USIP_TABLES over all cores);
+      shared by its clients; all cores' tables within ``USIP_MEMORY_LIMIT`` bytes);
       ``port_range`` — (low, high) ports the tables hand out, inclusive;
       ``nat_ip_choice`` — the IPs nat picks from: ``core`` (the core's own
       ``ips_per_core``) or ``pool`` (every core's, shared); port tables stay per
@@ -264,10 +271,15 @@ class SystemConfig:
 
     def _check_tables(self) -> None:
         _check_whole(self, "tables_per_ip", 1, "1 or more (the patent: 64 or 256)")
-        if self.cores * self.tables_per_ip > MAX_USIP_TABLES:
-            raise ConfigError("tables_per_ip", f"at most {MAX_USIP_TABLES} usip tables in "
-                              f"all ({MAX_USIP_TABLES // self.cores} per core on "
-                              f"{self.cores} cores)", self.tables_per_ip)
+        low, high = self.port_range
+        ports = PortRange(low, high)
+        if usip_tables_bytes(self.cores, self.tables_per_ip, ports) > USIP_MEMORY_LIMIT:
+            each = usip_table_bytes(ports)
+            raise ConfigError(
+                "tables_per_ip", f"at most {USIP_MEMORY_LIMIT // (each * self.cores)} usip "
+                f"tables per core on {self.cores} cores: {USIP_MEMORY_LIMIT:,} bytes of "
+                f"usip tables in all, {each:,} bytes each for ports {low}-{high}",
+                self.tables_per_ip)
 
     def _check_fragments(self) -> None:
         if self.fragment_mode not in FRAGMENT_MODES:

@@ -103,12 +103,14 @@ The package, one module per concept; each imports only the modules listed before
 from engine.appliance.ports.allocator import (
     CLASS_SPREAD,
     IP_SPREAD,
-    MAX_USIP_TABLES,
     STRATEGIES,
+    USIP_MEMORY_LIMIT,
     Allocation,
     PortAllocator,
     spread_mix,
     spread_mix_batch,
+    usip_table_bytes,
+    usip_tables_bytes,
 )
 from engine.appliance.ports.batch import BatchAllocation, allocate_batch
 from engine.appliance.ports.occupancy import port_occupancy
@@ -125,9 +127,9 @@ __all__ = [
     "CLASS_SPREAD",
     "DIRECTIONS",
     "IP_SPREAD",
-    "MAX_USIP_TABLES",
     "PORTS",
     "STRATEGIES",
+    "USIP_MEMORY_LIMIT",
     "Address",
     "Allocation",
     "BatchAllocation",
@@ -141,4 +143,6 @@ __all__ = [
     "port_occupancy",
     "spread_mix",
     "spread_mix_batch",
+    "usip_table_bytes",
+    "usip_tables_bytes",
 ]

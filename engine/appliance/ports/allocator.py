@@ -26,11 +26,23 @@ STRATEGIES = ("solve", "scan")
 #: the spread's moduli (primes): where nat starts among local IPs, where both strategies
 #: start among the fitting classes
 IP_SPREAD, CLASS_SPREAD = 241, 251
-#: usip port allocation tables a system may have in all (cores x tables per core). A
-#: table costs about 200 KiB once used (64 KiB of port state, 2 bytes per port of its
-#: range in the free pools), so 2,048 tables stay under about 420 MiB. The patent's 256
-#: tables per core fit 8 cores; its 64, 32 cores.
-MAX_USIP_TABLES = 2048
+#: The memory all usip port allocation tables of a system may take (bytes): 1 GiB. A
+#: table holds one state byte per port number (65,536) and, in its free pools, 2 bytes
+#: per port of its range (``usip_table_bytes``): 194,560 bytes for the full range
+#: 1024-65535, so 5,518 such tables fit, e.g. the patent's 64 per core on 86 cores or
+#: its 256 on 21; a narrower range leaves room for more. A limit on memory, not a count.
+USIP_MEMORY_LIMIT = 1 << 30
+
+
+def usip_table_bytes(port_range: PortRange) -> int:
+    """Bytes one port allocation table takes once used: a state byte per port number
+    (65,536) plus 2 bytes (uint16) per port of ``port_range`` in its free pools."""
+    return PORTS + 2 * port_range.size
+
+
+def usip_tables_bytes(cores: int, tables_per_core: int, port_range: PortRange) -> int:
+    """Bytes every usip table of a system takes (``cores x tables_per_core`` tables)."""
+    return cores * tables_per_core * usip_table_bytes(port_range)
 
 _NO_PARTS: dict[int, int] = {}  # what the part cache holds for a port never seen
 _V4 = ipaddress.IPv4Address
