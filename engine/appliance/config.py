@@ -184,8 +184,10 @@ class SystemConfig:
       ``port_range`` — (low, high) ports the tables hand out, inclusive;
       ``nat_ip_choice`` — the IPs nat picks from: ``core`` (the core's own
       ``ips_per_core``) or ``pool`` (every core's, shared); port tables stay per
-      (core, IP). Where the NIC hashes responses on their addresses alone, the IP is
-      what steers them (``PortAllocator.allocate``);
+      (core, IP), and with the pool each core's cover its own slice of ``port_range``
+      (``nat_port_range``), so no two cores hand out the same IP and port. Where the
+      NIC hashes responses on their addresses alone, the IP is what steers them
+      (``PortAllocator.allocate``);
     * ``handoff`` — the forwarding route (``rules.FORWARDING_ROUTES``: ``message``,
       ``shared-buffer``, ``control-core``, ``neighbour`` or ``none``) by which a core
       moves a packet of another core's session to its owner, whatever the policy;
@@ -250,6 +252,12 @@ class SystemConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, " / ".join(allowed), getattr(self, name))
         self._check_tables()
+        low, high = self.port_range
+        if (self.nat_ip_choice == "pool" and self.shared_ip is None
+                and high - low + 1 < self.cores):
+            raise ConfigError("nat_ip_choice", f"core (the pool splits port_range {low}-"
+                              f"{high} into one slice per core: at least {self.cores} ports)",
+                              self.nat_ip_choice)
         for name in ("idle_timeout_us", "link_us", "server_us", "handoff_us",
                      "close_after_us", "jitter_us"):
             _check_whole(self, name, 0, "a whole number of microseconds, 0 or more")
@@ -353,6 +361,19 @@ class SystemConfig:
             return self.local_ips(core)
         return [ip for other in range(self.cores) for ip in self.local_ips(other)]
 
+    def nat_port_range(self, core: int) -> PortRange:
+        """The ports ``core``'s nat tables hand out: ``port_range``, or with the IP pool
+        the core's own slice of it (an equal share, the last core taking the rest).
+        Every core may hand out every pool IP, so without slices two cores could give
+        the same IP and port to two flows to the same server (a fallback allocation on
+        one, a fitting one on the other): one response tuple for two sessions."""
+        low, high = self.port_range
+        if self.nat_ip_choice != "pool" or self.shared_ip is not None:
+            return PortRange(low, high)
+        share = (high - low + 1) // self.cores
+        first = low + core * share
+        return PortRange(first, high if core == self.cores - 1 else first + share - 1)
+
     def local_ips(self, core: int) -> list[str]:
         """The local (proxy) addresses of ``core``."""
         if self.shared_ip is not None:
@@ -376,7 +397,8 @@ def build_allocators(config: SystemConfig, table: IndirectionTable
     low, high = config.port_range
     ports = PortRange(low, high)
     return [{"nat": PortAllocator(core, config.nat_ips(core), port_map,
-                                  strategy=config.strategy, port_range=ports),
+                                  strategy=config.strategy,
+                                  port_range=config.nat_port_range(core)),
              "usip": PortAllocator(core, config.local_ips(core), port_map,
                                    strategy=config.strategy, port_range=ports,
                                    tables_per_ip=config.tables_per_ip)}

@@ -318,6 +318,15 @@ def port_steering_text(config: SystemConfig, port_map) -> str:
         return port_map.describe()
     fate = (f"forwarded to their owner ({config.handoff})" if config.handoff != "none"
             else "lost (forwarding is off)")
+    listed = ", ".join(sorted(types)) or "none"
+    hashed = [proto for proto in ("TCP", "UDP") if proto not in portless]
+    also = f" {' and '.join(hashed)} responses: {port_map.describe()}" if hashed else ""
+    if "ipv4" not in types:
+        # neither the 4-tuple nor the 2-tuple type: the NIC does not hash them at all
+        return (f"The NIC does not hash {' and '.join(portless)} IPv4 responses (hash_types: "
+                f"{listed}): they all go to the default core {config.default_core}, and "
+                f"nothing nat, usip or transparent may change can steer them; forwarding is "
+                f"the answer: misdirected responses are {fate}.{also}")
     if config.shared_ip is not None:
         ips = "its one shared IP (nothing to choose)"
     elif config.nat_ip_choice == "pool":
@@ -325,10 +334,10 @@ def port_steering_text(config: SystemConfig, port_map) -> str:
     else:
         ips = f"one of its core's {config.ips_per_core} IPs"
     return (f"The NIC hashes {' and '.join(portless)} IPv4 responses without their ports "
-            f"(hash_types: {', '.join(sorted(types))}): no port can steer them. nat chooses "
-            f"{ips} whose response hash lands on its core, where one fits; usip and "
-            f"transparent can change nothing that steers them, so forwarding is the answer "
-            f"there: misdirected responses are {fate}.")
+            f"(hash_types: {listed}): no port can steer them. nat chooses {ips} whose "
+            f"response hash lands on its core, where one fits; usip and transparent can "
+            f"change nothing that steers them, so forwarding is the answer there: "
+            f"misdirected responses are {fate}.{also}")
 
 
 def response_verdict(*, on_owner: bool, landed: int, owner: int | None, route: str,

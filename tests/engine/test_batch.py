@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,3 +92,37 @@ def test_a_large_nat_batch_is_all_symmetric_and_counts_every_port():
     # One table per local IP: every (local IP, port) is handed out once.
     pairs = (result.local_ip.astype(np.uint64) << np.uint64(16)) | result.local_port
     assert np.unique(pairs).size == 200_000
+
+
+@settings(max_examples=20, deadline=None)
+@given(cores=st.integers(1, 8), ips=st.integers(1, 4), seed=st.integers(0, 2**16),
+       pool=st.booleans())
+def test_nat_ip_choice_under_addresses_only_hashing(cores, ips, seed, pool):
+    """Where the NIC hashes responses on their addresses alone, nat's IP choice steers
+    home every flow for which one of its IPs (or the pool's) fits, the rest are forwarded
+    (none lost, none refused), both paths alike; with the pool, no two flows to a server
+    share a response tuple (each core hands out its own slice of the ports)."""
+    config = SystemConfig(cores=cores, ips_per_core=ips, policy="nat", hash_types=("ipv4",),
+                          nat_ip_choice="pool" if pool else "core")
+    arrays = random_flow_arrays(300, np.random.default_rng(seed), servers=2)
+    batch = run_batch(config, arrays)
+    trace = System(config).run_trace(flows_from_arrays(arrays), keep_events=False)
+    assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
+    summary = batch.summary
+    assert (summary.ip_choice, summary.ip_steered) == (trace.summary.ip_choice,
+                                                       trace.summary.ip_steered)
+    assert summary.ip_choice == summary.flows == 300
+    assert summary.asymmetric == summary.refused == 0
+    assert summary.ip_steered == summary.symmetric
+    assert summary.handed_off == 300 - summary.ip_steered
+    nic, table = config.build_nic(), config.build_table()
+    for row, request_core in enumerate(batch.request_core.tolist()):
+        server = int(batch.server_ip[row])
+        fits = [ip for ip in config.nat_ips(request_core) if table.core_of(
+            nic.hash_ipv4_batch(np.array([server], np.uint32),
+                                np.array([int(ipaddress.IPv4Address(ip))], np.uint32))[0]
+        ) == request_core]
+        assert (batch.verdict[row] == VERDICT_CODE["symmetric"]) == bool(fits)
+    tuples = set(zip(batch.server_ip.tolist(), batch.server_port.tolist(),
+                     batch.local_ip.tolist(), batch.local_port.tolist(), strict=True))
+    assert len(tuples) == 300

@@ -42,7 +42,7 @@ def split_setups(draw):
     """The batch path's own random setups (each policy and strategy, shared IP, scarce
     port ranges, keys, transforms), with every forwarding route, services of mixed
     policies, unhashed traffic to a default core, and 1-5 shards."""
-    config, seed, count, servers = draw(setups())
+    config, seed, count, servers, _udp = draw(setups())
     extra = {"handoff": draw(st.sampled_from(FORWARDING_ROUTES))}
     if draw(st.booleans()):
         extra["services"] = SERVICES
