@@ -235,10 +235,12 @@ class PortAllocator:
 
         ``addresses_only`` (``Nic.addresses_only`` for the flow's protocol): the NIC
         hashes the response on its addresses alone, so no port steers it. Then nat
-        chooses the IP (``ip_fits``): the first IP in spread order whose response lands
-        here and whose table has a free port; where none fits, the first with a free
-        port, and the response is forwarded to this core (``rules.response_verdict``).
-        usip keeps the client IP: any free port, the response lands where it lands.
+        chooses the IP (``ip_fits``), as the patent's nat selects an IP by whether it
+        identifies the core (seed L558, L560): the first IP in spread order whose
+        response lands here and whose table has a free port; where none fits, the first
+        with a free port, and the response is forwarded to this core
+        (``rules.response_verdict``). usip keeps the client IP: any free port, the
+        response lands where it lands.
 
         Raises PortExhausted when nothing fits (never returns a wrong port), TupleError for
         a malformed address or port, ConfigError for a family mismatch or a nat allocator

@@ -118,7 +118,7 @@ class PortsSection(_Model):
     strategy: Literal["scan", "solve"] = Field(
         "solve", description="scan: the patent's try-the-next-port loop; solve: computed "
                              "from the key's GF(2) matrix")
-    tables_per_ip: int = Field(1, ge=1, le=MAX_TABLES_PER_IP,
+    tables_per_ip: int = Field(64, ge=1, le=MAX_TABLES_PER_IP,
                                description="usip: port allocation tables per core (the "
                                            "patent: 64 or 256), one picked by a hash of "
                                            "client and server IP")
