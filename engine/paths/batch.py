@@ -613,6 +613,8 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     failed = np.zeros(count, dtype=bool)
     table = np.full(count, -1, dtype=np.int64)
     tries = np.zeros(count, dtype=np.int64)
+    # responses the NIC hashes on their addresses alone: nat chooses its IP for them
+    addresses_only = nic.addresses_only_batch(proto)
     for name in ("nat", "usip"):
         wanted = policy == POLICY_CODE[name]
         rows = np.flatnonzero(wanted if lost is None else wanted & ~lost)
@@ -622,7 +624,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
             [a[name] for a in allocators], core=request_core[rows],
                                 server_ip=server_ip[rows], server_port=server_port[rows],
                                 client_ip=client_ip[rows], keep_client_ip=name == "usip",
-                                addresses_only=nic.addresses_only_batch(proto[rows]))
+                                addresses_only=addresses_only[rows])
         ok = np.asarray(result.ok, dtype=bool)
         good = rows[ok]
         local_ip[good] = np.asarray(result.local_ip, dtype=np.uint32)[ok]
@@ -677,8 +679,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         hops=hops, hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
                         key=str(nic.key), port_map=port_steering_text(config, port_map),
                         fragment_figures=None if frag is None else frag.figures(),
-                        ip_choice=allocated & (policy == POLICY_CODE["nat"])
-                        & nic.addresses_only_batch(proto))
+                        ip_choice=allocated & (policy == POLICY_CODE["nat"]) & addresses_only)
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
                        summary, config.handoff, frag, request_hash, request_hashed, hops)

@@ -72,6 +72,8 @@ def allocate_batch(allocators: list[PortAllocator], *, core: np.ndarray,
     sport = np.broadcast_to(np.asarray(server_port, dtype=np.uint32), (n,))
     client = np.broadcast_to(np.asarray(client_ip, dtype=np.uint32), (n,))
     portless = np.broadcast_to(np.asarray(addresses_only, dtype=bool), (n,))
+    if not portless.any():
+        portless = None  # every row hashed with its ports: nothing to look up per row
     if n and (core.min() < 0 or core.max() >= len(allocators)):
         bad = core[(core < 0) | (core >= len(allocators))][0]
         raise TableError("core", f"a core 0-{len(allocators) - 1}", int(bad))
@@ -106,7 +108,7 @@ def _batch_scalar(allocator: PortAllocator, rows: np.ndarray, server, sport, cli
             got = allocator.allocate_general(
                 ipaddress.IPv4Address(int(server[row])), int(sport[row]),
                 ipaddress.IPv4Address(int(client[row])), keep, class_trick=True,
-                addresses_only=bool(portless[row]))
+                addresses_only=portless is not None and bool(portless[row]))
         except PortExhausted as error:
             out.tries[row] = error.tries
             continue
@@ -123,7 +125,7 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
     plan = _SolvePlan.build(allocator, rows, server, sport, client, keep, portless)
     size = allocator.port_map.table.size
     fitting = allocator.port_map.fitting_classes(allocator.core)
-    if plan.portless.any():  # fit row ``size``: every class (any port will do)
+    if plan.portless is not None:  # fit row ``size``: every class (any port will do)
         fitting = [*fitting, tuple(sorted(allocator.port_map.span))]
     fit_length = np.array([len(f) for f in fitting], dtype=np.int64)
     widest = max(1, int(fit_length.max()))
@@ -202,6 +204,7 @@ class _SolvePlan:
     ``where``), table id, constant and fit row (the constant; for a row hashed on its
     addresses alone, ``portless``, the fit row of every class, and its IPs whose
     response lands on the core first, as ``allocate_general`` orders them).
+    ``portless`` is None when no row is hashed on its addresses alone.
 
     Table ids are dense: ``IP position x tables_per_ip + table index`` (usip: the core's
     shared tables, so the table index alone); ``tables[id]`` is the table, created as the
@@ -217,7 +220,7 @@ class _SolvePlan:
     ips: np.ndarray
     constants: np.ndarray
     fit_rows: np.ndarray
-    portless: np.ndarray
+    portless: np.ndarray | None
     table_ids: np.ndarray
     homes: np.ndarray
     tables: list
@@ -231,13 +234,16 @@ class _SolvePlan:
         port_map = allocator.port_map
         many = allocator.tables_per_ip
         srv, prt, cli = server[rows], sport[rows], client[rows]
-        portless = portless[rows]
+        if portless is not None:
+            portless = portless[rows]
+            if not portless.any():
+                portless = None
         size = port_map.table.size
         count = rows.size
         mix = spread_mix_batch(cli, srv) if allocator.spread else np.zeros(count, np.int64)
         # Toeplitz is linear and hashes zeros to zero: constant = server part ^ local part
         server_part = port_map.response_constants(srv, 0, prt)
-        if portless.any():  # the 2-tuple hash: the 12 bytes with both ports 0
+        if portless is not None:  # the 2-tuple hash: the 12 bytes with both ports 0
             server_part = np.where(portless, port_map.response_constants(srv, 0, 0),
                                    server_part)
         if keep:
@@ -252,7 +258,7 @@ class _SolvePlan:
                                   f"at least one IP on core {allocator.core} for nat", [])
             start = mix % IP_SPREAD % ips.size
             where = [(start + j) % ips.size for j in range(ips.size)]
-            if ips.size > 1 and portless.any():
+            if ips.size > 1 and portless is not None:
                 # the IPs whose response lands here first, each group in spread order
                 spread = np.array(where, dtype=np.int64)
                 fits = np.array([allocator.ip_fits_batch(srv, ips[w]) for w in where])
@@ -275,10 +281,10 @@ class _SolvePlan:
         tables = [allocator.table(addresses[i // many], i % many) if used[i] else None
                   for i in range(len(addresses) * many)]
         constants = np.array(constants[:positions], dtype=np.int64)
-        return cls(allocator, rows, keep, many, positions, mix % CLASS_SPREAD,
-                   np.array(where[:positions], dtype=np.int64) if not keep
-                   else np.zeros((1, count), np.int64), ips, constants,
-                   np.where(portless, size, constants), portless, table_ids, homes, tables,
+        return cls(allocator, rows, keep, many, positions, mix % CLASS_SPREAD, spot, ips,
+                   constants,
+                   constants if portless is None else np.where(portless, size, constants),
+                   portless, table_ids, homes, tables,
                    srv, prt, cli)
 
     def counts(self) -> np.ndarray:
@@ -311,8 +317,9 @@ class _SolvePlan:
         out.table_index[target] = self.homes[j, at]
         out.tries[target] = j + 1
         out.ok[target] = True
-        out.bucket[target] = np.where(self.portless[at], self.constants[j, at],
-                                      self.constants[j, at] ^ k)
+        constant = self.constants[j, at]
+        out.bucket[target] = (constant ^ k if self.portless is None
+                              else np.where(self.portless[at], constant, constant ^ k))
         if self.allocator.indexes_sessions:
             self.allocator.note_home_sessions(local_ips, self.server[at], self.server_port[at],
                                               ports)
