@@ -134,6 +134,7 @@ class PortAllocator:
         self._fit: list[tuple[int, ...]] = port_map.fitting_classes(core)
         #: every class a port can have: under addresses-only hashing any port will do
         self._any: tuple[int, ...] = tuple(sorted(port_map.span))
+        self._any_fit: list[tuple[int, ...]] = [self._any] * port_map.table.size
         sizes = port_map.class_sizes(port_range)
         self.fitting_capacity: float = sum(
             sizes[k] for fit in self._fit for k in fit) / size
@@ -319,7 +320,18 @@ class PortAllocator:
             table_ip, table_int = self.shared_ip, 0
         else:
             table_ip = table_int = None
-            candidates = self._nat_candidates(server_int, mix, addresses_only)
+            candidates = self._local_pairs
+            if not candidates:
+                raise ConfigError("local_ips", f"at least one IP on core {self.core} for nat",
+                                  [])
+            if mix and len(candidates) > 1:
+                first = mix % IP_SPREAD % len(candidates)
+                candidates = candidates[first:] + candidates[:first]
+            if addresses_only and len(candidates) > 1:
+                candidates = self._fitting_first(server_int, candidates)
+        # addresses only: the response's 2-tuple hash, which is the hash of the 12 bytes
+        # with both ports 0 (zeros add nothing), and any port class will do
+        hashed_port, fits = (0, self._any_fit) if addresses_only else (server_port, self._fit)
         offset = mix % CLASS_SPREAD
         tries = 0
         tables_tried = 0
@@ -327,14 +339,8 @@ class PortAllocator:
         sessions = self._sessions
         by_int = self._by_int
         for ip, local_int in candidates:
-            if addresses_only:
-                # the response's 2-tuple hash: Toeplitz of the 8 address bytes equals
-                # that of the 12 bytes with both ports 0 (zeros add nothing)
-                constant = port_map.constant_of(server_int, local_int, 0)
-                fit = self._any
-            else:
-                constant = port_map.constant_of(server_int, local_int, server_port)
-                fit = self._fit[constant]
+            constant = port_map.constant_of(server_int, local_int, hashed_port)
+            fit = fits[constant]
             home = 0 if many == 1 else port_map.pair_hash(local_int, server_int) % many
             for step in range(many):
                 index = (home + step) % many
@@ -357,22 +363,14 @@ class PortAllocator:
         raise self._exhausted(candidates, server, server_port, tables_tried, keep_client_ip,
                               tries, addresses_only)
 
-    def _nat_candidates(self, server: int, mix: int, addresses_only: bool
-                        ) -> list[tuple[Address, int]]:
-        """nat's local IPs (address, integer) in the order it tries them: cyclically from
-        the spread's start; under ``addresses_only`` the ones whose response lands on
-        this core (``ip_fits``) first, each group in that order."""
-        candidates = self._local_pairs
-        if not candidates:
-            raise ConfigError("local_ips", f"at least one IP on core {self.core} for nat", [])
-        if mix and len(candidates) > 1:
-            first = mix % IP_SPREAD % len(candidates)
-            candidates = candidates[first:] + candidates[:first]
-        if addresses_only and len(candidates) > 1:
-            fits = [self.ip_fits(server, local) for _, local in candidates]
-            candidates = ([c for c, ok in zip(candidates, fits, strict=True) if ok]
-                          + [c for c, ok in zip(candidates, fits, strict=True) if not ok])
-        return candidates
+    def _fitting_first(self, server: int, candidates: list[tuple[Address, int]]
+                       ) -> list[tuple[Address, int]]:
+        """nat's local IPs (address, integer) under addresses-only hashing: the ones whose
+        response lands on this core (``ip_fits``) first, each group in the given (spread)
+        order."""
+        fits = [self.ip_fits(server, local) for _, local in candidates]
+        return ([c for c, ok in zip(candidates, fits, strict=True) if ok]
+                + [c for c, ok in zip(candidates, fits, strict=True) if not ok])
 
     def ip_fits(self, server: int, local: int) -> bool:
         """Whether a response from ``server`` to ``local`` (integer addresses) hashed on
