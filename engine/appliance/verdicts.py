@@ -68,13 +68,16 @@ def fragment_drop_note(direction: str, *, fragments: int, reason: str) -> str:
 def verdict_reason(verdict: str, *, request_core: int, response_core: int | None,
                    policy: str, via: str = "", copies: int = 0, hops: int = 1,
                    notes: tuple[str, ...] = (), by_addresses: bool = False,
-                   dropped: str = "") -> str:
+                   dropped: str = "", addresses_only: bool = False) -> str:
     """The one-line explanation both paths give for a verdict.
 
     ``notes`` (``fragment_note`` texts) go first, joined by ``; ``. ``by_addresses``:
     the response's core was chosen by its addresses alone (fragments under
     ``ms-2tuple``), so a rewritten port did not choose it. ``dropped`` is the
     ``fragment_drop_note`` of an ``asymmetric`` flow lost in reassembly.
+    ``addresses_only``: the NIC hashes the flow's response on its addresses alone
+    (``Nic.addresses_only``), so no port steered it: nat's chosen IP did, or, for usip,
+    nothing did.
     """
     if verdict == "symmetric":
         if by_addresses:
@@ -82,6 +85,12 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
                     f"hash of its addresses alone (no port was hashed)")
         elif policy == "transparent":
             base = f"response hashed to core {response_core}, the request's core"
+        elif addresses_only and policy == "nat":
+            base = (f"nat: the chosen IP makes the response, hashed on its addresses alone, "
+                    f"land on core {response_core}, the request's core")
+        elif addresses_only:
+            base = (f"{policy}: the response, hashed on its addresses alone (no port can "
+                    f"steer it), landed on core {response_core}, the request's core")
         else:
             base = (f"{policy}: the rewritten port makes the response hash to core "
                     f"{response_core}, the request's core")

@@ -333,6 +333,12 @@ class BatchResult:
     request_hashed: np.ndarray | None = None
     #: core-to-core hops each response was forwarded over (0: not forwarded)
     hops: np.ndarray | None = None
+    #: per row: the NIC hashes the response on its addresses alone (``Nic.addresses_only``)
+    addresses_only: np.ndarray | None = None
+
+    def _portless(self, row: int) -> bool:
+        """Whether row ``row``'s response is hashed on its addresses alone."""
+        return self.addresses_only is not None and bool(self.addresses_only[row])
 
     def _hops(self, part=slice(None)) -> list[int]:
         return ([0] * len(self.ids[part]) if self.hops is None
@@ -372,7 +378,7 @@ class BatchResult:
                                   response_core=response_core, policy=policy,
                                   via=self.handoff, copies=copies, hops=hops,
                                   notes=tuple(notes), by_addresses=by_addresses,
-                                  dropped=dropped),
+                                  dropped=dropped, addresses_only=self._portless(row)),
             **sides)
 
     def _fragment_fields(self, row: int, request_core: int, response_core: int | None):
@@ -434,6 +440,8 @@ class BatchResult:
                        | (frag.response_fragments[part] > 0)).tolist())
         failed_code = VERDICT_CODE["refused"]
         handoff = self.handoff
+        portless = ([False] * len(self.ids[part]) if self.addresses_only is None
+                    else self.addresses_only[part].tolist())
         rows = []
         for i, (flow, allocated, table, tries, request_core, response_core, verdict,
                 policy, copies, hops) in enumerate(zip(
@@ -457,7 +465,7 @@ class BatchResult:
                 response_core=None if response_core < 0 else response_core,
                 verdict=VERDICTS[verdict], copies=copies, hops=hops,
                 reason=_plain_reason(verdict, policy, request_core, response_core, copies,
-                                     hops, handoff)))
+                                     hops, handoff, portless[i])))
         return rows
 
 
@@ -520,12 +528,12 @@ def _proto_text(number: int) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _plain_reason(verdict: int, policy: int, request_core: int, response_core: int,
-                  copies: int, hops: int, handoff: str) -> str:
+                  copies: int, hops: int, handoff: str, addresses_only: bool = False) -> str:
     """``verdict_reason`` of a row without fragments (codes as the columns hold them)."""
     return verdict_reason(VERDICTS[verdict], request_core=request_core,
                           response_core=None if response_core < 0 else response_core,
                           policy=POLICY_NAMES[policy], via=handoff, copies=copies,
-                          hops=hops)
+                          hops=hops, addresses_only=addresses_only)
 
 
 def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.ndarray,
@@ -682,4 +690,5 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         ip_choice=allocated & (policy == POLICY_CODE["nat"]) & addresses_only)
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
-                       summary, config.handoff, frag, request_hash, request_hashed, hops)
+                       summary, config.handoff, frag, request_hash, request_hashed, hops,
+                       addresses_only)

@@ -549,7 +549,9 @@ class System:
         reason = verdict_reason(verdict, request_core=session.core, response_core=landed,
                                 policy=session.policy, via=via, copies=copies,
                                 hops=state.hops, notes=state.notes(),
-                                by_addresses=self._by_addresses(state))
+                                by_addresses=self._by_addresses(state),
+                                addresses_only=self.nic.addresses_only(
+                                    response.proto, response.version))
         self._finish(state, landed, verdict, copies, reason)
         close = state.flow.close
         if close == "none":

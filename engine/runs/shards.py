@@ -316,7 +316,8 @@ def merge_results(config: SystemConfig, plan: ShardPlan, results: list[BatchResu
         table=column("table"), tries=column("tries"), response_core=column("response_core"),
         verdict=column("verdict"), copies=column("copies"), summary=merged.summary,
         handoff=config.handoff, fragments=None, request_hash=column("request_hash"),
-        request_hashed=column("request_hashed"), hops=column("hops"))
+        request_hashed=column("request_hashed"), hops=column("hops"),
+        addresses_only=column("addresses_only"))
 
 
 def run_split(config: SystemConfig, flows, *, shards: int = 2, ids=None,
