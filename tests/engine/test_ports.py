@@ -20,7 +20,7 @@ from engine.appliance.ports import (
     allocate_batch,
 )
 from engine.errors import ConfigError, PortExhausted, PortStateError
-from engine.nic.rss import IndirectionTable
+from engine.nic.rss import IndirectionTable, Nic, Transform
 from engine.packet.toeplitz import Key, hash_input, toeplitz_hash
 
 V4 = ipaddress.IPv4Address
@@ -645,3 +645,26 @@ def test_addresses_only_usip_takes_any_free_port_and_cannot_steer():
         allocator.allocate(server_ip=server, server_port=80, client_ip=client,
                            keep_client_ip=True, addresses_only=True)
     assert caught.value.reason == "occupancy"
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.sampled_from([Key.microsoft(), Key.symmetric(), Key.random(7)]),
+       cores=st.integers(1, 16), bits=st.integers(1, 7),
+       transform=st.sampled_from(["none", "symmetric-xor"]),
+       pairs=st.lists(st.tuples(addresses, addresses), min_size=1, max_size=20))
+def test_ip_fits_in_both_forms_is_the_real_two_tuple_hash(key, cores, bits, transform, pairs):
+    """The rule of nat's IP choice, scalar and per row, is whether the real Toeplitz hash
+    of the response's addresses (server, local; the NIC's transform applied) lands on
+    the allocator's core."""
+    port_map = ResponsePortMap(key, IndirectionTable.round_robin(cores, bits),
+                               transform=transform)
+    nic = Nic(key, port_map.table, transform=Transform(transform))
+    servers = np.array([int(s) for s, _ in pairs], np.uint32)
+    locals_ = np.array([int(loc) for _, loc in pairs], np.uint32)
+    landed = port_map.table.as_array()[nic.hash_ipv4_batch(servers, locals_)
+                                       & np.uint32(port_map.mask)]
+    for core in {0, cores - 1}:
+        allocator = PortAllocator(core, [], port_map)
+        expected = (landed == core).tolist()
+        assert [allocator.ip_fits(int(s), int(loc)) for s, loc in pairs] == expected
+        assert allocator.ip_fits_batch(servers, locals_).tolist() == expected
