@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "fragments": "reassemble-header",
     "policy": "nat",
     "strategy": "solve",
-    "tables_per_ip": 1,
+    "tables_per_ip": 64,  # the engine's default (the patent's 64 usip tables per core)
     "wrong_direction": False,
     "handoff": "message",
     "service": {"name": SERVICE_NAME, "vip": "161.142.100.80", "vport": 1766, "proto": "tcp",
