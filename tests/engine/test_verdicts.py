@@ -12,6 +12,7 @@ from engine.appliance.verdicts import VERDICTS, clean_pass, summarize
 from engine.errors import ScenarioError, TrafficError
 from engine.examples import EXAMPLES_DIR, load_example
 from engine.paths.batch import random_flow_arrays, run_batch
+from engine.runs.report import render_report_html
 from engine.runs.run import verify_scenario
 from engine.scenarios.scenario import load_scenario
 from engine.scenarios.scenario.checks import evaluate_checks
@@ -141,3 +142,25 @@ def test_addresses_only_hashing_is_said_in_the_report_and_forwarded(policy):
     assert batch.summary.ip_steered == trace.summary.ip_steered
     full = verify_scenario(load_example("nat-microsoft")).summary.port_map
     assert "a fitting port can be computed" in full
+
+
+def test_nat_addresses_only_example_steers_by_ip_on_both_paths_and_the_pool_fits_all():
+    """The ``nat-addresses-only`` example: 741 of 2,000 responses steered home by the IP
+    chosen among the core's 4, the other 1,259 forwarded, none lost or refused, the same
+    on both paths and in the HTML report's words; with the pool of all 32 IPs, every
+    response is steered home."""
+    scenario = load_example("nat-addresses-only")
+    batch = verify_scenario(scenario)
+    trace = verify_scenario(scenario, mode="trace")
+    for summary in (batch.summary, trace.summary):
+        assert (summary.ip_choice, summary.ip_steered, summary.handed_off) == (2000, 741, 1259)
+        assert summary.asymmetric == summary.refused == 0
+        assert "nat chooses one of its core's 4 IPs" in summary.port_map
+        assert summary.ip_choice_line().startswith(
+            "IP choice: 741 of 2000 nat flows hashed on addresses only steered home")
+    assert "IP choice: 741 of 2000 nat flows" in render_report_html(batch)
+    pool = load_scenario((EXAMPLES_DIR / "nat-addresses-only.yaml").read_text().replace(
+        "nat_ip_choice: core", "nat_ip_choice: pool"))
+    summary = verify_scenario(pool).summary
+    assert summary.ip_steered == summary.symmetric == 2000
+    assert "an IP from the pool of all 32 cores' IPs" in summary.port_map
