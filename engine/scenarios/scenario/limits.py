@@ -26,4 +26,8 @@ MAX_GENERATED_FLOWS = 5_000_000
 MAX_ADVERSARIAL_FLOWS = 1_000_000
 MAX_CLIENT_PREFIXES = 64
 MAX_CHECKS = 64
+#: Flow distributor rules (each is checked against every packet, in order).
+MAX_DISTRIBUTOR_RULES = 64
+#: The latest virtual time a file may name (an hour, in microseconds).
+MAX_TIME_US = 3_600_000_000
 MAX_TEXT = 4096
