@@ -499,7 +499,8 @@ class BatchResult:
     distributor: DistributorColumns | None = None
     #: the correct-core check: off, a misdirected response is processed where it lands
     checked: bool = True
-    #: per row: the NIC hashes the response on its addresses alone (``Nic.addresses_only``)
+    #: per row: the NIC hashes the response on its addresses alone (``Nic.addresses_only``;
+    #: None: no row)
     addresses_only: np.ndarray | None = None
 
     def _portless(self, row: int) -> bool:
@@ -710,6 +711,26 @@ def _proto_text(number: int) -> str:
     return proto_name(number)
 
 
+def _addresses_only(nic: Nic, proto: np.ndarray) -> np.ndarray | None:
+    """``Nic.addresses_only_batch`` per row, or None when no row's response is hashed on
+    its addresses alone (the common case then costs no per-row work further on)."""
+    column = nic.addresses_only_batch(proto)
+    return column if column.any() else None
+
+
+def _rows_of(column: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if column is None else column[rows]
+
+
+def _ip_choice(addresses_only: np.ndarray | None, allocated: np.ndarray,
+               policy: np.ndarray) -> np.ndarray | None:
+    """``summarize``'s ``ip_choice``: nat rows given a port whose response is hashed on
+    its addresses alone (None: no such row)."""
+    if addresses_only is None:
+        return None
+    return allocated & (policy == POLICY_CODE["nat"]) & addresses_only
+
+
 @functools.lru_cache(maxsize=8192)
 def _plain_reason(verdict: int, policy: int, request_core: int, response_core: int,
                   copies: int, hops: int, handoff: str, checked: bool = True,
@@ -825,7 +846,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     tries = np.zeros(count, dtype=np.int64)
     skip = lost if unserved is None else unserved if lost is None else lost | unserved
     # responses the NIC hashes on their addresses alone: nat chooses its IP for them
-    addresses_only = nic.addresses_only_batch(proto)
+    addresses_only = _addresses_only(nic, proto)
     for name in ("nat", "usip"):
         wanted = policy == POLICY_CODE[name]
         rows = np.flatnonzero(wanted if skip is None else wanted & ~skip)
@@ -835,7 +856,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
             [a[name] for a in allocators], core=request_core[rows],
                                 server_ip=server_ip[rows], server_port=server_port[rows],
                                 client_ip=client_ip[rows], keep_client_ip=name == "usip",
-                                addresses_only=addresses_only[rows])
+                                addresses_only=_rows_of(addresses_only, rows))
         ok = np.asarray(result.ok, dtype=bool)
         good = rows[ok]
         local_ip[good] = np.asarray(result.local_ip, dtype=np.uint32)[ok]
@@ -903,7 +924,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         fragment_figures=None if frag is None else frag.figures(),
                         not_served=_not_served_counts(policy, unserved),
                         steering_figures=None if steered is None else steered.figures(),
-                        ip_choice=allocated & (policy == POLICY_CODE["nat"]) & addresses_only)
+                        ip_choice=_ip_choice(addresses_only, allocated, policy))
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
                        summary, config.handoff, frag, request_hash, request_hashed, hops,

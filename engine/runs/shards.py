@@ -329,7 +329,9 @@ def merge_results(config: SystemConfig, plan: ShardPlan, results: list[BatchResu
         verdict=column("verdict"), copies=column("copies"), summary=merged.summary,
         handoff=config.handoff, fragments=None, request_hash=column("request_hash"),
         request_hashed=column("request_hashed"), hops=column("hops"),
-        addresses_only=column("addresses_only"))
+        addresses_only=None if all(r.addresses_only is None for r in results) else
+        np.concatenate([np.zeros(len(r.ids), bool) if r.addresses_only is None
+                        else r.addresses_only for r in results])[order])
 
 
 def run_split(config: SystemConfig, flows, *, shards: int = 2, ids=None,

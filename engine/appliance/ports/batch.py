@@ -56,8 +56,9 @@ def allocate_batch(allocators: list[PortAllocator], *, core: np.ndarray,
                    keep_client_ip: bool, addresses_only=False) -> BatchAllocation:
     """Allocate for every row, exactly as ``allocators[core[i]].allocate(...)`` called for
     i = 0..N-1 in order would (same ports, tables, tries, failures and final state).
-    ``addresses_only`` (bool, scalar or per row: ``Nic.addresses_only_batch``) as
-    ``allocate``'s: nat chooses the IP, the fitting ones first (``ip_fits_batch``).
+    ``addresses_only`` (bool, scalar or per row: ``Nic.addresses_only_batch``; None:
+    no row) as ``allocate``'s: nat chooses the IP, the fitting ones first
+    (``ip_fits_batch``).
 
     IPv4 only: addresses uint32 host order, ports any unsigned dtype; scalars broadcast.
     ``solve`` is vectorised per core in rounds (each round settles every row up to the
@@ -71,8 +72,9 @@ def allocate_batch(allocators: list[PortAllocator], *, core: np.ndarray,
     server = np.broadcast_to(np.asarray(server_ip, dtype=np.uint32), (n,))
     sport = np.broadcast_to(np.asarray(server_port, dtype=np.uint32), (n,))
     client = np.broadcast_to(np.asarray(client_ip, dtype=np.uint32), (n,))
-    portless = np.broadcast_to(np.asarray(addresses_only, dtype=bool), (n,))
-    if not portless.any():
+    portless = (None if addresses_only is None
+                else np.broadcast_to(np.asarray(addresses_only, dtype=bool), (n,)))
+    if portless is not None and not portless.any():
         portless = None  # every row hashed with its ports: nothing to look up per row
     if n and (core.min() < 0 or core.max() >= len(allocators)):
         bad = core[(core < 0) | (core >= len(allocators))][0]
