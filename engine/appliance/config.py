@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, ReassemblyLimits
 from engine.appliance.packet_engine import POLICIES
-from engine.appliance.ports import MAX_USIP_TABLES, PortAllocator, PortRange, ResponsePortMap
+from engine.appliance.ports import (
+    USIP_MEMORY_LIMIT,
+    PortAllocator,
+    PortRange,
+    ResponsePortMap,
+    usip_table_bytes,
+    usip_tables_bytes,
+)
 from engine.appliance.rules import (
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
@@ -25,6 +32,8 @@ from engine.packet.toeplitz import Key, check_port, parse_address, parse_key
 
 CLOSES = ("fin", "rst", "none")
 STRATEGIES = ("solve", "scan")
+#: where nat's IP comes from: the core's own IPs, or the pool of every core's IPs
+NAT_IP_CHOICES = ("core", "pool")
 FRAGMENT_ORDERS = ("in", "reverse", "random")
 FRAGMENT_MODES = tuple(mode.value for mode in FragmentMode)
 
@@ -172,8 +181,14 @@ class SystemConfig:
     * ``policy`` — for flows that match no service (their destination is the server);
     * ``strategy`` — ``solve`` or ``scan`` port choice; ``tables_per_ip`` — ``usip``'s
       port allocation tables per core (the patent: 64 or 256; each core has them once,
-      shared by its clients; at most MAX_USIP_TABLES over all cores);
+      shared by its clients; all cores' tables within ``USIP_MEMORY_LIMIT`` bytes);
       ``port_range`` — (low, high) ports the tables hand out, inclusive;
+      ``nat_ip_choice`` — the IPs nat picks from: ``core`` (the core's own
+      ``ips_per_core``) or ``pool`` (every core's, shared); port tables stay per
+      (core, IP), and with the pool each core's cover its own slice of ``port_range``
+      (``nat_port_range``), so no two cores hand out the same IP and port. Where the
+      NIC hashes responses on their addresses alone, the IP is what steers them
+      (``PortAllocator.allocate``);
     * ``handoff`` — the forwarding route (``rules.FORWARDING_ROUTES``: ``message``,
       ``shared-buffer``, ``control-core``, ``neighbour`` or ``none``) by which a core
       moves a packet of another core's session to its owner, whatever the policy;
@@ -218,6 +233,7 @@ class SystemConfig:
     strategy: str = "solve"
     tables_per_ip: int = 64
     port_range: tuple[int, int] = (1024, 65535)
+    nat_ip_choice: str = "core"
     handoff: str = "message"
     wrong_direction: bool = False
     idle_timeout_us: int = 60_000_000
@@ -247,10 +263,17 @@ class SystemConfig:
         """Raises ConfigError (or TableError/HashKeyError/TupleError) naming the field."""
         self._check_cores_and_ips()
         for name, allowed in (("policy", POLICIES), ("strategy", STRATEGIES),
-                              ("handoff", FORWARDING_ROUTES)):
+                              ("handoff", FORWARDING_ROUTES),
+                              ("nat_ip_choice", NAT_IP_CHOICES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, " / ".join(allowed), getattr(self, name))
         self._check_tables()
+        low, high = self.port_range
+        if (self.nat_ip_choice == "pool" and self.shared_ip is None
+                and high - low + 1 < self.cores):
+            raise ConfigError("nat_ip_choice", f"core (the pool splits port_range {low}-"
+                              f"{high} into one slice per core: at least {self.cores} ports)",
+                              self.nat_ip_choice)
         for name in ("idle_timeout_us", "link_us", "server_us", "handoff_us",
                      "close_after_us", "jitter_us"):
             _check_whole(self, name, 0, "a whole number of microseconds, 0 or more")
@@ -321,10 +344,15 @@ class SystemConfig:
 
     def _check_tables(self) -> None:
         _check_whole(self, "tables_per_ip", 1, "1 or more (the patent: 64 or 256)")
-        if self.cores * self.tables_per_ip > MAX_USIP_TABLES:
-            raise ConfigError("tables_per_ip", f"at most {MAX_USIP_TABLES} usip tables in "
-                              f"all ({MAX_USIP_TABLES // self.cores} per core on "
-                              f"{self.cores} cores)", self.tables_per_ip)
+        low, high = self.port_range
+        ports = PortRange(low, high)
+        if usip_tables_bytes(self.cores, self.tables_per_ip, ports) > USIP_MEMORY_LIMIT:
+            each = usip_table_bytes(ports)
+            raise ConfigError(
+                "tables_per_ip", f"at most {USIP_MEMORY_LIMIT // (each * self.cores)} usip "
+                f"tables per core on {self.cores} cores: {USIP_MEMORY_LIMIT:,} bytes of "
+                f"usip tables in all, {each:,} bytes each for ports {low}-{high}",
+                self.tables_per_ip)
 
     def _check_fragments(self) -> None:
         if self.fragment_mode not in FRAGMENT_MODES:
@@ -391,6 +419,26 @@ class SystemConfig:
                                   self.hash_types) from None
         return Nic(self.build_key(), self.build_table(), types, transform, self.default_core)
 
+    def nat_ips(self, core: int) -> list[str]:
+        """The addresses ``core``'s nat picks from (``nat_ip_choice``): its own, or
+        every core's (the pool; each listed once)."""
+        if self.nat_ip_choice != "pool" or self.shared_ip is not None:
+            return self.local_ips(core)
+        return [ip for other in range(self.cores) for ip in self.local_ips(other)]
+
+    def nat_port_range(self, core: int) -> PortRange:
+        """The ports ``core``'s nat tables hand out: ``port_range``, or with the IP pool
+        the core's own slice of it (an equal share, the last core taking the rest).
+        Every core may hand out every pool IP, so without slices two cores could give
+        the same IP and port to two flows to the same server (a fallback allocation on
+        one, a fitting one on the other): one response tuple for two sessions."""
+        low, high = self.port_range
+        if self.nat_ip_choice != "pool" or self.shared_ip is not None:
+            return PortRange(low, high)
+        share = (high - low + 1) // self.cores
+        first = low + core * share
+        return PortRange(first, high if core == self.cores - 1 else first + share - 1)
+
     def local_ips(self, core: int) -> list[str]:
         """The local (proxy) addresses of ``core``."""
         if self.shared_ip is not None:
@@ -413,8 +461,9 @@ def build_allocators(config: SystemConfig, table: IndirectionTable
     port_map = ResponsePortMap(key, table, direction=direction, transform=transform)
     low, high = config.port_range
     ports = PortRange(low, high)
-    return [{"nat": PortAllocator(core, config.local_ips(core), port_map,
-                                  strategy=config.strategy, port_range=ports),
+    return [{"nat": PortAllocator(core, config.nat_ips(core), port_map,
+                                  strategy=config.strategy,
+                                  port_range=config.nat_port_range(core)),
              "usip": PortAllocator(core, config.local_ips(core), port_map,
                                    strategy=config.strategy, port_range=ports,
                                    tables_per_ip=config.tables_per_ip)}

@@ -82,13 +82,16 @@ class PacketEngine:
         self.nat_pcb: dict[FlowTuple, Session] = {}
 
     def open(self, *, flow: int, request: FlowTuple, server_ip, server_port: int,
-             policy: str, now_us: int, service: int = -1) -> Session:
+             policy: str, now_us: int, service: int = -1,
+             addresses_only: bool = False) -> Session:
         """Create the session for ``request`` (client → VIP or server, as sent),
         forwarded to the real server ``server_ip``:``server_port``.
 
         Raises PortExhausted when no fitting free port is left (the request must then
         be refused, never sent with a port whose response lands elsewhere), and
         ConfigError for an unknown policy. ``service`` is recorded on the session.
+        ``addresses_only``: the NIC hashes the response without its ports
+        (``PortAllocator.allocate``: nat then steers it by its IP).
         """
         if not isinstance(server_ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
             server_ip = parse_address(server_ip, "server_ip")
@@ -99,7 +102,7 @@ class PacketEngine:
         elif policy in ("nat", "usip"):
             allocation = self.allocators[policy].allocate(
                 server_ip=server_ip, server_port=server_port, client_ip=request.src,
-                keep_client_ip=policy == "usip")
+                keep_client_ip=policy == "usip", addresses_only=addresses_only)
             server_side = FlowTuple(allocation.local_ip, server_ip, allocation.port,
                                     server_port, request.proto)
         else:

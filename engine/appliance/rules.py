@@ -375,9 +375,10 @@ def response_size_and_mtu_batch(config: SystemConfig, *, server_ip, server_port,
 def port_steering_text(config: SystemConfig, port_map) -> str:
     """The report's sentence on what a rewritten port can do for symmetry: the port map's
     own (its rank, reachable buckets), unless the NIC hashes TCP or UDP IPv4 responses
-    without their ports. Then no port steers a response: nat can still choose its IP
-    (the patent's nat picks the IP as well as the port), usip and transparent nothing,
-    and forwarding is what brings a misdirected response home."""
+    without their ports. Then no port steers a response: nat still chooses its IP
+    (the patent's nat picks the IP as well as the port; ``SystemConfig.nat_ip_choice``
+    says from which IPs), usip and transparent nothing, and forwarding is what brings a
+    misdirected response home (``Summary.ip_choice_line`` gives the measured share)."""
     types = None if config.hash_types is None else set(config.hash_types)
     portless = [] if types is None else [
         proto.upper() for proto in ("tcp", "udp") if f"{proto}-ipv4" not in types]
@@ -385,10 +386,26 @@ def port_steering_text(config: SystemConfig, port_map) -> str:
         return port_map.describe()
     fate = (f"forwarded to their owner ({config.handoff})" if config.handoff != "none"
             else "lost (forwarding is off)")
+    listed = ", ".join(sorted(types)) or "none"
+    hashed = [proto for proto in ("TCP", "UDP") if proto not in portless]
+    also = f" {' and '.join(hashed)} responses: {port_map.describe()}" if hashed else ""
+    if "ipv4" not in types:
+        # neither the 4-tuple nor the 2-tuple type: the NIC does not hash them at all
+        return (f"The NIC does not hash {' and '.join(portless)} IPv4 responses (hash_types: "
+                f"{listed}): they all go to the default core {config.default_core}, and "
+                f"nothing nat, usip or transparent may change can steer them; forwarding is "
+                f"the answer: misdirected responses are {fate}.{also}")
+    if config.shared_ip is not None:
+        ips = "its one shared IP (nothing to choose)"
+    elif config.nat_ip_choice == "pool":
+        ips = f"an IP from the pool of all {config.cores * config.ips_per_core} cores' IPs"
+    else:
+        ips = f"one of its core's {config.ips_per_core} IPs"
     return (f"The NIC hashes {' and '.join(portless)} IPv4 responses without their ports "
-            f"(hash_types: {', '.join(sorted(types))}): no port can steer them, so usip "
-            f"and transparent cannot choose where they land and nat only by its IP; "
-            f"misdirected responses are {fate}.")
+            f"(hash_types: {listed}): no port can steer them. nat chooses {ips} whose "
+            f"response hash lands on its core, where one fits; usip and transparent can "
+            f"change nothing that steers them, so forwarding is the answer there: "
+            f"misdirected responses are {fate}.{also}")
 
 
 def response_verdict(*, on_owner: bool, landed: int, owner: int | None, route: str,

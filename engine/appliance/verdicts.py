@@ -91,7 +91,8 @@ def misdirected_note(*, landed: int, owner: int, forwarded: bool, via: str,
 def verdict_reason(verdict: str, *, request_core: int, response_core: int | None,
                    policy: str, via: str = "", copies: int = 0, hops: int = 1,
                    notes: tuple[str, ...] = (), by_addresses: bool = False,
-                   dropped: str = "", refusal: str = "", checked: bool = True) -> str:
+                   dropped: str = "", refusal: str = "", checked: bool = True,
+                   addresses_only: bool = False) -> str:
     """The one-line explanation both paths give for a verdict.
 
     ``notes`` (``fragment_note`` texts) go first, joined by ``; ``. ``by_addresses``:
@@ -100,7 +101,9 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
     ``fragment_drop_note`` of an ``asymmetric`` flow lost in reassembly; ``refusal``
     why a ``refused`` flow was not served (``rules.not_served``; default: no port).
     ``checked`` False: the correct-core check is off, so a misdirected response is
-    processed where it landed, without its session.
+    processed where it landed, without its session. ``addresses_only``: the NIC hashes
+    the flow's response on its addresses alone (``Nic.addresses_only``), so no port
+    steered it: nat's chosen IP did, or, for usip, nothing did.
     """
     if verdict == "symmetric":
         if by_addresses:
@@ -108,6 +111,12 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
                     f"hash of its addresses alone (no port was hashed)")
         elif policy == "transparent":
             base = f"response hashed to core {response_core}, the request's core"
+        elif addresses_only and policy == "nat":
+            base = (f"nat: the chosen IP makes the response, hashed on its addresses alone, "
+                    f"land on core {response_core}, the request's core")
+        elif addresses_only:
+            base = (f"{policy}: the response, hashed on its addresses alone (no port can "
+                    f"steer it), landed on core {response_core}, the request's core")
         else:
             base = (f"{policy}: the rewritten port makes the response hash to core "
                     f"{response_core}, the request's core")
@@ -334,6 +343,11 @@ class Summary:
 
     ``not_served`` counts the refused flows that no service could take, by reason
     (``rules.not_served``: an IPv6 flow under nat or usip); they are in ``refused``.
+
+    IP choice: ``ip_choice`` counts the nat flows whose response the NIC hashes on its
+    addresses alone (no port can steer it; nat chooses its IP), ``ip_steered`` those of
+    them whose response came back to its core because of the IP chosen; the rest were
+    forwarded (or, with forwarding off, lost).
     """
 
     flows: int
@@ -364,6 +378,10 @@ class Summary:
     check_forwards: int = 0
     check_copies: int = 0
     misdirected_processed: int = 0
+    ip_choice: int = 0
+    ip_steered: int = 0
+    #: ``ip_steered / ip_choice`` (0.0 when no flow needed an IP choice)
+    ip_steered_share: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -390,7 +408,15 @@ class Summary:
             f"({self.check_copies} copies), {self.misdirected_processed} processed where "
             f"they landed"]
             if self.distributor_forwards or self.check_forwards
-            or self.misdirected_processed else [])
+            or self.misdirected_processed else []) + (
+            [self.ip_choice_line()] if self.ip_choice else [])
+
+    def ip_choice_line(self) -> str:
+        """The IP-choice figure in words (``ip_choice`` > 0)."""
+        return (f"IP choice: {self.ip_steered} of {self.ip_choice} nat flows hashed on "
+                f"addresses only steered home by choosing the IP "
+                f"({self.ip_steered / self.ip_choice:.1%}); the other "
+                f"{self.ip_choice - self.ip_steered} forwarded to their owner")
 
 
 def clean_pass(summary: Summary) -> bool:
@@ -414,7 +440,7 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
               hashes=None, occupancy=(), key: str = "", port_map: str = "",
               fragment_figures: dict | None = None,
               not_served: dict[str, int] | None = None,
-              steering_figures: dict | None = None) -> Summary:
+              steering_figures: dict | None = None, ip_choice=None) -> Summary:
     """A ``Summary`` from per-flow columns (lists or arrays of equal length).
 
     ``response_core`` uses -1 (or ``None``) for no response; ``verdict`` holds names
@@ -422,7 +448,8 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
     length) or ``None``; ``fragment_figures`` the ``Summary`` fragment fields
     (``fragmented`` ... ``fragment_drops``, ``fragments_dropped``); ``not_served`` the
     refused flows no service could take, by reason; ``steering_figures`` the
-    distributor and correct-core check fields (``steering_figures``).
+    distributor and correct-core check fields (``steering_figures``); ``ip_choice``
+    (bool per flow, or ``None``) marks the nat flows hashed on addresses only.
 
     ``symmetric_rate`` divides by every flow, refused ones included: a run that could
     not serve a flow never reads as fully symmetric (0.0 for no flows at all).
@@ -445,6 +472,9 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
     received = np.bincount(request_core[handed], minlength=cores)[:cores]
     load = load + received
     distinct = 0 if hashes is None else count_distinct(hashes)
+    chose = (np.zeros(flows, bool) if ip_choice is None
+             else np.asarray(ip_choice, dtype=bool).reshape(flows))
+    steered = int((chose & (verdict == VERDICT_CODE["symmetric"])).sum())
     return Summary(
         flows=flows, symmetric=int(counts[0]), handed_off=int(counts[1]),
         asymmetric=int(counts[VERDICT_CODE["asymmetric"]]),
@@ -457,6 +487,8 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
         distinct_hashes=distinct, key=key, port_map=port_map,
         handoffs_per_core=[int(x) for x in received],
         not_served=dict(sorted((not_served or {}).items())),
+        ip_choice=int(chose.sum()), ip_steered=steered,
+        ip_steered_share=steered / int(chose.sum()) if chose.any() else 0.0,
         **(fragment_figures or {}), **(steering_figures or {}))
 
 
@@ -489,7 +521,8 @@ def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                        occupancy=(), key: str = "", port_map: str = "",
                        fragment_drops: dict[str, int] | None = None,
                        flows_lost: int = 0,
-                       not_served: dict[str, int] | None = None) -> Summary:
+                       not_served: dict[str, int] | None = None,
+                       ip_choice=None) -> Summary:
     """``summarize`` over trace rows (``fragment_drops``: the reassemblers' drops by
     reason during the run; ``flows_lost``: flows lost in reassembly; ``not_served``: as
     ``summarize``)."""
@@ -510,4 +543,5 @@ def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                          distributor_forwards=[o.distributor_forwards for o in outcomes],
                          distributor_copies=[o.distributor_copies for o in outcomes],
                          misdirected=[o.misdirected for o in outcomes],
-                         check_copies=[o.check_copies for o in outcomes]))
+                         check_copies=[o.check_copies for o in outcomes]),
+                     ip_choice=ip_choice)

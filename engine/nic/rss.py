@@ -260,6 +260,29 @@ class Nic:
         two_tuple = HashType.IPV6 if v6 else HashType.IPV4
         return two_tuple if two_tuple in self.hash_types else None
 
+    def addresses_only(self, proto: int, version: int = 4) -> bool:
+        """True when this NIC hashes a ``proto`` packet of IP ``version`` *with* ports on
+        its addresses alone (its 4-tuple type is off, the 2-tuple type on; as
+        ``hash_type_for`` decides): then no rewritten port can steer a response, only its
+        addresses can (nat's IP choice). False when the ports count, or when the packet
+        is not hashed at all (default core: nothing steers it)."""
+        v6 = version == 6
+        wanted = {Proto.TCP: HashType.TCP_IPV6 if v6 else HashType.TCP_IPV4,
+                  Proto.UDP: HashType.UDP_IPV6 if v6 else HashType.UDP_IPV4}.get(proto)
+        if wanted in self.hash_types:
+            return False
+        return (HashType.IPV6 if v6 else HashType.IPV4) in self.hash_types
+
+    def addresses_only_batch(self, proto) -> np.ndarray:
+        """``addresses_only`` per IPv4 row of protocol numbers (bool array)."""
+        proto = np.asarray(proto)
+        portless = np.full(proto.shape, HashType.IPV4 in self.hash_types, dtype=bool)
+        if HashType.TCP_IPV4 in self.hash_types:
+            portless &= proto != Proto.TCP
+        if HashType.UDP_IPV4 in self.hash_types:
+            portless &= proto != Proto.UDP
+        return portless
+
     def hash_input_for(self, packet: Packet, hash_type: HashType) -> bytes:
         flow = packet.tuple
         data = flow.hash_input(with_ports=hash_type.uses_ports)

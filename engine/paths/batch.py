@@ -499,6 +499,13 @@ class BatchResult:
     distributor: DistributorColumns | None = None
     #: the correct-core check: off, a misdirected response is processed where it lands
     checked: bool = True
+    #: per row: the NIC hashes the response on its addresses alone (``Nic.addresses_only``;
+    #: None: no row)
+    addresses_only: np.ndarray | None = None
+
+    def _portless(self, row: int) -> bool:
+        """Whether row ``row``'s response is hashed on its addresses alone."""
+        return self.addresses_only is not None and bool(self.addresses_only[row])
 
     def _hops(self, part=slice(None)) -> list[int]:
         return ([0] * len(self.ids[part]) if self.hops is None
@@ -549,7 +556,8 @@ class BatchResult:
                                   via=self.handoff, copies=copies, hops=hops,
                                   notes=tuple(notes), by_addresses=by_addresses,
                                   dropped=dropped, checked=self.checked,
-                                  refusal=(not_served(policy, 6) or "") if v6 else ""),
+                                  refusal=(not_served(policy, 6) or "") if v6 else "",
+                                  addresses_only=self._portless(row)),
             **sides)
 
     def _fragment_fields(self, row: int, request_core: int, response_core: int | None):
@@ -617,6 +625,8 @@ class BatchResult:
             fragmented = [a or b for a, b in zip(fragmented, moved, strict=True)]
         failed_code = VERDICT_CODE["refused"]
         handoff = self.handoff
+        portless = ([False] * len(self.ids[part]) if self.addresses_only is None
+                    else self.addresses_only[part].tolist())
         rows = []
         for i, (flow, allocated, table, tries, request_core, response_core, verdict,
                 policy, copies, hops) in enumerate(zip(
@@ -640,7 +650,7 @@ class BatchResult:
                 response_core=None if response_core < 0 else response_core,
                 verdict=VERDICTS[verdict], copies=copies, hops=hops,
                 reason=_plain_reason(verdict, policy, request_core, response_core, copies,
-                                     hops, handoff, self.checked)))
+                                     hops, handoff, self.checked, portless[i])))
         return rows
 
 
@@ -701,15 +711,36 @@ def _proto_text(number: int) -> str:
     return proto_name(number)
 
 
+def _addresses_only(nic: Nic, proto: np.ndarray) -> np.ndarray | None:
+    """``Nic.addresses_only_batch`` per row, or None when no row's response is hashed on
+    its addresses alone (the common case then costs no per-row work further on)."""
+    column = nic.addresses_only_batch(proto)
+    return column if column.any() else None
+
+
+def _rows_of(column: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if column is None else column[rows]
+
+
+def _ip_choice(addresses_only: np.ndarray | None, allocated: np.ndarray,
+               policy: np.ndarray) -> np.ndarray | None:
+    """``summarize``'s ``ip_choice``: nat rows given a port whose response is hashed on
+    its addresses alone (None: no such row)."""
+    if addresses_only is None:
+        return None
+    return allocated & (policy == POLICY_CODE["nat"]) & addresses_only
+
+
 @functools.lru_cache(maxsize=8192)
 def _plain_reason(verdict: int, policy: int, request_core: int, response_core: int,
-                  copies: int, hops: int, handoff: str, checked: bool = True) -> str:
+                  copies: int, hops: int, handoff: str, checked: bool = True,
+                  addresses_only: bool = False) -> str:
     """``verdict_reason`` of a row without fragments or distributor moves (codes as the
     columns hold them)."""
     return verdict_reason(VERDICTS[verdict], request_core=request_core,
                           response_core=None if response_core < 0 else response_core,
                           policy=POLICY_NAMES[policy], via=handoff, copies=copies,
-                          hops=hops, checked=checked)
+                          hops=hops, checked=checked, addresses_only=addresses_only)
 
 
 def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.ndarray,
@@ -814,6 +845,8 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     table = np.full(count, -1, dtype=np.int64)
     tries = np.zeros(count, dtype=np.int64)
     skip = lost if unserved is None else unserved if lost is None else lost | unserved
+    # responses the NIC hashes on their addresses alone: nat chooses its IP for them
+    addresses_only = _addresses_only(nic, proto)
     for name in ("nat", "usip"):
         wanted = policy == POLICY_CODE[name]
         rows = np.flatnonzero(wanted if skip is None else wanted & ~skip)
@@ -822,7 +855,8 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
         result = allocate_batch(
             [a[name] for a in allocators], core=request_core[rows],
                                 server_ip=server_ip[rows], server_port=server_port[rows],
-                                client_ip=client_ip[rows], keep_client_ip=name == "usip")
+                                client_ip=client_ip[rows], keep_client_ip=name == "usip",
+                                addresses_only=_rows_of(addresses_only, rows))
         ok = np.asarray(result.ok, dtype=bool)
         good = rows[ok]
         local_ip[good] = np.asarray(result.local_ip, dtype=np.uint32)[ok]
@@ -889,12 +923,13 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         key=str(nic.key), port_map=port_steering_text(config, port_map),
                         fragment_figures=None if frag is None else frag.figures(),
                         not_served=_not_served_counts(policy, unserved),
-                        steering_figures=None if steered is None else steered.figures())
+                        steering_figures=None if steered is None else steered.figures(),
+                        ip_choice=_ip_choice(addresses_only, allocated, policy))
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
                        summary, config.handoff, frag, request_hash, request_hashed, hops,
                        None if v6 is None else flows.is_v6, server_ip6, steered,
-                       config.correct_core_check)
+                       config.correct_core_check, addresses_only)
 
 def _distribute_requests(config: SystemConfig, nic: Nic, flows, request_mtu):
     """``(distributor or None, arrival)``: the requests through the NIC, and the flow

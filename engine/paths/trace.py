@@ -363,7 +363,15 @@ class System:
                                   port_map=port_steering_text(self.config, port_map),
                                   fragment_drops=self._fragment_drops,
                                   flows_lost=self._flows_lost,
-                                  not_served=self._not_served)
+                                  not_served=self._not_served,
+                                  ip_choice=[self._chose_ip(o) for o in outcomes])
+
+    def _chose_ip(self, outcome: FlowOutcome) -> bool:
+        """A nat flow (its IP rewritten) whose response the NIC hashes on its addresses
+        alone: its IP was chosen to steer it (``Summary.ip_choice``)."""
+        request = outcome.request
+        return (outcome.local_ip is not None and outcome.local_ip != str(request.src)
+                and self.nic.addresses_only(request.proto, request.version))
 
     def occupancy(self) -> list[float]:
         """Per core, the fraction of its nat and usip port-table entries taken."""
@@ -532,7 +540,9 @@ class System:
         try:
             session = engine.open(flow=flow.id, request=request, server_ip=route.server_ip,
                                   server_port=route.server_port, policy=route.policy,
-                                  now_us=self.now_us, service=route.service)
+                                  now_us=self.now_us, service=route.service,
+                                  addresses_only=self.nic.addresses_only(request.proto,
+                                                                         request.version))
         except PortExhausted:
             reason = verdict_reason("refused", request_core=core,
                                     response_core=None, policy=route.policy,
@@ -640,7 +650,9 @@ class System:
         reason = verdict_reason(verdict, request_core=session.core, response_core=landed,
                                 policy=session.policy, via=via, copies=copies,
                                 hops=state.hops, notes=state.notes(),
-                                by_addresses=self._by_addresses(state))
+                                by_addresses=self._by_addresses(state),
+                                addresses_only=self.nic.addresses_only(
+                                    response.proto, response.version))
         self._finish(state, landed, verdict, copies, reason)
         close = state.flow.close
         if close == "none":

@@ -148,7 +148,8 @@ def render_report_html(report) -> str:
              f"hashes</p><p>{_e(summary.port_map)}</p>"
              + "".join(f"<p>⊘ {_e(reason)}: {count} refused</p>"
                        for reason, count in summary.not_served.items())
-             + _steering_paragraph(summary))
+             + _steering_paragraph(summary)
+             + (f"<p>{_e(summary.ip_choice_line())}</p>" if summary.ip_choice else ""))
     page.add("<h2>Checks</h2>" + _table(
         "Checks", ["check", "metric", "op", "expected", "actual", "result"],
         [[c.name, c.metric, c.op, f"{c.expected:g}",

@@ -194,6 +194,9 @@ class ShardFigures:
     key: str = ""
     port_map: str = ""
     rows: list[dict] = field(default_factory=list)
+    #: ``Summary.ip_choice`` and ``ip_steered`` of the shard's flows
+    ip_choice: int = 0
+    ip_steered: int = 0
 
     @classmethod
     def of(cls, config: SystemConfig, result: BatchResult, owned, *,
@@ -221,7 +224,8 @@ class ShardFigures:
                                 minlength=table.size),
             occupancy={int(c): float(summary.occupancy[c]) for c in owned},
             hashes=hashes.astype(np.uint32), key=summary.key, port_map=summary.port_map,
-            rows=result.row_dicts(0, keep) if keep else [])
+            rows=result.row_dicts(0, keep) if keep else [],
+            ip_choice=summary.ip_choice, ip_steered=summary.ip_steered)
 
     _ARRAYS = ("load", "handoffs", "allocated", "no_response", "matrix", "buckets")
 
@@ -230,7 +234,8 @@ class ShardFigures:
         far better than the values) for a database row or a pipe."""
         meta = {"cores": self.cores, "verdicts": self.verdicts, "copies": self.copies,
                 "hops": self.hops, "occupancy": {str(k): v for k, v in self.occupancy.items()},
-                "key": self.key, "port_map": self.port_map, "rows": self.rows}
+                "key": self.key, "port_map": self.port_map, "rows": self.rows,
+                "ip_choice": self.ip_choice, "ip_steered": self.ip_steered}
         gaps = np.diff(self.hashes, prepend=np.uint32(0)).astype(np.uint32)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
@@ -271,6 +276,8 @@ def merge_figures(parts: list[ShardFigures]) -> MergedFigures:
     flows = int(verdicts.sum())
     load = np.sum([part.load for part in parts], axis=0, dtype=np.int64)
     occupancy = {core: value for part in parts for core, value in part.occupancy.items()}
+    chose = sum(part.ip_choice for part in parts)
+    steered = sum(part.ip_steered for part in parts)
     summary = Summary(
         flows=flows, symmetric=int(verdicts[0]), handed_off=int(verdicts[1]),
         asymmetric=int(verdicts[VERDICTS.index("asymmetric")]),
@@ -282,7 +289,9 @@ def merge_figures(parts: list[ShardFigures]) -> MergedFigures:
         occupancy=[occupancy[core] for core in range(cores)],
         distinct_hashes=int(np.unique(np.concatenate([p.hashes for p in parts])).size),
         key=parts[0].key, port_map=parts[0].port_map,
-        handoffs_per_core=[int(x) for x in np.sum([p.handoffs for p in parts], axis=0)])
+        handoffs_per_core=[int(x) for x in np.sum([p.handoffs for p in parts], axis=0)],
+        ip_choice=chose, ip_steered=steered,
+        ip_steered_share=steered / chose if chose else 0.0)
 
     def total(name):
         return np.sum([getattr(part, name) for part in parts], axis=0, dtype=np.int64)
@@ -319,7 +328,10 @@ def merge_results(config: SystemConfig, plan: ShardPlan, results: list[BatchResu
         table=column("table"), tries=column("tries"), response_core=column("response_core"),
         verdict=column("verdict"), copies=column("copies"), summary=merged.summary,
         handoff=config.handoff, fragments=None, request_hash=column("request_hash"),
-        request_hashed=column("request_hashed"), hops=column("hops"))
+        request_hashed=column("request_hashed"), hops=column("hops"),
+        addresses_only=None if all(r.addresses_only is None for r in results) else
+        np.concatenate([np.zeros(len(r.ids), bool) if r.addresses_only is None
+                        else r.addresses_only for r in results])[order])
 
 
 def run_split(config: SystemConfig, flows, *, shards: int = 2, ids=None,

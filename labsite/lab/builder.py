@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "fragments": "reassemble-header",
     "policy": "nat",
     "strategy": "solve",
-    "tables_per_ip": 1,
+    "tables_per_ip": 64,  # the engine's default (the patent's 64 usip tables per core)
     "wrong_direction": False,
     "handoff": "message",
     "rss_aware": True,

@@ -35,13 +35,18 @@ def setups(draw, distributor: bool = True):
         port_range=draw(st.sampled_from([(1024, 65535), (40000, 40063)])),
         handoff=draw(st.sampled_from(["message", "shared-buffer", "none"])),
         wrong_direction=draw(st.booleans()),
-        transform=draw(st.sampled_from(["none", "none", "symmetric-xor"])))
+        transform=draw(st.sampled_from(["none", "none", "symmetric-xor"])),
+        # addresses-only hashing for TCP, UDP or both: nat chooses its IP
+        hash_types=draw(st.sampled_from([None, None, ("ipv4",), ("ipv4", "tcp-ipv4"),
+                                         ("ipv4", "udp-ipv4")])),
+        nat_ip_choice=draw(st.sampled_from(["core", "pool"])))
     seed = draw(st.integers(0, 2**32 - 1))
     count = draw(st.integers(1, 80))
     servers = draw(st.sampled_from([0, 3]))
+    udp = draw(st.booleans())  # some flows UDP: hashed with ports or not, row by row
     if distributor and draw(st.booleans()):  # rules, an RSS-unaware NIC, the check
         config = _with_distributor(draw, config, seed, count, servers)
-    return config, seed, count, servers
+    return config, seed, count, servers, udp
 
 
 def _with_distributor(draw, config: SystemConfig, seed: int, count: int, servers: int):
@@ -69,8 +74,11 @@ def _with_distributor(draw, config: SystemConfig, seed: int, count: int, servers
 @settings(max_examples=60, deadline=None)
 @given(setups())
 def test_trace_equals_batch_flow_for_flow(setup):
-    config, seed, count, servers = setup
-    arrays = random_flow_arrays(count, np.random.default_rng(seed), servers=servers)
+    config, seed, count, servers, udp = setup
+    rng = np.random.default_rng(seed)
+    arrays = random_flow_arrays(count, rng, servers=servers)
+    if udp:
+        arrays.proto[rng.random(count) < 0.5] = 17
     trace = System(config).run_trace(flows_from_arrays(arrays), keep_events=False)
     batch = run_batch(config, arrays)
     assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
@@ -116,6 +124,40 @@ def test_a_large_nat_batch_is_all_symmetric_and_counts_every_port():
     # One table per local IP: every (local IP, port) is handed out once.
     pairs = (result.local_ip.astype(np.uint64) << np.uint64(16)) | result.local_port
     assert np.unique(pairs).size == 200_000
+
+
+@settings(max_examples=20, deadline=None)
+@given(cores=st.integers(1, 8), ips=st.integers(1, 4), seed=st.integers(0, 2**16),
+       pool=st.booleans())
+def test_nat_ip_choice_under_addresses_only_hashing(cores, ips, seed, pool):
+    """Where the NIC hashes responses on their addresses alone, nat's IP choice steers
+    home every flow for which one of its IPs (or the pool's) fits, the rest are forwarded
+    (none lost, none refused), both paths alike; with the pool, no two flows to a server
+    share a response tuple (each core hands out its own slice of the ports)."""
+    config = SystemConfig(cores=cores, ips_per_core=ips, policy="nat", hash_types=("ipv4",),
+                          nat_ip_choice="pool" if pool else "core")
+    arrays = random_flow_arrays(300, np.random.default_rng(seed), servers=2)
+    batch = run_batch(config, arrays)
+    trace = System(config).run_trace(flows_from_arrays(arrays), keep_events=False)
+    assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
+    summary = batch.summary
+    assert (summary.ip_choice, summary.ip_steered) == (trace.summary.ip_choice,
+                                                       trace.summary.ip_steered)
+    assert summary.ip_choice == summary.flows == 300
+    assert summary.asymmetric == summary.refused == 0
+    assert summary.ip_steered == summary.symmetric
+    assert summary.handed_off == 300 - summary.ip_steered
+    nic, table = config.build_nic(), config.build_table()
+    for row, request_core in enumerate(batch.request_core.tolist()):
+        server = int(batch.server_ip[row])
+        fits = [ip for ip in config.nat_ips(request_core) if table.core_of(
+            nic.hash_ipv4_batch(np.array([server], np.uint32),
+                                np.array([int(ipaddress.IPv4Address(ip))], np.uint32))[0]
+        ) == request_core]
+        assert (batch.verdict[row] == VERDICT_CODE["symmetric"]) == bool(fits)
+    tuples = set(zip(batch.server_ip.tolist(), batch.server_port.tolist(),
+                     batch.local_ip.tolist(), batch.local_port.tolist(), strict=True))
+    assert len(tuples) == 300
 
 
 # ------------------------------------------------------------------------- IPv6 rows

@@ -250,3 +250,16 @@ def test_table_inputs_of_the_wrong_kind_are_table_errors(make, field):
     with pytest.raises(TableError) as caught:
         make()
     assert caught.value.field == field
+
+
+@given(types=st.sets(st.sampled_from(list(HashType))), protos=st.lists(
+    st.sampled_from([6, 17, 1, 47]), min_size=1, max_size=12))
+def test_addresses_only_is_the_two_tuple_choice_in_both_forms(types, protos):
+    """``Nic.addresses_only`` (scalar and per row) says True exactly where ``steer``
+    hashes a packet with ports on its addresses alone (the 2-tuple type)."""
+    nic = make_nic(hash_types=frozenset(types))
+    expected = [nic.steer(Packet.from_tuple(1, FlowTuple.of(
+        "192.0.2.1", "198.51.100.2", 1000, 80, proto))).hash_type is HashType.IPV4
+        for proto in protos]
+    assert [nic.addresses_only(proto) for proto in protos] == expected
+    assert nic.addresses_only_batch(np.array(protos, np.uint8)).tolist() == expected

@@ -20,7 +20,7 @@ from engine.appliance.ports import (
     allocate_batch,
 )
 from engine.errors import ConfigError, PortExhausted, PortStateError
-from engine.nic.rss import IndirectionTable
+from engine.nic.rss import IndirectionTable, Nic, Transform
 from engine.packet.toeplitz import Key, hash_input, toeplitz_hash
 
 V4 = ipaddress.IPv4Address
@@ -304,14 +304,16 @@ def churn(allocators, seed: int, keep: bool) -> None:
        tables_per_ip=st.sampled_from([1, 3]), ips=st.integers(1, 3), cores=st.integers(1, 4),
        small=st.booleans(), seed=st.integers(0, 2**16), rows=st.integers(1, 400),
        used=st.booleans(), direction=st.sampled_from(["response", "request"]),
-       transform=st.sampled_from(["none", "symmetric-xor"]))
+       transform=st.sampled_from(["none", "symmetric-xor"]),
+       portless=st.sampled_from(["none", "all", "some"]))
 def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows,
-                                  used, direction, transform):
+                                  used, direction, transform, portless):
     """``allocate_batch`` makes the scalar loop's decisions, from fresh tables or from
     tables that have allocated, released and closed ports (``used``), for either
-    direction and linear input transform."""
+    direction and linear input transform, with responses hashed on their addresses
+    alone for no row, every row or some rows (``portless``: nat chooses the IP)."""
     _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows,
-                              used, direction, transform)
+                              used, direction, transform, portless)
 
 
 @settings(max_examples=40, deadline=None)
@@ -319,10 +321,11 @@ def test_batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, sma
        ips=st.integers(1, 3), cores=st.integers(1, 4), small=st.just(True),
        seed=st.integers(0, 2**16), rows=st.integers(50, 400), used=st.booleans(),
        direction=st.just("response"), transform=st.just("none"),
-       window=st.integers(1, 40))
+       window=st.integers(1, 40), portless=st.sampled_from(["none", "all", "some"]))
 def test_batch_rounds_over_a_window_equal_the_scalar_loop(strategy, keep, tables_per_ip, ips,
                                                           cores, small, seed, rows, used,
-                                                          direction, transform, window):
+                                                          direction, transform, window,
+                                                          portless):
     """After a round that stopped early, a round looks at a window of the remaining rows
     (at least ``_FIRST_WINDOW``, 4,096, more than these rows): with a tiny one, scarce
     ports drain pools inside and across windows, and every decision is still the scalar
@@ -331,13 +334,13 @@ def test_batch_rounds_over_a_window_equal_the_scalar_loop(strategy, keep, tables
     port_batch._FIRST_WINDOW = window
     try:
         _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed,
-                                  rows, used, direction, transform)
+                                  rows, used, direction, transform, portless)
     finally:
         port_batch._FIRST_WINDOW = saved
 
 
 def _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, seed, rows,
-                              used, direction, transform):
+                              used, direction, transform, portless="none"):
     port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(cores, 4),
                                direction=direction, transform=transform)
     port_range = PortRange(3000, 3040) if small else PortRange()
@@ -346,18 +349,21 @@ def _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, 
     server = rng.integers(0xC0000200, 0xC0000204, rows, dtype=np.uint32)
     client = rng.integers(0x0B000000, 0x0B000005, rows, dtype=np.uint32)
     sport = rng.choice(np.array([80, 443], np.uint32), rows)
+    only = {"none": np.zeros(rows, bool), "all": np.ones(rows, bool),
+            "some": rng.random(rows) < 0.5}[portless]
     scalar = make_allocators(port_map, strategy, tables_per_ip, port_range, ips)
     batch = make_allocators(port_map, strategy, tables_per_ip, port_range, ips)
     if used:
         churn(scalar, seed, keep)
         churn(batch, seed, keep)
     result = allocate_batch(batch, core=core, server_ip=server, server_port=sport,
-                            client_ip=client, keep_client_ip=keep)
+                            client_ip=client, keep_client_ip=keep, addresses_only=only)
     for i in range(rows):
         try:
             got = scalar[core[i]].allocate(server_ip=V4(int(server[i])),
                                            server_port=int(sport[i]),
-                                           client_ip=V4(int(client[i])), keep_client_ip=keep)
+                                           client_ip=V4(int(client[i])), keep_client_ip=keep,
+                                           addresses_only=bool(only[i]))
         except PortExhausted as error:
             assert not result.ok[i], i
             assert result.tries[i] == error.tries
@@ -583,3 +589,82 @@ def test_scan_singular_key_usip_refusals_cost_no_hashing():
     got = allocator.allocate(server_ip=server, server_port=port, client_ip=fine,
                              keep_client_ip=True)
     assert allocator.scan_hashes == got.tries > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(cores=st.integers(1, 8), ips=st.integers(1, 6), strategy=st.sampled_from(["solve", "scan"]),
+       seed=st.integers(0, 2**16), small=st.booleans())
+def test_addresses_only_nat_chooses_an_ip_whose_response_lands_home(cores, ips, strategy,
+                                                                     seed, small):
+    """Where the NIC hashes responses on their addresses alone, nat takes an IP whose
+    response (the real Toeplitz 2-tuple hash) lands on its core whenever one with a free
+    port exists; else another IP with a free port (the response is forwarded); refused
+    only when no IP has a free port. The allocation's bucket is the 2-tuple hash's."""
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(cores, 7))
+    port_range = PortRange(5000, 5003) if small else PortRange()
+    rng = np.random.default_rng(seed)
+    allocators = make_allocators(port_map, strategy, 1, port_range, ips)
+    for _ in range(60):
+        core = int(rng.integers(0, cores))
+        allocator = allocators[core]
+        server = V4(int(rng.integers(0xC0000200, 0xC0000210)))
+        free = {ip: allocator.table(ip).free for ip in allocator.local_ips}
+        fitting = [ip for ip in allocator.local_ips if free[ip] and port_map.table.core_of(
+            toeplitz_hash(port_map.key, server.packed + ip.packed)) == core]
+        try:
+            got = allocator.allocate(server_ip=server, server_port=80,
+                                     client_ip=V4(int(rng.integers(1, 2**31))),
+                                     keep_client_ip=False, addresses_only=True)
+        except PortExhausted as error:
+            assert not any(free.values()) and error.reason == "occupancy"
+            continue
+        landed = port_map.table.core_of(toeplitz_hash(port_map.key,
+                                                      server.packed + got.local_ip.packed))
+        assert got.bucket == toeplitz_hash(port_map.key, server.packed + got.local_ip.packed
+                                           ) & port_map.mask
+        assert (landed == core) == bool(fitting)
+        assert allocator.ip_fits(int(server), int(got.local_ip)) == bool(fitting)
+        if fitting:
+            event("steered by IP choice")
+            assert got.local_ip in fitting
+        else:
+            event("forwarded")
+
+
+def test_addresses_only_usip_takes_any_free_port_and_cannot_steer():
+    """usip keeps the client IP: under addresses-only hashing every port gives the same
+    response bucket, so it takes the first free port, fitting or not, and is refused
+    only when the table is full."""
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(4, 7))
+    allocator = PortAllocator(1, ["10.0.0.1"], port_map, port_range=PortRange(6000, 6001))
+    client, server = V4("198.51.100.7"), V4("192.0.2.10")
+    got = [allocator.allocate(server_ip=server, server_port=80, client_ip=client,
+                              keep_client_ip=True, addresses_only=True).port for _ in range(2)]
+    assert sorted(got) == [6000, 6001]
+    with pytest.raises(PortExhausted) as caught:
+        allocator.allocate(server_ip=server, server_port=80, client_ip=client,
+                           keep_client_ip=True, addresses_only=True)
+    assert caught.value.reason == "occupancy"
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.sampled_from([Key.microsoft(), Key.symmetric(), Key.random(7)]),
+       cores=st.integers(1, 16), bits=st.integers(1, 7),
+       transform=st.sampled_from(["none", "symmetric-xor"]),
+       pairs=st.lists(st.tuples(addresses, addresses), min_size=1, max_size=20))
+def test_ip_fits_in_both_forms_is_the_real_two_tuple_hash(key, cores, bits, transform, pairs):
+    """The rule of nat's IP choice, scalar and per row, is whether the real Toeplitz hash
+    of the response's addresses (server, local; the NIC's transform applied) lands on
+    the allocator's core."""
+    port_map = ResponsePortMap(key, IndirectionTable.round_robin(cores, bits),
+                               transform=transform)
+    nic = Nic(key, port_map.table, transform=Transform(transform))
+    servers = np.array([int(s) for s, _ in pairs], np.uint32)
+    locals_ = np.array([int(loc) for _, loc in pairs], np.uint32)
+    landed = port_map.table.as_array()[nic.hash_ipv4_batch(servers, locals_)
+                                       & np.uint32(port_map.mask)]
+    for core in {0, cores - 1}:
+        allocator = PortAllocator(core, [], port_map)
+        expected = (landed == core).tolist()
+        assert [allocator.ip_fits(int(s), int(loc)) for s, loc in pairs] == expected
+        assert allocator.ip_fits_batch(servers, locals_).tolist() == expected

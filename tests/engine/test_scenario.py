@@ -11,7 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ScenarioError
+from engine.appliance.config import SystemConfig
+from engine.errors import ConfigError, ScenarioError
 from engine.examples import EXAMPLES_DIR, list_examples, load_example
 from engine.scenarios.scenario import (
     MAX_FILE_BYTES,
@@ -156,13 +157,22 @@ def test_port_zero_is_no_service_or_client_port():
     assert found["traffic.flows[0].client"].startswith("expected a port 1-65535, got 0")
 
 
-def test_usip_tables_in_all_are_bounded():
-    text = MINIMAL.replace("system: {cores: 4}", "system: {cores: 16}") + \
+def test_usip_tables_in_all_are_bounded_by_memory():
+    """1 GiB of usip tables in all, 65,536 + 2 x 64,512 = 194,560 bytes each over the
+    full range: the patent's 256 per core fit 16 cores, not 32; a narrower range fits."""
+    assert load_scenario(MINIMAL.replace("system: {cores: 4}", "system: {cores: 16}")
+                         + "ports: {tables_per_ip: 256}\n")
+    text = MINIMAL.replace("system: {cores: 4}", "system: {cores: 32}") + \
         "ports: {tables_per_ip: 256}\n"
     assert problems_of(text) == [(7, "ports.tables_per_ip",
-                                  "expected at most 128 tables per core on 16 cores (2048 "
-                                  "usip tables in all), got 256")]
-    load_scenario(text.replace("tables_per_ip: 256", "tables_per_ip: 128"))
+                                  "expected at most 172 tables per core on 32 cores "
+                                  "(1,073,741,824 bytes of usip tables in all, 194,560 "
+                                  "bytes each for ports 1024-65535), got 256")]
+    load_scenario(text.replace("tables_per_ip: 256", "tables_per_ip: 172"))
+    load_scenario(text.replace("tables_per_ip: 256",
+                               "tables_per_ip: 256, range: {low: 1024, high: 2047}"))
+    with pytest.raises(ConfigError, match="tables_per_ip"):
+        SystemConfig(cores=32, tables_per_ip=256).check()
 
 
 def test_yaml_and_json_give_the_same_scenario():

@@ -46,7 +46,7 @@ def split_setups(draw):
     port ranges, keys, transforms), with every forwarding route, services of mixed
     policies, unhashed traffic to a default core, and 1-5 shards."""
     # a run the flow distributor steers is never split (split_refusal)
-    config, seed, count, servers = draw(setups(distributor=False))
+    config, seed, count, servers, _udp = draw(setups(distributor=False))
     extra = {"handoff": draw(st.sampled_from(FORWARDING_ROUTES))}
     if draw(st.booleans()):
         extra["services"] = SERVICES

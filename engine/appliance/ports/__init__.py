@@ -80,6 +80,12 @@ Conventions and deviations from the first brief (read these before calling):
   trick instead of re-hashing bytes (same decisions, proven by the tests).
 * ``Allocation`` also carries ``server_ip`` and ``server_port`` (needed to
   release a session of a multi-table allocator).
+* ``addresses_only=True`` (the NIC hashes the response on its addresses alone,
+  ``Nic.addresses_only``): no port moves the response, so every class will do and
+  the bucket is the 2-tuple hash's (the constant with both ports 0: Toeplitz of
+  trailing zero bytes adds nothing). nat tries its IPs whose response lands on the
+  core (``PortAllocator.ip_fits``) first, then the others (the response is then
+  forwarded); usip takes any free port. ``allocate_batch`` makes the same choices.
 * Scalar ``solve`` with ``IPv4Address`` objects, one table per IP and no input
   transform takes a flattened path in ``allocate`` (same decisions as the general
   one, which text addresses and every other case take): the constant is the XOR of
@@ -103,12 +109,14 @@ The package, one module per concept; each imports only the modules listed before
 from engine.appliance.ports.allocator import (
     CLASS_SPREAD,
     IP_SPREAD,
-    MAX_USIP_TABLES,
     STRATEGIES,
+    USIP_MEMORY_LIMIT,
     Allocation,
     PortAllocator,
     spread_mix,
     spread_mix_batch,
+    usip_table_bytes,
+    usip_tables_bytes,
 )
 from engine.appliance.ports.batch import BatchAllocation, allocate_batch
 from engine.appliance.ports.occupancy import port_occupancy
@@ -125,9 +133,9 @@ __all__ = [
     "CLASS_SPREAD",
     "DIRECTIONS",
     "IP_SPREAD",
-    "MAX_USIP_TABLES",
     "PORTS",
     "STRATEGIES",
+    "USIP_MEMORY_LIMIT",
     "Address",
     "Allocation",
     "BatchAllocation",
@@ -141,4 +149,6 @@ __all__ = [
     "port_occupancy",
     "spread_mix",
     "spread_mix_batch",
+    "usip_table_bytes",
+    "usip_tables_bytes",
 ]

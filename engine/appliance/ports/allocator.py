@@ -26,11 +26,23 @@ STRATEGIES = ("solve", "scan")
 #: the spread's moduli (primes): where nat starts among local IPs, where both strategies
 #: start among the fitting classes
 IP_SPREAD, CLASS_SPREAD = 241, 251
-#: usip port allocation tables a system may have in all (cores x tables per core). A
-#: table costs about 200 KiB once used (64 KiB of port state, 2 bytes per port of its
-#: range in the free pools), so 2,048 tables stay under about 420 MiB. The patent's 256
-#: tables per core fit 8 cores; its 64, 32 cores.
-MAX_USIP_TABLES = 2048
+#: The memory all usip port allocation tables of a system may take (bytes): 1 GiB. A
+#: table holds one state byte per port number (65,536) and, in its free pools, 2 bytes
+#: per port of its range (``usip_table_bytes``): 194,560 bytes for the full range
+#: 1024-65535, so 5,518 such tables fit, e.g. the patent's 64 per core on 86 cores or
+#: its 256 on 21; a narrower range leaves room for more. A limit on memory, not a count.
+USIP_MEMORY_LIMIT = 1 << 30
+
+
+def usip_table_bytes(port_range: PortRange) -> int:
+    """Bytes one port allocation table takes once used: a state byte per port number
+    (65,536) plus 2 bytes (uint16) per port of ``port_range`` in its free pools."""
+    return PORTS + 2 * port_range.size
+
+
+def usip_tables_bytes(cores: int, tables_per_core: int, port_range: PortRange) -> int:
+    """Bytes every usip table of a system takes (``cores x tables_per_core`` tables)."""
+    return cores * tables_per_core * usip_table_bytes(port_range)
 
 _NO_PARTS: dict[int, int] = {}  # what the part cache holds for a port never seen
 _V4 = ipaddress.IPv4Address
@@ -120,6 +132,9 @@ class PortAllocator:
         size = port_map.table.size
         #: per constant: the classes whose response lands on this core, by ascending bucket
         self._fit: list[tuple[int, ...]] = port_map.fitting_classes(core)
+        #: every class a port can have: under addresses-only hashing any port will do
+        self._any: tuple[int, ...] = tuple(sorted(port_map.span))
+        self._any_fit: list[tuple[int, ...]] = [self._any] * port_map.table.size
         sizes = port_map.class_sizes(port_range)
         self.fitting_capacity: float = sum(
             sizes[k] for fit in self._fit for k in fit) / size
@@ -215,9 +230,18 @@ class PortAllocator:
     # -- allocation ------------------------------------------------------------------------
 
     def allocate(self, *, server_ip, server_port: int, client_ip,
-                 keep_client_ip: bool) -> Allocation:
+                 keep_client_ip: bool, addresses_only: bool = False) -> Allocation:
         """A port (and local IP and table) whose response lands on this core; the port is
         marked taken. ``keep_client_ip`` True = usip (local IP = client IP).
+
+        ``addresses_only`` (``Nic.addresses_only`` for the flow's protocol): the NIC
+        hashes the response on its addresses alone, so no port steers it. Then nat
+        chooses the IP (``ip_fits``), as the patent's nat selects an IP by whether it
+        identifies the core (seed L558, L560): the first IP in spread order whose
+        response lands here and whose table has a free port; where none fits, the first
+        with a free port, and the response is forwarded to this core
+        (``rules.response_verdict``). usip keeps the client IP: any free port, the
+        response lands where it lands.
 
         Raises PortExhausted when nothing fits (never returns a wrong port), TupleError for
         a malformed address or port, ConfigError for a family mismatch or a nat allocator
@@ -230,8 +254,9 @@ class PortAllocator:
         # buckets. Anything else (another class or IP to try, a table not yet created,
         # an error to raise) is the general path's, which makes the same decisions.
         if (server_ip.__class__ is not _V4 or client_ip.__class__ is not _V4
-                or server_port.__class__ is not int or not self._quick):
-            return self.allocate_general(server_ip, server_port, client_ip, keep_client_ip)
+                or server_port.__class__ is not int or not self._quick or addresses_only):
+            return self.allocate_general(server_ip, server_port, client_ip, keep_client_ip,
+                                         addresses_only=addresses_only)
         # ``_ip`` (ipaddress's slot) is the integer int() returns, read without a call:
         # int(), ``__int__()`` or operator.attrgetter("_ip") for these reads would cost
         # 8 to 26 % more instructions per allocation (callgrind)
@@ -268,7 +293,8 @@ class PortAllocator:
         return self.allocate_general(server_ip, server_port, client_ip, keep_client_ip)
 
     def allocate_general(self, server_ip, server_port, client_ip, keep_client_ip: bool, *,
-                         class_trick: bool = False) -> Allocation:
+                         class_trick: bool = False, addresses_only: bool = False
+                         ) -> Allocation:
         """``allocate`` by the general path, which every case takes (``allocate``'s fast
         path is a shortcut to the same decisions); arguments and errors as ``allocate``'s.
         ``class_trick``: ``scan`` computes each candidate's bucket as constant XOR class
@@ -301,6 +327,11 @@ class PortAllocator:
             if mix and len(candidates) > 1:
                 first = mix % IP_SPREAD % len(candidates)
                 candidates = candidates[first:] + candidates[:first]
+            if addresses_only and len(candidates) > 1:
+                candidates = self._fitting_first(server_int, candidates)
+        # addresses only: the response's 2-tuple hash, which is the hash of the 12 bytes
+        # with both ports 0 (zeros add nothing), and any port class will do
+        hashed_port, fits = (0, self._any_fit) if addresses_only else (server_port, self._fit)
         offset = mix % CLASS_SPREAD
         tries = 0
         tables_tried = 0
@@ -308,8 +339,8 @@ class PortAllocator:
         sessions = self._sessions
         by_int = self._by_int
         for ip, local_int in candidates:
-            constant = port_map.constant_of(server_int, local_int, server_port)
-            fit = self._fit[constant]
+            constant = port_map.constant_of(server_int, local_int, hashed_port)
+            fit = fits[constant]
             home = 0 if many == 1 else port_map.pair_hash(local_int, server_int) % many
             for step in range(many):
                 index = (home + step) % many
@@ -319,21 +350,44 @@ class PortAllocator:
                 tables_tried += 1
                 port, count = self._try_table(table, fit, offset, server, ip,
                                               (local_int, server_int, server_port), constant,
-                                              class_trick)
+                                              class_trick, addresses_only)
                 tries += count
                 if port is not None:
                     if sessions is not None:
                         sessions[(local_int, server_int, server_port, port)] = step > 0
                         self._foreign += step > 0
                     return Allocation(self.core, ip, index, port, tries,
-                                      constant ^ port_map.class_list[port], self.strategy,
-                                      server, server_port, table_ip)
+                                      constant if addresses_only
+                                      else constant ^ port_map.class_list[port],
+                                      self.strategy, server, server_port, table_ip)
         raise self._exhausted(candidates, server, server_port, tables_tried, keep_client_ip,
-                              tries)
+                              tries, addresses_only)
+
+    def _fitting_first(self, server: int, candidates: list[tuple[Address, int]]
+                       ) -> list[tuple[Address, int]]:
+        """nat's local IPs (address, integer) under addresses-only hashing: the ones whose
+        response lands on this core (``ip_fits``) first, each group in the given (spread)
+        order."""
+        fits = [self.ip_fits(server, local) for _, local in candidates]
+        return ([c for c, ok in zip(candidates, fits, strict=True) if ok]
+                + [c for c, ok in zip(candidates, fits, strict=True) if not ok])
+
+    def ip_fits(self, server: int, local: int) -> bool:
+        """Whether a response from ``server`` to ``local`` (integer addresses) hashed on
+        its addresses alone lands on this core: the rule of nat's IP choice
+        (``ip_fits_batch`` is its array form, which the batch path calls)."""
+        port_map = self.port_map
+        return port_map.table.buckets[port_map.constant_of(server, local, 0)] == self.core
+
+    def ip_fits_batch(self, server: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """``ip_fits`` per row (uint32 host-order addresses, broadcast)."""
+        buckets = np.asarray(self.port_map.table.buckets, dtype=np.int64)
+        return buckets[self.port_map.response_constants(server, local, 0)] == self.core
 
     def _try_table(self, table: PortAllocationTable, fit: tuple[int, ...], offset: int,
                    server: Address, local: Address, flow: tuple[int, int, int],
-                   constant: int, class_trick: bool) -> tuple[int | None, int]:
+                   constant: int, class_trick: bool, addresses_only: bool = False
+                   ) -> tuple[int | None, int]:
         """One table's turn for the strategy: (the port taken or None, the tries it
         counts: 1 for ``solve``, the candidates examined for ``scan``). ``flow`` is
         (local IP, server IP, server port) as integers."""
@@ -349,7 +403,7 @@ class PortAllocator:
             # loop would try every port of the range and find none, so refuse the table
             # without hashing (the same tries)
             return None, self.port_range.size
-        return self._scan(table, server, local, flow, constant, class_trick)
+        return self._scan(table, server, local, flow, constant, class_trick, addresses_only)
 
     def _solve_guarded(self, table: PortAllocationTable, fit: tuple[int, ...], offset: int,
                        flow: tuple[int, int, int]) -> int | None:
@@ -363,10 +417,12 @@ class PortAllocator:
         return None
 
     def _scan(self, table: PortAllocationTable, server: Address, local: Address,
-              flow: tuple[int, int, int], constant: int, fast: bool
-              ) -> tuple[int | None, int]:
+              flow: tuple[int, int, int], constant: int, fast: bool,
+              addresses_only: bool = False) -> tuple[int | None, int]:
         """The patent's loop from the table's cursor; returns (port or None, candidates).
-        Adds the candidates to ``scan_hashes``."""
+        Adds the candidates to ``scan_hashes``. ``addresses_only``: the port does not
+        move the response (its bucket is ``constant`` for every port), so the loop takes
+        the next free port."""
         server_port = flow[2]
         low, high = self.port_range.low, self.port_range.high
         state = table.states
@@ -383,14 +439,16 @@ class PortAllocator:
         sessions = self._sessions
         port = table.cursor
         for tries in range(1, high - low + 2):
-            if fast:
-                bucket = constant ^ classes[port]
+            if addresses_only:
+                home = True  # every port gives the same bucket: any free port will do
+            elif fast:
+                home = buckets[constant ^ classes[port]] == core
             else:
                 data = prefix + port.to_bytes(2, "big") + suffix
-                bucket = toeplitz_hash(key, data if plain else transform_input(transform, data)
-                                       ) & mask
+                home = buckets[toeplitz_hash(
+                    key, data if plain else transform_input(transform, data)) & mask] == core
             following = port + 1 if port < high else low
-            if buckets[bucket] == core and state[port] == PortState.FREE and (
+            if home and state[port] == PortState.FREE and (
                     sessions is None or (*flow, port) not in sessions):
                 table.take(port)
                 table.cursor = following
@@ -401,10 +459,10 @@ class PortAllocator:
         return None, high - low + 1
 
     def _exhausted(self, candidates, server, server_port, tables_tried,
-                   keep_client_ip, tries) -> PortExhausted:
+                   keep_client_ip, tries, addresses_only=False) -> PortExhausted:
         port_map = self.port_map
         candidates = [ip for ip, _ in candidates]
-        unreachable = all(
+        unreachable = not addresses_only and all(
             not self._fit[port_map.constant_of(int(server), int(ip), server_port)]
             for ip in candidates)
         ips = ", ".join(str(ip) for ip in candidates)

@@ -53,9 +53,12 @@ _FIRST_WINDOW = 4096
 
 def allocate_batch(allocators: list[PortAllocator], *, core: np.ndarray,
                    server_ip: np.ndarray, server_port: np.ndarray, client_ip: np.ndarray,
-                   keep_client_ip: bool) -> BatchAllocation:
+                   keep_client_ip: bool, addresses_only=False) -> BatchAllocation:
     """Allocate for every row, exactly as ``allocators[core[i]].allocate(...)`` called for
     i = 0..N-1 in order would (same ports, tables, tries, failures and final state).
+    ``addresses_only`` (bool, scalar or per row: ``Nic.addresses_only_batch``; None:
+    no row) as ``allocate``'s: nat chooses the IP, the fitting ones first
+    (``ip_fits_batch``).
 
     IPv4 only: addresses uint32 host order, ports any unsigned dtype; scalars broadcast.
     ``solve`` is vectorised per core in rounds (each round settles every row up to the
@@ -69,6 +72,10 @@ def allocate_batch(allocators: list[PortAllocator], *, core: np.ndarray,
     server = np.broadcast_to(np.asarray(server_ip, dtype=np.uint32), (n,))
     sport = np.broadcast_to(np.asarray(server_port, dtype=np.uint32), (n,))
     client = np.broadcast_to(np.asarray(client_ip, dtype=np.uint32), (n,))
+    portless = (None if addresses_only is None
+                else np.broadcast_to(np.asarray(addresses_only, dtype=bool), (n,)))
+    if portless is not None and not portless.any():
+        portless = None  # every row hashed with its ports: nothing to look up per row
     if n and (core.min() < 0 or core.max() >= len(allocators)):
         bad = core[(core < 0) | (core >= len(allocators))][0]
         raise TableError("core", f"a core 0-{len(allocators) - 1}", int(bad))
@@ -88,19 +95,22 @@ def allocate_batch(allocators: list[PortAllocator], *, core: np.ndarray,
         if allocator.port_map.family != 4:
             raise ConfigError("family", "4 for the batch path", allocator.port_map.family)
         if allocator.strategy == "scan" or allocator.foreign_sessions:
-            _batch_scalar(allocator, rows, server, sport, client, keep_client_ip, out)
+            _batch_scalar(allocator, rows, server, sport, client, keep_client_ip, out,
+                          portless)
         else:
-            _batch_solve(allocator, rows, server, sport, client, keep_client_ip, out)
+            _batch_solve(allocator, rows, server, sport, client, keep_client_ip, out,
+                         portless)
     return out
 
 
 def _batch_scalar(allocator: PortAllocator, rows: np.ndarray, server, sport, client,
-                  keep: bool, out: BatchAllocation) -> None:
+                  keep: bool, out: BatchAllocation, portless) -> None:
     for row in rows.tolist():
         try:
             got = allocator.allocate_general(
                 ipaddress.IPv4Address(int(server[row])), int(sport[row]),
-                ipaddress.IPv4Address(int(client[row])), keep, class_trick=True)
+                ipaddress.IPv4Address(int(client[row])), keep, class_trick=True,
+                addresses_only=portless is not None and bool(portless[row]))
         except PortExhausted as error:
             out.tries[row] = error.tries
             continue
@@ -113,13 +123,15 @@ def _batch_scalar(allocator: PortAllocator, rows: np.ndarray, server, sport, cli
 
 
 def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, client,
-                 keep: bool, out: BatchAllocation) -> None:
-    plan = _SolvePlan.build(allocator, rows, server, sport, client, keep)
+                 keep: bool, out: BatchAllocation, portless) -> None:
+    plan = _SolvePlan.build(allocator, rows, server, sport, client, keep, portless)
     size = allocator.port_map.table.size
     fitting = allocator.port_map.fitting_classes(allocator.core)
+    if plan.portless is not None:  # fit row ``size``: every class (any port will do)
+        fitting = [*fitting, tuple(sorted(allocator.port_map.span))]
     fit_length = np.array([len(f) for f in fitting], dtype=np.int64)
     widest = max(1, int(fit_length.max()))
-    fit = np.zeros((size, widest), dtype=np.int64)
+    fit = np.zeros((len(fitting), widest), dtype=np.int64)
     for constant, classes in enumerate(fitting):
         fit[constant, :len(classes)] = classes
     fit_slot = np.arange(widest) < fit_length[:, None]  # which fit entries are classes
@@ -130,7 +142,8 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
     window = rows.size
     while remaining.size:
         if allocator.foreign_sessions:
-            _batch_scalar(allocator, rows[remaining], server, sport, client, keep, out)
+            _batch_scalar(allocator, rows[remaining], server, sport, client, keep, out,
+                          portless)
             return
         counts = plan.counts()
         # per (table, constant): does any fitting class still have a free port? A row
@@ -145,7 +158,7 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
             if open_rows.size == 0:
                 break
             at = part[open_rows]
-            tid, constant = plan.table_ids[j][at], plan.constants[j][at]
+            tid, constant = plan.table_ids[j][at], plan.fit_rows[j][at]
             hopeful = any_free[tid, constant] if drained else None
             if hopeful is not None and not hopeful.all():
                 open_rows, at = open_rows[hopeful], at[hopeful]
@@ -182,13 +195,18 @@ def _batch_solve(allocator: PortAllocator, rows: np.ndarray, server, sport, clie
         window = window * 2 if stop == part.size else max(_FIRST_WINDOW, 2 * stop)
         if stop < _SMALL_ROUND and remaining.size:
             step, remaining = remaining[:_SCALAR_STEP], remaining[_SCALAR_STEP:]
-            _batch_scalar(allocator, rows[step], server, sport, client, keep, out)
+            _batch_scalar(allocator, rows[step], server, sport, client, keep, out,
+                          portless)
 
 
 @dataclass
 class _SolvePlan:
     """One core's rows prepared for vectorised ``solve``: per candidate position ``j`` (the
-    j-th local IP tried, in the row's spread order) each row's table id and constant.
+    j-th local IP tried, in the row's spread order) each row's IP (index into ``ips``,
+    ``where``), table id, constant and fit row (the constant; for a row hashed on its
+    addresses alone, ``portless``, the fit row of every class, and its IPs whose
+    response lands on the core first, as ``allocate_general`` orders them).
+    ``portless`` is None when no row is hashed on its addresses alone.
 
     Table ids are dense: ``IP position x tables_per_ip + table index`` (usip: the core's
     shared tables, so the table index alone); ``tables[id]`` is the table, created as the
@@ -200,9 +218,11 @@ class _SolvePlan:
     many: int
     positions: int
     offset: np.ndarray
-    start: np.ndarray
+    where: np.ndarray
     ips: np.ndarray
     constants: np.ndarray
+    fit_rows: np.ndarray
+    portless: np.ndarray | None
     table_ids: np.ndarray
     homes: np.ndarray
     tables: list
@@ -211,17 +231,25 @@ class _SolvePlan:
     client: np.ndarray
 
     @classmethod
-    def build(cls, allocator: PortAllocator, rows, server, sport, client, keep) -> _SolvePlan:
+    def build(cls, allocator: PortAllocator, rows, server, sport, client, keep, portless
+              ) -> _SolvePlan:
         port_map = allocator.port_map
         many = allocator.tables_per_ip
         srv, prt, cli = server[rows], sport[rows], client[rows]
+        if portless is not None:
+            portless = portless[rows]
+            if not portless.any():
+                portless = None
+        size = port_map.table.size
         count = rows.size
         mix = spread_mix_batch(cli, srv) if allocator.spread else np.zeros(count, np.int64)
         # Toeplitz is linear and hashes zeros to zero: constant = server part ^ local part
         server_part = port_map.response_constants(srv, 0, prt)
+        if portless is not None:  # the 2-tuple hash: the 12 bytes with both ports 0
+            server_part = np.where(portless, port_map.response_constants(srv, 0, 0),
+                                   server_part)
         if keep:
             ips = np.zeros(0, np.uint32)
-            start = np.zeros(count, np.int64)
             locals_ = [cli]
             constants = [server_part ^ port_map.response_constants(0, cli, 0)]
             addresses = [allocator.shared_ip]
@@ -232,6 +260,14 @@ class _SolvePlan:
                                   f"at least one IP on core {allocator.core} for nat", [])
             start = mix % IP_SPREAD % ips.size
             where = [(start + j) % ips.size for j in range(ips.size)]
+            if ips.size > 1 and portless is not None:
+                # the IPs whose response lands here first, each group in spread order
+                spread = np.array(where, dtype=np.int64)
+                fits = np.array([allocator.ip_fits_batch(srv, ips[w]) for w in where])
+                fits |= ~portless  # rows hashed with ports keep the spread order
+                first = np.take_along_axis(spread, np.argsort(~fits, axis=0, kind="stable"),
+                                           axis=0)
+                where = list(first)
             locals_ = [ips[w] for w in where]
             local_part = port_map.response_constants(0, ips, 0)
             constants = [server_part ^ local_part[w] for w in where]
@@ -246,8 +282,11 @@ class _SolvePlan:
         used = np.bincount(table_ids.ravel(), minlength=len(addresses) * many)
         tables = [allocator.table(addresses[i // many], i % many) if used[i] else None
                   for i in range(len(addresses) * many)]
-        return cls(allocator, rows, keep, many, positions, mix % CLASS_SPREAD, start, ips,
-                   np.array(constants[:positions], dtype=np.int64), table_ids, homes, tables,
+        constants = np.array(constants[:positions], dtype=np.int64)
+        return cls(allocator, rows, keep, many, positions, mix % CLASS_SPREAD, spot, ips,
+                   constants,
+                   constants if portless is None else np.where(portless, size, constants),
+                   portless, table_ids, homes, tables,
                    srv, prt, cli)
 
     def counts(self) -> np.ndarray:
@@ -273,14 +312,16 @@ class _SolvePlan:
         for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
             mine = order[begin:end]
             ports[mine] = self.tables[int(grouped[begin])].take_ranked(k[mine], rank[mine])
-        local_ips = self.client[at] if self.keep else self.ips[(self.start[at] + j) % self.ips.size]
+        local_ips = self.client[at] if self.keep else self.ips[self.where[j, at]]
         target = rows[at]
         out.port[target] = ports
         out.local_ip[target] = local_ips
         out.table_index[target] = self.homes[j, at]
         out.tries[target] = j + 1
         out.ok[target] = True
-        out.bucket[target] = self.constants[j, at] ^ k
+        constant = self.constants[j, at]
+        out.bucket[target] = (constant ^ k if self.portless is None
+                              else np.where(self.portless[at], constant, constant ^ k))
         if self.allocator.indexes_sessions:
             self.allocator.note_home_sessions(local_ips, self.server[at], self.server_port[at],
                                               ports)

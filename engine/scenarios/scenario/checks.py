@@ -34,7 +34,8 @@ METRICS = ("flows", "symmetric", "handed_off", "refused", "asymmetric",
            "symmetric_rate", "handoff_copies", "fairness", "distinct_hashes",
            "fragmented", "assembled", "bridged", "fragment_messages", "fragment_copies",
            "fragments_dropped", "distributor_forwards", "distributor_copies",
-           "check_forwards", "check_copies", "misdirected_processed", *METRIC_ALIASES)
+           "check_forwards", "check_copies", "misdirected_processed", "ip_choice",
+           "ip_steered", "ip_steered_share", *METRIC_ALIASES)
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.appliance.ports import MAX_USIP_TABLES
+from engine.appliance.ports import (
+    USIP_MEMORY_LIMIT,
+    PortRange,
+    usip_table_bytes,
+    usip_tables_bytes,
+)
 from engine.packet.model import Proto, max_datagram_payload
 from engine.packet.toeplitz import KEY_BYTES, parse_key
 from engine.scenarios.scenario.fields import address_version, endpoint_version
@@ -215,13 +220,18 @@ def _distributor_needs(context: _Context) -> list[Located]:
 # ---------------------------------------------------------------------------- ports
 
 def _usip_tables(context: _Context) -> list[Located]:
-    """All cores' usip tables together stay within the engine's limit."""
+    """All cores' usip tables together stay within the engine's memory limit."""
     cores, tables_per_ip = context.scenario.system.cores, context.scenario.ports.tables_per_ip
-    if cores * tables_per_ip > MAX_USIP_TABLES:
+    rng = context.scenario.ports.range
+    if rng.low > rng.high:
+        return []  # the range's own check says so
+    ports = PortRange(rng.low, rng.high)
+    if usip_tables_bytes(cores, tables_per_ip, ports) > USIP_MEMORY_LIMIT:
+        each = usip_table_bytes(ports)
         return [(("ports", "tables_per_ip"),
-                 f"expected at most {MAX_USIP_TABLES // cores} tables per core "
-                 f"on {cores} cores ({MAX_USIP_TABLES} usip tables in all), "
-                 f"got {tables_per_ip}")]
+                 f"expected at most {USIP_MEMORY_LIMIT // (each * cores)} tables per core "
+                 f"on {cores} cores ({USIP_MEMORY_LIMIT:,} bytes of usip tables in all, "
+                 f"{each:,} bytes each for ports {rng.low}-{rng.high}), got {tables_per_ip}")]
     return []
 
 

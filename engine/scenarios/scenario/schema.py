@@ -138,11 +138,16 @@ class PortsSection(_Model):
     strategy: Literal["scan", "solve"] = Field(
         "solve", description="scan: the patent's try-the-next-port loop; solve: computed "
                              "from the key's GF(2) matrix")
-    tables_per_ip: int = Field(1, ge=1, le=MAX_TABLES_PER_IP,
+    tables_per_ip: int = Field(64, ge=1, le=MAX_TABLES_PER_IP,
                                description="usip: port allocation tables per core (the "
                                            "patent: 64 or 256), one picked by a hash of "
                                            "client and server IP")
     range: PortRangeSpec = Field(default_factory=PortRangeSpec)
+    nat_ip_choice: Literal["core", "pool"] = Field(
+        "core", description="the IPs nat picks from: core (the core's own ips_per_core) "
+                            "or pool (every core's IPs, shared; port tables stay per core "
+                            "and IP). Where the NIC hashes responses on their addresses "
+                            "alone, the IP is what steers them home")
     wrong_direction: bool = Field(False, description="teaching only: hash the request-"
                                   "direction tuple when choosing a port, as the patent's "
                                   "text does assuming a symmetric hash (a classic bug "
@@ -401,6 +406,7 @@ class Scenario(_Model):
             "strategy": self.ports.strategy,
             "tables_per_ip": self.ports.tables_per_ip,
             "port_range": (self.ports.range.low, self.ports.range.high),
+            "nat_ip_choice": self.ports.nat_ip_choice,
             "handoff": self.forwarding_route,
             "wrong_direction": self.ports.wrong_direction,
             "services": services,
