@@ -3,7 +3,7 @@ path; IPv4 or IPv6) or one array per field (``FlowArrays``, the batch path; IPv4
 
 Addresses in arrays are uint32 host values of IPv4 addresses (``int(IPv4Address)``);
 ports are host-order integers (the hash functions put them in network order); sizes are
-payload bytes.
+payload bytes; times are integer microseconds of the run's virtual clock.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.appliance.rules import DEFAULT_REQUEST_BYTES, DEFAULT_RESPONSE_BYTES
+from engine.appliance.rules import CLOSE_CODE, CLOSES, DEFAULT_REQUEST_BYTES, DEFAULT_RESPONSE_BYTES
 from engine.errors import TrafficError
 from engine.packet.model import Address, FlowTuple, Proto
 
@@ -22,7 +22,9 @@ from engine.packet.model import Address, FlowTuple, Proto
 class FlowSpec:
     """One flow of the trace path: the request is ``client_ip:client_port →
     server_ip:server_port`` (``proto`` an IP protocol number), carrying
-    ``request_bytes`` of payload; the response carries ``response_bytes``."""
+    ``request_bytes`` of payload; the response carries ``response_bytes``. ``start_us``,
+    ``close`` and ``hold_us``: when the request arrives and how its session ends, as
+    ``engine.appliance.config.Flow`` has them."""
 
     id: int
     client_ip: Address
@@ -32,6 +34,9 @@ class FlowSpec:
     proto: int = Proto.TCP
     request_bytes: int = DEFAULT_REQUEST_BYTES
     response_bytes: int = DEFAULT_RESPONSE_BYTES
+    start_us: int = 0
+    close: str = "fin"
+    hold_us: int | None = None
 
     @property
     def request(self) -> FlowTuple:
@@ -43,19 +48,25 @@ class FlowSpec:
         """The ``engine.paths.trace.Flow`` the trace path runs."""
         from engine.paths.trace import Flow
         return Flow(self.id, str(self.client_ip), self.client_port, str(self.server_ip),
-                    self.server_port, self.proto, self.request_bytes, self.response_bytes)
+                    self.server_port, self.proto, self.request_bytes, self.response_bytes,
+                    self.close, self.start_us, hold_us=self.hold_us)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "client_ip": str(self.client_ip), "client_port": self.client_port,
                 "server_ip": str(self.server_ip), "server_port": self.server_port,
                 "proto": self.proto, "request_bytes": self.request_bytes,
-                "response_bytes": self.response_bytes}
+                "response_bytes": self.response_bytes, "start_us": self.start_us,
+                "close": self.close, "hold_us": self.hold_us}
 
 
 @dataclass(frozen=True, eq=False)
 class FlowArrays:
     """Flows for the batch path, one row per flow (ids are 0..n-1 in row order unless
-    ``ids`` is given). IPv4 only; see the module docstring for units."""
+    ``ids`` is given). IPv4 only; see the module docstring for units.
+
+    The time columns are optional (``None``: every flow starts at 0 and ends with a FIN
+    after the system's ``close_after_us``): ``start_us`` (int64), ``close``
+    (``rules.CLOSE_CODE`` values, int8) and ``hold_us`` (int64, -1: the system's)."""
 
     client_ip: np.ndarray    # uint32
     client_port: np.ndarray  # uint16
@@ -64,6 +75,9 @@ class FlowArrays:
     proto: np.ndarray        # uint8
     request_bytes: np.ndarray   # uint32
     response_bytes: np.ndarray  # uint32
+    start_us: np.ndarray | None = None  # int64
+    close: np.ndarray | None = None     # int8
+    hold_us: np.ndarray | None = None   # int64
 
     def __len__(self) -> int:
         return int(self.client_ip.shape[0])
@@ -72,12 +86,30 @@ class FlowArrays:
     def empty(cls) -> FlowArrays:
         return cls(*(np.empty(0, dtype) for dtype in _DTYPES))
 
+    @property
+    def timed(self) -> bool:
+        """Whether any time column is set (else every flow is concurrent)."""
+        return not (self.start_us is None and self.close is None and self.hold_us is None)
+
+    def time_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(start_us, close, hold_us)``, the defaults filled in where a column is None."""
+        count = len(self)
+        return (np.zeros(count, np.int64) if self.start_us is None
+                else np.asarray(self.start_us, np.int64),
+                np.full(count, CLOSE_CODE["fin"], np.int8) if self.close is None
+                else np.asarray(self.close, np.int8),
+                np.full(count, -1, np.int64) if self.hold_us is None
+                else np.asarray(self.hold_us, np.int64))
+
     @classmethod
     def concat(cls, parts: list[FlowArrays]) -> FlowArrays:
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, name) for p in parts])
-                     for name in _FIELDS))
+        columns = [np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS]
+        if any(p.timed for p in parts):
+            times = [p.time_columns() for p in parts]
+            columns += [np.concatenate([t[i] for t in times]) for i in range(3)]
+        return cls(*columns)
 
     @classmethod
     def from_specs(cls, specs: list[FlowSpec]) -> FlowArrays:
@@ -92,15 +124,24 @@ class FlowArrays:
                    [int(s.server_ip) for s in specs], [s.server_port for s in specs],
                    [s.proto for s in specs], [s.request_bytes for s in specs],
                    [s.response_bytes for s in specs]]
-        return cls(*(np.asarray(c, dtype) for c, dtype in zip(columns, _DTYPES, strict=True)))
+        arrays = [np.asarray(c, dtype) for c, dtype in zip(columns, _DTYPES, strict=True)]
+        if any(s.start_us or s.close != "fin" or s.hold_us is not None for s in specs):
+            arrays += [np.asarray([s.start_us for s in specs], np.int64),
+                       np.asarray([CLOSE_CODE[s.close] for s in specs], np.int8),
+                       np.asarray([-1 if s.hold_us is None else s.hold_us for s in specs],
+                                  np.int64)]
+        return cls(*arrays)
 
     def to_specs(self, *, first_id: int = 0, limit: int | None = None) -> list[FlowSpec]:
         """Records of the first ``limit`` rows (all by default), ids from ``first_id``."""
         end = len(self) if limit is None else min(limit, len(self))
-        rows = zip(*(getattr(self, name)[:end].tolist() for name in _FIELDS), strict=True)
+        start, close, hold = (column[:end].tolist() for column in self.time_columns())
+        rows = zip(*(getattr(self, name)[:end].tolist() for name in _FIELDS), start, close,
+                   hold, strict=True)
         v4 = ipaddress.IPv4Address
-        return [FlowSpec(first_id + i, v4(c), cp, v4(s), sp, pr, rq, rs)
-                for i, (c, cp, s, sp, pr, rq, rs) in enumerate(rows)]
+        return [FlowSpec(first_id + i, v4(c), cp, v4(s), sp, pr, rq, rs, st, CLOSES[cl],
+                         None if ho < 0 else ho)
+                for i, (c, cp, s, sp, pr, rq, rs, st, cl, ho) in enumerate(rows)]
 
 
 _FIELDS = ("client_ip", "client_port", "server_ip", "server_port", "proto",

@@ -97,7 +97,7 @@ The package, one module per concept; each imports only the modules listed before
 * ``allocator`` — ``PortAllocator`` (one core's tables and strategy: scalar ``solve``
   and ``scan``, the fast path), ``Allocation``, the spread;
 * ``batch`` — ``allocate_batch``, the vectorised allocation of the batch path;
-* ``occupancy`` — ``port_occupancy``, the verdict's per-core figure.
+* ``occupancy`` — ``port_occupancy`` and ``port_capacity``, the verdict's per-core figures.
 """
 
 from engine.appliance.ports.allocator import (
@@ -111,7 +111,7 @@ from engine.appliance.ports.allocator import (
     spread_mix_batch,
 )
 from engine.appliance.ports.batch import BatchAllocation, allocate_batch
-from engine.appliance.ports.occupancy import port_occupancy
+from engine.appliance.ports.occupancy import port_capacity, port_occupancy
 from engine.appliance.ports.response_map import (
     DIRECTIONS,
     PORTS,
@@ -138,6 +138,7 @@ __all__ = [
     "ResponsePortMap",
     "allocate_batch",
     "gf2_rank",
+    "port_capacity",
     "port_occupancy",
     "spread_mix",
     "spread_mix_batch",

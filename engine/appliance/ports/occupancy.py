@@ -1,5 +1,5 @@
-"""``port_occupancy``: how full a core's port allocation tables are, for the verdict's
-per-core occupancy figure (both execution paths report it)."""
+"""``port_occupancy`` and ``port_capacity``: how full a core's port allocation tables
+are, for the verdict's per-core occupancy figures (both execution paths report them)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,10 @@ def port_occupancy(allocators: dict[str, PortAllocator]) -> float:
             taken += table.taken
             capacity += table.capacity
     return taken / capacity if capacity else 0.0
+
+
+def port_capacity(allocators: dict[str, PortAllocator]) -> int:
+    """Ports in range and not closed, summed over the tables a core's allocators have
+    created so far (the denominator of ``port_occupancy``)."""
+    return sum(table.capacity for allocator in allocators.values()
+               for table in allocator.tables.values())
