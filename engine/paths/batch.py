@@ -29,6 +29,7 @@ stays on the plain NumPy path, which runs unchanged when nothing can fragment.
 from __future__ import annotations
 
 import functools
+import heapq
 import ipaddress
 import operator
 import struct
@@ -40,19 +41,23 @@ import numpy as np
 
 from engine.appliance.config import Flow, SystemConfig, build_allocators
 from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
-from engine.appliance.ports import allocate_batch, port_occupancy
+from engine.appliance.ports import allocate_batch, port_capacity, release_batch
 from engine.appliance.rules import (
+    CLOSE_CODE,
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
     POLICY_CODE,
     Router,
+    close_delay_batch,
     fragment_cost_batch,
     fragment_count_batch,
     min_mtu,
     port_steering_text,
     response_size_and_mtu_batch,
     response_verdict_batch,
+    server_latency_batch,
     session_facts,
+    unanswered_end_us,
 )
 from engine.appliance.verdicts import (
     VERDICT_CODE,
@@ -162,11 +167,12 @@ def steer_flows(nic: Nic, flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool,
-                 rules: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+                 rules: dict[str, int], repeat: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(action codes, rule indexes)`` per row: ``decide_action`` once per distinct
     (protocol, policy, service) with the facts ``System.session_facts`` finds — a
     response hits its session (NAT PCB when translated, PCB when transparent), a new
-    request hits neither. ``rules`` maps rule text to index and grows."""
+    request hits neither, a ``repeat`` request (its tuple held by an earlier flow's open
+    session) the PCB. ``rules`` maps rule text to index and grows."""
     width = len(config.services) + 1
     combo = (np.asarray(proto, np.int64) * len(POLICY_NAMES) + policy) * width + service + 1
     unique, inverse = np.unique(combo, return_inverse=True)
@@ -177,7 +183,7 @@ def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool
         code, service_plus = divmod(rest, width)
         name = POLICY_NAMES[code]
         facts = session_facts(config, service=service_plus - 1, policy=name,
-                              pcb_hit=response and name == "transparent",
+                              pcb_hit=repeat or (response and name == "transparent"),
                               natpcb_hit=response and name != "transparent")
         decision = decide_action(proto=number, pcb_hit=facts.pcb_hit,
                                  natpcb_hit=facts.natpcb_hit,
@@ -210,7 +216,7 @@ class FragmentPlans:
 
 def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_hashed,
                    four_core, counts, proto, policy, service, response: bool,
-                   rules: dict[str, int], owner=None) -> FragmentPlans:
+                   rules: dict[str, int], owner=None, repeat: bool = False) -> FragmentPlans:
     """``FragmentPlans`` of rows whose datagram (``src`` → ``dst``, whose 4-tuple
     steering is ``four_*``) arrives in ``counts`` fragments. ``owner`` (per row, or
     ``None``): the core that established the connection, where the datagram goes
@@ -225,7 +231,7 @@ def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_
         return FragmentPlans(two_core, two_core, two_hash, two_hashed, none.astype(np.int8),
                              none.astype(np.int16), zeros, zeros, dropped)
     action, rule = decide_batch(config, proto, policy, service, response=response,
-                                rules=rules)
+                                rules=rules, repeat=repeat)
     if mode is FragmentMode.DEFAULT_CORE:
         received_on = np.full(counts.size, config.default_fragment_core, np.int64)
     else:
@@ -569,6 +575,299 @@ def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.nd
     return lost
 
 
+@dataclass
+class _Ports:
+    """The allocation columns of a batch run, filled as allocations are made: the client
+    side as sent to the server (``local_ip``/``local_port``: the client's own until a port
+    is allocated), ``allocated``/``failed`` (refused), ``table`` (-1) and ``tries``."""
+
+    local_ip: np.ndarray
+    local_port: np.ndarray
+    allocated: np.ndarray
+    failed: np.ndarray
+    table: np.ndarray
+    tries: np.ndarray
+
+    @classmethod
+    def of(cls, client_ip: np.ndarray, client_port: np.ndarray) -> _Ports:
+        count = client_ip.size
+        return cls(client_ip.copy(), client_port.copy(), np.zeros(count, bool),
+                   np.zeros(count, bool), np.full(count, -1, np.int64),
+                   np.zeros(count, np.int64))
+
+
+def _allocate_rows(allocators, rows: np.ndarray, ports: _Ports, *, request_core, server_ip,
+                   server_port, client_ip, policy) -> None:
+    """``allocate_batch`` for ``rows`` (nat and usip rows, in the order the trace allocates
+    them) into ``ports``; the allocators keep their tables' state between calls."""
+    for name in ("nat", "usip"):
+        part = rows[policy[rows] == POLICY_CODE[name]]
+        if part.size == 0:
+            continue
+        result = allocate_batch(
+            [a[name] for a in allocators], core=request_core[part],
+            server_ip=server_ip[part], server_port=server_port[part],
+            client_ip=client_ip[part], keep_client_ip=name == "usip")
+        ok = np.asarray(result.ok, dtype=bool)
+        good = part[ok]
+        ports.local_ip[good] = np.asarray(result.local_ip, dtype=np.uint32)[ok]
+        ports.local_port[good] = np.asarray(result.port, dtype=np.uint32)[ok]
+        ports.table[good] = np.asarray(result.table_index)[ok]
+        ports.tries[good] = np.asarray(result.tries)[ok]
+        ports.allocated[good] = True
+        ports.failed[part[~ok]] = True
+
+
+def _release_rows(allocators, rows: np.ndarray, ports: _Ports, *, request_core, server_ip,
+                  server_port, policy, **_) -> None:
+    """Free the ports of ``rows``' ended sessions, in the order given (``release_batch``)."""
+    for name in ("nat", "usip"):
+        part = rows[policy[rows] == POLICY_CODE[name]]
+        if part.size:
+            release_batch([a[name] for a in allocators], core=request_core[part],
+                          local_ip=ports.local_ip[part], table_index=ports.table[part],
+                          port=ports.local_port[part], server_ip=server_ip[part],
+                          server_port=server_port[part], keep_client_ip=name == "usip")
+
+
+@dataclass
+class _Timing:
+    """Per row, what decides when a session ends: ``start`` (µs), ``close`` (code),
+    ``hold`` (µs, -1: the system's) and the server's ``latency`` (µs)."""
+
+    config: SystemConfig
+    start: np.ndarray
+    close: np.ndarray
+    hold: np.ndarray
+    latency: np.ndarray
+
+    @classmethod
+    def of(cls, config: SystemConfig, flows, server_ip, server_port, *, force: bool = False
+           ) -> _Timing | None:
+        """The rows' timing, or None when ``flows`` has no time columns (unless ``force``).
+        ConfigError when the flows start at different times and ``jitter_us`` is set: the
+        trace draws link delays from its RNG, which this path cannot follow."""
+        if not force and not getattr(flows, "timed", False):
+            return None
+        if getattr(flows, "timed", False):
+            start, close, hold = flows.time_columns()
+        else:
+            count = len(flows.client_ip)
+            start = np.zeros(count, np.int64)
+            close = np.full(count, CLOSE_CODE["fin"], np.int8)
+            hold = np.full(count, -1, np.int64)
+        timing = cls(config, start, close, hold,
+                     server_latency_batch(config, server_ip, server_port))
+        if timing.staggered and config.jitter_us:
+            raise ConfigError("jitter_us", "0 for flows that start at different times on "
+                              "the batch path (link delays must be fixed to know when "
+                              "sessions end)", config.jitter_us)
+        if (start < 0).any():
+            raise ConfigError("start_us", "times of 0 or more", int(start[start < 0][0]))
+        return timing
+
+    @functools.cached_property
+    def staggered(self) -> bool:
+        """Whether the flows start at different times (else every port is held at once,
+        the concurrent case: no session ends before the last request)."""
+        return bool(self.start.size) and int(self.start.min()) != int(self.start.max())
+
+    def ends(self, rows: np.ndarray, verdict: np.ndarray, hops: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """``(end µs, order keys)`` of the sessions of ``rows`` (their response's
+        ``verdict`` codes and forwarding ``hops``), as the trace's clock gives them: the
+        request at ``start``, the server ``link_us`` later, its answer after its latency,
+        back ``link_us`` later (``a``); delivered then (symmetric) or ``handoff_us`` per hop
+        later (handed off), the session ends ``rules.close_delay_batch`` after that; an
+        unanswered one at ``rules.unanswered_end_us``.
+
+        The keys (7 rows, for ``np.lexsort`` of ``keys[::-1]``) order sessions that end at
+        the same µs as the trace's heap does, (time, push order): an event pushed by an
+        earlier-run event runs first, so the order is the lexicographic order of the
+        chain of times back to the request (2t+1 per event, 2t for the request, which was
+        queued before anything), then the flow's row.
+        """
+        config = self.config
+        link = config.link_us
+        start = self.start[rows]
+        arrives = start + 2 * link + self.latency[rows]
+        handed = verdict == VERDICT_CODE["handed-off"]
+        answered = handed | (verdict == VERDICT_CODE["symmetric"])
+        delivered = arrives + config.handoff_us * np.asarray(hops, np.int64) * handed
+        end = np.where(answered,
+                       delivered + close_delay_batch(config, self.close[rows], self.hold[rows]),
+                       unanswered_end_us(config, opened_us=start, now_us=arrives))
+        row = np.asarray(rows, np.int64)
+        keys = np.stack([
+            2 * end + 1,
+            2 * np.where(handed, delivered, arrives) + 1,
+            2 * np.where(handed, arrives, arrives - link) + 1,
+            2 * np.where(handed, arrives - link, start + link) + 1,
+            np.where(handed, 2 * (start + link) + 1, 2 * start),
+            np.where(handed, 2 * start, row),
+            np.where(handed, row, 0)])
+        return end, keys
+
+
+def _response_fate(config: SystemConfig, nic: Nic, rows: np.ndarray, *, ports: _Ports,
+                   proto, service, response_counts, request_core, server_ip, server_port,
+                   policy, **_) -> tuple[np.ndarray, np.ndarray]:
+    """``(verdict codes, hops)`` of allocated ``rows``' responses, as the full pass below
+    computes them (their port decides where they land): what their session's end needs."""
+    four_hash, four_hashed, landed = nic.steer_batch(
+        server_ip[rows], ports.local_ip[rows], server_port[rows].astype(np.uint32),
+        ports.local_port[rows], proto[rows])
+    lost = np.zeros(rows.size, bool)
+    if response_counts is not None:
+        counts = response_counts[rows]
+        some = np.flatnonzero(counts)
+        if some.size:
+            at = rows[some]
+            plans = plan_fragments(
+                config, nic, src=server_ip[at], dst=ports.local_ip[at],
+                four_hash=four_hash[some], four_hashed=four_hashed[some],
+                four_core=landed[some], counts=counts[some],
+                proto=proto[at], policy=policy[at], service=service[at], response=True,
+                rules={}, owner=request_core[at])
+            landed[some] = plans.core
+            lost[some] = plans.dropped
+    owner = request_core[rows]
+    verdict, _, hops = response_verdict_batch(
+        request_core=owner, response_core=np.where(lost, owner, landed),
+        route=config.handoff, cores=config.cores)
+    verdict[lost] = VERDICT_CODE["asymmetric"]
+    return verdict, hops
+
+
+def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports: _Ports,
+                      timing: _Timing, fate, **columns) -> np.ndarray:
+    """Allocate ``rows`` in the trace's order (start time, then row), freeing each
+    session's port when it ends, exactly as the trace does; returns per core the most
+    ports held at once.
+
+    Epochs, each one ``_allocate_rows`` call: an epoch runs from the first request not yet
+    allocated (at ``s0``) up to the first moment a port may come back — the earliest end of
+    the sessions still open, or ``s0`` plus the shortest possible session (two links and
+    the fastest server), since the epoch's own sessions cannot end sooner. Requests at
+    the very moment a session ends are allocated before it frees its port (the trace
+    queued them first). Between epochs the sessions that ended go back, in the trace's
+    order (``_Timing.ends``' keys). Sessions are kept in chunks (one per epoch, sorted by
+    end) under a heap of their next end, so a boundary touches only the chunks due.
+    """
+    order = rows[np.lexsort((rows, timing.start[rows]))]
+    starts = timing.start[order]
+    count = timing.start.size
+    keys = np.zeros((7, count), np.int64)
+    end = np.zeros(count, np.int64)
+    floor = 2 * config.link_us + (int(timing.latency[rows].min()) if rows.size else 0)
+    chunks: list[list] = []  # [rows by end, their ends, cursor]
+    due_heap: list[tuple[int, int]] = []  # (next end, chunk)
+    position = 0
+    while position < order.size:
+        s0 = int(starts[position])
+        due = []
+        while due_heap and due_heap[0][0] < s0:
+            _, chunk = heapq.heappop(due_heap)
+            chunk_rows, chunk_ends, cursor = chunks[chunk]
+            stop = int(np.searchsorted(chunk_ends, s0, side="left"))
+            due.append(chunk_rows[cursor:stop])
+            if stop < chunk_rows.size:
+                chunks[chunk][2] = stop
+                heapq.heappush(due_heap, (int(chunk_ends[stop]), chunk))
+            else:
+                chunks[chunk] = None  # all ended: let it go
+        if due:
+            ended = np.concatenate(due)
+            ended = ended[np.lexsort(keys[::-1][:, ended])]
+            _release_rows(allocators, ended, ports, **columns)
+        limit = s0 + floor
+        if due_heap:
+            limit = min(limit, due_heap[0][0])
+        stop = int(np.searchsorted(starts, limit, side="right"))
+        epoch = order[position:stop]
+        _allocate_rows(allocators, epoch, ports, **columns)
+        held = epoch[ports.allocated[epoch]]
+        if held.size:
+            verdict, hops = fate(held)
+            end[held], keys[:, held] = timing.ends(held, verdict, hops)
+            by_end = held[np.argsort(end[held], kind="stable")]
+            chunks.append([by_end, end[by_end], 0])
+            heapq.heappush(due_heap, (int(end[by_end[0]]), len(chunks) - 1))
+        position = stop
+    return _peak_ports(config.cores, columns["request_core"], ports.allocated,
+                       timing.start, end)
+
+
+def _peak_ports(cores: int, core: np.ndarray, allocated: np.ndarray, start: np.ndarray,
+                end: np.ndarray) -> np.ndarray:
+    """Per core, the most ports held at once: +1 at each allocation, -1 at each session
+    end, a request counted before a session that ends at the same µs."""
+    held = np.flatnonzero(allocated)
+    if held.size == 0:
+        return np.zeros(cores, np.int64)
+    where = np.concatenate([core[held], core[held]])
+    when = np.concatenate([2 * start[held], 2 * end[held] + 1])
+    step = np.concatenate([np.ones(held.size, np.int64), -np.ones(held.size, np.int64)])
+    order = np.lexsort((when, where))
+    where, level = where[order], np.cumsum(step[order])
+    first = np.flatnonzero(np.r_[True, where[1:] != where[:-1]])
+    base = np.r_[0, level[first[1:] - 1]]  # the running sum before each core's first event
+    peaks = np.maximum.reduceat(level, first) - base
+    out = np.zeros(cores, np.int64)
+    out[where[first]] = peaks
+    return out
+
+
+def _repeat_requests(config: SystemConfig, nic: Nic, flows, frag: FragmentColumns,
+                     rules: dict[str, int], start: np.ndarray, end: np.ndarray,
+                     opened: np.ndarray, *, request_core, policy, service) -> None:
+    """Give a fragmented request whose tuple the last earlier flow of that tuple (in the
+    trace's order) still holds open the PCB hit the trace finds (``decide_batch``'s
+    ``repeat``): its action, rule and copies in ``frag`` change where that changes the
+    decision. A session is open at a request that comes the µs it ends (the request was
+    queued first)."""
+    if config.fragment_mode == FragmentMode.MS_2TUPLE.value:
+        return  # no action is decided
+    count = start.size
+    client = (np.asarray(flows.client_ip, np.uint64) << np.uint64(16)) | np.asarray(
+        flows.client_port, np.uint64)
+    server = ((np.asarray(flows.server_ip, np.uint64) << np.uint64(24))
+              | (np.asarray(flows.server_port, np.uint64) << np.uint64(8))
+              | np.asarray(flows.proto, np.uint64))
+    order = np.lexsort((np.arange(count), start, server, client))
+    new = np.r_[True, (client[order][1:] != client[order][:-1])
+                | (server[order][1:] != server[order][:-1])]
+    if new.all():
+        return  # no tuple repeats
+    position = np.arange(count)
+    group = np.maximum.accumulate(np.where(new, position, 0))
+    last = np.maximum.accumulate(np.where(opened[order], position, -1))
+    before = np.r_[-1, last[:-1]]
+    hit = before >= group
+    hit[hit] = end[order[before[hit]]] >= start[order[hit]]
+    repeat = np.zeros(count, bool)
+    repeat[order[hit]] = True
+    rows = np.flatnonzero(repeat & (frag.request_fragments > 0) & ~frag.request_dropped)
+    if rows.size == 0:
+        return
+    proto = np.asarray(flows.proto, np.uint8)[rows]
+    action, rule = decide_batch(config, proto, policy[rows], service[rows], response=False,
+                                rules=rules, repeat=True)
+    mode = config.fragment_mode
+    assemble = ACTION_NAMES.index(ASSEMBLE)
+    fragments = frag.request_fragments[rows]
+    received_on = frag.request_received_on[rows]
+    core = request_core[rows]
+    old_messages, old_copies = fragment_cost_batch(
+        mode, fragments, frag.request_action[rows] == assemble, received_on, core)
+    messages, copies = fragment_cost_batch(mode, fragments, action == assemble, received_on,
+                                           core)
+    frag.messages[rows] += messages - old_messages
+    frag.copies[rows] += copies - old_copies
+    frag.request_action[rows] = action
+    frag.request_rule[rows] = rule
+
+
 def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
               request_mtu=None) -> BatchResult:
     """Run every flow of ``flows`` (``FlowArrays`` or any object with the uint32/uint16/
@@ -607,39 +906,37 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                                   policy=policy, service=service)
 
     allocators = build_allocators(config, nic.table)
-    local_ip = client_ip.copy()
-    local_port = client_port.copy()
-    allocated = np.zeros(count, dtype=bool)
-    failed = np.zeros(count, dtype=bool)
-    table = np.full(count, -1, dtype=np.int64)
-    tries = np.zeros(count, dtype=np.int64)
-    for name in ("nat", "usip"):
-        wanted = policy == POLICY_CODE[name]
-        rows = np.flatnonzero(wanted if lost is None else wanted & ~lost)
-        if rows.size == 0:
-            continue
-        result = allocate_batch(
-            [a[name] for a in allocators], core=request_core[rows],
-                                server_ip=server_ip[rows], server_port=server_port[rows],
-                                client_ip=client_ip[rows], keep_client_ip=name == "usip")
-        ok = np.asarray(result.ok, dtype=bool)
-        good = rows[ok]
-        local_ip[good] = np.asarray(result.local_ip, dtype=np.uint32)[ok]
-        local_port[good] = np.asarray(result.port, dtype=np.uint32)[ok]
-        table[good] = np.asarray(result.table_index)[ok]
-        tries[good] = np.asarray(result.tries)[ok]
-        allocated[good] = True
-        failed[rows[~ok]] = True
-
-    response_hash, response_hashed, response_core = nic.steer_batch(
-        server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
-    failed_or_lost = failed if lost is None else failed | lost
+    ports = _Ports.of(client_ip, client_port)
+    local_ip, local_port = ports.local_ip, ports.local_port
+    allocated, failed, table, tries = ports.allocated, ports.failed, ports.table, ports.tries
+    response_counts = None
     if config.fragmenting():
         column = getattr(flows, "response_bytes", None)
         size, mtu = response_size_and_mtu_batch(
             config, server_ip=server_ip, server_port=server_port, service=service,
             flow_bytes=np.full(count, DEFAULT_RESPONSE_BYTES) if column is None else column)
-        counts = fragment_count_batch(proto, size, mtu)
+        response_counts = fragment_count_batch(proto, size, mtu)
+    timing = _Timing.of(config, flows, server_ip, server_port)
+    columns = dict(request_core=request_core, server_ip=server_ip, server_port=server_port,
+                   client_ip=client_ip, policy=policy)
+    wanted = (policy == POLICY_CODE["nat"]) | (policy == POLICY_CODE["usip"])
+    rows = np.flatnonzero(wanted if lost is None else wanted & ~lost)
+    if timing is not None and timing.staggered:
+        def fate(part):
+            return _response_fate(config, nic, part, proto=proto, service=service,
+                                  response_counts=response_counts, ports=ports, **columns)
+        peak = _allocate_in_time(config, allocators, rows, ports, timing, fate, **columns)
+    else:
+        _allocate_rows(allocators, rows, ports, **columns)
+        # concurrent: every port is held at once, before the first session ends
+        peak = np.bincount(request_core[allocated], minlength=config.cores)
+
+    response_hash, response_hashed, response_core = nic.steer_batch(
+        server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
+    opened = ~failed if lost is None else ~(failed | lost)  # rows that hold a session
+    failed_or_lost = failed if lost is None else failed | lost
+    if config.fragmenting():
+        counts = response_counts.copy()
         counts[failed_or_lost] = 0
         rows = np.flatnonzero(counts)
         if rows.size:
@@ -666,14 +963,26 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     if lost is not None:
         verdict[lost] = VERDICT_CODE["asymmetric"]  # lost in reassembly
 
+    if frag is not None and frag.request_fragments.any():
+        # a request whose tuple an earlier flow's session still holds hits its PCB (the
+        # trace's System.session_facts): for TCP that is Assemble, not Bridge
+        timing = timing or _Timing.of(config, flows, server_ip, server_port, force=True)
+        ends, _ = timing.ends(np.arange(count), verdict, hops)
+        _repeat_requests(config, nic, flows, frag, rules, timing.start, ends, opened,
+                         request_core=request_core, policy=policy, service=service)
     hashes = np.concatenate([request_hash[request_hashed],
                              response_hash[response_hashed & ~failed_or_lost]])
     if frag is not None:
         frag.rules = list(rules)  # rule texts in index order
     port_map = allocators[0]["nat"].port_map
+    capacity = [port_capacity(a) for a in allocators]
     summary = summarize(cores=config.cores, request_core=request_core,
                         response_core=response_core, verdict=verdict, copies=copies,
-                        hops=hops, hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
+                        hops=hops, hashes=hashes,
+                        # every session has ended by the end of the run (as in the trace)
+                        occupancy=[0.0] * config.cores,
+                        occupancy_peak=[int(p) / c if c else 0.0
+                                        for p, c in zip(peak, capacity, strict=True)],
                         key=str(nic.key), port_map=port_steering_text(config, port_map),
                         fragment_figures=None if frag is None else frag.figures())
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,

@@ -136,6 +136,8 @@ def take_flows(flows, rows: np.ndarray) -> FlowArrays:
         column = getattr(flows, name, None)
         columns.append(np.full(rows.size, default, dtype) if column is None
                        else np.asarray(column)[rows].astype(dtype, copy=False))
+    if getattr(flows, "timed", False):  # start times and session ends stay with their rows
+        columns += [column[rows] for column in flows.time_columns()]
     return FlowArrays(*columns)
 
 
@@ -163,7 +165,8 @@ class ShardFigures:
 
     Per core: ``load``, ``handoffs``, ``allocated`` (ports handed out), ``no_response``;
     ``matrix`` (cores x cores, request core by response core), ``buckets`` (requests per
-    indirection bucket); ``occupancy`` of the owned cores; ``hashes`` sorted distinct;
+    indirection bucket); ``occupancy`` (at the end) and ``occupancy_peak`` of the owned
+    cores; ``hashes`` sorted distinct;
     ``rows`` the ``row_dicts`` of its flows whose id is below the ``keep_rows`` asked for.
     """
 
@@ -182,6 +185,7 @@ class ShardFigures:
     key: str = ""
     port_map: str = ""
     rows: list[dict] = field(default_factory=list)
+    occupancy_peak: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, config: SystemConfig, result: BatchResult, owned, *,
@@ -209,7 +213,8 @@ class ShardFigures:
                                 minlength=table.size),
             occupancy={int(c): float(summary.occupancy[c]) for c in owned},
             hashes=hashes.astype(np.uint32), key=summary.key, port_map=summary.port_map,
-            rows=result.row_dicts(0, keep) if keep else [])
+            rows=result.row_dicts(0, keep) if keep else [],
+            occupancy_peak={int(c): float(summary.occupancy_peak[c]) for c in owned})
 
     _ARRAYS = ("load", "handoffs", "allocated", "no_response", "matrix", "buckets")
 
@@ -218,7 +223,8 @@ class ShardFigures:
         far better than the values) for a database row or a pipe."""
         meta = {"cores": self.cores, "verdicts": self.verdicts, "copies": self.copies,
                 "hops": self.hops, "occupancy": {str(k): v for k, v in self.occupancy.items()},
-                "key": self.key, "port_map": self.port_map, "rows": self.rows}
+                "key": self.key, "port_map": self.port_map, "rows": self.rows,
+                "occupancy_peak": {str(k): v for k, v in self.occupancy_peak.items()}}
         gaps = np.diff(self.hashes, prepend=np.uint32(0)).astype(np.uint32)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
@@ -232,6 +238,7 @@ class ShardFigures:
             arrays = {name: stored[name] for name in cls._ARRAYS}
             hashes = np.cumsum(stored["hash_gaps"], dtype=np.uint32)
         meta["occupancy"] = {int(k): v for k, v in meta["occupancy"].items()}
+        meta["occupancy_peak"] = {int(k): v for k, v in meta.get("occupancy_peak", {}).items()}
         return cls(hashes=hashes, **arrays, **meta)
 
 
@@ -259,6 +266,7 @@ def merge_figures(parts: list[ShardFigures]) -> MergedFigures:
     flows = int(verdicts.sum())
     load = np.sum([part.load for part in parts], axis=0, dtype=np.int64)
     occupancy = {core: value for part in parts for core, value in part.occupancy.items()}
+    peak = {core: value for part in parts for core, value in part.occupancy_peak.items()}
     summary = Summary(
         flows=flows, symmetric=int(verdicts[0]), handed_off=int(verdicts[1]),
         asymmetric=int(verdicts[VERDICTS.index("asymmetric")]),
@@ -268,6 +276,7 @@ def merge_figures(parts: list[ShardFigures]) -> MergedFigures:
         handoff_hops=sum(part.hops for part in parts),
         core_load=[int(x) for x in load], fairness=jain_index(load),
         occupancy=[occupancy[core] for core in range(cores)],
+        occupancy_peak=[peak.get(core, 0.0) for core in range(cores)],
         distinct_hashes=int(np.unique(np.concatenate([p.hashes for p in parts])).size),
         key=parts[0].key, port_map=parts[0].port_map,
         handoffs_per_core=[int(x) for x in np.sum([p.handoffs for p in parts], axis=0)])

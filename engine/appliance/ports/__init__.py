@@ -96,7 +96,8 @@ The package, one module per concept; each imports only the modules listed before
   index: states and per-class free pools), ``PortRange``, ``PortState``;
 * ``allocator`` — ``PortAllocator`` (one core's tables and strategy: scalar ``solve``
   and ``scan``, the fast path), ``Allocation``, the spread;
-* ``batch`` — ``allocate_batch``, the vectorised allocation of the batch path;
+* ``batch`` — ``allocate_batch`` and ``release_batch``, the vectorised allocation and
+  session ends of the batch path;
 * ``occupancy`` — ``port_occupancy`` and ``port_capacity``, the verdict's per-core figures.
 """
 
@@ -110,7 +111,7 @@ from engine.appliance.ports.allocator import (
     spread_mix,
     spread_mix_batch,
 )
-from engine.appliance.ports.batch import BatchAllocation, allocate_batch
+from engine.appliance.ports.batch import BatchAllocation, allocate_batch, release_batch
 from engine.appliance.ports.occupancy import port_capacity, port_occupancy
 from engine.appliance.ports.response_map import (
     DIRECTIONS,
@@ -140,6 +141,7 @@ __all__ = [
     "gf2_rank",
     "port_capacity",
     "port_occupancy",
+    "release_batch",
     "spread_mix",
     "spread_mix_batch",
 ]

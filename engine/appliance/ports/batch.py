@@ -1,4 +1,5 @@
-"""The batch path's port allocation: ``allocate_batch`` over whole arrays of flows.
+"""The batch path's port allocation: ``allocate_batch`` over whole arrays of flows, and
+``release_batch``, the session ends that free their ports.
 
 It gives exactly what calling each row's ``PortAllocator.allocate`` in row order would
 (same ports, tables, tries, failures and final table state), faster: ``solve`` is
@@ -285,3 +286,42 @@ class _SolvePlan:
             self.allocator.note_home_sessions(local_ips, self.server[at], self.server_port[at],
                                               ports)
 
+
+
+def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip: np.ndarray,
+                  table_index: np.ndarray, port: np.ndarray, server_ip: np.ndarray,
+                  server_port: np.ndarray, keep_client_ip: bool) -> None:
+    """Free the ports of ended sessions in row order, exactly as
+    ``allocators[core[i]].release(...)`` of each row's allocation called for i = 0..N-1
+    would (same table states and pools: ports that share a table and class go back in row
+    order, and only they can affect each other). ``keep_client_ip`` (usip): the tables are
+    the core's shared ones, ``local_ip`` the client's. Arrays as ``allocate_batch``
+    returns them.
+
+    Raises PortStateError for a port that is free already (a double release).
+    """
+    core = np.asarray(core, dtype=np.int64)
+    if core.size == 0:
+        return
+    local_ip = np.asarray(local_ip, dtype=np.uint32)
+    table_index = np.asarray(table_index, dtype=np.int64)
+    port = np.asarray(port, dtype=np.int64)
+    many = max(allocator.tables_per_ip for allocator in allocators)
+    table_key = (table_index if keep_client_ip
+                 else local_ip.astype(np.int64) * many + table_index)
+    order = np.lexsort((table_key, core))  # stable: row order within a table
+    key_sorted, core_sorted = table_key[order], core[order]
+    cut = np.flatnonzero((np.diff(key_sorted) != 0) | (np.diff(core_sorted) != 0)) + 1
+    bounds = [0, *cut.tolist(), order.size]
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        first = order[begin]
+        allocator = allocators[int(core[first])]
+        address = (allocator.shared_ip if keep_client_ip
+                   else ipaddress.IPv4Address(int(local_ip[first])))
+        allocator.table(address, int(table_index[first])).release_many(port[order[begin:end]])
+    if any(allocator.indexes_sessions for allocator in allocators):
+        server_ip = np.asarray(server_ip, dtype=np.uint32)
+        server_port = np.asarray(server_port, dtype=np.int64)
+        for row in range(core.size):
+            allocators[int(core[row])].forget_session(
+                int(local_ip[row]), int(server_ip[row]), int(server_port[row]), int(port[row]))

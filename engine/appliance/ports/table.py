@@ -256,6 +256,33 @@ class PortAllocationTable:
             pool[:] = left  # in place: ``fitting`` holds the pool itself
         self._moved = True
 
+    def release_many(self, ports) -> None:
+        """Free taken ports in the order given: the same states and pools as ``release``
+        called port by port (each class's pool gets its ports appended in that order;
+        a port closed meanwhile stays closed). PortStateError when a port is free or
+        repeats (a double release)."""
+        ports = np.asarray(ports, dtype=np.int64)
+        if ports.size == 0:
+            return
+        state = self.state_array
+        now = state[ports]
+        if (now == PortState.FREE).any() or np.unique(ports).size != ports.size:
+            bad = ports[now == PortState.FREE]
+            raise PortStateError("ports", "distinct taken ports",
+                                 int(bad[0]) if bad.size else "a repeated port",
+                                 detail=f"in {self._where()}")
+        ports = ports[now == PortState.TAKEN]
+        state[ports] = PortState.FREE
+        classes = self.port_map.classes[ports]
+        order = np.argsort(classes, kind="stable")
+        grouped = classes[order]
+        bounds = [0, *(np.flatnonzero(np.diff(grouped)) + 1).tolist(), grouped.size]
+        values = ports[order].astype(np.uint16)
+        for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+            if end > begin:
+                self._pools[int(grouped[begin])].frombytes(values[begin:end].tobytes())
+        self._moved = True
+
     def take_ranked(self, classes: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """Take, for each row, the port ``ranks[i]`` places before the end of the pool of
         class ``classes[i]``: what popping in row order gives when the ranks of a class
