@@ -261,7 +261,7 @@ class Summary:
     ``occupancy[c]`` is the fraction of core c's port-table entries taken at the end of
     the run (every session has ended then, so 0, unless a trace stopped its clock early
     with ``until_us``); ``occupancy_peak[c]`` the most entries its sessions held at once
-    during the run, over the same capacity (the tables created by the end). Both paths
+    during the run, over the capacity of the tables used by the end (``port_capacity``). Both paths
     report both figures for the same moments. ``distinct_hashes`` counts distinct 32-bit
     RSS hashes over requests and responses: a symmetric key gives a request and its
     response the same hash and at most 65,536 values overall — its distribution cost.

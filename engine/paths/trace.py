@@ -352,7 +352,7 @@ class System:
 
     def occupancy_peak(self) -> list[float]:
         """Per core, the most ports its sessions held at once during the last run, over
-        the capacity of its port tables now."""
+        the capacity of its used port tables (``port_capacity``)."""
         return [peak / capacity if capacity else 0.0 for peak, capacity in zip(
             self._peak, (port_capacity(e.allocators) for e in self.engines), strict=True)]
 

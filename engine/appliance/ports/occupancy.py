@@ -18,7 +18,9 @@ def port_occupancy(allocators: dict[str, PortAllocator]) -> float:
 
 
 def port_capacity(allocators: dict[str, PortAllocator]) -> int:
-    """Ports in range and not closed, summed over the tables a core's allocators have
-    created so far (the denominator of ``port_occupancy``)."""
+    """Ports in range and not closed, summed over the tables of a core's allocators that
+    have been used (handed out a port, or had one closed): the denominator of the peak
+    occupancy. Tables created but never used are left out, so both paths give the same
+    figure although the batch path creates the tables a flow *may* try up front."""
     return sum(table.capacity for allocator in allocators.values()
-               for table in allocator.tables.values())
+               for table in allocator.tables.values() if not table.pristine())
