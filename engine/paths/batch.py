@@ -743,7 +743,7 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
                       timing: _Timing, fate, **columns) -> np.ndarray:
     """Allocate ``rows`` in the trace's order (start time, then row), freeing each
     session's port when it ends, exactly as the trace does; returns per core the most
-    ports held at once.
+    ports held at once (at the end of an epoch: no port comes back within one).
 
     Epochs, each one ``_allocate_rows`` call: an epoch runs from the first request not yet
     allocated (at ``s0``) up to the first moment a port may come back — the earliest end of
@@ -751,11 +751,15 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
     the fastest server), since the epoch's own sessions cannot end sooner. Requests at
     the very moment a session ends are allocated before it frees its port (the trace
     queued them first). Between epochs the sessions that ended go back, in the trace's
-    order (``_Timing.ends``' keys). Sessions are kept in chunks (one per epoch, sorted by
-    end) under a heap of their next end, so a boundary touches only the chunks due.
+    order (``_Timing.ends``' keys). Sessions are kept in chunks (one per epoch, in that
+    order) under a heap of their next end, so a boundary touches only the chunks due and
+    sorts only when several are.
     """
-    order = rows[np.lexsort((rows, timing.start[rows]))]
+    order = rows[np.argsort(timing.start[rows], kind="stable")]  # rows ascend: ties by row
     starts = timing.start[order]
+    core = columns["request_core"]
+    held_now = np.zeros(config.cores, np.int64)
+    peak = held_now.copy()
     count = timing.start.size
     keys = np.zeros((7, count), np.int64)
     end = np.zeros(count, np.int64)
@@ -777,9 +781,12 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
             else:
                 chunks[chunk] = None  # all ended: let it go
         if due:
-            ended = np.concatenate(due)
-            ended = ended[np.lexsort(keys[::-1][:, ended])]
+            # each chunk is in the trace's order already; several are merged by their keys
+            ended = due[0] if len(due) == 1 else np.concatenate(due)
+            if len(due) > 1:
+                ended = ended[np.lexsort(keys[::-1][:, ended])]
             _release_rows(allocators, ended, ports, **columns)
+            held_now -= np.bincount(core[ended], minlength=config.cores)
         limit = s0 + floor
         if due_heap:
             limit = min(limit, due_heap[0][0])
@@ -787,35 +794,18 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
         epoch = order[position:stop]
         _allocate_rows(allocators, epoch, ports, **columns)
         held = epoch[ports.allocated[epoch]]
+        # no port comes back within an epoch: its end is when most are held
+        held_now += np.bincount(core[held], minlength=config.cores)
+        np.maximum(peak, held_now, out=peak)
         if held.size:
             verdict, hops = fate(held)
-            end[held], keys[:, held] = timing.ends(held, verdict, hops)
-            by_end = held[np.argsort(end[held], kind="stable")]
+            end[held], chain = timing.ends(held, verdict, hops)
+            keys[:, held] = chain
+            by_end = held[np.lexsort(chain[::-1])]  # by end, ties in the trace's order
             chunks.append([by_end, end[by_end], 0])
             heapq.heappush(due_heap, (int(end[by_end[0]]), len(chunks) - 1))
         position = stop
-    return _peak_ports(config.cores, columns["request_core"], ports.allocated,
-                       timing.start, end)
-
-
-def _peak_ports(cores: int, core: np.ndarray, allocated: np.ndarray, start: np.ndarray,
-                end: np.ndarray) -> np.ndarray:
-    """Per core, the most ports held at once: +1 at each allocation, -1 at each session
-    end, a request counted before a session that ends at the same µs."""
-    held = np.flatnonzero(allocated)
-    if held.size == 0:
-        return np.zeros(cores, np.int64)
-    where = np.concatenate([core[held], core[held]])
-    when = np.concatenate([2 * start[held], 2 * end[held] + 1])
-    step = np.concatenate([np.ones(held.size, np.int64), -np.ones(held.size, np.int64)])
-    order = np.lexsort((when, where))
-    where, level = where[order], np.cumsum(step[order])
-    first = np.flatnonzero(np.r_[True, where[1:] != where[:-1]])
-    base = np.r_[0, level[first[1:] - 1]]  # the running sum before each core's first event
-    peaks = np.maximum.reduceat(level, first) - base
-    out = np.zeros(cores, np.int64)
-    out[where[first]] = peaks
-    return out
+    return peak
 
 
 def _repeat_requests(config: SystemConfig, nic: Nic, flows, frag: FragmentColumns,
