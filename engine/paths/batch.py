@@ -672,8 +672,8 @@ class _Timing:
         the concurrent case: no session ends before the last request)."""
         return bool(self.start.size) and int(self.start.min()) != int(self.start.max())
 
-    def ends(self, rows: np.ndarray, verdict: np.ndarray, hops: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def ends(self, rows: np.ndarray, verdict: np.ndarray, hops: np.ndarray, *,
+             keys: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``(end µs, order keys)`` of the sessions of ``rows`` (their response's
         ``verdict`` codes and forwarding ``hops``), as the trace's clock gives them: the
         request at ``start``, the server ``link_us`` later, its answer after its latency,
@@ -685,7 +685,7 @@ class _Timing:
         the same µs as the trace's heap does, (time, push order): an event pushed by an
         earlier-run event runs first, so the order is the lexicographic order of the
         chain of times back to the request (2t+1 per event, 2t for the request, which was
-        queued before anything), then the flow's row.
+        queued before anything), then the flow's row. ``keys=False``: None instead.
         """
         config = self.config
         link = config.link_us
@@ -697,6 +697,8 @@ class _Timing:
         end = np.where(answered,
                        delivered + close_delay_batch(config, self.close[rows], self.hold[rows]),
                        unanswered_end_us(config, opened_us=start, now_us=arrives))
+        if not keys:
+            return end, None
         row = np.asarray(rows, np.int64)
         keys = np.stack([
             2 * end + 1,
@@ -761,8 +763,8 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
     held_now = np.zeros(config.cores, np.int64)
     peak = held_now.copy()
     count = timing.start.size
-    keys = np.zeros((7, count), np.int64)
-    end = np.zeros(count, np.int64)
+    # each held row's response verdict and hops, to rebuild its keys when chunks merge
+    fates = np.zeros(count, np.int8), np.zeros(count, np.int64)
     floor = 2 * config.link_us + (int(timing.latency[rows].min()) if rows.size else 0)
     chunks: list[list] = []  # [rows by end, their ends, cursor]
     due_heap: list[tuple[int, int]] = []  # (next end, chunk)
@@ -784,7 +786,8 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
             # each chunk is in the trace's order already; several are merged by their keys
             ended = due[0] if len(due) == 1 else np.concatenate(due)
             if len(due) > 1:
-                ended = ended[np.lexsort(keys[::-1][:, ended])]
+                _, keys = timing.ends(ended, fates[0][ended], fates[1][ended])
+                ended = ended[np.lexsort(keys[::-1])]
             _release_rows(allocators, ended, ports, **columns)
             held_now -= np.bincount(core[ended], minlength=config.cores)
         limit = s0 + floor
@@ -799,10 +802,16 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
         np.maximum(peak, held_now, out=peak)
         if held.size:
             verdict, hops = fate(held)
-            end[held], chain = timing.ends(held, verdict, hops)
-            keys[:, held] = chain
-            by_end = held[np.lexsort(chain[::-1])]  # by end, ties in the trace's order
-            chunks.append([by_end, end[by_end], 0])
+            fates[0][held], fates[1][held] = verdict, hops
+            latency = timing.latency[held]
+            simple = ((verdict != VERDICT_CODE["handed-off"]).all()
+                      and (latency == latency[0]).all())
+            end, chain = timing.ends(held, verdict, hops, keys=not simple)
+            # by end, ties in the trace's order: with no forwarding and one server latency
+            # the chain of times is the end and then the start, and ``held`` is in start
+            # order already
+            by_end = np.argsort(end, kind="stable") if simple else np.lexsort(chain[::-1])
+            chunks.append([held[by_end], end[by_end], 0])
             heapq.heappush(due_heap, (int(end[by_end[0]]), len(chunks) - 1))
         position = stop
     return peak

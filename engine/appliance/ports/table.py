@@ -20,6 +20,9 @@ from engine.appliance.ports.response_map import PORTS, Address, ResponsePortMap
 from engine.errors import ConfigError, PortStateError
 from engine.packet.toeplitz import check_port
 
+#: a state no port has, marking the ports ``release_many`` frees while it counts them
+_MARK = 255
+
 
 class PortState(IntEnum):
     """The state of one port in one table. Ports outside the table's range are CLOSED."""
@@ -266,12 +269,15 @@ class PortAllocationTable:
             return
         state = self.state_array
         now = state[ports]
-        if (now == PortState.FREE).any() or np.unique(ports).size != ports.size:
-            bad = ports[now == PortState.FREE]
-            raise PortStateError("ports", "distinct taken ports",
-                                 int(bad[0]) if bad.size else "a repeated port",
-                                 detail=f"in {self._where()}")
+        if (now == PortState.FREE).any():
+            raise PortStateError("ports", "taken ports", int(ports[now == PortState.FREE][0]),
+                                 detail=f"it is already free in {self._where()}")
         ports = ports[now == PortState.TAKEN]
+        state[ports] = _MARK  # a repeated port marks one entry for two: counted, not sorted
+        if np.count_nonzero(state[ports.min():ports.max() + 1] == _MARK) != ports.size:
+            state[ports] = PortState.TAKEN
+            raise PortStateError("ports", "distinct taken ports", "a repeated port",
+                                 detail=f"in {self._where()}")
         state[ports] = PortState.FREE
         classes = self.port_map.classes[ports]
         order = np.argsort(classes, kind="stable")
