@@ -609,13 +609,16 @@ def _allocate_rows(allocators, rows: np.ndarray, ports: _Ports, *, request_core,
             server_ip=server_ip[part], server_port=server_port[part],
             client_ip=client_ip[part], keep_client_ip=name == "usip")
         ok = np.asarray(result.ok, dtype=bool)
-        good = part[ok]
-        ports.local_ip[good] = np.asarray(result.local_ip, dtype=np.uint32)[ok]
-        ports.local_port[good] = np.asarray(result.port, dtype=np.uint32)[ok]
-        ports.table[good] = np.asarray(result.table_index)[ok]
-        ports.tries[good] = np.asarray(result.tries)[ok]
+        every = bool(ok.all())  # the usual case: no mask to apply
+        good = part if every else part[ok]
+        for column, values in ((ports.local_ip, result.local_ip),
+                               (ports.local_port, result.port),
+                               (ports.table, result.table_index),
+                               (ports.tries, result.tries)):
+            column[good] = values if every else np.asarray(values)[ok]
         ports.allocated[good] = True
-        ports.failed[part[~ok]] = True
+        if not every:
+            ports.failed[part[~ok]] = True
 
 
 def _release_rows(allocators, rows: np.ndarray, ports: _Ports, *, request_core, server_ip,

@@ -309,7 +309,9 @@ def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip
     many = max(allocator.tables_per_ip for allocator in allocators)
     table_key = (table_index if keep_client_ip
                  else local_ip.astype(np.int64) * many + table_index)
-    order = np.lexsort((table_key, core))  # stable: row order within a table
+    # one stable sort by (core, table, port class): row order within each class's pool
+    classes = allocators[0].port_map.classes[port]
+    order = np.lexsort((classes, table_key, core))
     key_sorted, core_sorted = table_key[order], core[order]
     cut = np.flatnonzero((np.diff(key_sorted) != 0) | (np.diff(core_sorted) != 0)) + 1
     bounds = [0, *cut.tolist(), order.size]
@@ -318,7 +320,8 @@ def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip
         allocator = allocators[int(core[first])]
         address = (allocator.shared_ip if keep_client_ip
                    else ipaddress.IPv4Address(int(local_ip[first])))
-        allocator.table(address, int(table_index[first])).release_many(port[order[begin:end]])
+        allocator.table(address, int(table_index[first])).release_many(
+            port[order[begin:end]], by_class=True)
     if any(allocator.indexes_sessions for allocator in allocators):
         server_ip = np.asarray(server_ip, dtype=np.uint32)
         server_port = np.asarray(server_port, dtype=np.int64)

@@ -259,11 +259,12 @@ class PortAllocationTable:
             pool[:] = left  # in place: ``fitting`` holds the pool itself
         self._moved = True
 
-    def release_many(self, ports) -> None:
+    def release_many(self, ports, *, by_class: bool = False) -> None:
         """Free taken ports in the order given: the same states and pools as ``release``
         called port by port (each class's pool gets its ports appended in that order;
-        a port closed meanwhile stays closed). PortStateError when a port is free or
-        repeats (a double release)."""
+        a port closed meanwhile stays closed). ``by_class``: the caller grouped ``ports``
+        by class already (a stable sort), so they are not sorted again. PortStateError
+        when a port is free or repeats (a double release)."""
         ports = np.asarray(ports, dtype=np.int64)
         if ports.size == 0:
             return
@@ -280,7 +281,7 @@ class PortAllocationTable:
                                  detail=f"in {self._where()}")
         state[ports] = PortState.FREE
         classes = self.port_map.classes[ports]
-        order = np.argsort(classes, kind="stable")
+        order = slice(None) if by_class else np.argsort(classes, kind="stable")
         grouped = classes[order]
         bounds = [0, *(np.flatnonzero(np.diff(grouped)) + 1).tolist(), grouped.size]
         values = ports[order].astype(np.uint16)
