@@ -41,7 +41,12 @@ import numpy as np
 
 from engine.appliance.config import Flow, SystemConfig, build_allocators
 from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
-from engine.appliance.ports import allocate_batch, port_capacity, release_batch
+from engine.appliance.ports import (
+    allocate_batch,
+    allocate_stacked,
+    port_capacity,
+    release_batch,
+)
 from engine.appliance.rules import (
     CLOSE_CODE,
     DEFAULT_REQUEST_BYTES,
@@ -744,6 +749,96 @@ def _response_fate(config: SystemConfig, nic: Nic, rows: np.ndarray, *, ports: _
     return verdict, hops
 
 
+def _allocate_timed(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                    ports: _Ports, timing: _Timing, *, fragments: bool, proto, service,
+                    response_counts, **columns) -> tuple[np.ndarray, list[int] | None]:
+    """Allocate ``rows`` in time (``_allocate_stacked`` where it applies and the epochs
+    would be many, else ``_allocate_in_time``): per core the most ports held at once, and
+    the capacity of the tables used when the tables do not record it (None: they do).
+
+    An epoch costs about a millisecond per core whatever its size, a flow about a
+    microsecond in an epoch and three stacked; the flows start in at most as many epochs
+    as distinct moments, so few moments (bursts) with a thousand flows or more per core
+    each go by epochs."""
+    moments = np.count_nonzero(np.diff(np.sort(timing.start[rows]))) + 1
+    few = moments * config.cores * 1000 <= rows.size
+    if not fragments and not config.wrong_direction and not few:
+        stacked = _allocate_stacked(config, nic, allocators, rows, ports, timing,
+                                    proto=proto, **columns)
+        if stacked is not None:
+            return stacked
+
+    def fate(part):
+        return _response_fate(config, nic, part, proto=proto, service=service,
+                              response_counts=response_counts, ports=ports, **columns)
+    return _allocate_in_time(config, allocators, rows, ports, timing, fate, **columns), None
+
+
+def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                      ports: _Ports, timing: _Timing, *, proto, request_core, server_ip,
+                      server_port, client_ip, policy) -> tuple[np.ndarray, list[int]] | None:
+    """``_allocate_in_time``'s answer without epochs, where it can be had at once
+    (``allocate_stacked``): one allocating policy, one table per IP, ``solve``, every row
+    served by its first choice and every response home (each session then ends when
+    ``_Timing.ends`` says for a symmetric one; checked after). Returns per core the most
+    ports held at once and the capacity of the tables used, or None (nothing changed)
+    when the epochs must do it."""
+    names = [name for name in ("nat", "usip") if (policy[rows] == POLICY_CODE[name]).any()]
+    if len(names) != 1 or (names[0] == "usip" and config.tables_per_ip != 1) or (
+            rows.size >= 1 << 24):
+        return None
+    count = rows.size
+    start = timing.start[rows]
+    rank = np.empty(count, np.int64)  # the trace's request order: start, then row
+    rank[np.argsort(start, kind="stable")] = np.arange(count)
+    end, _ = timing.ends(rows, np.full(count, VERDICT_CODE["symmetric"], np.int8),
+                         np.zeros(count, np.int64), keys=False)
+    if int(end.max()) >= 1 << 32:
+        return None
+    latency = timing.latency[rows]
+    if (latency == latency[0]).all():
+        tie = rank  # ends at one µs: in request order (``_Timing.ends``)
+    else:  # by the response's arrival, then request order
+        tie = np.empty(count, np.int64)
+        tie[np.lexsort((rank, start + latency))] = np.arange(count)
+    take_key = (start * 2 << 24) | rank  # a request before a session ending that µs
+    free_key = ((end * 2 + 1) << 24) | tie
+    name = names[0]
+    got = allocate_stacked([a[name] for a in allocators], core=request_core[rows],
+                           server_ip=server_ip[rows], server_port=server_port[rows],
+                           client_ip=client_ip[rows], keep_client_ip=name == "usip",
+                           take_key=take_key, free_key=free_key)
+    if got is None:
+        return None
+    _, _, landed = nic.steer_batch(server_ip[rows], got.local_ip,
+                                   server_port[rows].astype(np.uint32),
+                                   got.port.astype(np.uint32), proto[rows])
+    if (landed != request_core[rows]).any():
+        return None  # a response would not come home: its session ends otherwise
+    ports.local_ip[rows] = got.local_ip
+    ports.local_port[rows] = got.port
+    ports.table[rows] = got.table_index
+    ports.tries[rows] = got.tries
+    ports.allocated[rows] = True
+    # the most held at once per core: +1 at each request, -1 at each end, in key order
+    core = request_core[rows]
+    keys = np.concatenate([take_key, free_key])
+    step = np.repeat(np.array([1, -1], np.int64), count)
+    where = np.concatenate([core, core])
+    order = np.lexsort((keys, where))
+    where, level = where[order], np.cumsum(step[order])
+    first = np.flatnonzero(np.r_[True, where[1:] != where[:-1]])
+    base = np.r_[0, level[first[1:] - 1]]
+    peak = np.zeros(config.cores, np.int64)
+    peak[where[first]] = np.maximum.reduceat(level, first) - base
+    # the tables used: usip's are the core's shared ones, keyed by index alone
+    table_ip = 0 if name == "usip" else got.local_ip.astype(np.int64) << 8
+    tables = np.unique((core << 40) | table_ip | got.table_index)
+    used = np.bincount((tables >> 40).astype(np.int64), minlength=config.cores)
+    low, high = config.port_range
+    return peak, [int(u) * (high - low + 1) for u in used]
+
+
 def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports: _Ports,
                       timing: _Timing, fate, **columns) -> np.ndarray:
     """Allocate ``rows`` in the trace's order (start time, then row), freeing each
@@ -923,11 +1018,12 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                    client_ip=client_ip, policy=policy)
     wanted = (policy == POLICY_CODE["nat"]) | (policy == POLICY_CODE["usip"])
     rows = np.flatnonzero(wanted if lost is None else wanted & ~lost)
+    capacity = None  # the used tables' capacity, when no table records it
     if timing is not None and timing.staggered:
-        def fate(part):
-            return _response_fate(config, nic, part, proto=proto, service=service,
-                                  response_counts=response_counts, ports=ports, **columns)
-        peak = _allocate_in_time(config, allocators, rows, ports, timing, fate, **columns)
+        peak, capacity = _allocate_timed(
+            config, nic, allocators, rows, ports, timing, fragments=request_mtu is not None
+            or config.fragmenting(), proto=proto, service=service,
+            response_counts=response_counts, **columns)
     else:
         _allocate_rows(allocators, rows, ports, **columns)
         # concurrent: every port is held at once, before the first session ends
@@ -977,7 +1073,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     if frag is not None:
         frag.rules = list(rules)  # rule texts in index order
     port_map = allocators[0]["nat"].port_map
-    capacity = [port_capacity(a) for a in allocators]
+    capacity = capacity or [port_capacity(a) for a in allocators]
     summary = summarize(cores=config.cores, request_core=request_core,
                         response_core=response_core, verdict=verdict, copies=copies,
                         hops=hops, hashes=hashes,

@@ -127,7 +127,7 @@ def timed_setups(draw):
         ips_per_core=draw(st.integers(1, 2)), key=draw(st.sampled_from(KEYS)),
         policy=policy, strategy=draw(st.sampled_from(["solve", "scan"])),
         tables_per_ip=draw(st.sampled_from([1, 4])),
-        port_range=(low, low + draw(st.sampled_from([1, 7, 31, 500]))),
+        port_range=(low, low + draw(st.sampled_from([1, 7, 31, 500, 25535]))),
         handoff=draw(st.sampled_from(["message", "neighbour", "control-core", "none"])),
         wrong_direction=draw(st.booleans()),
         link_us=draw(st.integers(0, 30)), server_us=draw(st.integers(0, 300)),
@@ -223,3 +223,35 @@ def test_staggered_flows_refuse_link_jitter():
     config, arrays = _timed_nat(10, gap_us=50, hold_us=200)
     with pytest.raises(ConfigError, match="jitter_us"):
         run_batch(dataclasses.replace(config, jitter_us=5), arrays)
+
+
+@pytest.mark.parametrize("policy", ["nat", "usip"])
+def test_stacked_allocation_equals_the_epochs(policy, monkeypatch):
+    """Where every flow gets its first choice, the batch path allocates all flows at once
+    (``allocate_stacked``): the same rows as the epochs give (which the property test
+    above holds equal to the trace), on a run too large for the trace."""
+    import engine.paths.batch as batch_path
+
+    count = 20_000
+    rng = np.random.default_rng(9)
+    config = SystemConfig(cores=8, ips_per_core=2, policy=policy, tables_per_ip=1,
+                          servers=(Server("203.0.113.2", 80, latency_us=40),))
+    arrays = dataclasses.replace(
+        random_flow_arrays(count, rng, servers=3),
+        # 40 moments 1 ms apart (few epochs); sessions of 0.1-3.2 ms overlap them
+        start_us=rng.integers(0, 40, count).astype(np.int64) * 1_000,
+        close=rng.integers(0, 2, count).astype(np.int8),
+        hold_us=rng.integers(-1, 3_000, count).astype(np.int64))
+    calls = []
+    stacked = batch_path._allocate_stacked
+    monkeypatch.setattr(batch_path, "_allocate_stacked",
+                        lambda *a, **k: calls.append(stacked(*a, **k)) or calls[-1])
+    fast = run_batch(config, arrays)
+    assert calls and calls[0] is not None  # it did apply
+    monkeypatch.setattr(batch_path, "_allocate_stacked", lambda *a, **k: None)
+    epochs = run_batch(config, arrays)
+    for name in ("local_ip", "local_port", "table", "tries", "verdict", "response_core"):
+        assert np.array_equal(getattr(fast, name), getattr(epochs, name)), name
+    assert fast.summary == epochs.summary
+    ports = fast.local_port[fast.allocated]
+    assert np.unique(ports).size < ports.size  # ports came back and were taken again

@@ -97,7 +97,7 @@ The package, one module per concept; each imports only the modules listed before
 * ``allocator`` — ``PortAllocator`` (one core's tables and strategy: scalar ``solve``
   and ``scan``, the fast path), ``Allocation``, the spread;
 * ``batch`` — ``allocate_batch`` and ``release_batch``, the vectorised allocation and
-  session ends of the batch path;
+  session ends of the batch path, and ``allocate_stacked``, both at once in time order;
 * ``occupancy`` — ``port_occupancy`` and ``port_capacity``, the verdict's per-core figures.
 """
 
@@ -111,7 +111,12 @@ from engine.appliance.ports.allocator import (
     spread_mix,
     spread_mix_batch,
 )
-from engine.appliance.ports.batch import BatchAllocation, allocate_batch, release_batch
+from engine.appliance.ports.batch import (
+    BatchAllocation,
+    allocate_batch,
+    allocate_stacked,
+    release_batch,
+)
 from engine.appliance.ports.occupancy import port_capacity, port_occupancy
 from engine.appliance.ports.response_map import (
     DIRECTIONS,
@@ -138,6 +143,7 @@ __all__ = [
     "PortState",
     "ResponsePortMap",
     "allocate_batch",
+    "allocate_stacked",
     "gf2_rank",
     "port_capacity",
     "port_occupancy",

@@ -328,3 +328,119 @@ def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip
         for row in range(core.size):
             allocators[int(core[row])].forget_session(
                 int(local_ip[row]), int(server_ip[row]), int(server_port[row]), int(port[row]))
+
+
+def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
+                     server_ip: np.ndarray, server_port: np.ndarray, client_ip: np.ndarray,
+                     keep_client_ip: bool, take_key: np.ndarray, free_key: np.ndarray
+                     ) -> BatchAllocation | None:
+    """Allocate a port for every row and free it again, the allocations and frees of all
+    rows interleaved in the order of their keys (``take_key[i]``: when row i allocates;
+    ``free_key[i]`` > ``take_key[i]``: when its session gives the port back; all keys
+    distinct), exactly as ``allocate`` and ``release`` called in that order would — when
+    ``solve`` finds every row a free port in its first choice (its first IP's table, its
+    first fitting class): else None, and nothing changed. The tables must be fresh and
+    one per IP (``tables_per_ip`` 1), as a new system's are.
+
+    How, without a loop per row: a class's free pool is a stack (``solve`` pops its top,
+    ``release`` pushes), so with each row's pool known up front the stack depth before
+    every event is a running sum per pool, and the port a pop takes is the one pushed to
+    that depth last — by the session that freed it, whose port is the one *it* took — or,
+    when nothing was pushed there yet, the fresh pool's entry at that depth. The chains
+    of "took the port that row r freed" are followed by pointer doubling.
+    """
+    core = np.asarray(core, dtype=np.int64)
+    n = core.size
+    if n == 0 or any(a.strategy != "solve" or a.tables_per_ip != 1 or a.foreign_sessions
+                     or a.port_map.family != 4 or not all(t.pristine()
+                                                          for t in a.tables.values())
+                     for a in allocators):
+        return None
+    server = np.broadcast_to(np.asarray(server_ip, dtype=np.uint32), (n,))
+    sport = np.broadcast_to(np.asarray(server_port, dtype=np.uint32), (n,))
+    client = np.broadcast_to(np.asarray(client_ip, dtype=np.uint32), (n,))
+    port_map = allocators[0].port_map
+    size = port_map.table.size
+    out = BatchAllocation(np.zeros(n, np.uint16), np.zeros(n, np.uint32),
+                          np.full(n, -1, np.int32), np.zeros(n, np.int32),
+                          np.ones(n, bool), np.full(n, -1, np.int16))
+    pool = np.empty(n, np.int64)  # (global table id) x size + class
+    base = 0
+    small = core.astype(np.int16) if len(allocators) <= 32767 else core  # a radix sort
+    by_core = np.argsort(small, kind="stable")
+    edges = np.searchsorted(small[by_core], np.arange(len(allocators) + 1))
+    for index, allocator in enumerate(allocators):
+        rows = by_core[edges[index]:edges[index + 1]]
+        if rows.size == 0:
+            continue
+        plan = _SolvePlan.build(allocator, rows, server, sport, client, keep_client_ip)
+        fitting = port_map.fitting_classes(allocator.core)
+        length = np.array([len(f) for f in fitting], dtype=np.int64)
+        fit = np.zeros((size, max(1, int(length.max()))), dtype=np.int64)
+        for constant, classes in enumerate(fitting):
+            fit[constant, :len(classes)] = classes
+        # the first IP (in the row's spread order) with any fitting class
+        fits = length[plan.constants] > 0  # positions x rows
+        if not fits.any(axis=0).all():
+            return None  # a row no table can serve: refusals are the epochs' business
+        j = np.argmax(fits, axis=0)
+        at = np.arange(rows.size)
+        constant = plan.constants[j, at]
+        k = fit[constant, plan.offset % length[constant]]
+        pool[rows] = (base + plan.table_ids[j, at]) * size + k
+        base += len(plan.tables)
+        out.local_ip[rows] = (plan.client if keep_client_ip
+                              else plan.ips[(plan.start + j) % plan.ips.size])
+        out.table_index[rows] = plan.homes[j, at]
+        out.tries[rows] = j + 1
+        out.bucket[rows] = constant ^ k
+    fresh = port_map.fresh_pools(allocators[0].port_range)
+    fresh_size = np.array([len(p) for p in fresh], dtype=np.int64)
+    fresh_start = np.concatenate([[0], np.cumsum(fresh_size)[:-1]])
+    fresh_flat = np.frombuffer(b"".join(p.tobytes() for p in fresh), dtype=np.uint16)
+    # events: row i takes (-1) at take_key[i], frees (+1) at free_key[i]
+    keys = np.concatenate([np.asarray(take_key, np.int64), np.asarray(free_key, np.int64)])
+    timeline = np.argsort(keys)
+    row = timeline % n
+    is_take = timeline < n
+    events_pool = pool[row]
+    # each pool's events in time order (pool ids of 16 bits sort by radix, ten times faster)
+    by_pool = np.argsort(events_pool.astype(np.uint16) if base * size <= 1 << 16
+                         else events_pool, kind="stable")
+    row, is_take, events_pool = row[by_pool], is_take[by_pool], events_pool[by_pool]
+    delta = np.where(is_take, -1, 1)
+    first = np.r_[True, events_pool[1:] != events_pool[:-1]]
+    running = np.cumsum(delta) - delta  # the sum before each event, over all pools
+    group_start = np.maximum.accumulate(np.where(first, np.arange(first.size), 0))
+    before = running - running[group_start]  # within the event's pool
+    depth = fresh_size[events_pool % size] + before  # pool size before the event
+    if (depth[is_take] <= 0).any():
+        return None  # a first choice ran dry: the rows after it choose otherwise
+    position = np.where(is_take, depth - 1, depth)  # the stack slot taken or filled
+    # by (pool, slot), time order kept: every key distinct, so no stable sort is needed
+    slot = np.argsort((events_pool << 42) | (position << 21) | np.arange(position.size)
+                      ) if position.size <= 1 << 21 and int(position.max()) < 1 << 21 and (
+        base * size <= 1 << 21) else np.argsort(events_pool * (1 << 32) + position,
+                                                kind="stable")
+    row, is_take, events_pool, position = (row[slot], is_take[slot], events_pool[slot],
+                                           position[slot])
+    same = np.r_[False, (events_pool[1:] == events_pool[:-1])
+                 & (position[1:] == position[:-1])]
+    takes = np.flatnonzero(is_take)
+    source = np.full(n, -1, np.int64)  # the row whose freed port a row takes
+    reused = takes[same[takes]]
+    source[row[reused]] = row[reused - 1]  # the slot's previous event: a free
+    port = np.zeros(n, np.int64)
+    new = takes[~same[takes]]
+    port[row[new]] = fresh_flat[fresh_start[events_pool[new] % size] + position[new]]
+    while True:  # pointer doubling along "took the port that row r freed"
+        live = np.flatnonzero(source >= 0)
+        if live.size == 0:
+            break
+        up = source[live]
+        beyond = source[up]  # read before any write of this round
+        done = beyond < 0
+        port[live[done]] = port[up[done]]
+        source[live] = beyond  # -1 where done, else two steps up
+    out.port[:] = port
+    return out
