@@ -810,6 +810,7 @@ def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarr
                            take_key=take_key, free_key=free_key)
     if got is None:
         return None
+    got, peak = got
     _, _, landed = nic.steer_batch(server_ip[rows], got.local_ip,
                                    server_port[rows].astype(np.uint32),
                                    got.port.astype(np.uint32), proto[rows])
@@ -820,17 +821,7 @@ def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarr
     ports.table[rows] = got.table_index
     ports.tries[rows] = got.tries
     ports.allocated[rows] = True
-    # the most held at once per core: +1 at each request, -1 at each end, in key order
     core = request_core[rows]
-    keys = np.concatenate([take_key, free_key])
-    step = np.repeat(np.array([1, -1], np.int64), count)
-    where = np.concatenate([core, core])
-    order = np.lexsort((keys, where))
-    where, level = where[order], np.cumsum(step[order])
-    first = np.flatnonzero(np.r_[True, where[1:] != where[:-1]])
-    base = np.r_[0, level[first[1:] - 1]]
-    peak = np.zeros(config.cores, np.int64)
-    peak[where[first]] = np.maximum.reduceat(level, first) - base
     # the tables used: usip's are the core's shared ones, keyed by index alone
     table_ip = 0 if name == "usip" else got.local_ip.astype(np.int64) << 8
     tables = np.unique((core << 40) | table_ip | got.table_index)

@@ -333,14 +333,15 @@ def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip
 def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
                      server_ip: np.ndarray, server_port: np.ndarray, client_ip: np.ndarray,
                      keep_client_ip: bool, take_key: np.ndarray, free_key: np.ndarray
-                     ) -> BatchAllocation | None:
+                     ) -> tuple[BatchAllocation, np.ndarray] | None:
     """Allocate a port for every row and free it again, the allocations and frees of all
     rows interleaved in the order of their keys (``take_key[i]``: when row i allocates;
     ``free_key[i]`` > ``take_key[i]``: when its session gives the port back; all keys
     distinct), exactly as ``allocate`` and ``release`` called in that order would — when
     ``solve`` finds every row a free port in its first choice (its first IP's table, its
     first fitting class): else None, and nothing changed. The tables must be fresh and
-    one per IP (``tables_per_ip`` 1), as a new system's are.
+    one per IP (``tables_per_ip`` 1), as a new system's are. With the allocations, per
+    allocator (core) the most ports held at once.
 
     How, without a loop per row: a class's free pool is a stack (``solve`` pops its top,
     ``release`` pushes), so with each row's pool known up front the stack depth before
@@ -403,6 +404,14 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     timeline = np.argsort(keys)
     row = timeline % n
     is_take = timeline < n
+    # the most held at once per core: +1 at each take, -1 at each free, in time order
+    held = np.cumsum(np.where(is_take, 1, -1)[np.argsort(
+        core[row].astype(np.int16), kind="stable")])  # a radix sort keeps time order
+    ends = np.cumsum(np.bincount(core, minlength=len(allocators)) * 2)
+    starts = np.r_[0, ends[:-1]]
+    peak = np.zeros(len(allocators), np.int64)
+    some = ends > starts
+    peak[some] = np.maximum.reduceat(held, starts[some]) - np.r_[0, held][starts[some]]
     events_pool = pool[row]
     # each pool's events in time order (pool ids of 16 bits sort by radix, ten times faster)
     by_pool = np.argsort(events_pool.astype(np.uint16) if base * size <= 1 << 16
@@ -443,4 +452,4 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
         port[live[done]] = port[up[done]]
         source[live] = beyond  # -1 where done, else two steps up
     out.port[:] = port
-    return out
+    return out, peak
