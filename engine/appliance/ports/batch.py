@@ -400,10 +400,20 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     fresh_start = np.concatenate([[0], np.cumsum(fresh_size)[:-1]])
     fresh_flat = np.frombuffer(b"".join(p.tobytes() for p in fresh), dtype=np.uint16)
     # events: row i takes (-1) at take_key[i], frees (+1) at free_key[i]
-    keys = np.concatenate([np.asarray(take_key, np.int64), np.asarray(free_key, np.int64)])
-    timeline = np.argsort(keys)
+    take_key = np.asarray(take_key, np.int64)
+    free_key = np.asarray(free_key, np.int64)
+    # the two sorted sequences merged (cheaper than sorting both together): each free
+    # goes after the takes with smaller keys
+    takes_in_order = np.argsort(take_key)
+    frees_in_order = np.argsort(free_key)
+    after = np.searchsorted(take_key[takes_in_order], free_key[frees_in_order])
+    timeline = np.empty(2 * n, np.int64)
+    free_at = after + np.arange(n)
+    timeline[free_at] = frees_in_order + n
+    is_take = np.ones(2 * n, bool)
+    is_take[free_at] = False
+    timeline[is_take] = takes_in_order
     row = timeline % n
-    is_take = timeline < n
     # the most held at once per core: +1 at each take, -1 at each free, in time order
     held = np.cumsum(np.where(is_take, 1, -1)[np.argsort(
         core[row].astype(np.int16), kind="stable")])  # a radix sort keeps time order
