@@ -4,9 +4,14 @@ Per flow, with NumPy over whole columns: the request's hash and core (the NIC's
 hash types and transform included), the service route and real server, the
 port allocation (``engine.appliance.ports.allocate_batch``, identical to the scalar loop
 in flow order), the response as it arrives (source = server) and its core, the
-handoff of transparent mode, and the verdict. All flows are concurrent: every
-port is allocated before any is freed, which is what a trace whose flows start
-together does, so both paths agree flow for flow (``tests/engine/test_batch.py``).
+handoff of transparent mode, and the verdict. Flows without start times are concurrent:
+every port is allocated before any is freed, which is what a trace whose flows start
+together does. Flows with start times (``FlowArrays.start_us``, ``close``, ``hold_us``)
+allocate in the trace's order and free their ports when their sessions end, as
+``rules.close_delay_us`` says (``_allocate_timed``: at once by ``allocate_stacked``
+where every flow gets its first choice, else in epochs within which no port comes
+back). Either way both paths agree flow for flow (``tests/engine/test_batch.py``); a
+request whose tuple an earlier flow's session still holds finds its PCB on both.
 
     >>> import numpy as np
     >>> from engine.paths.trace import SystemConfig
