@@ -13,7 +13,7 @@ message's text.
     ├── ConfigError                 config
     ├── DocumentError               document (YAML/JSON too deep, a number too long)
     ├── OutputError                 output (exit status 3: a result not written)
-    ├── TrafficError                traffic (ipv6_on_batch_path)
+    ├── TrafficError                traffic (ipv6_fragments_on_batch_path)
     ├── PortStateError              port_state
     ├── PortExhausted               ports_exhausted
     ├── FragmentError               fragment (``reason`` says which rule)
@@ -135,7 +135,7 @@ class OutputError(RssLabError):
 
 class TrafficError(RssLabError):
     """Traffic that cannot be made: more flows than unique ports allow, an unreachable
-    adversarial bucket, IPv6 flows asked for as IPv4 arrays, a missing pcap."""
+    adversarial bucket, IPv6 fragments on the batch path, a missing pcap."""
 
     code = "traffic"
 

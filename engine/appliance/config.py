@@ -19,6 +19,7 @@ from engine.appliance.rules import (
     min_mtu,
 )
 from engine.errors import ConfigError, RssLabError
+from engine.nic.distributor import FlowDistributor, Rule, check_rules
 from engine.nic.rss import HashType, IndirectionTable, Nic, Transform
 from engine.packet.model import FlowTuple
 from engine.packet.toeplitz import Key, check_port, parse_address, parse_key
@@ -198,7 +199,16 @@ class SystemConfig:
       forces the fragmentation action, ``None`` decides it by the patent's rules;
       reassembly limits per core (``ReassemblyLimits``): ``fragment_timeout_us``,
       ``fragment_max_per_datagram``, ``fragment_max_datagrams``,
-      ``fragment_max_fragments``, ``fragment_max_bytes`` (at least 65,535).
+      ``fragment_max_fragments``, ``fragment_max_bytes`` (at least 65,535);
+    * the flow distributor (``engine.nic.distributor``): ``rss_aware`` — ``False``: the
+      NIC hashes nothing, every packet arrives on ``receive_core`` and the distributor
+      there moves it to its core (a counted forward by ``handoff``'s route);
+      ``rules`` — ``Rule`` values checked before the hash, first match wins;
+      ``correct_core_check`` — a core that receives a packet of a session another core
+      owns forwards it to the owner (seed L650-L672); off, it processes it where it
+      landed; ``table_change_at_us`` / ``table_change`` — the indirection table is
+      reprogrammed to ``table_change`` (one core per bucket) at that virtual time
+      (trace path only: the batch path has no time).
     """
 
     cores: int = 4
@@ -233,6 +243,12 @@ class SystemConfig:
     fragment_max_datagrams: int = 1024
     fragment_max_fragments: int = 8192
     fragment_max_bytes: int = 4 * 1024 * 1024
+    rss_aware: bool = True
+    receive_core: int = 0
+    rules: tuple[Rule, ...] = ()
+    correct_core_check: bool = True
+    table_change_at_us: int | None = None
+    table_change: tuple[int, ...] | None = None
 
     def check(self) -> None:
         """Raises ConfigError (or TableError/HashKeyError/TupleError) naming the field."""
@@ -250,6 +266,55 @@ class SystemConfig:
         for index, server in enumerate(self.servers):
             server.check(index)
         self._check_fragments()
+        self._check_distributor()
+
+    def _check_distributor(self) -> None:
+        for name in ("rss_aware", "correct_core_check"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, "true or false", getattr(self, name))
+        if (not isinstance(self.receive_core, int) or isinstance(self.receive_core, bool)
+                or not 0 <= self.receive_core < self.cores):
+            raise ConfigError("receive_core", f"a core 0-{self.cores - 1}", self.receive_core)
+        check_rules(self.rules, self.cores)
+        if self.distributes() and self.handoff == "none":
+            raise ConfigError("handoff", "a forwarding route other than none: the flow "
+                              "distributor moves packets core to core (rules or an "
+                              "RSS-unaware NIC)", self.handoff)
+        if self.distributes() and self.fragmenting():
+            raise ConfigError("rules" if self.rules else "rss_aware",
+                              "no fragmenting servers or services (an mtu) with distributor "
+                              "rules or an RSS-unaware NIC: the fragment steerer does not "
+                              "go through the distributor yet", "an mtu is set")
+        if (self.table_change is None) != (self.table_change_at_us is None):
+            raise ConfigError("table_change", "a table and a time (at_us), or neither",
+                              self.table_change)
+        if self.table_change is not None:
+            _check_whole(self, "table_change_at_us", 0,
+                         "a whole number of microseconds, 0 or more")
+            self.build_table_change()
+
+    def distributes(self) -> bool:
+        """Whether the software distributor steers anything: rules, or an RSS-unaware
+        NIC."""
+        return bool(self.rules) or not self.rss_aware
+
+    def build_table_change(self) -> IndirectionTable | None:
+        """The reprogrammed indirection table (TableError naming ``table_change``)."""
+        if self.table_change is None:
+            return None
+        if not isinstance(self.table_change, tuple | list):
+            raise ConfigError("table_change", f"a list of {2 ** self.hash_bits} cores",
+                              self.table_change)
+        try:
+            return IndirectionTable(self.cores, self.hash_bits, tuple(self.table_change))
+        except RssLabError as error:
+            raise ConfigError("table_change", f"{2 ** self.hash_bits} buckets, each a core "
+                              f"0-{self.cores - 1}", self.table_change,
+                              detail=str(error)) from None
+
+    def build_distributor(self, nic: Nic) -> FlowDistributor:
+        return FlowDistributor(nic, self.rules, rss_aware=self.rss_aware,
+                               receive_core=self.receive_core)
 
     def _check_cores_and_ips(self) -> None:
         _check_whole(self, "cores", 1, "a whole number of cores, 1 or more")

@@ -111,6 +111,12 @@ class ControlCore:
         table = system.nic.table.rebalanced(load, exclude=system.failed)
         return self._install("rebalance", None, table, 0, 0)
 
+    def reprogram(self, table: IndirectionTable) -> ControlReport:
+        """Install ``table`` as the NIC's indirection table (a scenario's
+        ``system.nic.table_change``): sessions whose buckets moved are misdirected
+        from now on; the correct-core check forwards their packets to the owner."""
+        return self._install("reprogram", None, table, 0, 0)
+
     def _check(self, core: int, *, failing: bool = True) -> System:
         system = self.system
         if not isinstance(core, int) or not 0 <= core < system.config.cores:

@@ -150,6 +150,10 @@ class ForwardedCoreToCore(Event):
     to_core: int
     via: str
     copies: int
+    #: who moved it: ``correct-core check`` (a core that does not own the packet's
+    #: session, seed L650-L672) or ``distributor`` (the flow distributor steering a
+    #: packet off the core that received it: an RSS-unaware NIC or a rule)
+    by: str = "correct-core check"
 
 
 @dataclass(frozen=True, slots=True)

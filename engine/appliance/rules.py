@@ -232,6 +232,74 @@ class Router:
                 server_port[match] = ports[choice]
         return RoutesBatch(policy, server_ip, server_port, service)
 
+    def route_ipv6_batch(self, dst, dport, proto, request_hash, hashed) -> RoutesBatch:
+        """``route_batch`` over arrays of IPv6 requests: ``dst`` an (n, 16) uint8 array
+        of addresses in network byte order, and the answer's ``server_ip`` too. IPv4
+        services and servers match no row."""
+        dst = np.asarray(dst, dtype=np.uint8).reshape(-1, 16)
+        dport = np.asarray(dport)
+        proto = np.asarray(proto)
+        count = dst.shape[0]
+        policy = np.full(count, POLICY_CODE[self.default_policy], dtype=np.int8)
+        service = np.full(count, -1, dtype=np.int64)
+        server_ip = dst.copy()
+        server_port = dport.astype(np.uint16, copy=True)
+
+        def at(address, port, number):
+            packed = np.frombuffer(address.packed, np.uint8)
+            return (dst == packed).all(axis=1) & (dport == port) & (proto == number)
+
+        for (ip, port, number), index in self.direct.items():
+            if ip.version == 6:
+                match = at(ip, port, number)
+                policy[match] = POLICY_CODE["transparent"]
+                service[match] = index
+        index_hash = np.where(hashed, request_hash, 0).astype(np.uint64)
+        for (vip, vport, number), (name, servers, index) in self.services.items():
+            if vip.version != 6:
+                continue
+            match = at(vip, vport, number)
+            if not match.any():
+                continue
+            policy[match] = POLICY_CODE[name]
+            service[match] = index
+            if servers:
+                ips = np.stack([np.frombuffer(ip.packed, np.uint8) for ip, _ in servers])
+                ports = np.asarray([port for _, port in servers], dtype=np.uint16)
+                choice = (index_hash[match] % np.uint64(len(servers))).astype(np.int64)
+                server_ip[match] = ips[choice]
+                server_port[match] = ports[choice]
+        return RoutesBatch(policy, server_ip, server_port, service)
+
+
+#: Why a service under a translating policy cannot take an IPv6 flow (transparent takes
+#: any: it rewrites nothing). nat replaces the client's IP with "an IP address of the
+#: selected core" (seed L538), and the lab's cores have IPv4 addresses only (``ip_pool``,
+#: ``shared_ip``); usip keeps the client's IP but picks its port from the core's port
+#: allocation tables (L460), which the lab models over IPv4 tuples only. The flow is
+#: then refused, as a request no port can be found for is, with this reason.
+NOT_SERVED_IPV6 = {
+    "nat": "not served: IPv6 flow, nat service has no IPv6 address (the cores' nat "
+           "addresses are IPv4)",
+    "usip": "not served: IPv6 flow, usip port tables are modelled for IPv4 tuples only",
+}
+
+
+def not_served(policy: str, version: int) -> str | None:
+    """Why a request of IP ``version`` routed to ``policy`` is not served (its verdict
+    is ``refused``), or None when the policy takes it."""
+    return NOT_SERVED_IPV6.get(policy) if version == 6 else None
+
+
+def not_served_batch(policy, is_v6) -> np.ndarray:
+    """``not_served(...) is not None`` per row: ``policy`` holds ``POLICY_CODE`` codes,
+    ``is_v6`` is True on IPv6 rows (None: every row is IPv4)."""
+    policy = np.asarray(policy)
+    if is_v6 is None:
+        return np.zeros(policy.shape, dtype=bool)
+    codes = [POLICY_CODE[name] for name in NOT_SERVED_IPV6]
+    return np.asarray(is_v6, dtype=bool) & np.isin(policy, codes)
+
 
 @dataclass(frozen=True)
 class RoutesBatch:

@@ -9,7 +9,9 @@ uses (CLI, HTML report, lab, API):
 * ``handed-off`` — it landed on another core and reached its owner by forwarding (any
   policy; ``rules.FORWARDING_ROUTES``), at a cost of ``copies`` packet copies over
   ``hops`` core-to-core hops;
-* ``refused`` — no fitting free port could be allocated: the request was refused;
+* ``refused`` — no fitting free port could be allocated, or the service cannot take the
+  flow at all (``rules.not_served``: an IPv6 flow under nat or usip): the request was
+  refused, with the reason;
 * ``asymmetric`` — it was processed on a core that does not own the session, or lost,
   with the reason: forwarding is off (route ``none``), or reassembly dropped the
   request's or the response's fragments (its limits), so it never reached a packet
@@ -65,16 +67,40 @@ def fragment_drop_note(direction: str, *, fragments: int, reason: str) -> str:
     return f"{direction} in {fragments} fragments dropped by reassembly ({reason})"
 
 
+def distributor_note(direction: str, *, received_on: int, core: int, why: str,
+                     via: str, copies: int) -> str:
+    """How the flow distributor moved a ``direction`` packet off the core that received
+    it (``why``: the rule's text, or ``hash``), by route ``via`` at ``copies`` copies."""
+    return (f"{direction} received on core {received_on}, moved by the distributor to core "
+            f"{core} ({why}; {via}, {copies} {'copy' if copies == 1 else 'copies'})")
+
+
+def misdirected_note(*, landed: int, owner: int, forwarded: bool, via: str,
+                     copies: int) -> str:
+    """A request that reached core ``landed`` while core ``owner`` holds an open session
+    of its tuple: forwarded there by the correct-core check (seed L650-L672), or
+    processed where it landed (the check off, or forwarding off) as a second session."""
+    if forwarded:
+        return (f"request reached core {landed}, its session is core {owner}'s: the "
+                f"correct-core check forwarded it ({via}, {copies} "
+                f"{'copy' if copies == 1 else 'copies'})")
+    return (f"request reached core {landed}, its session is core {owner}'s: processed on "
+            f"core {landed} unchecked, a second session")
+
+
 def verdict_reason(verdict: str, *, request_core: int, response_core: int | None,
                    policy: str, via: str = "", copies: int = 0, hops: int = 1,
                    notes: tuple[str, ...] = (), by_addresses: bool = False,
-                   dropped: str = "") -> str:
+                   dropped: str = "", refusal: str = "", checked: bool = True) -> str:
     """The one-line explanation both paths give for a verdict.
 
     ``notes`` (``fragment_note`` texts) go first, joined by ``; ``. ``by_addresses``:
     the response's core was chosen by its addresses alone (fragments under
     ``ms-2tuple``), so a rewritten port did not choose it. ``dropped`` is the
-    ``fragment_drop_note`` of an ``asymmetric`` flow lost in reassembly.
+    ``fragment_drop_note`` of an ``asymmetric`` flow lost in reassembly; ``refusal``
+    why a ``refused`` flow was not served (``rules.not_served``; default: no port).
+    ``checked`` False: the correct-core check is off, so a misdirected response is
+    processed where it landed, without its session.
     """
     if verdict == "symmetric":
         if by_addresses:
@@ -91,9 +117,15 @@ def verdict_reason(verdict: str, *, request_core: int, response_core: int | None
                 f"moved by {via} ({copies} {'copy' if copies == 1 else 'copies'}{route})")
     elif verdict == "asymmetric" and dropped:
         base = f"{dropped}: it never reached a packet engine; lost"
+    elif verdict == "asymmetric" and not checked:
+        base = (f"{policy}: response landed on core {response_core}, owner is core "
+                f"{request_core}, and the correct-core check is off: processed there "
+                f"without its session, lost")
     elif verdict == "asymmetric":
         base = (f"{policy}: response landed on core {response_core}, owner is core "
                 f"{request_core}, and forwarding is off (route none): response lost")
+    elif refusal:
+        base = f"{refusal}: request refused on core {request_core}"
     else:
         base = f"no fitting free port on core {request_core}: request refused"
     return "; ".join((*notes, base)) if notes else base
@@ -123,11 +155,29 @@ class FragmentSide(NamedTuple):
 UNFRAGMENTED = FragmentSide()
 
 
+class FlowSteering(NamedTuple):
+    """What the flow distributor and the correct-core check did to a flow's packets:
+    ``distributor_forwards`` packets (request, response: 0-2) moved off the core that
+    received them at ``distributor_copies`` copies; ``misdirected`` ``forwarded`` (the
+    request reached a core other than its session's owner and the correct-core check
+    forwarded it, ``check_copies`` copies) or ``processed`` (it was processed where it
+    landed), ``""`` when the request reached its owner."""
+
+    distributor_forwards: int = 0
+    distributor_copies: int = 0
+    misdirected: str = ""
+    check_copies: int = 0
+
+
+NOT_STEERED = FlowSteering()
+
+
 def outcome_row(*, flow: int, request: str, request_core: int, rewritten: str | None,
                 port: PortChoice | None, response_core: int | None, verdict: str,
                 copies: int, reason: str, response_side: FragmentSide = UNFRAGMENTED,
                 request_side: FragmentSide = UNFRAGMENTED, fragment_messages: int = 0,
-                fragment_copies: int = 0, hops: int = 0) -> dict:
+                fragment_copies: int = 0, hops: int = 0, steering: FlowSteering | None = None
+                ) -> dict:
     """The one layout of a flow's row: ``FlowOutcome.as_dict`` and the batch path's
     fast row streaming both call it, so a report reads the same either way."""
     local_ip, local_port, table, tries = NO_PORT if port is None else port
@@ -141,7 +191,8 @@ def outcome_row(*, flow: int, request: str, request_core: int, rewritten: str | 
             "request_fragments": request_side.fragments,
             "request_fragment_action": request_side.action,
             "request_fragment_rule": request_side.rule,
-            "fragment_messages": fragment_messages, "fragment_copies": fragment_copies}
+            "fragment_messages": fragment_messages, "fragment_copies": fragment_copies,
+            **(steering or NOT_STEERED)._asdict()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +237,10 @@ class FlowOutcome:
     fragment_messages: int = 0
     fragment_copies: int = 0
     hops: int = 0
+    distributor_forwards: int = 0
+    distributor_copies: int = 0
+    misdirected: str = ""
+    check_copies: int = 0
 
     def key(self) -> tuple:
         """The fields both paths must agree on (the reason text included)."""
@@ -194,7 +249,9 @@ class FlowOutcome:
                 None if self.rewritten is None else str(self.rewritten), self.fragments,
                 self.fragment_action, self.fragment_rule, self.request_fragments,
                 self.request_fragment_action, self.request_fragment_rule,
-                self.fragment_messages, self.fragment_copies, self.hops)
+                self.fragment_messages, self.fragment_copies, self.hops,
+                self.distributor_forwards, self.distributor_copies, self.misdirected,
+                self.check_copies)
 
     @classmethod
     def build(cls, *, flow: int, request: FlowTuple, request_core: int,
@@ -202,7 +259,8 @@ class FlowOutcome:
               response_core: int | None, verdict: str, copies: int, reason: str,
               response_side: FragmentSide = UNFRAGMENTED,
               request_side: FragmentSide = UNFRAGMENTED, fragment_messages: int = 0,
-              fragment_copies: int = 0, hops: int = 0) -> FlowOutcome:
+              fragment_copies: int = 0, hops: int = 0,
+              steering: FlowSteering = NOT_STEERED) -> FlowOutcome:
         """A flow's row from what either path knows of it (``port`` ``None``: no
         allocation; the fragment costs are both directions' sums)."""
         local_ip, local_port, table, tries = NO_PORT if port is None else port
@@ -215,7 +273,7 @@ class FlowOutcome:
                    request_fragment_action=request_side.action,
                    request_fragment_rule=request_side.rule,
                    fragment_messages=fragment_messages, fragment_copies=fragment_copies,
-                   hops=hops)
+                   hops=hops, **steering._asdict())
 
     def as_dict(self) -> dict:
         port = (None if self.local_ip is None else
@@ -230,7 +288,9 @@ class FlowOutcome:
             request_side=FragmentSide(self.request_fragments, self.request_fragment_action,
                                       self.request_fragment_rule),
             fragment_messages=self.fragment_messages, fragment_copies=self.fragment_copies,
-            hops=self.hops)
+            hops=self.hops, steering=FlowSteering(self.distributor_forwards,
+                                             self.distributor_copies, self.misdirected,
+                                             self.check_copies))
 
 
 def count_distinct(values) -> int:
@@ -274,6 +334,9 @@ class Summary:
     reassemblers' drops by reason — in the trace every drop record (``duplicate``,
     ``already-dropped``, evictions, timeouts included), in the batch path only the
     datagrams it predicts lost (it models no duplicates).
+
+    ``not_served`` counts the refused flows that no service could take, by reason
+    (``rules.not_served``: an IPv6 flow under nat or usip); they are in ``refused``.
     """
 
     flows: int
@@ -299,6 +362,12 @@ class Summary:
     fragment_messages: int = 0
     fragment_copies: int = 0
     fragment_drops: dict[str, int] = field(default_factory=dict)
+    not_served: dict[str, int] = field(default_factory=dict)
+    distributor_forwards: int = 0
+    distributor_copies: int = 0
+    check_forwards: int = 0
+    check_copies: int = 0
+    misdirected_processed: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -316,7 +385,16 @@ class Summary:
             f"{self.bridged}; core-to-core fragment messages {self.fragment_messages}, "
             f"copies {self.fragment_copies}; flows lost in reassembly "
             f"{self.fragments_dropped}; drops {self.fragment_drops or 'none'}"]
-            if self.fragmented else [])
+            if self.fragmented else []) + [
+            f"{reason}: {count} refused"
+            for reason, count in self.not_served.items()] + ([
+            f"flow distributor: {self.distributor_forwards} packets moved off their "
+            f"receiving core ({self.distributor_copies} copies); correct-core check: "
+            f"{self.check_forwards} misdirected requests forwarded to their owner "
+            f"({self.check_copies} copies), {self.misdirected_processed} processed where "
+            f"they landed"]
+            if self.distributor_forwards or self.check_forwards
+            or self.misdirected_processed else [])
 
 
 def clean_pass(summary: Summary) -> bool:
@@ -338,13 +416,17 @@ def clean_pass_line(summary: Summary) -> str:
 
 def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=None,
               hashes=None, occupancy=(), occupancy_peak=(), key: str = "",
-              port_map: str = "", fragment_figures: dict | None = None) -> Summary:
+              port_map: str = "", fragment_figures: dict | None = None,
+              not_served: dict[str, int] | None = None,
+              steering_figures: dict | None = None) -> Summary:
     """A ``Summary`` from per-flow columns (lists or arrays of equal length).
 
     ``response_core`` uses -1 (or ``None``) for no response; ``verdict`` holds names
     or ``VERDICT_CODE`` integers; ``hashes`` is every RSS hash seen (uint32, any
     length) or ``None``; ``fragment_figures`` the ``Summary`` fragment fields
-    (``fragmented`` ... ``fragment_drops``, ``fragments_dropped``).
+    (``fragmented`` ... ``fragment_drops``, ``fragments_dropped``); ``not_served`` the
+    refused flows no service could take, by reason; ``steering_figures`` the
+    distributor and correct-core check fields (``steering_figures``).
 
     ``symmetric_rate`` divides by every flow, refused ones included: a run that could
     not serve a flow never reads as fully symmetric (0.0 for no flows at all).
@@ -379,7 +461,20 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
         occupancy_peak=[float(x) for x in occupancy_peak],
         distinct_hashes=distinct, key=key, port_map=port_map,
         handoffs_per_core=[int(x) for x in received],
-        **(fragment_figures or {}))
+        not_served=dict(sorted((not_served or {}).items())),
+        **(fragment_figures or {}), **(steering_figures or {}))
+
+
+def steering_figures(*, distributor_forwards, distributor_copies, misdirected,
+                     check_copies) -> dict:
+    """The ``Summary`` distributor / correct-core check fields from per-flow columns
+    (``misdirected``: ``forwarded`` / ``processed`` / ``""`` per flow)."""
+    misdirected = list(misdirected)
+    return {"distributor_forwards": int(np.sum(distributor_forwards)),
+            "distributor_copies": int(np.sum(distributor_copies)),
+            "check_forwards": misdirected.count("forwarded"),
+            "check_copies": int(np.sum(check_copies)),
+            "misdirected_processed": misdirected.count("processed")}
 
 
 def fragment_figures(*, actions, messages, copies, drops: dict[str, int],
@@ -398,9 +493,11 @@ def fragment_figures(*, actions, messages, copies, drops: dict[str, int],
 def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                        occupancy=(), occupancy_peak=(), key: str = "", port_map: str = "",
                        fragment_drops: dict[str, int] | None = None,
-                       flows_lost: int = 0) -> Summary:
+                       flows_lost: int = 0,
+                       not_served: dict[str, int] | None = None) -> Summary:
     """``summarize`` over trace rows (``fragment_drops``: the reassemblers' drops by
-    reason during the run; ``flows_lost``: flows lost in reassembly)."""
+    reason during the run; ``flows_lost``: flows lost in reassembly; ``not_served``: as
+    ``summarize``)."""
     actions = [o.request_fragment_action for o in outcomes if o.request_fragments] + [
         o.fragment_action for o in outcomes if o.fragments]
     figures = fragment_figures(actions=actions,
@@ -413,4 +510,10 @@ def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                      copies=[o.copies for o in outcomes], hops=[o.hops for o in outcomes],
                      hashes=hashes,
                      occupancy=occupancy, occupancy_peak=occupancy_peak, key=key,
-                     port_map=port_map, fragment_figures=figures)
+                     port_map=port_map,
+                     fragment_figures=figures, not_served=not_served,
+                     steering_figures=steering_figures(
+                         distributor_forwards=[o.distributor_forwards for o in outcomes],
+                         distributor_copies=[o.distributor_copies for o in outcomes],
+                         misdirected=[o.misdirected for o in outcomes],
+                         check_copies=[o.check_copies for o in outcomes]))

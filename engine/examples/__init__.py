@@ -5,7 +5,7 @@ capture the ``pcap-replay`` example replays (regenerate it with
 ``python -m engine.examples.replay``)::
 
     >>> [info.name for info in list_examples()][:3]
-    ['adversarial-flood', 'fragmented-udp', 'fragmented-udp-ms-2tuple']
+    ['adversarial-flood', 'correct-core-check', 'distributor-rules']
     >>> load_example("nat-microsoft").services[0].policy
     'nat'
 """

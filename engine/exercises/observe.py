@@ -142,8 +142,9 @@ class Observer:
                              base_dir=self.scenario.base_dir)
 
     def report(self, scenario: Scenario | None = None) -> Report:
-        """A verification run (batch path, rows kept; the trace path for IPv6 traffic)
-        of ``scenario`` (default the variant's), once per distinct scenario."""
+        """A verification run (batch path, rows kept; the trace path for IPv6 fragments,
+        which the batch path does not plan) of ``scenario`` (default the variant's), once
+        per distinct scenario."""
         scenario = scenario or self.scenario
         key = scenario.model_dump_json()
         if key not in self.runs:
@@ -151,7 +152,7 @@ class Observer:
             try:
                 report = verify_scenario(scenario, rows=True, on_progress=self.check_time)
             except TrafficError as error:
-                if error.code != "ipv6_on_batch_path":
+                if error.code != "ipv6_fragments_on_batch_path":
                     raise
                 report = verify_scenario(scenario, rows=True, mode="trace",
                                          on_progress=self.check_time)

@@ -17,8 +17,7 @@ names the core whose receive queue gets the packet::
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -217,10 +216,10 @@ class Steering:
 
 @dataclass
 class Nic:
-    """A multi-queue NIC with RSS: one receive queue per core.
-
-    ``rss_aware=False`` models a NIC without RSS: every packet lands on queue 0 and a
-    software flow distributor must hash and steer it (see ``engine.nic.distributor``).
+    """A multi-queue NIC with RSS: it hashes a packet and names the core whose receive
+    queue gets it. A NIC without RSS is modelled by the software flow distributor
+    (``engine.nic.distributor.FlowDistributor(rss_aware=False)``). Receive queues are
+    not modelled: a packet is handled on its core when it arrives (no depth, no drops).
     """
 
     key: Key
@@ -228,8 +227,6 @@ class Nic:
     hash_types: frozenset[HashType] = ALL_HASH_TYPES
     transform: Transform = Transform.NONE
     default_core: int = 0
-    rss_aware: bool = True
-    queues: list[deque] = field(init=False, repr=False)
 
     def __post_init__(self):
         if not 0 <= self.default_core < self.table.cores:
@@ -242,7 +239,6 @@ class Nic:
                                self.key.hex, detail=f"it has {len(self.key.data)} bytes; "
                                "a 16-byte key hashes IPv4 only: set hash_types to IPv4 "
                                "types", code="key_too_short")
-        self.queues = [deque() for _ in range(self.table.cores)]
 
     @property
     def cores(self) -> int:
@@ -309,6 +305,64 @@ class Nic:
         cores[~hashed] = self.default_core
         return hashes, hashed, cores
 
+    def steer_ipv6_batch(self, src, dst, sport, dport, proto
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``steer_batch`` for IPv6 packets: ``src``/``dst`` are (N, 16) uint8 arrays of
+        addresses in network byte order (``IPv6Address.packed``), ports host-order
+        integers; the hash types are the IPv6 ones (``tcp-ipv6``/``udp-ipv6``, else
+        ``ipv6``, else the default core), as ``hash_type_for`` chooses them."""
+        count = len(src)
+        types = self.hash_types
+        four = np.zeros(count, dtype=bool)
+        if HashType.TCP_IPV6 in types:
+            four |= proto == Proto.TCP
+        if HashType.UDP_IPV6 in types:
+            four |= proto == Proto.UDP
+        hashes = np.zeros(count, dtype=np.uint32)
+        if four.any():
+            hashes[four] = self.hash_ipv6_batch(src[four], dst[four], sport[four], dport[four])
+        hashed = four.copy()
+        if HashType.IPV6 in types and not four.all():
+            two = ~four
+            hashes[two] = self.hash_ipv6_batch(src[two], dst[two])
+            hashed[two] = True
+        table = self.table.as_array().astype(np.int64)
+        cores = table[hashes & np.uint32(self.table.mask)]
+        cores[~hashed] = self.default_core
+        return hashes, hashed, cores
+
+    def hash_ipv6_batch(self, src: np.ndarray, dst: np.ndarray,
+                        sport: np.ndarray | None = None,
+                        dport: np.ndarray | None = None) -> np.ndarray:
+        """Hashes (uint32) of IPv6 tuples as arrays, with this NIC's input transform
+        (``transform_input``'s array form): addresses (N, 16) uint8 in network byte
+        order, ports any unsigned dtype; without ports, the 32-byte 2-tuple hash."""
+        src = np.asarray(src, dtype=np.uint8).reshape(-1, 16)
+        dst = np.asarray(dst, dtype=np.uint8).reshape(-1, 16)
+        with_ports = sport is not None and dport is not None
+        if with_ports:
+            sport = np.asarray(sport, dtype=np.uint32)
+            dport = np.asarray(dport, dtype=np.uint32)
+        if self.transform is Transform.SYMMETRIC_XOR:
+            src = dst = src ^ dst
+            if with_ports:
+                sport = dport = sport ^ dport
+        elif self.transform is Transform.SORT:
+            # bytes compare as big-endian integers: the first differing byte decides
+            differ = src != dst
+            first = np.argmax(differ, axis=1)
+            rows = np.arange(src.shape[0])
+            swap = differ.any(axis=1) & (src[rows, first] > dst[rows, first])
+            src, dst = np.where(swap[:, None], dst, src), np.where(swap[:, None], src, dst)
+            if with_ports:
+                sport, dport = np.minimum(sport, dport), np.maximum(sport, dport)
+        data = np.concatenate([src, dst], axis=1).astype(np.uint32)
+        words = (data[:, 0::2] << 8) | data[:, 1::2]
+        columns = [words[:, i] for i in range(16)]
+        if with_ports:
+            columns += [sport, dport]
+        return hash_words(self.key, columns)
+
     def steer_two_tuple_batch(self, src, dst) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(hashes, hashed, cores)`` of IPv4 packets without ports (fragments), as
         ``steer`` treats them: the 2-tuple hash when ``ipv4`` is enabled, else the
@@ -320,12 +374,6 @@ class Nic:
         hashes = self.hash_ipv4_batch(src, dst)
         table = self.table.as_array().astype(np.int64)
         return hashes, np.ones(count, bool), table[hashes & np.uint32(self.table.mask)]
-
-    def receive(self, packet: Packet) -> Steering:
-        """Put ``packet`` on a receive queue: its RSS queue, or queue 0 without RSS."""
-        steering = self.steer(packet) if self.rss_aware else Steering(0, reason="no RSS")
-        self.queues[steering.core].append(packet)
-        return steering
 
     def hash_ipv4_batch(self, src: np.ndarray, dst: np.ndarray,
                         sport: np.ndarray | None = None,

@@ -56,13 +56,19 @@ from engine.appliance.rules import (
     CLOSE_CODE,
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
+    NOT_SERVED_IPV6,
     POLICY_CODE,
     Router,
     close_delay_batch,
+    forwarding_cost_batch,
     fragment_cost_batch,
+    fragment_count,
     fragment_count_batch,
     min_mtu,
+    not_served,
+    not_served_batch,
     port_steering_text,
+    response_size_and_mtu,
     response_size_and_mtu_batch,
     response_verdict_batch,
     server_latency_batch,
@@ -73,19 +79,24 @@ from engine.appliance.verdicts import (
     VERDICT_CODE,
     VERDICTS,
     FlowOutcome,
+    FlowSteering,
     FragmentSide,
     PortChoice,
     Summary,
+    distributor_note,
     fragment_drop_note,
     fragment_note,
     outcome_row,
+    steering_figures,
     summarize,
     verdict_reason,
 )
-from engine.errors import ConfigError
+from engine.errors import ConfigError, TrafficError
+from engine.nic.distributor import FlowDistributor
 from engine.nic.rss import Nic
 from engine.packet.model import FlowTuple, Proto, proto_name
-from engine.paths.flows import FlowArrays
+from engine.packet.toeplitz import parse_address
+from engine.paths.flows import FlowArrays, FlowSpec
 
 POLICY_NAMES = tuple(POLICY_CODE)
 #: Fragmentation action codes in the batch columns (-1: none).
@@ -93,20 +104,15 @@ ACTION_NAMES = (ASSEMBLE, BRIDGE)
 
 
 def flow_arrays(flows: list[Flow]) -> tuple[FlowArrays, np.ndarray]:
-    """``(arrays, ids)`` of trace flows (IPv4 only; ConfigError names a non-IPv4 flow)."""
-    rows = []
-    for index, flow in enumerate(flows):
+    """``(arrays, ids)`` of trace flows, IPv4 and IPv6."""
+    specs = []
+    for flow in flows:
         request = flow.request_tuple()
-        if request.version != 4:
-            raise ConfigError(f"flows[{index}]", "an IPv4 flow for the batch path",
-                              str(request))
-        rows.append((int(request.src), request.sport, int(request.dst), request.dport,
-                     request.proto, flow.request_bytes, flow.response_bytes))
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 7
-    dtypes = (np.uint32, np.uint16, np.uint32, np.uint16, np.uint8, np.uint32, np.uint32)
-    arrays = FlowArrays(*(np.asarray(c, dtype) for c, dtype in zip(columns, dtypes,
-                                                                    strict=True)))
-    return arrays, np.asarray([flow.id for flow in flows], dtype=np.int64)
+        specs.append(FlowSpec(flow.id, request.src, request.sport, request.dst,
+                              request.dport, request.proto, flow.request_bytes,
+                              flow.response_bytes))
+    return FlowArrays.from_specs(specs), np.asarray([flow.id for flow in flows],
+                                                    dtype=np.int64)
 
 
 def flow_request_mtus(flows: list[Flow]) -> np.ndarray | None:
@@ -125,9 +131,16 @@ def flows_from_arrays(arrays, *, close: str = "fin", ids=None, request_mtu=None
     ids = range(count) if ids is None else [int(i) for i in ids]
     request_bytes = getattr(arrays, "request_bytes", None)
     response_bytes = getattr(arrays, "response_bytes", None)
-    return [Flow(flow_id, str(ipaddress.IPv4Address(int(arrays.client_ip[row]))),
+    is_v6 = getattr(arrays, "is_v6", None)
+
+    def address(row: int, name: str) -> str:
+        if is_v6 is not None and is_v6[row]:
+            return str(ipaddress.IPv6Address(getattr(arrays, name + "6")[row].tobytes()))
+        return str(ipaddress.IPv4Address(int(getattr(arrays, name)[row])))
+
+    return [Flow(flow_id, address(row, "client_ip"),
                  int(arrays.client_port[row]),
-                 str(ipaddress.IPv4Address(int(arrays.server_ip[row]))),
+                 address(row, "server_ip"),
                  int(arrays.server_port[row]), int(arrays.proto[row]),
                  DEFAULT_REQUEST_BYTES if request_bytes is None else int(request_bytes[row]),
                  DEFAULT_RESPONSE_BYTES if response_bytes is None else int(response_bytes[row]),
@@ -168,12 +181,97 @@ def random_flow_arrays(count: int, rng: np.random.Generator, *, servers: int = 0
 
 def steer_flows(nic: Nic, flows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``Nic.steer_batch`` of the request direction of ``flows`` (``FlowArrays`` or
-    alike)."""
-    return nic.steer_batch(np.asarray(flows.client_ip, np.uint32),
-                       np.asarray(flows.server_ip, np.uint32),
-                       np.asarray(flows.client_port, np.uint32),
-                       np.asarray(flows.server_port, np.uint32),
-                       np.asarray(flows.proto, np.uint8))
+    alike); IPv6 rows (``is_v6``) by ``Nic.steer_ipv6_batch``."""
+    proto = np.asarray(flows.proto, np.uint8)
+    steered = nic.steer_batch(np.asarray(flows.client_ip, np.uint32),
+                              np.asarray(flows.server_ip, np.uint32),
+                              np.asarray(flows.client_port, np.uint32),
+                              np.asarray(flows.server_port, np.uint32), proto)
+    v6 = _v6_rows(flows)
+    if v6 is not None:
+        for column, part in zip(steered, nic.steer_ipv6_batch(
+                flows.client_ip6[v6], flows.server_ip6[v6],
+                np.asarray(flows.client_port, np.uint32)[v6],
+                np.asarray(flows.server_port, np.uint32)[v6], proto[v6]), strict=True):
+            column[v6] = part
+    return steered
+
+
+_NO_ROWS = np.empty(0, np.int64)
+
+
+def _v6_rows(flows) -> np.ndarray | None:
+    """The indexes of the IPv6 rows of ``flows``, or None when there are none."""
+    is_v6 = getattr(flows, "is_v6", None)
+    if is_v6 is None or not is_v6.any():
+        return None
+    return np.flatnonzero(is_v6)
+
+
+def _route_v6(config: SystemConfig, router: Router, flows, v6: np.ndarray,
+              routes, request_hash, request_hashed, request_mtu
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Route the IPv6 rows ``v6`` (``Router.route_ipv6_batch``), writing their policy,
+    server port and service into ``routes``' columns (``server_ip`` 0); returns
+    ``(server_ip6, unserved)``: every row's real IPv6 server ((n, 16) uint8) and which
+    rows no service can take (``rules.not_served_batch``); ``(None, None)`` when ``v6``
+    is None (no IPv6 rows)."""
+    if v6 is None:
+        return None, None
+    routes6 = router.route_ipv6_batch(flows.server_ip6[v6], flows.server_port[v6],
+                                      np.asarray(flows.proto, np.uint8)[v6],
+                                      request_hash[v6], request_hashed[v6])
+    routes.policy[v6] = routes6.policy
+    routes.server_port[v6] = routes6.server_port
+    routes.service[v6] = routes6.service
+    routes.server_ip[v6] = 0
+    server_ip6 = np.zeros((len(flows.client_ip), 16), np.uint8)
+    server_ip6[v6] = routes6.server_ip
+    if request_mtu is not None or config.fragmenting():
+        _check_v6_unfragmented(config, flows, v6, request_mtu, server_ip6,
+                               routes.server_port, routes.service)
+    return server_ip6, not_served_batch(routes.policy, flows.is_v6)
+
+
+def _not_served_counts(policy: np.ndarray, unserved: np.ndarray | None) -> dict[str, int]:
+    """``Summary.not_served`` of the batch columns (``unserved``: None for none)."""
+    if unserved is None:
+        return {}
+    counts = {reason: int((unserved & (policy == POLICY_CODE[name])).sum())
+              for name, reason in NOT_SERVED_IPV6.items()}
+    return {reason: count for reason, count in counts.items() if count}
+
+
+def _check_v6_unfragmented(config: SystemConfig, flows, v6: np.ndarray, request_mtu,
+                           server_ip6: np.ndarray, server_port, service) -> None:
+    """TrafficError naming the first IPv6 row whose request or response would be
+    fragmented: the batch path plans IPv4 fragments only (their 2-tuple is IPv4), the
+    trace path reassembles IPv6 ones. Row by row: IPv6 rows are few."""
+    servers = {(parse_address(server.ip, "server"), server.port): server
+               for server in config.servers}
+    for row in v6.tolist():
+        proto = int(flows.proto[row])
+        mtu = 0 if request_mtu is None else int(request_mtu[row])
+        if mtu and mtu < min_mtu(6):
+            raise ConfigError("request_mtu", f"0 or an IPv6 MTU of at least {min_mtu(6)} "
+                              f"bytes", mtu)
+        request_bytes = getattr(flows, "request_bytes", None)
+        request_size = (DEFAULT_REQUEST_BYTES if request_bytes is None
+                        else int(request_bytes[row]))
+        server = servers.get((ipaddress.IPv6Address(server_ip6[row].tobytes()),
+                              int(server_port[row])))
+        response_bytes = getattr(flows, "response_bytes", None)
+        size, response_mtu = response_size_and_mtu(
+            config, server=server, service=int(service[row]),
+            flow_bytes=DEFAULT_RESPONSE_BYTES if response_bytes is None
+            else int(response_bytes[row]))
+        if (fragment_count(6, proto, request_size, mtu or None)
+                or fragment_count(6, proto, size, response_mtu)):
+            raise TrafficError(f"flows[{row}]", "an IPv6 flow that is not fragmented on "
+                               "the batch path", "fragments",
+                               detail="the batch path plans IPv4 fragments only: run "
+                                      "IPv6 fragments on the trace path (--trace)",
+                               code="ipv6_fragments_on_batch_path")
 
 
 def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool,
@@ -319,6 +417,65 @@ class FragmentColumns:
 
 
 @dataclass
+class DistributorColumns:
+    """Per-flow columns of the flow distributor (rules, an RSS-unaware NIC) in a batch
+    run, each direction's: ``*_received_on`` (the core the packet arrived on),
+    ``*_core`` (where the distributor sent it), ``*_rule`` (rule index, -1), ``*_hashed``
+    and ``*_copies`` (of the move, 0 when it stayed). A refused flow's response columns
+    are unused. The correct-core check never finds a misdirected request here: batch
+    flows are concurrent, so every repeated request tuple lands where its first did."""
+
+    distributor: FlowDistributor
+    route: str
+    request_received_on: np.ndarray
+    request_core: np.ndarray
+    request_rule: np.ndarray
+    request_hashed: np.ndarray
+    request_copies: np.ndarray
+    response_received_on: np.ndarray
+    response_core: np.ndarray
+    response_rule: np.ndarray
+    response_hashed: np.ndarray
+    response_copies: np.ndarray
+    answered: np.ndarray
+
+    def moved(self, direction: str) -> np.ndarray:
+        moved = (getattr(self, direction + "_received_on")
+                 != getattr(self, direction + "_core"))
+        return moved & self.answered if direction == "response" else moved
+
+    def any_moved(self) -> np.ndarray:
+        return self.moved("request") | self.moved("response")
+
+    def notes(self, row: int) -> list[str]:
+        """The trace's distributor notes of row ``row``, request then response."""
+        notes = []
+        for direction in ("request", "response"):
+            if not self.moved(direction)[row]:
+                continue
+            column = functools.partial(getattr, self)
+            notes.append(distributor_note(
+                direction, received_on=int(column(direction + "_received_on")[row]),
+                core=int(column(direction + "_core")[row]),
+                why=self.distributor.reason(int(column(direction + "_rule")[row]),
+                                            bool(column(direction + "_hashed")[row])),
+                via=self.route, copies=int(column(direction + "_copies")[row])))
+        return notes
+
+    def steering(self, row: int) -> FlowSteering:
+        request, response = self.moved("request")[row], self.moved("response")[row]
+        return FlowSteering(int(request) + int(response),
+                            int(self.request_copies[row] + self.response_copies[row]))
+
+    def figures(self) -> dict:
+        """The ``Summary`` distributor fields (no misdirected requests: see above)."""
+        forwards = self.moved("request").astype(np.int64) + self.moved("response")
+        return steering_figures(distributor_forwards=forwards,
+                                distributor_copies=self.request_copies
+                                + self.response_copies, misdirected=[], check_copies=0)
+
+
+@dataclass
 class BatchResult:
     """Per-flow columns (``ids`` in row order) and the summary.
 
@@ -349,6 +506,15 @@ class BatchResult:
     request_hashed: np.ndarray | None = None
     #: core-to-core hops each response was forwarded over (0: not forwarded)
     hops: np.ndarray | None = None
+    #: IPv6 rows (None: none): ``server_ip6`` holds their real server ((n, 16) uint8,
+    #: network order; ``server_ip`` holds 0), their client side is the client's own
+    #: (transparent) and nat/usip refuse them (``rules.not_served``)
+    is_v6: np.ndarray | None = None
+    server_ip6: np.ndarray | None = None
+    #: the flow distributor's columns (None: the NIC steered alone)
+    distributor: DistributorColumns | None = None
+    #: the correct-core check: off, a misdirected response is processed where it lands
+    checked: bool = True
 
     def _hops(self, part=slice(None)) -> list[int]:
         return ([0] * len(self.ids[part]) if self.hops is None
@@ -358,8 +524,16 @@ class BatchResult:
         """Row ``row`` as the trace's ``FlowOutcome`` (for reports and comparison)."""
         flows = self.flows
         proto = int(flows.proto[row])
-        request = FlowTuple.of(int(flows.client_ip[row]), int(flows.server_ip[row]),
-                               int(flows.client_port[row]), int(flows.server_port[row]), proto)
+        v6 = self.is_v6 is not None and bool(self.is_v6[row])
+        if v6:
+            client = ipaddress.IPv6Address(flows.client_ip6[row].tobytes())
+            vip = ipaddress.IPv6Address(flows.server_ip6[row].tobytes())
+            local, server = client, ipaddress.IPv6Address(self.server_ip6[row].tobytes())
+        else:
+            client, vip = int(flows.client_ip[row]), int(flows.server_ip[row])
+            local, server = int(self.local_ip[row]), int(self.server_ip[row])
+        request = FlowTuple.of(client, vip, int(flows.client_port[row]),
+                               int(flows.server_port[row]), proto)
         verdict = VERDICTS[int(self.verdict[row])]
         policy = POLICY_NAMES[int(self.policy[row])]
         request_core = int(self.request_core[row])
@@ -374,9 +548,11 @@ class BatchResult:
             failed = failed or bool(frag.request_dropped[row])
             sides, notes, by_addresses, dropped = self._fragment_fields(row, request_core,
                                                                        response_core)
+        if self.distributor is not None:
+            notes = [*notes, *self.distributor.notes(row)]
+            sides = {**sides, "steering": self.distributor.steering(row)}
         rewritten = None if failed else FlowTuple.of(
-            int(self.local_ip[row]), int(self.server_ip[row]), int(self.local_port[row]),
-            int(self.server_port[row]), proto)
+            local, server, int(self.local_port[row]), int(self.server_port[row]), proto)
         port = None if not self.allocated[row] else PortChoice(
             str(ipaddress.IPv4Address(int(self.local_ip[row]))), int(self.local_port[row]),
             int(self.table[row]), int(self.tries[row]))
@@ -388,7 +564,8 @@ class BatchResult:
                                   response_core=response_core, policy=policy,
                                   via=self.handoff, copies=copies, hops=hops,
                                   notes=tuple(notes), by_addresses=by_addresses,
-                                  dropped=dropped),
+                                  dropped=dropped, checked=self.checked,
+                                  refusal=(not_served(policy, 6) or "") if v6 else ""),
             **sides)
 
     def _fragment_fields(self, row: int, request_core: int, response_core: int | None):
@@ -445,9 +622,15 @@ class BatchResult:
         locals_, local_ports = _ipv4_texts(self.local_ip[part]), self.local_port[part].tolist()
         servers, ports = _ipv4_texts(self.server_ip[part]), self.server_port[part].tolist()
         frag = self.fragments
+        # rows with fragments, and IPv6 rows, take ``outcome``
         fragmented = ([False] * (stop - start) if frag is None else
                       ((frag.request_fragments[part] > 0)
                        | (frag.response_fragments[part] > 0)).tolist())
+        if self.is_v6 is not None:
+            fragmented = (np.asarray(fragmented, bool) | self.is_v6[part]).tolist()
+        if self.distributor is not None:  # rows with notes take ``outcome`` too
+            moved = self.distributor.any_moved()[part].tolist()
+            fragmented = [a or b for a, b in zip(fragmented, moved, strict=True)]
         failed_code = VERDICT_CODE["refused"]
         handoff = self.handoff
         rows = []
@@ -473,7 +656,7 @@ class BatchResult:
                 response_core=None if response_core < 0 else response_core,
                 verdict=VERDICTS[verdict], copies=copies, hops=hops,
                 reason=_plain_reason(verdict, policy, request_core, response_core, copies,
-                                     hops, handoff)))
+                                     hops, handoff, self.checked)))
         return rows
 
 
@@ -536,12 +719,13 @@ def _proto_text(number: int) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _plain_reason(verdict: int, policy: int, request_core: int, response_core: int,
-                  copies: int, hops: int, handoff: str) -> str:
-    """``verdict_reason`` of a row without fragments (codes as the columns hold them)."""
+                  copies: int, hops: int, handoff: str, checked: bool = True) -> str:
+    """``verdict_reason`` of a row without fragments or distributor moves (codes as the
+    columns hold them)."""
     return verdict_reason(VERDICTS[verdict], request_core=request_core,
                           response_core=None if response_core < 0 else response_core,
                           policy=POLICY_NAMES[policy], via=handoff, copies=copies,
-                          hops=hops)
+                          hops=hops, checked=checked)
 
 
 def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.ndarray,
@@ -749,14 +933,15 @@ def _response_fate(config: SystemConfig, nic: Nic, rows: np.ndarray, *, ports: _
     owner = request_core[rows]
     verdict, _, hops = response_verdict_batch(
         request_core=owner, response_core=np.where(lost, owner, landed),
-        route=config.handoff, cores=config.cores)
+        route=config.handoff if config.correct_core_check else "none", cores=config.cores)
     verdict[lost] = VERDICT_CODE["asymmetric"]
     return verdict, hops
 
 
 def _allocate_timed(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
-                    ports: _Ports, timing: _Timing, *, fragments: bool, proto, service,
-                    response_counts, **columns) -> tuple[np.ndarray, list[int] | None]:
+                    ports: _Ports, timing: _Timing, *, fragments: bool, distributed: bool,
+                    proto, service, response_counts, **columns
+                    ) -> tuple[np.ndarray, list[int] | None]:
     """Allocate ``rows`` in time (``_allocate_stacked`` where it applies and the epochs
     would be many, else ``_allocate_in_time``): per core the most ports held at once, and
     the capacity of the tables used when the tables do not record it (None: they do).
@@ -764,7 +949,12 @@ def _allocate_timed(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray
     An epoch costs about a millisecond per core whatever its size, a flow about a
     microsecond in an epoch and three stacked; the flows start in at most as many epochs
     as distinct moments, so few moments (bursts) with a thousand flows or more per core
-    each go by epochs."""
+    each go by epochs. ConfigError with a flow distributor (rules, an RSS-unaware NIC):
+    where it sends responses is not modelled in time here yet."""
+    if distributed:
+        raise ConfigError("traffic", "flows without start times when a flow distributor "
+                          "steers (rules, an RSS-unaware NIC) on the batch path: use "
+                          "--trace", "start times")
     moments = np.count_nonzero(np.diff(np.sort(timing.start[rows]))) + 1
     few = moments * config.cores * 1000 <= rows.size
     if not fragments and not config.wrong_direction and not few:
@@ -912,16 +1102,24 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
 
 
 def _repeat_requests(config: SystemConfig, nic: Nic, flows, frag: FragmentColumns,
-                     rules: dict[str, int], start: np.ndarray, end: np.ndarray,
-                     opened: np.ndarray, *, request_core, policy, service) -> None:
+                     rules: dict[str, int], timing: _Timing | None, verdict, hops,
+                     opened: np.ndarray, *, request_core, policy, service, server_ip,
+                     server_port) -> None:
     """Give a fragmented request whose tuple the last earlier flow of that tuple (in the
-    trace's order) still holds open the PCB hit the trace finds (``decide_batch``'s
-    ``repeat``): its action, rule and copies in ``frag`` change where that changes the
-    decision. A session is open at a request that comes the µs it ends (the request was
-    queued first)."""
-    if config.fragment_mode == FragmentMode.MS_2TUPLE.value:
-        return  # no action is decided
+    trace's order) still holds open the PCB hit the trace finds (``System.session_facts``;
+    ``decide_batch``'s ``repeat``: for TCP, Assemble rather than Bridge): its action, rule
+    and copies in ``frag`` change where that changes the decision. A session is open at a
+    request that comes the µs it ends (the request was queued first). IPv6 rows (their
+    addresses are not in the IPv4 columns) are left out."""
+    if config.fragment_mode == FragmentMode.MS_2TUPLE.value or not (
+            frag.request_fragments.any()):
+        return  # no action is decided, or no request is fragmented
+    timing = timing or _Timing.of(config, flows, server_ip, server_port, force=True)
+    start = timing.start
     count = start.size
+    end, _ = timing.ends(np.arange(count), verdict, hops, keys=False)
+    if getattr(flows, "is_v6", None) is not None:
+        opened = opened & ~flows.is_v6
     client = (np.asarray(flows.client_ip, np.uint64) << np.uint64(16)) | np.asarray(
         flows.client_port, np.uint64)
     server = ((np.asarray(flows.server_ip, np.uint64) << np.uint64(24))
@@ -941,6 +1139,8 @@ def _repeat_requests(config: SystemConfig, nic: Nic, flows, frag: FragmentColumn
     repeat = np.zeros(count, bool)
     repeat[order[hit]] = True
     rows = np.flatnonzero(repeat & (frag.request_fragments > 0) & ~frag.request_dropped)
+    if getattr(flows, "is_v6", None) is not None:
+        rows = rows[~flows.is_v6[rows]]
     if rows.size == 0:
         return
     proto = np.asarray(flows.proto, np.uint8)[rows]
@@ -961,6 +1161,28 @@ def _repeat_requests(config: SystemConfig, nic: Nic, flows, frag: FragmentColumn
     frag.request_rule[rows] = rule
 
 
+def check_batch_config(config: SystemConfig) -> None:
+    """ConfigError for a setting the batch path cannot run: an indirection-table change
+    (``table_change``) needs time, which the batch path does not have yet."""
+    if config.table_change is not None:
+        raise ConfigError("table_change", "no indirection-table change on the batch path, "
+                          "which has no time: use --trace", config.table_change)
+
+
+def _response_counts(config: SystemConfig, flows, proto, *, server_ip, server_port,
+                     service) -> np.ndarray | None:
+    """How many fragments each row's response comes in (None: no server or service has
+    an MTU, so none is fragmented)."""
+    if not config.fragmenting():
+        return None
+    column = getattr(flows, "response_bytes", None)
+    size, mtu = response_size_and_mtu_batch(
+        config, server_ip=server_ip, server_port=server_port, service=service,
+        flow_bytes=np.full(len(flows.client_ip), DEFAULT_RESPONSE_BYTES) if column is None
+        else column)
+    return fragment_count_batch(proto, size, mtu)
+
+
 def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
               request_mtu=None) -> BatchResult:
     """Run every flow of ``flows`` (``FlowArrays`` or any object with the uint32/uint16/
@@ -974,17 +1196,25 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     below the minimum (``rules.MIN_MTU``).
     """
     config.check()
+    check_batch_config(config)
     nic = config.build_nic()
     count = len(flows.client_ip)
     ids = np.arange(count, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
     client_ip = np.asarray(flows.client_ip, dtype=np.uint32)
     client_port = np.asarray(flows.client_port, dtype=np.uint32)
     proto = np.asarray(flows.proto, dtype=np.uint8)
-    request_hash, request_hashed, request_core = steer_flows(nic, flows)
-    routes = Router(config).route_batch(flows.server_ip, flows.server_port, proto,
-                                        request_hash, request_hashed)
+    distributor, request_arrival = _distribute_requests(config, nic, flows, request_mtu)
+    request_hash, request_hashed, request_core = request_arrival[:3]
+    router = Router(config)
+    routes = router.route_batch(flows.server_ip, flows.server_port, proto,
+                                request_hash, request_hashed)
     policy, server_ip, server_port, service = (routes.policy, routes.server_ip,
                                                routes.server_port, routes.service)
+    # IPv6 rows (None: none) route by their 16-byte addresses; nat and usip cannot take
+    # them (``unserved``: refused with the reason, ``rules.not_served``)
+    v6 = _v6_rows(flows)
+    server_ip6, unserved = _route_v6(config, router, flows, v6, routes, request_hash,
+                                     request_hashed, request_mtu)
 
     frag = None
     lost = None  # rows whose request never reached a packet engine
@@ -999,39 +1229,46 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                                   policy=policy, service=service)
 
     allocators = build_allocators(config, nic.table)
+    skip = lost if unserved is None else unserved if lost is None else lost | unserved
     ports = _Ports.of(client_ip, client_port)
     local_ip, local_port = ports.local_ip, ports.local_port
     allocated, failed, table, tries = ports.allocated, ports.failed, ports.table, ports.tries
-    response_counts = None
-    if config.fragmenting():
-        column = getattr(flows, "response_bytes", None)
-        size, mtu = response_size_and_mtu_batch(
-            config, server_ip=server_ip, server_port=server_port, service=service,
-            flow_bytes=np.full(count, DEFAULT_RESPONSE_BYTES) if column is None else column)
-        response_counts = fragment_count_batch(proto, size, mtu)
+    response_counts = _response_counts(config, flows, proto, server_ip=server_ip,
+                                       server_port=server_port, service=service)
     timing = _Timing.of(config, flows, server_ip, server_port)
     columns = dict(request_core=request_core, server_ip=server_ip, server_port=server_port,
                    client_ip=client_ip, policy=policy)
     wanted = (policy == POLICY_CODE["nat"]) | (policy == POLICY_CODE["usip"])
-    rows = np.flatnonzero(wanted if lost is None else wanted & ~lost)
+    rows = np.flatnonzero(wanted if skip is None else wanted & ~skip)
     capacity = None  # the used tables' capacity, when no table records it
     if timing is not None and timing.staggered:
         peak, capacity = _allocate_timed(
             config, nic, allocators, rows, ports, timing, fragments=request_mtu is not None
-            or config.fragmenting(), proto=proto, service=service,
-            response_counts=response_counts, **columns)
+            or config.fragmenting(), distributed=distributor is not None, proto=proto,
+            service=service, response_counts=response_counts, **columns)
     else:
         _allocate_rows(allocators, rows, ports, **columns)
         # concurrent: every port is held at once, before the first session ends
         peak = np.bincount(request_core[allocated], minlength=config.cores)
 
-    response_hash, response_hashed, response_core = nic.steer_batch(
-        server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
+    failed = failed if unserved is None else failed | unserved
     opened = ~failed if lost is None else ~(failed | lost)  # rows that hold a session
+    response_arrival = (nic.steer_batch if distributor is None else distributor.arrive_batch)(
+        server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
+    response_hash, response_hashed, response_core = response_arrival[:3]
+    if v6 is not None:  # the client side is the client's own (transparent)
+        for column, part in zip((response_hash, response_hashed, response_core),
+                                nic.steer_ipv6_batch(server_ip6[v6], flows.client_ip6[v6],
+                                                     server_port[v6].astype(np.uint32),
+                                                     local_port[v6], proto[v6]), strict=True):
+            column[v6] = part
+    steered = None if distributor is None else _distributor_columns(
+        config, distributor, request_arrival, response_arrival, answered=~failed)
     failed_or_lost = failed if lost is None else failed | lost
     if config.fragmenting():
         counts = response_counts.copy()
         counts[failed_or_lost] = 0
+        counts[_NO_ROWS if v6 is None else v6] = 0  # none fragments (_route_v6 checks)
         rows = np.flatnonzero(counts)
         if rows.size:
             plans = plan_fragments(
@@ -1052,18 +1289,15 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     verdict, copies, hops = response_verdict_batch(
         request_core=request_core, response_core=np.where(failed_or_lost, request_core,
                                                           response_core),
-        route=config.handoff, cores=config.cores)
+        route=config.handoff if config.correct_core_check else "none", cores=config.cores)
     verdict[failed] = VERDICT_CODE["refused"]
     if lost is not None:
         verdict[lost] = VERDICT_CODE["asymmetric"]  # lost in reassembly
 
-    if frag is not None and frag.request_fragments.any():
-        # a request whose tuple an earlier flow's session still holds hits its PCB (the
-        # trace's System.session_facts): for TCP that is Assemble, not Bridge
-        timing = timing or _Timing.of(config, flows, server_ip, server_port, force=True)
-        ends, _ = timing.ends(np.arange(count), verdict, hops)
-        _repeat_requests(config, nic, flows, frag, rules, timing.start, ends, opened,
-                         request_core=request_core, policy=policy, service=service)
+    if frag is not None:
+        _repeat_requests(config, nic, flows, frag, rules, timing, verdict, hops, opened,
+                         request_core=request_core, policy=policy, service=service,
+                         server_ip=server_ip, server_port=server_port)
     hashes = np.concatenate([request_hash[request_hashed],
                              response_hash[response_hashed & ~failed_or_lost]])
     if frag is not None:
@@ -1078,7 +1312,51 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                         occupancy_peak=[int(p) / c if c else 0.0
                                         for p, c in zip(peak, capacity, strict=True)],
                         key=str(nic.key), port_map=port_steering_text(config, port_map),
-                        fragment_figures=None if frag is None else frag.figures())
+                        fragment_figures=None if frag is None else frag.figures(),
+                        not_served=_not_served_counts(policy, unserved),
+                        steering_figures=None if steered is None else steered.figures())
     return BatchResult(ids, flows, policy, request_core, server_ip, server_port, local_ip,
                        local_port, allocated, table, tries, response_core, verdict, copies,
-                       summary, config.handoff, frag, request_hash, request_hashed, hops)
+                       summary, config.handoff, frag, request_hash, request_hashed, hops,
+                       None if v6 is None else flows.is_v6, server_ip6, steered,
+                       config.correct_core_check)
+
+def _distribute_requests(config: SystemConfig, nic: Nic, flows, request_mtu):
+    """``(distributor or None, arrival)``: the requests through the NIC, and the flow
+    distributor when the scenario has one (rules, an RSS-unaware NIC); ``arrival`` is
+    ``Nic.steer_batch``'s triple or ``FlowDistributor.arrive_batch``'s columns."""
+    if not config.distributes():
+        return None, steer_flows(nic, flows)
+    v6 = _v6_rows(flows)
+    if v6 is not None:
+        raise TrafficError(f"flows[{int(v6[0])}]", "IPv4 flows on the batch path with "
+                           "distributor rules or an RSS-unaware NIC (its rules match IPv4 "
+                           "columns): use --trace", f"{v6.size} IPv6 flows")
+    if request_mtu is not None and np.any(np.asarray(request_mtu)):
+        raise ConfigError("request_mtu", "no request MTU with distributor rules or an "
+                          "RSS-unaware NIC (fragments do not go through the distributor "
+                          "yet)", "an MTU")
+    distributor = config.build_distributor(nic)
+    return distributor, distributor.arrive_batch(
+        np.asarray(flows.client_ip, np.uint32), np.asarray(flows.server_ip, np.uint32),
+        np.asarray(flows.client_port, np.uint32), np.asarray(flows.server_port, np.uint32),
+        np.asarray(flows.proto, np.uint8))
+
+
+def _distributor_columns(config: SystemConfig, distributor: FlowDistributor, request,
+                         response, *, answered) -> DistributorColumns:
+    """``DistributorColumns`` of the request and response ``ArrivalBatch``es; a move
+    costs what ``rules.forwarding_cost`` says for the scenario's route."""
+    def copies(arrival, rows=None):
+        moved = arrival.received_on != arrival.cores
+        if rows is not None:
+            moved &= rows
+        cost, _ = forwarding_cost_batch(config.handoff, from_core=arrival.received_on,
+                                        to_core=arrival.cores, cores=config.cores)
+        return np.where(moved, cost, 0).astype(np.int64)
+
+    return DistributorColumns(
+        distributor, config.handoff, request.received_on, request.cores.copy(),
+        request.rule, request.hashed, copies(request), response.received_on,
+        response.cores.copy(), response.rule, response.hashed, copies(response, answered),
+        np.asarray(answered, bool))

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from engine.appliance.config import Flow, Server, SystemConfig, build_allocators
+from engine.appliance.control import ControlCore
 from engine.appliance.events import (
     AllocationFailed,
     DeliveredToServer,
@@ -85,8 +86,10 @@ from engine.appliance.rules import (
     Route,
     Router,
     close_delay_us,
+    forwarding_cost,
     fragment_cost,
     fragment_count,
+    not_served,
     port_steering_text,
     response_size_and_mtu,
     response_verdict,
@@ -96,15 +99,18 @@ from engine.appliance.rules import (
 )
 from engine.appliance.verdicts import (
     FlowOutcome,
+    FlowSteering,
     FragmentSide,
     PortChoice,
     Summary,
+    distributor_note,
     fragment_drop_note,
     fragment_note,
+    misdirected_note,
     summarize_outcomes,
     verdict_reason,
 )
-from engine.errors import PortExhausted
+from engine.errors import ConfigError, PortExhausted
 from engine.packet.model import FlowTuple, Packet
 from engine.packet.toeplitz import parse_address
 
@@ -162,12 +168,24 @@ class _FlowState:
     response_landing: _Landing | None = None
     #: core-to-core hops its response was forwarded over (0: not forwarded)
     hops: int = 0
+    #: the distributor's moves and the correct-core check (``FlowSteering``'s fields)
+    distributor_forwards: int = 0
+    distributor_copies: int = 0
+    misdirected: str = ""
+    check_copies: int = 0
+    #: notes of the distributor's moves and the correct-core check, in order
+    steering_notes: list = field(default_factory=list)
 
     def notes(self) -> tuple[str, ...]:
-        """The fragment notes of the flow's delivered fragmented datagrams."""
+        """The fragment notes of the flow's delivered fragmented datagrams, then the
+        distributor's and the correct-core check's."""
         return tuple(landing.note for landing in (self.request_landing,
                                                   self.response_landing)
-                     if landing is not None and landing.note)
+                     if landing is not None and landing.note) + tuple(self.steering_notes)
+
+    def steered(self) -> FlowSteering:
+        return FlowSteering(self.distributor_forwards, self.distributor_copies,
+                       self.misdirected, self.check_copies)
 
 
 class System:
@@ -183,6 +201,9 @@ class System:
         self.config = config
         self.rng = rng if rng is not None else random.Random(0)
         self.nic = config.build_nic()
+        #: Rules and the RSS-unaware NIC; with neither, the NIC's own steering.
+        self.distributor = config.build_distributor(self.nic)
+        self._table_change = config.build_table_change()
         self.router = Router(config)
         self._servers = {(parse_address(server.ip, "servers.ip"), server.port): server
                          for server in config.servers}
@@ -210,6 +231,7 @@ class System:
         self._idents: dict[tuple, int] = {}
         self._fragment_drops: dict[str, int] = {}
         self._flows_lost = 0
+        self._not_served: dict[str, int] = {}
         self.duplicate_datagrams = 0
         #: per core: ports its sessions hold now, and the most held at once this run
         self._taken = [0] * config.cores
@@ -266,6 +288,10 @@ class System:
         states = []
         for index, flow in enumerate(flows):
             flow.check(index)
+            if flow.request_mtu is not None and self.config.distributes():
+                raise ConfigError(f"flows[{index}].request_mtu", "no request MTU with "
+                                  "distributor rules or an RSS-unaware NIC (fragments do "
+                                  "not go through the distributor yet)", flow.request_mtu)
             states.append(_FlowState(flow, flow.request_tuple()))
         self._events = [] if keep_events else None
         self._on_event = on_event
@@ -273,6 +299,11 @@ class System:
         self._fragment_drops = {}
         self._flows_lost = 0
         self._peak = list(self._taken)
+        self._not_served = {}
+        if self._table_change is not None:
+            # scheduled before the flows: at its time it comes before their packets
+            self._at(self.config.table_change_at_us, self._reprogram, self._table_change)
+            self._table_change = None
         for state in states:
             self._at(state.flow.start_us, self._request, state)
         while self._heap and (until_us is None or self._heap[0][0] <= until_us):
@@ -343,7 +374,8 @@ class System:
                                   key=str(self.nic.key),
                                   port_map=port_steering_text(self.config, port_map),
                                   fragment_drops=self._fragment_drops,
-                                  flows_lost=self._flows_lost)
+                                  flows_lost=self._flows_lost,
+                                  not_served=self._not_served)
 
     def occupancy(self) -> list[float]:
         """Per core, the fraction of its nat and usip port-table entries taken now (at the
@@ -358,12 +390,16 @@ class System:
 
     # -- the flow's steps -------------------------------------------------------------
 
+    def _reprogram(self, table) -> None:
+        """``system.nic.table_change``: the control core installs the new table."""
+        ControlCore(self).reprogram(table)
+
     def _steer(self, state: _FlowState, tuple_: FlowTuple, direction: str, size: int):
         packet = Packet.from_tuple(self._next_packet(), tuple_, payload_len=size)
         flow = state.flow.id
         self._emit(PacketArrived, flow, packet=packet.id, direction=direction,
                    tuple=tuple_, bytes=size)
-        steering = self.nic.steer(packet)
+        received_on, steering = self.distributor.arrive(packet)
         if steering.hash is not None:
             self._hashes.append(steering.hash)
             if direction == "request":
@@ -371,6 +407,21 @@ class System:
         self._emit(Hashed, flow, packet=packet.id, hash=steering.hash, bucket=steering.bucket,
                    core=steering.core, input_hex=steering.input.hex(),
                    hash_type=None if steering.hash_type is None else steering.hash_type.value)
+        if received_on != steering.core:
+            # The distributor on the receiving core moves it (a rule, or an RSS-unaware
+            # NIC): a core-to-core forward by the scenario's route. It takes no virtual
+            # time, so requests that arrive together still allocate in flow order, as
+            # on the batch path.
+            via = self.config.handoff
+            copies, _ = forwarding_cost(via, from_core=received_on, to_core=steering.core,
+                                        cores=self.config.cores)
+            self._emit(ForwardedCoreToCore, flow, from_core=received_on,
+                       to_core=steering.core, via=via, copies=copies, by="distributor")
+            state.distributor_forwards += 1
+            state.distributor_copies += copies
+            state.steering_notes.append(distributor_note(
+                direction, received_on=received_on, core=steering.core,
+                why=steering.reason, via=via, copies=copies))
         self._emit(Steered, flow, core=steering.core, reason=steering.reason)
         return steering
 
@@ -445,8 +496,57 @@ class System:
             steering = self._steer(state, request, "request", flow.request_bytes)
             core = state.request_core = steering.core
             request_hash = steering.hash
+        owner = self._request_owner(request, core)
+        if owner is not None:
+            # The correct-core check (seed L650-L672): core ``core`` finds the request's
+            # session in another core's PCB table and forwards it there, where it is
+            # processed after the route's hops; unchecked, it opens a second session.
+            via = self.config.handoff
+            forward = self.config.correct_core_check and via != "none"
+            copies, hops = (forwarding_cost(via, from_core=core, to_core=owner,
+                                            cores=self.config.cores) if forward else (0, 0))
+            state.misdirected = "forwarded" if forward else "processed"
+            state.check_copies = copies
+            state.steering_notes.append(misdirected_note(
+                landed=core, owner=owner, forwarded=forward, via=via, copies=copies))
+            if forward:
+                self._emit(ForwardedCoreToCore, flow.id, from_core=core, to_core=owner,
+                           via=via, copies=copies)
+                state.request_core = owner
+                self._at(self.now_us + self.config.handoff_us * hops, self._process,
+                         state, owner, request_hash)
+                return
+        self._process(state, core, request_hash)
+
+    def _request_owner(self, request: FlowTuple, core: int) -> int | None:
+        """The core other than ``core`` whose PCB table holds an open session of the
+        request tuple ``request`` (the patent's per-core table of the packets a core
+        handled, L664), or None: ``core`` holds one itself, or no core does."""
+        owner = None
+        for engine in self.engines:
+            session = engine.pcb.get(request)
+            if session is not None and session.open:
+                if engine.core == core:
+                    return None
+                owner = engine.core if owner is None else owner
+        return owner
+
+    def _process(self, state: _FlowState, core: int, request_hash: int | None) -> None:
+        """The request's packet engine on ``core`` opens its session and sends it on."""
+        flow = state.flow
+        request = state.request
         route = state.route = self.router.route(request.dst, request.dport,
                                                 request.proto, request_hash)
+        refusal = not_served(route.policy, request.version)
+        if refusal is not None:
+            # a service that cannot take the flow's family refuses it (not a bad capture)
+            self._not_served[refusal] = self._not_served.get(refusal, 0) + 1
+            reason = verdict_reason("refused", request_core=core, response_core=None,
+                                    policy=route.policy, notes=state.notes(),
+                                    refusal=refusal)
+            self._emit(AllocationFailed, flow.id, core=core, reason=reason)
+            self._finish(state, None, "refused", 0, reason)
+            return
         engine = self.engines[core]
         try:
             session = engine.open(flow=flow.id, request=request, server_ip=route.server_ip,
@@ -512,7 +612,8 @@ class System:
         else:
             landed = self._steer(state, response, "response", size).core
         owner = self.directory.get(response)
-        via = self.config.handoff
+        checked = self.config.correct_core_check
+        via = self.config.handoff if checked else "none"
         # A repeated request tuple (transparent) shares its response tuple with an earlier
         # flow's open session on the same core: that core holds the connection either way.
         found = self.engines[landed].lookup_response(response)
@@ -531,7 +632,7 @@ class System:
                      state, landed, "handed-off", copies, via)
             return
         reason = verdict_reason("asymmetric", request_core=session.core, response_core=landed,
-                                policy=session.policy, notes=state.notes())
+                                policy=session.policy, notes=state.notes(), checked=checked)
         self._finish(state, landed, "asymmetric", 0, reason)
         # The lost response never closes the session: only the idle timeout frees it.
         self._at(unanswered_end_us(self.config, opened_us=session.last_us,
@@ -630,7 +731,8 @@ class System:
             response_side=FragmentSide(response.fragments, response.action, response.rule),
             request_side=FragmentSide(request.fragments, request.action, request.rule),
             fragment_messages=request.messages + response.messages,
-            fragment_copies=request.copies + response.copies, hops=state.hops)
+            fragment_copies=request.copies + response.copies, hops=state.hops,
+            steering=state.steered())
 
 
 _NO_LANDING = _Landing(-1, 0)

@@ -115,6 +115,19 @@ class _Page:
 
 # ---------------------------------------------------------------------------- verification
 
+def _steering_paragraph(summary) -> str:
+    """The flow distributor's moves and the correct-core check's forwards (seed
+    L650-L672), when the run had any."""
+    if not (summary.distributor_forwards or summary.check_forwards
+            or summary.misdirected_processed):
+        return ""
+    return (f"<p>Flow distributor: {summary.distributor_forwards} packets moved off the "
+            f"core that received them ({summary.distributor_copies} copies) · correct-core "
+            f"check: {summary.check_forwards} misdirected requests forwarded to their owner "
+            f"({summary.check_copies} copies), {summary.misdirected_processed} processed "
+            f"where they landed (a second session)</p>")
+
+
 def render_report_html(report) -> str:
     """The page for an ``engine.runs.run.Report`` (see the module docstring)."""
     summary = report.summary
@@ -132,7 +145,10 @@ def render_report_html(report) -> str:
              f"⊘ {summary.refused} refused · ✗ {summary.asymmetric} asymmetric · "
              f"symmetric rate {summary.symmetric_rate:.4f} · "
              f"fairness {summary.fairness:.4f} · {summary.distinct_hashes} distinct "
-             f"hashes</p><p>{_e(summary.port_map)}</p>")
+             f"hashes</p><p>{_e(summary.port_map)}</p>"
+             + "".join(f"<p>⊘ {_e(reason)}: {count} refused</p>"
+                       for reason, count in summary.not_served.items())
+             + _steering_paragraph(summary))
     page.add("<h2>Checks</h2>" + _table(
         "Checks", ["check", "metric", "op", "expected", "actual", "result"],
         [[c.name, c.metric, c.op, f"{c.expected:g}",

@@ -39,7 +39,7 @@ from engine.errors import ConfigError
 from engine.packet.model import FlowTuple, Packet, Proto
 from engine.scenarios.pcap import PcapTally
 from engine.scenarios.scenario import CheckResult, Scenario, evaluate_checks
-from engine.scenarios.traffic import build_flow_arrays, build_flow_specs, check_flows_runnable
+from engine.scenarios.traffic import build_flow_arrays, build_flow_specs
 
 #: Rows of a held list (the trace path's) turned into dicts at a time when streaming.
 ROW_CHUNK = 4096
@@ -234,15 +234,15 @@ def verify_scenario(scenario: Scenario, *, pcap: str | Path | None = None,
     """Run ``scenario`` and check it.
 
     ``pcap`` replaces the file of the scenario's pcap sources; ``mode`` is ``batch``
-    (vectorised, IPv4 only) or ``trace`` (packet by packet; ``on_event`` then receives
-    every event as it happens, e.g. to stream it); ``rows`` keeps the per-flow
-    outcomes; ``on_progress(fraction, stage)`` is called as the run advances (per stage
-    on the batch path, which is one vectorised call; per finished flow, at most every
-    1 %, on the trace path). ``source`` names the scenario in the report (default: its
-    file, else ``<string>``).
+    (vectorised; IPv6 flows too, unfragmented) or ``trace`` (packet by packet;
+    ``on_event`` then receives every event as it happens, e.g. to stream it); ``rows``
+    keeps the per-flow outcomes; ``on_progress(fraction, stage)`` is called as the run
+    advances (per stage on the batch path, which is one vectorised call; per finished
+    flow, at most every 1 %, on the trace path). ``source`` names the scenario in the
+    report (default: its file, else ``<string>``).
 
     Raises ConfigError for an unknown mode or a system the engine refuses,
-    TrafficError (IPv6 flows on the batch path, traffic that cannot be generated) and
+    TrafficError (IPv6 fragments on the batch path, traffic that cannot be generated) and
     PcapError (an unreadable capture).
     """
     if mode not in MODES:
@@ -275,7 +275,8 @@ def _source_of(scenario: Scenario) -> str:
 
 
 def _run_batch(scenario, config, pcap, rows: bool, progress: ProgressCallback) -> Report:
-    from engine.paths.batch import BatchRows, run_batch
+    from engine.paths.batch import BatchRows, check_batch_config, run_batch
+    check_batch_config(config)  # before the traffic is built, so the setting is named
     tally = PcapTally()
     arrays = build_flow_arrays(scenario, pcap=pcap, tally=tally)
     progress(_STAGE_DONE["traffic"], "traffic")
@@ -295,7 +296,6 @@ def _run_trace(scenario, config, pcap, rows: bool, progress: ProgressCallback,
                on_event) -> Report:
     tally = PcapTally()
     specs = build_flow_specs(scenario, pcap=pcap, tally=tally)
-    check_flows_runnable(scenario, specs, mode="trace")
     progress(_STAGE_DONE["traffic"], "traffic")
     system = scenario.build_system()
     total = max(len(specs), 1)

@@ -34,6 +34,9 @@ Forwarding between cores (handoffs) is stateless on the batch path (a copy and h
 per flow), so it splits; control-core events exist only on the trace path, which is never
 split. Scenarios replaying a capture run unsplit too (an upload is at most a few MB:
 never near a split's size), so every shard can rebuild its flows from the scenario text.
+Flows with IPv6 rows run unsplit as well: a shard's columns and figures are IPv4 ones
+(uint32 addresses, the responses' hashes recomputed from them); IPv6 flows come only
+from explicit lists and captures, never near a split's size either.
 
     >>> import numpy as np
     >>> from engine.appliance.config import SystemConfig
@@ -67,10 +70,14 @@ _COLUMNS = (("client_ip", np.uint32, None), ("client_port", np.uint16, None),
             ("response_bytes", np.uint32, DEFAULT_RESPONSE_BYTES))
 
 
-def split_refusal(config: SystemConfig, request_mtu=None) -> str | None:
-    """Why a batch run of ``config`` must not be split by request core (None: it may):
-    anything that can fragment makes a receiving core's fragment table serve every
-    request core (see the module docstring)."""
+def split_refusal(config: SystemConfig, request_mtu=None, flows=None) -> str | None:
+    """Why a batch run of ``config`` (over ``flows``, when given) must not be split by
+    request core (None: it may): anything that can fragment makes a receiving core's
+    fragment table serve every request core; IPv6 rows do not fit a shard's IPv4
+    columns (see the module docstring)."""
+    if flows is not None and getattr(flows, "has_v6", False):
+        return ("flows include IPv6 ones: a shard carries IPv4 columns only (IPv6 flows "
+                "come from explicit lists and captures, never near a split's size)")
     if config.fragmenting():
         return ("a server or service has an MTU: fragments are held on the core their "
                 "addresses hash to (or the default fragment core), whose fragment table "
@@ -78,6 +85,11 @@ def split_refusal(config: SystemConfig, request_mtu=None) -> str | None:
     if request_mtu is not None and np.any(np.asarray(request_mtu) != 0):
         return ("flows have a request MTU: fragmented requests are held on the core their "
                 "addresses hash to, whose fragment table serves every request core")
+    if config.distributes():
+        # the shard plan steers requests by the NIC alone and the merge adds up no
+        # distributor figures, so such a run stays whole (correct, not split)
+        return ("the flow distributor steers packets (rules or an RSS-unaware NIC): a "
+                "request's core is not the NIC's alone")
     return None
 
 
@@ -136,9 +148,11 @@ def take_flows(flows, rows: np.ndarray) -> FlowArrays:
         column = getattr(flows, name, None)
         columns.append(np.full(rows.size, default, dtype) if column is None
                        else np.asarray(column)[rows].astype(dtype, copy=False))
+    times = {}
     if getattr(flows, "timed", False):  # start times and session ends stay with their rows
-        columns += [column[rows] for column in flows.time_columns()]
-    return FlowArrays(*columns)
+        times = dict(zip(("start_us", "close", "hold_us"),
+                         (column[rows] for column in flows.time_columns()), strict=True))
+    return FlowArrays(*columns, **times)
 
 
 def run_shard(config: SystemConfig, flows, rows: np.ndarray, *, ids=None) -> BatchResult:
@@ -324,7 +338,7 @@ def run_split(config: SystemConfig, flows, *, shards: int = 2, ids=None,
     """``run_batch(config, flows, ids=ids, request_mtu=request_mtu)``, split into
     ``shards`` by request core and merged in this process — or run unsplit when
     :func:`split_refusal` says the flows share state across cores."""
-    if split_refusal(config, request_mtu) is not None:
+    if split_refusal(config, request_mtu, flows) is not None:
         return run_batch(config, flows, ids=ids, request_mtu=request_mtu)
     config.check()
     plan = plan_shards(config, flows, shards)
@@ -346,8 +360,9 @@ def _shard_in_child(index: int) -> bytes:
 def run_split_processes(config: SystemConfig, flows, *, processes: int = 2) -> MergedFigures:
     """The merged figures of ``flows`` split into ``processes`` shards, each run in its own
     forked process (the flows are inherited, not copied through a pipe; only each shard's
-    compact figures come back). Unsplittable configurations raise ValueError."""
-    reason = split_refusal(config)
+    compact figures come back). Unsplittable configurations and flows raise
+    ValueError."""
+    reason = split_refusal(config, flows=flows)
     if reason is not None:
         raise ValueError(f"not split: {reason}")
     config.check()
@@ -368,9 +383,18 @@ def scenario_split_refusal(scenario) -> str | None:
     """Why a batch run of ``scenario`` is not split (None: it may be): state crossing
     cores (:func:`split_refusal`), or flows read from a capture (only the worker holding
     the upload could rebuild them; an upload is never near a split's size)."""
+    from engine.scenarios.traffic import _explicit_specs
+
     if any(source.pcap is not None for source in scenario.sources):
         return "its flows come from a capture"
-    return split_refusal(scenario.build_system_config())
+    config = scenario.build_system_config()
+    for source in scenario.sources:  # only explicit lists (small) can hold IPv6 flows
+        if source.flows is not None:
+            reason = split_refusal(config, flows=FlowArrays.from_specs(
+                _explicit_specs(scenario, source.flows, 0)))
+            if reason is not None:
+                return reason
+    return split_refusal(config)
 
 
 def scenario_shard(scenario, index: int, shards: int, *, keep_rows: int = 0

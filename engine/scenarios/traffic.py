@@ -14,7 +14,8 @@ A flow's request goes client → server (a service's vip:vport, or a server addr
 and its response comes back server → client. Addresses in arrays are uint32 host
 values of IPv4 addresses (``int(IPv4Address)``); ports are host-order integers (the
 hash functions put them in network order). Generated and adversarial traffic is IPv4
-only; explicit and pcap flows may be IPv6 and then exist only as records.
+only; explicit and pcap flows may be IPv6 (their array rows carry ``FlowArrays.is_v6``
+and 16-byte addresses).
 """
 
 from __future__ import annotations
@@ -255,8 +256,9 @@ def _explicit_specs(scenario, flows, first_id: int) -> list[FlowSpec]:
         if flow.response_bytes is not None:
             response = flow.response_bytes
         specs.append(FlowSpec(first_id + offset, client, client_port, server, server_port,
-                              Proto.parse(proto), flow.request_bytes, response, flow.start_us,
-                              flow.close, flow.hold_us))
+                              Proto.parse(proto), flow.request_bytes, response,
+                              start_us=flow.start_us, close=flow.close,
+                              hold_us=flow.hold_us))
     return specs
 
 
@@ -342,32 +344,6 @@ def _check_pcap_override(scenario, pcap) -> None:
                            "(traffic: {pcap: {}}) to replay the capture as", str(pcap))
 
 
-def check_flows_runnable(scenario, specs: list[FlowSpec], *, mode: str) -> None:
-    """TrafficError naming the first flow a run of ``mode`` cannot carry: an IPv6 flow
-    on the batch path (IPv4 arrays), or an IPv6 flow that a ``nat``/``usip`` policy would
-    translate (their port tables hold IPv4 addresses; IPv6 runs through ``transparent``
-    services). Explicit flows are checked when the scenario loads; this is for flows
-    known only once a capture is read."""
-    if mode == "batch":
-        FlowArrays.from_specs(specs)
-        return
-    if all(spec.client_ip.version == 4 and spec.server_ip.version == 4 for spec in specs):
-        return
-    from engine.appliance.rules import Router
-
-    router = Router(scenario.build_system_config())
-    for spec in specs:
-        if spec.client_ip.version == 4 and spec.server_ip.version == 4:
-            continue
-        policy = router.route(spec.server_ip, spec.server_port, spec.proto, None).policy
-        if policy != "transparent":
-            raise TrafficError(f"flows[{spec.id}]", "IPv4 flows under a nat or usip policy "
-                               "(their port tables hold IPv4 addresses)",
-                               f"{spec.client_ip} -> {spec.server_ip}",
-                               detail=f"this flow matches {policy}: IPv6 flows run through "
-                                      f"transparent services")
-
-
 def require_traffic(count: int) -> int:
     """``count`` when the run has flows to carry; a scenario without any is bad input,
     not a pass (a run of nothing proves nothing)."""
@@ -381,14 +357,15 @@ def require_traffic(count: int) -> int:
 
 def count_flows(scenario, *, pcap: str | Path | bytes | None = None,
                 mode: str = "batch") -> int:
-    """How many flows a run of ``scenario`` in ``mode`` will carry, checked as the run
-    checks them, without generating any: explicit, generated and adversarial counts come
+    """How many flows a run of ``scenario`` in ``mode`` will carry (both paths carry
+    the same flows, IPv6 ones included), checked as the run checks them, without
+    generating any: explicit, generated and adversarial counts come
     from the file, captures are read (``pcap`` replaces their file, as in
     ``build_flow_arrays``). A service calls this before queueing a run, so a refusal
     shows at once with the reason the run would give.
 
-    Raises TrafficError (a flow the run cannot carry, ``pcap`` with no pcap source, a
-    pcap source with no file) and PcapError (an unreadable capture).
+    Raises TrafficError (``pcap`` with no pcap source, a pcap source with no file, no
+    flows at all) and PcapError (an unreadable capture).
     """
     _check_pcap_override(scenario, pcap)
     total = 0
@@ -400,9 +377,7 @@ def count_flows(scenario, *, pcap: str | Path | bytes | None = None,
         elif source.adversarial is not None:
             total += source.adversarial.count
         else:
-            specs = _pcap_specs(scenario, source.pcap, pcap, total, None)
-            check_flows_runnable(scenario, specs, mode=mode)
-            total += len(specs)
+            total += len(_pcap_specs(scenario, source.pcap, pcap, total, None))
     return require_traffic(total)
 
 
@@ -412,8 +387,8 @@ def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
     row i being flow id i. ``pcap`` overrides the file of pcap sources; ``tally``
     collects what reading them found and skipped.
 
-    Raises TrafficError (IPv6 flows, unreachable bucket, too many flows per client and
-    target, no flows at all) and PcapError (an unreadable capture).
+    Raises TrafficError (unreachable bucket, too many flows per client and target, no
+    flows at all) and PcapError (an unreadable capture).
     """
     _check_pcap_override(scenario, pcap)
     parts, next_id = [], 0

@@ -11,11 +11,19 @@ YAML tab and see exactly what ran::
 Fields (all optional; the defaults are :data:`DEFAULTS`): ``cores``, ``ips_per_core``,
 ``key`` (``microsoft`` | ``symmetric`` | ``random:SEED`` | hex), ``hash_bits``, ``table``
 (``round-robin`` or a list of cores, one per bucket), ``transform``, ``fragments``,
-``policy``, ``strategy``, ``tables_per_ip``, ``wrong_direction``, ``handoff``,
+``policy``, ``strategy``, ``tables_per_ip``, ``wrong_direction``, ``handoff`` (the
+forwarding route: written as ``forwarding: {route: ...}``; a file's older top-level
+``handoff:`` loads into it), ``rss_aware`` and ``receive_core`` (the NIC: false means it
+hashes nothing and delivers every packet to ``receive_core``), ``table_change`` (null, or
+``{"at_us", "table"}``: the indirection table reprogrammed at a virtual time),
+``distributor`` (``{"correct_core_check": bool, "rules": [...]}``; a rule is
+``{"kind": "prefix", "prefix", "match_on", "core"}`` or ``{"kind": "flow", "client",
+"server", "proto", "core"}``, written as the file's ``distributor.rules``),
 ``service`` ({``name``, ``vip``, ``vport``, ``proto``, ``servers``, ``mtu``,
 ``response_bytes``, ``assemble_flag``}) and ``traffic``, one of ``{"kind": "flows",
-"flows": [...]}``, ``{"kind": "generated", "count", "client_prefixes", "zipf", "seed"}``
-or ``{"kind": "pcap"}`` (the capture is uploaded with the run).
+"flows": [...]}`` (a flow may have ``start_us``), ``{"kind": "generated", "count",
+"client_prefixes", "zipf", "seed"}`` or ``{"kind": "pcap"}`` (the capture is uploaded
+with the run).
 
 Here each field's shape and JSON type is checked (``name`` is a string of at most
 :data:`TEXT_MAX` characters, ``cores`` an integer, ``servers`` a list of strings, …;
@@ -24,7 +32,8 @@ strings must be valid Unicode, without lone surrogates), every problem at once a
 left to the engine's scenario loader (with its limits), and :func:`builder_field_of` maps
 each problem's key path back to the form field it came from (``system.cores`` →
 ``cores``, ``services[0].vip`` → ``service.vip``, ``traffic.flows[1].client`` →
-``traffic.flows[1].client``).
+``traffic.flows[1].client``, ``distributor.rules[1].flow.client`` →
+``distributor.rules[1].client``).
 """
 
 from __future__ import annotations
@@ -54,6 +63,10 @@ DEFAULTS: dict[str, Any] = {
     "tables_per_ip": 1,
     "wrong_direction": False,
     "handoff": "message",
+    "rss_aware": True,
+    "receive_core": 0,
+    "table_change": None,
+    "distributor": {"correct_core_check": True, "rules": []},
     "service": {"name": SERVICE_NAME, "vip": "161.142.100.80", "vport": 1766, "proto": "tcp",
                 "servers": ["10.0.0.1:8080"], "mtu": None, "response_bytes": 1000,
                 "assemble_flag": False},
@@ -92,11 +105,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 _TOP_LEVEL = ("name", "cores", "ips_per_core", "key", "hash_bits", "table", "transform",
               "fragments", "policy", "strategy", "tables_per_ip", "wrong_direction", "handoff",
-              "service", "traffic")
+              "rss_aware", "receive_core", "table_change", "distributor", "service", "traffic")
 _SERVICE_KEYS = ("name", "vip", "vport", "proto", "servers", "mtu", "response_bytes",
                  "assemble_flag")
-_FLOW_KEYS = ("client", "service", "server", "proto", "request_bytes", "response_bytes")
+_FLOW_KEYS = ("client", "service", "server", "proto", "request_bytes", "response_bytes",
+              "start_us")
+# TODO(issue 12, branch `timed`): start times and durations of generated traffic
+# (`traffic.generated`) are being added to the schema on that branch; when it lands, add
+# its field names here, to _TYPES ("generated.…"), to the form's "traffic-generated" block
+# (templates/lab/workbench.html) and to Builder.load/read (static/lab/build.js).
 _GENERATED_KEYS = ("count", "client_prefixes", "zipf", "seed")
+_DISTRIBUTOR_KEYS = ("correct_core_check", "rules")
+_TABLE_CHANGE_KEYS = ("at_us", "table")
+_RULE_KINDS = ("prefix", "flow")
+#: a rule row's fields by kind (the form's row has all of them; each kind writes its own)
+_RULE_KEYS = {"prefix": ("prefix", "match_on", "core"),
+              "flow": ("client", "server", "proto", "core")}
 
 #: The longest text any builder field takes (names, addresses, keys: the engine's own
 #: limits are lower; this one only keeps absurd input out of the YAML).
@@ -109,13 +133,19 @@ _TYPES: dict[str, tuple[str, ...]] = {
     "hash_bits": ("int",), "table": ("text", "int-list"), "transform": ("text",),
     "fragments": ("text",), "policy": ("text",), "strategy": ("text",),
     "tables_per_ip": ("int",), "wrong_direction": ("bool",), "handoff": ("text",),
+    "rss_aware": ("bool",), "receive_core": ("int",),
+    "table_change.at_us": ("int",), "table_change.table": ("int-list",),
+    "distributor.correct_core_check": ("bool",),
+    "rule.kind": ("text",), "rule.prefix": ("text",), "rule.match_on": ("text",),
+    "rule.client": ("text",), "rule.server": ("text",), "rule.proto": ("text",),
+    "rule.core": ("int",),
     "service.name": ("text",), "service.vip": ("text",), "service.vport": ("int",),
     "service.proto": ("text",), "service.servers": ("text-list",),
     "service.mtu": ("int", "null"), "service.response_bytes": ("int",),
     "service.assemble_flag": ("bool",),
     "flow.client": ("text",), "flow.service": ("text",), "flow.server": ("text",),
     "flow.proto": ("text",), "flow.request_bytes": ("int",),
-    "flow.response_bytes": ("int",),
+    "flow.response_bytes": ("int",), "flow.start_us": ("int",),
     "generated.count": ("int",), "generated.client_prefixes": ("text-list",),
     "generated.zipf": ("number",), "generated.seed": ("int",),
 }
@@ -242,6 +272,15 @@ def scenario_dict_from_builder(fields: Any) -> dict[str, Any]:
     nic: dict[str, Any] = {"key": merged["key"], "hash_bits": merged["hash_bits"],
                            "table": merged["table"], "transform": merged["transform"],
                            "fragments": merged["fragments"]}
+    # The NIC's and the distributor's settings are written only where they differ from
+    # the engine's defaults, so a scenario that does not use them reads as before.
+    if merged["rss_aware"] is not True:
+        nic["rss_aware"] = merged["rss_aware"]
+    if merged["receive_core"] != DEFAULTS["receive_core"]:
+        nic["receive_core"] = merged["receive_core"]
+    if merged["table_change"] is not None:
+        nic["table_change"] = _table_change(merged["table_change"])
+    distributor = _distributor(merged["distributor"])
     scenario: dict[str, Any] = {
         "schema_version": 1,
         "name": merged["name"],
@@ -251,6 +290,7 @@ def scenario_dict_from_builder(fields: Any) -> dict[str, Any]:
         "ports": {"strategy": merged["strategy"], "tables_per_ip": merged["tables_per_ip"],
                   "wrong_direction": merged["wrong_direction"]},
         "forwarding": {"route": merged["handoff"]},
+        **({"distributor": distributor} if distributor else {}),
         "services": [{
             "name": service["name"], "vip": service["vip"], "vport": service["vport"],
             "proto": service["proto"], "policy": merged["policy"],
@@ -260,6 +300,60 @@ def scenario_dict_from_builder(fields: Any) -> dict[str, Any]:
         "traffic": _traffic(_mapping(merged["traffic"], "traffic")),
     }
     return scenario
+
+
+def _table_change(value: Any) -> dict[str, Any]:
+    change = _mapping(value, "table_change")
+    _known(change, _TABLE_CHANGE_KEYS, "table_change.", extra=())
+    _check_types(change, "table_change.", "table_change.")
+    missing = [key for key in _TABLE_CHANGE_KEYS if key not in change]
+    if missing:
+        raise LabInputError([{"field": f"table_change.{key}", "line": None,
+                              "message": "expected a value (or no table change)"}
+                             for key in missing])
+    return {key: change[key] for key in _TABLE_CHANGE_KEYS}
+
+
+def _distributor(value: Any) -> dict[str, Any]:
+    """The file's ``distributor`` section (empty when every setting is the default)."""
+    distributor = {**DEFAULTS["distributor"], **_mapping(value, "distributor")}
+    _known(distributor, _DISTRIBUTOR_KEYS, "distributor.", extra=())
+    _check_types(distributor, "distributor.", "distributor.")
+    rules = distributor["rules"]
+    if not isinstance(rules, list):
+        raise LabInputError.one("distributor.rules", f"expected a list of rules, got "
+                                                     f"{shown(rules)}")
+    section: dict[str, Any] = {}
+    if rules:
+        section["rules"] = [_rule(rule, index) for index, rule in enumerate(rules)]
+    if distributor["correct_core_check"] is not True:
+        section["correct_core_check"] = distributor["correct_core_check"]
+    return section
+
+
+def _rule(value: Any, index: int) -> dict[str, Any]:
+    """One form row → one ``distributor.rules`` entry: a prefix rule or an exact flow."""
+    where = f"distributor.rules[{index}]."
+    rule = _mapping(value, f"distributor.rules[{index}]")
+    _known(rule, ("kind", *_RULE_KEYS["prefix"], *_RULE_KEYS["flow"]), where, extra=())
+    kind = rule.get("kind")
+    if kind not in _RULE_KINDS:
+        raise LabInputError.one(f"{where}kind", f"expected one of prefix, flow, got "
+                                                f"{shown(kind)}")
+    # Only this kind's fields: the other kind's inputs stay in the row, hidden.
+    row = {key: rule.get(key) for key in _RULE_KEYS[kind]}
+    _check_types({k: v for k, v in row.items() if v is not None}, "rule.", where)
+    # A blank address stays text, so the engine's own message names the input.
+    row.update({key: "" for key in ("prefix", "client", "server")
+                if key in row and row[key] is None})
+    if kind == "prefix":
+        entry = {"prefix": row["prefix"], "match_on": row["match_on"] or "src"}
+    else:
+        entry = {"flow": {"client": row["client"], "server": row["server"],
+                          "proto": row["proto"] or "tcp"}}
+    # core last: a row reads "this prefix (or flow) → this core"; a blank core is left for
+    # the engine to name (distributor.rules[i].core).
+    return {**entry, "core": row["core"]}
 
 
 def _traffic(traffic: dict) -> dict[str, Any]:
@@ -300,6 +394,19 @@ def scenario_yaml_from_builder(fields: Any) -> str:
 
 _PATH_TO_FIELD = [
     (re.compile(r"^system\.nic\.(key|hash_bits|table|transform|fragments)\b"), r"\1"),
+    (re.compile(r"^system\.nic\.(rss_aware|receive_core)\b"), r"\1"),
+    (re.compile(r"^system\.nic\.table_change\.(at_us|table)\b"), r"table_change.\1"),
+    (re.compile(r"^system\.nic\.table_change\b"), "table_change"),
+    # A rule row holds its flow's fields itself (…rules[1].flow.client → …rules[1].client);
+    # "client and server of one address family" (…flow) goes to the client; a problem of
+    # the whole rule ("exactly one of prefix and flow") to its kind.
+    (re.compile(r"^distributor\.rules(\[\d+\])\.flow\.(client|server|proto)\b"),
+     r"distributor.rules\1.\2"),
+    (re.compile(r"^distributor\.rules(\[\d+\])\.flow\b"), r"distributor.rules\1.client"),
+    (re.compile(r"^distributor\.rules(\[\d+\])\.(prefix|match_on|core)\b"),
+     r"distributor.rules\1.\2"),
+    (re.compile(r"^distributor\.rules(\[\d+\])"), r"distributor.rules\1.kind"),
+    (re.compile(r"^distributor\.(rules|correct_core_check)\b"), r"distributor.\1"),
     (re.compile(r"^system\.(cores|ips_per_core)\b"), r"\1"),
     (re.compile(r"^ports\.(strategy|tables_per_ip|wrong_direction)\b"), r"\1"),
     (re.compile(r"^(handoff|forwarding)\b"), "handoff"),
@@ -323,15 +430,32 @@ def builder_field_of(path: str) -> str:
 
 _FORM_KEYS = {
     "": {"schema_version", "name", "description", "system", "ports", "handoff", "forwarding",
-         "services", "traffic"},
+         "distributor", "services", "traffic"},
     "forwarding": {"route"},
+    "distributor": set(_DISTRIBUTOR_KEYS),
+    "rule": {"core", "prefix", "match_on", "flow"},
+    "rule.flow": {"client", "server", "proto"},
     "system": {"cores", "ips_per_core", "nic"},
-    "system.nic": {"key", "hash_bits", "table", "transform", "fragments"},
+    "system.nic": {"key", "hash_bits", "table", "transform", "fragments", "rss_aware",
+                   "receive_core", "table_change"},
+    "table_change": set(_TABLE_CHANGE_KEYS),
     "ports": {"strategy", "tables_per_ip", "wrong_direction"},
     "service": set(_SERVICE_KEYS) | {"policy"},
     "flow": set(_FLOW_KEYS),
     "generated": set(_GENERATED_KEYS) | {"services"},
 }
+
+
+def _rule_row(rule: dict, path: str, section) -> dict[str, Any]:
+    """A ``distributor.rules`` entry as the form's row (the inverse of :func:`_rule`)."""
+    if isinstance(rule.get("flow"), dict):
+        flow = section(rule["flow"], f"{path}flow.", "rule.flow")
+        row = {"kind": "flow", **{k: flow[k] for k in ("client", "server", "proto")
+                                  if k in flow}}
+    else:
+        row = {"kind": "prefix", "prefix": rule.get("prefix"),
+               "match_on": rule.get("match_on", "src")}
+    return {**row, "core": rule.get("core")}
 
 
 def builder_fields_from_scenario(text: str) -> dict[str, Any] | None:
@@ -374,9 +498,22 @@ def builder_fields_from_scenario(text: str) -> dict[str, Any] | None:
                        ("tables_per_ip", ports.get("tables_per_ip")),
                        ("wrong_direction", ports.get("wrong_direction")),
                        # the form's "handoff" field is the forwarding route (its older name)
-                       ("handoff", forwarding.get("route", top.get("handoff")))):
+                       ("handoff", forwarding.get("route", top.get("handoff"))),
+                       ("rss_aware", nic.get("rss_aware")),
+                       ("receive_core", nic.get("receive_core"))):
         if value is not None:
             fields[key] = value
+    change = section(nic.get("table_change"), "system.nic.table_change.", "table_change")
+    if change:
+        fields["table_change"] = {k: change[k] for k in _TABLE_CHANGE_KEYS if k in change}
+    distributor = section(top.get("distributor"), "distributor.", "distributor")
+    if distributor:
+        rules = distributor.get("rules") if isinstance(distributor.get("rules"), list) else []
+        fields["distributor"] = {
+            "correct_core_check": distributor.get("correct_core_check", True),
+            "rules": [_rule_row(section(rule, f"distributor.rules[{index}].", "rule"),
+                                f"distributor.rules[{index}].", section)
+                      for index, rule in enumerate(rules)]}
     services = top.get("services") if isinstance(top.get("services"), list) else []
     if len(services) > 1:
         unshown.extend(f"services[{i}]" for i in range(1, len(services)))

@@ -13,11 +13,17 @@ function num(value, fallback = null) {
 
 function lines(text) { return String(text || "").split(/[\n,]+/).map((s) => s.trim()).filter(Boolean); }
 
+/** A table typed as text ("0,1, 2 3"): numbers where they are, other tokens as typed (the server names them). */
+function tableOf(text) {
+  return String(text || "").split(/[\s,]+/).filter(Boolean).map((v) => (/^\d+$/.test(v) ? Number(v) : v));
+}
+
 export class Builder {
   constructor(form, defaults) {
     this.form = form;
     this.defaults = defaults || {};
     this.flowRows = form.querySelector("#flow-rows");
+    this.ruleRows = form.querySelector("#rule-rows");
     this.serviceName = (this.defaults.service && this.defaults.service.name) || "web";
     this.onChange = () => {};       // the page redraws the idle diagram from the fields
     this.table = new TableEditor({ grid: form.querySelector("#table-grid"),
@@ -34,6 +40,23 @@ export class Builder {
     this.flowRows.addEventListener("click", (e) => {
       const b = e.target.closest("button.remove-flow");
       if (b && this.flowRows.children.length > 1) { b.closest("tr").remove(); this.renumber(); }
+    });
+    // Distributor rules: any number of rows (none is the default); a new row takes the focus,
+    // a removed row gives it to the next row's remove button (or "+ rule").
+    form.querySelector("#add-rule").addEventListener("click", () => {
+      const tr = this.addRule({});
+      tr.querySelector("[data-key=kind]").focus();
+      this.onChange();
+    });
+    this.ruleRows.addEventListener("click", (e) => {
+      const b = e.target.closest("button.remove-rule");
+      if (!b) { return; }
+      const tr = b.closest("tr");
+      const next = tr.nextElementSibling || tr.previousElementSibling;
+      tr.remove();
+      this.renumberRules();
+      (next ? next.querySelector("button.remove-rule") : form.querySelector("#add-rule")).focus();
+      this.onChange();
     });
   }
 
@@ -57,6 +80,17 @@ export class Builder {
     } else {
       this.form.querySelector("#table-check").textContent = "";
     }
+    // The receive core matters only when the NIC does not hash; a value other than the
+    // default stays in sight either way (it is in the file, and the engine checks it).
+    const receive = this.field("receive_core").value;
+    f.querySelector(".receive-core").hidden = this.field("rss_aware").checked && (receive === "" || receive === "0");
+    const changeOn = this.field("table_change_on").checked;
+    f.querySelector("#table-change-box").hidden = !changeOn;
+    const changeText = this.field("table_change.table");
+    if (changeOn && target && target.name === "table_change_on" && !changeText.value.trim()) {
+      changeText.value = this.currentTable().join(",");   // start from the table in use
+    }
+    [...this.ruleRows.children].forEach((tr) => this.showRuleKind(tr));
     const kind = f.querySelector("input[name='traffic.kind']:checked").value;
     f.querySelector(".traffic-flows").hidden = kind !== "flows";
     f.querySelector(".traffic-generated").hidden = kind !== "generated";
@@ -72,14 +106,59 @@ export class Builder {
       <td><input data-key="to" aria-label="service name or server ip:port" spellcheck="false" size="12"></td>
       <td><input data-key="request_bytes" type="number" min="0" aria-label="request bytes" size="5"></td>
       <td><input data-key="response_bytes" type="number" min="0" aria-label="response bytes" size="5"></td>
+      <td><input data-key="start_us" type="number" min="0" placeholder="0" aria-label="start time, virtual µs (blank: 0)" size="5"></td>
       <td><button type="button" class="remove-flow" aria-label="remove this flow">✕</button></td>`;
     tr.querySelector("[data-key=proto]").value = flow.proto || "tcp";
     tr.querySelector("[data-key=client]").value = flow.client || "198.51.100.7:40000";
     tr.querySelector("[data-key=to]").value = to;
     tr.querySelector("[data-key=request_bytes]").value = flow.request_bytes ?? 100;
     tr.querySelector("[data-key=response_bytes]").value = flow.response_bytes ?? 1000;
+    tr.querySelector("[data-key=start_us]").value = flow.start_us ?? "";
     this.flowRows.appendChild(tr);
     this.renumber();
+  }
+
+  /** One distributor rule row: a prefix (matched on the source or destination address) or an
+   * exact flow (client, server, proto), and the core it sends packets to. Each row holds
+   * the inputs of both kinds; the kind select shows one set. */
+  addRule(rule) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `
+      <td><select data-key="kind"><option value="prefix">prefix</option><option value="flow">flow</option></select></td>
+      <td><input data-key="prefix" data-kind="prefix" spellcheck="false" size="14" placeholder="10.0.0.0/8">
+        <input data-key="client" data-kind="flow" spellcheck="false" size="14" placeholder="client ip:port"></td>
+      <td><select data-key="match_on" data-kind="prefix"><option value="src">src</option><option value="dst">dst</option></select>
+        <input data-key="server" data-kind="flow" spellcheck="false" size="14" placeholder="server ip:port"></td>
+      <td><select data-key="proto" data-kind="flow"><option>tcp</option><option>udp</option></select></td>
+      <td><input data-key="core" type="number" min="0" max="63" size="3"></td>
+      <td><button type="button" class="remove-rule">✕</button></td>`;
+    const set = (k, v) => { tr.querySelector(`[data-key=${k}]`).value = v; };
+    set("kind", rule.kind === "flow" ? "flow" : "prefix");
+    set("prefix", rule.prefix ?? ""); set("match_on", rule.match_on === "dst" ? "dst" : "src");
+    set("client", rule.client ?? ""); set("server", rule.server ?? "");
+    set("proto", rule.proto === "udp" ? "udp" : "tcp"); set("core", rule.core ?? 0);
+    this.ruleRows.appendChild(tr);
+    this.showRuleKind(tr);
+    this.renumberRules();
+    return tr;
+  }
+
+  showRuleKind(tr) {
+    const kind = tr.querySelector("[data-key=kind]").value;
+    tr.querySelectorAll("[data-kind]").forEach((el) => { el.hidden = el.dataset.kind !== kind; });
+  }
+
+  renumberRules() {
+    const labels = { kind: "match by", prefix: "prefix", match_on: "match the prefix on the packet's source or destination",
+      client: "flow client ip:port", server: "flow server ip:port", proto: "flow protocol", core: "to core" };
+    [...this.ruleRows.children].forEach((tr, i) => {
+      tr.querySelectorAll("[data-key]").forEach((input) => {
+        input.name = `distributor.rules[${i}].${input.dataset.key}`;
+        input.id = `rule-${i}-${input.dataset.key}`;
+        input.setAttribute("aria-label", `rule ${i + 1}: ${labels[input.dataset.key]}`);
+      });
+      tr.querySelector("button.remove-rule").setAttribute("aria-label", `remove rule ${i + 1}`);
+    });
   }
 
   renumber() {
@@ -108,6 +187,16 @@ export class Builder {
     const policy = this.form.querySelector(`input[name=policy][value="${v.policy || "nat"}"]`);
     if (policy) { policy.checked = true; }
     this.field("wrong_direction").checked = Boolean(v.wrong_direction);
+    this.field("rss_aware").checked = v.rss_aware !== false;
+    this.field("receive_core").value = v.receive_core ?? 0;
+    const change = v.table_change;
+    this.field("table_change_on").checked = Boolean(change);
+    this.field("table_change.at_us").value = change ? (change.at_us ?? "") : 0;
+    this.field("table_change.table").value = change && Array.isArray(change.table) ? change.table.join(",") : "";
+    const d = v.distributor || {};
+    this.field("distributor.correct_core_check").checked = d.correct_core_check !== false;
+    this.ruleRows.textContent = "";
+    (Array.isArray(d.rules) ? d.rules : []).forEach((r) => this.addRule(r));
     const s = v.service || {};
     this.serviceName = s.name || this.serviceName;
     set("service.vip", s.vip); set("service.vport", s.vport); set("service.proto", s.proto);
@@ -167,6 +256,14 @@ export class Builder {
     return kind;
   }
 
+  /** The indirection table the form sets now (a custom one as typed, else round robin). */
+  currentTable() {
+    if (this.field("table_kind").value === "custom") { return this.table.read(); }
+    const cores = Number(this.field("cores").value) || 1;
+    const bits = Number(this.field("hash_bits").value) || 7;
+    return Array.from({ length: 2 ** Math.min(Math.max(bits, 1), 7) }, (_, b) => b % cores);
+  }
+
   /** The builder fields the API takes. */
   read() {
     const g = (name) => this.field(name).value;
@@ -179,6 +276,17 @@ export class Builder {
       policy: this.form.querySelector("input[name=policy]:checked").value,
       strategy: g("strategy"), tables_per_ip: num(g("tables_per_ip")),
       wrong_direction: this.field("wrong_direction").checked, handoff: g("handoff"),
+      rss_aware: this.field("rss_aware").checked, receive_core: num(g("receive_core")),
+      table_change: this.field("table_change_on").checked
+        ? { at_us: num(g("table_change.at_us")), table: tableOf(g("table_change.table")) } : null,
+      distributor: { correct_core_check: this.field("distributor.correct_core_check").checked,
+        rules: [...this.ruleRows.children].map((tr) => {
+          const val = (k) => tr.querySelector(`[data-key=${k}]`).value.trim();
+          const kind = val("kind");
+          return kind === "flow"
+            ? { kind, client: val("client"), server: val("server"), proto: val("proto"), core: num(val("core")) }
+            : { kind, prefix: val("prefix"), match_on: val("match_on"), core: num(val("core")) };
+        }) },
       service: { name: this.serviceName, vip: g("service.vip").trim(), vport: num(g("service.vport")),
         proto: g("service.proto"), servers: lines(g("service.servers")), mtu: num(g("service.mtu")),
         response_bytes: num(g("service.response_bytes")),
@@ -191,11 +299,13 @@ export class Builder {
         const val = (k) => tr.querySelector(`[data-key=${k}]`).value.trim();
         const to = val("to");
         const flow = { client: val("client"), proto: val("proto"),
-          request_bytes: num(val("request_bytes")), response_bytes: num(val("response_bytes")) };
+          request_bytes: num(val("request_bytes")), response_bytes: num(val("response_bytes")),
+          start_us: num(val("start_us")) };
         if (/^[\d.]+:\d+$|^\[.*\]:\d+$/.test(to)) { flow.server = to; } else { flow.service = to || this.serviceName; }
         return flow;
       }) };
     } else if (kind === "generated") {
+      // TODO(issue 12, branch `timed`): generated flows' start times and durations, once named.
       fields.traffic = { kind, count: num(g("traffic.count")), client_prefixes: lines(g("traffic.client_prefixes")),
         zipf: num(g("traffic.zipf")), seed: num(g("traffic.seed")) };
     } else {

@@ -57,8 +57,14 @@ export function whatOf(ev) {
     case "rewritten":
       return `rewrote ${ev.direction} ${shortTuple(ev.before)} → ${shortTuple(ev.after)} (${ev.policy})`;
     case "forwarded":
-    case "forwarded-core-to-core":
-      return `↪ handed from core ${ev.from_core} to core ${ev.to_core} by ${ev.via} (${ev.copies} ${ev.copies === 1 ? "copy" : "copies"})`;
+    case "forwarded-core-to-core": {
+      const copies = `${ev.copies} ${ev.copies === 1 ? "copy" : "copies"}`;
+      // the flow distributor steering a packet off its receiving core is not a handoff
+      if (ev.by === "distributor") {
+        return `⇢ distributor moved it from core ${ev.from_core} to core ${ev.to_core} by ${ev.via} (${copies})`;
+      }
+      return `↪ handed from core ${ev.from_core} to core ${ev.to_core} by ${ev.via} (${copies})`;
+    }
     case "delivered-to-server":
       return `delivered to server ${shortTuple(ev.tuple)}`;
     case "response-sent":

@@ -49,7 +49,7 @@ export class Runner {
       const core = Math.max(coreOf(ev) ?? -1, ev.from_core ?? -1);
       if (core > maxCore) { maxCore = core; }
       const trouble = ev.kind === "verdict" && ev.verdict === "asymmetric" ? "asymmetric"
-        : ev.kind === "forwarded" || ev.kind === "forwarded-core-to-core" ? "handed-off"
+        : (ev.kind === "forwarded" || ev.kind === "forwarded-core-to-core") && ev.by !== "distributor" ? "handed-off"
           : ev.kind === "allocation-failed" ? "refused" : null;
       if (trouble) { state.problems[trouble].push(ev.seq); state.problems.any.push(ev.seq); }
       if (ev.kind === "verdict") {

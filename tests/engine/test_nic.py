@@ -21,6 +21,7 @@ from engine import (
     TableError,
     Transform,
 )
+from engine.nic.distributor import rule_index, rule_index_batch
 from engine.packet.toeplitz import hash_input, toeplitz_hash
 
 FIRST_VECTOR = FlowTuple.of("66.9.149.187", "161.142.100.80", 2794, 1766)
@@ -153,20 +154,60 @@ def test_failed_core_buckets_move_to_the_others():
         IndirectionTable.round_robin(2, 3).without_cores({0, 1})
 
 
-def test_receive_queues_and_rss_unaware_mode():
-    nic = make_nic()
-    steering = nic.receive(Packet.from_tuple(1, FIRST_VECTOR))
-    assert len(nic.queues[steering.core]) == 1
-    plain = make_nic(rss_aware=False)
-    plain.receive(Packet.from_tuple(1, FlowTuple.of("10.0.0.1", "10.0.0.2", 1, 2)))
-    plain.receive(Packet.from_tuple(2, FIRST_VECTOR))
-    assert len(plain.queues[0]) == 2
-    distributor = FlowDistributor(plain, [Rule.for_prefix("10.0.0.0/8", 3)])
-    steered = distributor.drain()
-    assert [s.core for _, s in steered] == [3, 0]
-    assert "rule src in 10.0.0.0/8" in steered[0][1].reason
-    assert steered[1][1].hash == 0x51CCC178
-    assert distributor.forwarded == 1 and not plain.queues[0]
+def test_rss_unaware_nic_arrives_on_the_receive_core_and_the_distributor_moves_it():
+    distributor = FlowDistributor(make_nic(), [Rule.for_prefix("10.0.0.0/8", 3)],
+                                  rss_aware=False, receive_core=1)
+    ruled = distributor.arrive(Packet.from_tuple(1, FlowTuple.of("10.0.0.1", "10.0.0.2", 1, 2)))
+    assert (ruled.received_on, ruled.steering.core, ruled.moved) == (1, 3, True)
+    assert ruled.steering.hash is None and "rule src in 10.0.0.0/8" in ruled.steering.reason
+    hashed = distributor.arrive(Packet.from_tuple(2, FIRST_VECTOR))
+    assert (hashed.received_on, hashed.steering.core) == (1, 0)
+    assert hashed.steering.hash == 0x51CCC178  # the hash the NIC would have computed
+
+
+def test_a_rule_on_an_rss_nic_moves_the_packet_off_the_nic_s_core():
+    distributor = FlowDistributor(make_nic(), [Rule(core=2, flow=FIRST_VECTOR)])
+    arrival = distributor.arrive(Packet.from_tuple(1, FIRST_VECTOR))
+    assert (arrival.received_on, arrival.steering.core) == (0, 2)
+    plain = distributor.arrive(Packet.from_tuple(1, FIRST_VECTOR.reversed()))
+    assert not plain.moved and plain.steering.hash is not None
+
+
+addresses = st.integers(0, 2**32 - 1)
+prefixes = st.builds(lambda address, length, on, core: Rule.for_prefix(
+    f"{ipaddress.IPv4Address(address)}/{length}", core, match_on=on),
+    addresses, st.integers(0, 32), st.sampled_from(["src", "dst"]), st.integers(0, 3))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), count=st.integers(1, 40))
+def test_rule_matching_is_the_same_per_packet_and_over_arrays(data, count):
+    """``rule_index`` and ``rule_index_batch``, and so ``arrive`` and ``arrive_batch``,
+    agree row for row (rules drawn from the rows themselves, so they match)."""
+    rows = data.draw(st.lists(st.tuples(addresses, addresses, st.integers(0, 65535),
+                                        st.integers(0, 65535), st.sampled_from([6, 17])),
+                              min_size=count, max_size=count))
+    flows = [FlowTuple.of(int(s), int(d), sp, dp, p) for s, d, sp, dp, p in rows]
+    exact = st.builds(lambda flow, core: Rule(core, flow=flow), st.sampled_from(flows),
+                      st.integers(0, 3))
+    near = st.builds(lambda flow, length, on, core: Rule.for_prefix(
+        f"{flow.src if on == 'src' else flow.dst}/{length}", core, match_on=on),
+        st.sampled_from(flows), st.integers(0, 32), st.sampled_from(["src", "dst"]),
+        st.integers(0, 3))
+    rules = tuple(data.draw(st.lists(st.one_of(exact, near, prefixes), max_size=6)))
+    columns = [np.asarray(column) for column in zip(*rows, strict=True)]
+    packets = [Packet.from_tuple(i, flow) for i, flow in enumerate(flows)]
+    assert rule_index_batch(rules, *columns).tolist() == [rule_index(rules, p)
+                                                          for p in packets]
+    distributor = FlowDistributor(make_nic(), rules,
+                                  rss_aware=data.draw(st.booleans()), receive_core=2)
+    batch = distributor.arrive_batch(*columns)
+    for row, packet in enumerate(packets):
+        received_on, steering = distributor.arrive(packet)
+        assert batch.received_on[row] == received_on and batch.cores[row] == steering.core
+        assert bool(batch.hashed[row]) == (steering.hash is not None)
+        assert distributor.reason(int(batch.rule[row]), bool(batch.hashed[row])) == (
+            steering.reason)
 
 
 def test_exact_rule_beats_the_hash():
@@ -179,6 +220,10 @@ def test_exact_rule_beats_the_hash():
 def test_bad_rules_and_defaults_are_refused():
     with pytest.raises(ConfigError, match="rules\\[0\\].core"):
         FlowDistributor(make_nic(), [Rule(core=9, flow=FIRST_VECTOR)])
+    with pytest.raises(ConfigError, match="receive_core"):
+        FlowDistributor(make_nic(), rss_aware=False, receive_core=4)
+    with pytest.raises(ConfigError, match="rule.match_on"):
+        Rule.for_prefix("10.0.0.0/8", 1, match_on="both")
     with pytest.raises(ConfigError, match="prefix"):
         Rule.for_prefix("10.0.0.0/33", 1)
     with pytest.raises(ConfigError, match="default_core"):

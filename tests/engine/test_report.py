@@ -64,3 +64,23 @@ def test_compare_page_is_offline_with_tables():
     charts, tables = _charts_and_tables(page)
     assert charts == 2 and tables == charts
     assert "per-function" in page and "key=symmetric" in page
+
+
+def test_report_shows_the_distributor_and_the_correct_core_check():
+    page = render_report_html(verify_scenario(load_example("correct-core-check"),
+                                              mode="trace"))
+    assert ("correct-core check: 8 misdirected requests forwarded to their owner "
+            "(8 copies)") in page
+    page = render_report_html(verify_scenario(load_example("rss-unaware-nic")))
+    assert "Flow distributor: 3058 packets moved off the core that received them" in page
+    assert "Flow distributor" not in render_report_html(
+        verify_scenario(load_example("nat-microsoft")))
+
+
+def test_report_counts_flows_not_served_by_reason():
+    from pathlib import Path
+    capture = (Path(__file__).resolve().parents[1] / "data" / "pcaps"
+               / "sv__defrag__bug-6887-defrag-ipv6-tcp__frag-ip-tcp.pcap")
+    html = render_report_html(verify_scenario(load_example("pcap-replay"), pcap=capture))
+    assert ("⊘ not served: IPv6 flow, nat service has no IPv6 address (the cores&#x27; nat "
+            "addresses are IPv4): 1 refused") in html

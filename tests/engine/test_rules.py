@@ -23,6 +23,8 @@ from engine.appliance.rules import (
     fragment_cost_batch,
     fragment_count,
     fragment_count_batch,
+    not_served,
+    not_served_batch,
     response_size_and_mtu,
     response_size_and_mtu_batch,
     response_verdict,
@@ -184,3 +186,71 @@ def test_hash_type_choice_pair(types, transform, default_core, rows):
         assert bool(hashed[row]) == (steering.hash_type is not None)
         if steering.hash_type is not None:
             assert int(hashes[row]) == steering.hash
+
+
+ADDRESSES6 = st.binary(min_size=16, max_size=16)
+
+
+@EXAMPLES
+@given(st.sets(st.sampled_from([HashType.IPV6, HashType.TCP_IPV6, HashType.UDP_IPV6])),
+       st.sampled_from(list(Transform)), st.integers(0, 3),
+       st.lists(st.tuples(ADDRESSES6, ADDRESSES6, st.integers(0, 65535),
+                          st.integers(0, 65535), PROTOS, st.booleans()),
+                min_size=1, max_size=30))
+def test_hash_type_choice_pair_for_ipv6(types, transform, default_core, rows):
+    nic = Nic(Key.microsoft(), IndirectionTable.round_robin(4, 7), frozenset(types),
+              transform, default_core)
+    # ``same``: a packet to its own address (the sort transform's tie)
+    rows = [(s, s if same else d, sp, dp, number, same)
+            for s, d, sp, dp, number, same in rows]
+    src = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(-1, 16)
+    dst = np.frombuffer(b"".join(r[1] for r in rows), np.uint8).reshape(-1, 16)
+    sport, dport, proto = (np.asarray(c) for c in list(zip(*rows))[2:5])
+    hashes, hashed, cores = nic.steer_ipv6_batch(src, dst, sport.astype(np.uint32),
+                                                 dport.astype(np.uint32),
+                                                 proto.astype(np.uint8))
+    for row, (s, d, sp, dp, number, _) in enumerate(rows):
+        packet = Packet(row, ipaddress.IPv6Address(s), ipaddress.IPv6Address(d), number,
+                        sp if number in (6, 17) else None, dp if number in (6, 17) else None)
+        steering = nic.steer(packet)
+        assert int(cores[row]) == steering.core
+        assert bool(hashed[row]) == (steering.hash_type is not None)
+        if steering.hash_type is not None:
+            assert int(hashes[row]) == steering.hash
+
+
+@EXAMPLES
+@given(st.sampled_from(["nat", "usip", "transparent"]),
+       st.lists(st.tuples(st.sampled_from(["2001:db8::1", "2001:db8::2", "2001:db8::9"]),
+                          st.sampled_from([80, 443]), st.sampled_from([6, 17]),
+                          st.integers(0, 2**32 - 1), st.booleans()),
+                min_size=1, max_size=30))
+def test_ipv6_routing_pair(default, requests):
+    services = (Service("2001:db8::1", 80, "tcp", "transparent",
+                        (("2001:db8:1::1", 8080), ("2001:db8:1::2", 8080))),
+                Service("198.18.0.1", 80, "tcp", "nat"))
+    router = Router(SystemConfig(policy=default, services=services))
+    dst = np.stack([np.frombuffer(ipaddress.IPv6Address(r[0]).packed, np.uint8)
+                    for r in requests])
+    _, dport, proto, hashes, hashed = (np.asarray(c) for c in zip(*requests))
+    batch = router.route_ipv6_batch(dst, dport, proto, hashes.astype(np.uint32), hashed)
+    served = not_served_batch(batch.policy, np.ones(len(requests), bool))
+    for row, (ip, port, number, value, was_hashed) in enumerate(requests):
+        route = router.route(ipaddress.IPv6Address(ip), port, number,
+                             value if was_hashed else None)
+        assert batch.policy[row] == POLICY_CODE[route.policy]
+        assert batch.service[row] == route.service
+        assert (ipaddress.IPv6Address(batch.server_ip[row].tobytes()),
+                int(batch.server_port[row])) == (route.server_ip, route.server_port)
+        assert bool(served[row]) == (not_served(route.policy, 6) is not None)
+
+
+def test_not_served_names_the_policy_and_the_family():
+    assert not_served("transparent", 6) is None
+    assert not_served("nat", 4) is None and not_served("usip", 4) is None
+    assert "nat service has no IPv6 address" in not_served("nat", 6)
+    assert "usip" in not_served("usip", 6)
+    codes = np.asarray([POLICY_CODE[p] for p in ("nat", "usip", "transparent")])
+    assert not_served_batch(codes, None).tolist() == [False] * 3
+    assert not_served_batch(codes, np.asarray([True, True, True])).tolist() == [
+        True, True, False]

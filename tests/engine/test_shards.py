@@ -4,6 +4,7 @@ run in every figure, and a run whose state crosses cores (fragments) is not spli
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from engine.appliance.config import Server, Service, SystemConfig
 from engine.appliance.rules import FORWARDING_ROUTES
 from engine.examples import load_example
 from engine.paths.batch import random_flow_arrays, run_batch
+from engine.paths.flows import FlowArrays, FlowSpec
 from engine.runs.run import verify_scenario
 from engine.runs.shards import (
     ShardFigures,
@@ -28,6 +30,7 @@ from engine.runs.shards import (
     scenario_split_refusal,
     split_refusal,
 )
+from engine.scenarios.scenario import load_scenario
 from tests.engine.test_batch import setups
 
 SERVICES = (Service("198.18.0.1", 80, policy="nat",
@@ -42,7 +45,8 @@ def split_setups(draw):
     """The batch path's own random setups (each policy and strategy, shared IP, scarce
     port ranges, keys, transforms), with every forwarding route, services of mixed
     policies, unhashed traffic to a default core, and 1-5 shards."""
-    config, seed, count, servers = draw(setups())
+    # a run the flow distributor steers is never split (split_refusal)
+    config, seed, count, servers = draw(setups(distributor=False))
     extra = {"handoff": draw(st.sampled_from(FORWARDING_ROUTES))}
     if draw(st.booleans()):
         extra["services"] = SERVICES
@@ -165,5 +169,40 @@ def test_a_scenario_merged_from_shards_reports_as_the_unsplit_run():
 def test_fragmenting_and_capture_scenarios_are_not_split(name):
     scenario = load_example(name)
     assert scenario_split_refusal(scenario) is not None
+    with pytest.raises(ValueError, match="not split"):
+        scenario_shard(scenario, 0, 2)
+
+
+def test_ipv6_rows_are_not_split():
+    """A shard's columns are IPv4 ones: flows with IPv6 rows run whole, and say why."""
+    config = SystemConfig(cores=4, policy="transparent")
+    flows = random_flow_arrays(100, np.random.default_rng(5), servers=1)
+    assert split_refusal(config, flows=flows) is None
+    six = FlowSpec(100, ipaddress.ip_address("2001:db8::1"), 5000,
+                   ipaddress.ip_address("2001:db8::80"), 80)
+    mixed = FlowArrays.concat([flows, FlowArrays.from_specs([six])])
+    reason = split_refusal(config, flows=mixed)
+    assert reason is not None and "IPv6" in reason
+    merged = run_split(config, mixed, shards=2)
+    unsplit = run_batch(config, mixed)
+    assert merged.row_dicts() == unsplit.row_dicts() and merged.summary == unsplit.summary
+    assert merged.outcome(100).request == six.request
+    with pytest.raises(ValueError, match="not split: flows include IPv6"):
+        run_split_processes(config, mixed)
+
+
+def test_a_scenario_with_explicit_ipv6_flows_is_not_split():
+    scenario = load_scenario("""
+schema_version: 1
+name: six
+system: {cores: 2}
+services:
+  - {name: v6, vip: "2001:db8::10", vport: 443, policy: transparent,
+     servers: ["[2001:db8::20]:443"]}
+traffic:
+  - flows:
+      - {client: "[2001:db8::1]:5000", service: v6}
+""")
+    assert "IPv6" in scenario_split_refusal(scenario)
     with pytest.raises(ValueError, match="not split"):
         scenario_shard(scenario, 0, 2)

@@ -140,8 +140,11 @@ def test_specs_and_arrays_round_trip():
     assert np.array_equal(tuples(back), tuples(arrays))
     assert np.array_equal(back.response_bytes, arrays.response_bytes)
     six = FlowSpec(0, ipaddress.ip_address("2001:db8::1"), 1, ipaddress.ip_address("::1"), 2)
-    with pytest.raises(TrafficError, match="IPv4"):
-        FlowArrays.from_specs([six])
+    assert FlowArrays.from_specs([six]).to_specs() == [six]  # IPv6 rows too
+    mixed = FlowSpec(3, ipaddress.ip_address("2001:db8::1"), 1,
+                     ipaddress.ip_address("192.0.2.1"), 2)
+    with pytest.raises(TrafficError, match=r"flows\[3\].*one IP version"):
+        FlowArrays.from_specs([mixed])
     flow = specs[0].to_flow()
     assert (flow.client_ip, flow.client_port, flow.server_port) == (
         str(specs[0].client_ip), specs[0].client_port, specs[0].server_port)
@@ -181,5 +184,6 @@ traffic:
     specs = build_flow_specs(scenario)
     assert specs[0].client_ip == ipaddress.ip_address("2001:db8::1")
     assert (specs[1].proto, specs[1].response_bytes) == (Proto.UDP, 333)
-    with pytest.raises(TrafficError):
-        build_flow_arrays(scenario)
+    arrays = build_flow_arrays(scenario)  # the batch path carries IPv6 rows too
+    assert arrays.is_v6.tolist() == [True, False]
+    assert arrays.to_specs() == specs

@@ -12,10 +12,12 @@ import json
 import re
 
 import pytest
+import yaml
 from django.contrib.auth.models import Group, User
 
 from engine.examples import EXAMPLES_DIR
 from labsite.lab.models import STUDENT_GROUP
+from tests.web.helpers import axe
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 PASSWORD = "lab-browser-pw-1"
@@ -223,3 +225,83 @@ def test_compare_sends_the_uploaded_capture_with_the_scenario(student, worker, d
     labels = page.locator("#compare-grid .cmp-cell h3").all_inner_texts()
     assert "key=symmetric policy=nat" in labels
     _clean(page, daphne_url)
+
+
+def test_distributor_rules_an_rss_unaware_nic_and_start_times_round_trip_the_yaml_tab(
+        student, worker, daphne_url, page):
+    """Issue 12's form controls: set in the form (by keyboard where a student would), a bad
+    core shown next to its rule, the run's YAML holding every setting, and the run's file
+    loaded back into the form showing the same values."""
+    _open_lab(page)
+    page.click("button.preset[data-preset=nat]")
+    page.uncheck("[name=rss_aware]")                      # the NIC hashes nothing …
+    assert page.is_visible("[name=receive_core]")         # … so its receive core shows
+    page.fill("[name=receive_core]", "1")
+    page.uncheck("[name='distributor.correct_core_check']")
+    page.click("#add-rule")                               # rule 1: a prefix, to core 9 (bad)
+    assert page.evaluate("document.activeElement.id") == "rule-0-kind"
+    page.fill("#rule-0-prefix", "24.19.198.0/24")
+    page.fill("#rule-0-core", "9")
+    page.focus("#add-rule")                               # rule 2, by keyboard: an exact flow
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "rule-1-kind"
+    page.select_option("#rule-1-kind", "flow")
+    assert page.is_hidden("#rule-1-prefix") and page.is_visible("#rule-1-client")
+    page.fill("#rule-1-client", "199.92.111.2:14230")
+    page.fill("#rule-1-server", "161.142.100.80:1766")
+    page.fill("#rule-1-core", "3")
+    page.click("#add-rule")                               # a third row, removed by keyboard:
+    page.locator("#rule-rows button.remove-rule").nth(2).focus()
+    page.keyboard.press("Enter")                          # the focus stays in the table
+    assert page.locator("#rule-rows tr").count() == 2
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "remove rule 2"
+    page.fill("#flow-1-start_us", "40")
+    page.check("[name=table_change_on]")                  # a table change starts from the
+    assert page.input_value("[name='table_change.table']") == ",".join(   # table in use
+        str(b % 4) for b in range(128))
+    assert axe(page, "lab with rules, the table change open") == []
+    page.uncheck("[name=table_change_on]")                # (not part of this run)
+
+    page.click("#run-trace")                              # the engine's error, at its input
+    error = page.locator(".field-error[data-error-for='distributor.rules[0].core']")
+    error.wait_for()
+    assert "expected a core 0-3, got 9" in error.inner_text()
+    assert page.get_attribute("#rule-0-core", "aria-invalid") == "true"
+    assert page.evaluate("window.rssLab.state().run") is None
+    page.fill("#rule-0-core", "2")
+    page.click("#run-trace")
+    page.wait_for_selector(FINISHED, timeout=60_000)
+    assert "✓ 3/3 symmetric" in page.inner_text("#verdict-bar")
+
+    page.click("#tab-yaml")
+    text = page.input_value("#yaml-text")
+    data = yaml.safe_load(text)
+    assert data["system"]["nic"]["rss_aware"] is False
+    assert data["system"]["nic"]["receive_core"] == 1
+    assert data["distributor"] == {"correct_core_check": False, "rules": [
+        {"prefix": "24.19.198.0/24", "match_on": "src", "core": 2},
+        {"flow": {"client": "199.92.111.2:14230", "server": "161.142.100.80:1766",
+                  "proto": "tcp"}, "core": 3}]}
+    assert [f.get("start_us") for f in data["traffic"]["flows"]] == [None, 40, None]
+    assert data["forwarding"] == {"route": "message"}
+
+    # The run's file, opened from its link, fills the form with the same values.
+    run = page.evaluate("window.rssLab.state().run")
+    page.goto(f"/lab/?run={run}")
+    page.wait_for_selector(FINISHED, timeout=30_000)
+    assert page.input_value("#yaml-text") == text
+    page.click("#tab-builder")
+    assert page.inner_text("#form-note") == ""            # the form shows the whole file
+    assert not page.is_checked("[name=rss_aware]")
+    assert page.input_value("[name=receive_core]") == "1"
+    assert not page.is_checked("[name='distributor.correct_core_check']")
+    assert page.locator("#rule-rows tr").count() == 2
+    assert [page.input_value(f"#rule-0-{k}") for k in ("kind", "prefix", "match_on", "core")] \
+        == ["prefix", "24.19.198.0/24", "src", "2"]
+    assert [page.input_value(f"#rule-1-{k}") for k in ("kind", "client", "server", "proto",
+                                                      "core")] \
+        == ["flow", "199.92.111.2:14230", "161.142.100.80:1766", "tcp", "3"]
+    assert page.is_visible("#rule-1-client") and page.is_hidden("#rule-1-prefix")
+    assert [page.input_value(f"#flow-{i}-start_us") for i in range(3)] == ["", "40", ""]
+    assert page.input_value("[name=handoff]") == "message"
+    _clean(page, daphne_url, refused=1)

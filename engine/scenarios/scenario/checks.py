@@ -33,7 +33,8 @@ METRIC_ALIASES = {"allocation_failures": "refused"}
 METRICS = ("flows", "symmetric", "handed_off", "refused", "asymmetric",
            "symmetric_rate", "handoff_copies", "fairness", "distinct_hashes",
            "fragmented", "assembled", "bridged", "fragment_messages", "fragment_copies",
-           "fragments_dropped", *METRIC_ALIASES)
+           "fragments_dropped", "distributor_forwards", "distributor_copies",
+           "check_forwards", "check_copies", "misdirected_processed", *METRIC_ALIASES)
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,

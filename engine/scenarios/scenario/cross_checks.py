@@ -150,6 +150,68 @@ def _ip_pool_size(context: _Context) -> list[Located]:
     return []
 
 
+def _receive_core(context: _Context) -> list[Located]:
+    """An RSS-unaware NIC's receive core exists."""
+    system = context.scenario.system
+    if system.nic.receive_core >= system.cores:
+        return [(("system", "nic", "receive_core"), f"expected a core 0-{system.cores - 1}, "
+                                                    f"got {system.nic.receive_core}")]
+    return []
+
+
+def _table_change(context: _Context) -> list[Located]:
+    """A reprogrammed table has one entry per bucket, each a core the system has."""
+    system = context.scenario.system
+    change = system.nic.table_change
+    if change is None:
+        return []
+    loc = ("system", "nic", "table_change", "table")
+    buckets = 2 ** system.nic.hash_bits
+    if len(change.table) != buckets:
+        return [(loc, f"expected {buckets} buckets for hash_bits {system.nic.hash_bits}, "
+                      f"got {len(change.table)}")]
+    return [(loc + (index,), f"expected a core 0-{system.cores - 1}, got {core}")
+            for index, core in enumerate(change.table) if core >= system.cores]
+
+
+def _distributor_rules(context: _Context) -> list[Located]:
+    """Each rule has a prefix or a flow (not both) and names a core the system has; a
+    flow rule's two ends are of one address family."""
+    problems = []
+    cores = context.scenario.system.cores
+    for index, rule in enumerate(context.scenario.distributor.rules):
+        loc = ("distributor", "rules", index)
+        if (rule.prefix is None) == (rule.flow is None):
+            problems.append((loc, "expected exactly one of prefix and flow"))
+        if rule.core >= cores:
+            problems.append((loc + ("core",), f"expected a core 0-{cores - 1}, got "
+                                              f"{rule.core}"))
+        if rule.flow is not None and (endpoint_version(rule.flow.client)
+                                      != endpoint_version(rule.flow.server)):
+            problems.append((loc + ("flow",), "expected client and server of one address "
+                                              "family"))
+    return problems
+
+
+def _distributor_needs(context: _Context) -> list[Located]:
+    """The distributor moves packets core to core: it needs a forwarding route, and
+    fragments do not go through it yet (the fragment steerer uses the NIC alone)."""
+    scenario = context.scenario
+    nic = scenario.system.nic
+    if not scenario.distributor.rules and nic.rss_aware:
+        return []
+    what = "distributor rules" if scenario.distributor.rules else "rss_aware: false"
+    problems = []
+    if scenario.forwarding_route == "none":
+        loc = ("forwarding", "route") if scenario.forwarding is not None else ("handoff",)
+        problems.append((loc, f"expected a route other than none with {what}: the flow "
+                              f"distributor moves packets core to core"))
+    problems += [(("services", index, "mtu"), f"expected no mtu with {what}: fragments do "
+                                               f"not go through the flow distributor yet")
+                 for index, service in enumerate(scenario.services) if service.mtu is not None]
+    return problems
+
+
 # ---------------------------------------------------------------------------- ports
 
 def _usip_tables(context: _Context) -> list[Located]:
@@ -498,5 +560,6 @@ _SOURCE_CHECKS: dict[str, Callable[[Any, tuple, _Context], list[Located]]] = {
 #: The whole-scenario checks, in the order of the file's sections.
 _SCENARIO_CHECKS: tuple[Callable[[_Context], list[Located]], ...] = (
     _one_forwarding, _key_length, _table_size, _table_cores, _default_cores,
+    _receive_core, _table_change, _distributor_rules, _distributor_needs,
     _shared_ip_alone, _ip_pool_family, _shared_ip_family, _ip_pool_size, _usip_tables,
     _port_range, _services, _services_for_traffic, _traffic)

@@ -25,9 +25,12 @@ MAX_EXPLICIT_FLOWS = 10_000
 MAX_GENERATED_FLOWS = 5_000_000
 MAX_ADVERSARIAL_FLOWS = 1_000_000
 MAX_CLIENT_PREFIXES = 64
-#: The latest start time and the longest hold a flow may have (µs of virtual time: one
-#: hour), and the highest generated flow rate (flows per second of virtual time).
-MAX_TIME_US = 3_600_000_000
+#: The highest generated flow rate (flows per second of virtual time); a start time and a
+#: hold are at most ``MAX_TIME_US``.
 MAX_RATE_PER_S = 1_000_000_000
 MAX_CHECKS = 64
+#: Flow distributor rules (each is checked against every packet, in order).
+MAX_DISTRIBUTOR_RULES = 64
+#: The latest virtual time a file may name (an hour, in microseconds).
+MAX_TIME_US = 3_600_000_000
 MAX_TEXT = 4096

@@ -51,6 +51,7 @@ from engine.scenarios.scenario.limits import (
     MAX_ADVERSARIAL_FLOWS,
     MAX_CHECKS,
     MAX_CLIENT_PREFIXES,
+    MAX_DISTRIBUTOR_RULES,
     MAX_EXPLICIT_FLOWS,
     MAX_GENERATED_FLOWS,
     MAX_IPS_PER_CORE,
@@ -68,6 +69,17 @@ class _Model(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+
+
+class TableChangeSpec(_Model):
+    """The indirection table reprogrammed at a virtual time (``system.nic.table_change``;
+    trace path only)."""
+
+    at_us: int = Field(ge=0, le=MAX_TIME_US, description="when, in virtual microseconds "
+                       "(before any packet that arrives at that time)")
+    table: Annotated[list[Annotated[int, Field(ge=0)]], Field(
+        min_length=2, max_length=128, description="the new table: one core per bucket "
+                                                  "(2 ** hash_bits entries)")]
 
 
 class NicSection(_Model):
@@ -94,6 +106,13 @@ class NicSection(_Model):
         None, description="force the fragmentation action; null decides it by the patent's "
                           "rules (TCP: PCB hit, NAT PCB + assemble flag, non-UDP service or "
                           "RNAT -> assemble; UDP: NAT PCB + flag or non-UDP service)")
+    rss_aware: bool = Field(True, description="false: the NIC hashes nothing; every packet "
+                            "arrives on receive_core and the flow distributor there moves "
+                            "it to its core (one counted forward per packet that belongs "
+                            "elsewhere)")
+    receive_core: int = Field(0, ge=0, description="the core an RSS-unaware NIC delivers "
+                                                   "every packet to")
+    table_change: TableChangeSpec | None = None
 
 
 class SystemSection(_Model):
@@ -251,6 +270,38 @@ class TrafficSource(_Model):
                     if getattr(self, name) is not None)
 
 
+class RuleFlowSpec(_Model):
+    """An exact 5-tuple as a distributor rule matches it: source ``client``, destination
+    ``server`` (a request's direction; a response matches a rule of its own direction)."""
+
+    client: Endpoint
+    server: Endpoint
+    proto: Literal["tcp", "udp"] = "tcp"
+
+
+class RuleEntry(_Model):
+    """A distributor rule: packets matching it go to ``core``, before any hash. Exactly
+    one of ``prefix`` (with ``match_on``) and ``flow``."""
+
+    core: int = Field(ge=0)
+    prefix: Prefix | None = None
+    match_on: Literal["src", "dst"] = Field("src", description="for a prefix: the "
+                                            "packet's source or destination address")
+    flow: RuleFlowSpec | None = None
+
+
+class DistributorSection(_Model):
+    """The software flow distributor (``engine.nic.distributor``): its rules, checked in
+    order before the hash (the first match wins), and the correct-core check."""
+
+    rules: list[RuleEntry] = Field(default_factory=list, max_length=MAX_DISTRIBUTOR_RULES)
+    correct_core_check: bool = Field(True, description="a core that receives a packet of "
+                                     "a session another core owns forwards it to the owner "
+                                     "(seed L650-L672); false: it processes it where it "
+                                     "landed (a misdirected request opens a second session, "
+                                     "a misdirected response is lost)")
+
+
 class ForwardingSection(_Model):
     """How a core forwards a packet of another core's session to its owner, whatever the
     policy (``engine.appliance.rules.FORWARDING_ROUTES``; the patent's L416)."""
@@ -275,6 +326,7 @@ class Scenario(_Model):
     system: SystemSection
     ports: PortsSection = Field(default_factory=PortsSection)
     forwarding: ForwardingSection | None = None
+    distributor: DistributorSection = Field(default_factory=DistributorSection)
     #: the older name of ``forwarding.route`` (files written before every policy forwarded)
     handoff: Literal["message", "shared-buffer"] | None = None
     services: list[ServiceEntry] = Field(max_length=MAX_SERVICES)
@@ -353,6 +405,7 @@ class Scenario(_Model):
         traffic section generates (a flow carries its own response size).
         """
         system, nic = self.system, self.system.nic
+        distributor = self.distributor
         pool = ipaddress.ip_network(system.ip_pool)
         services = tuple(
             {"vip": s.vip, "vport": s.vport, "proto": s.proto, "policy": s.policy,
@@ -379,7 +432,30 @@ class Scenario(_Model):
             "fragment_mode": nic.fragments,
             "default_fragment_core": nic.default_fragment_core,
             "fragment_action": nic.fragment_action,
+            "rss_aware": nic.rss_aware,
+            "receive_core": nic.receive_core,
+            "rules": tuple(self.build_rules()),
+            "correct_core_check": distributor.correct_core_check,
+            "table_change_at_us": None if nic.table_change is None else nic.table_change.at_us,
+            "table_change": None if nic.table_change is None else tuple(nic.table_change.table),
         }
+
+    def build_rules(self) -> list:
+        """The ``engine.nic.distributor.Rule`` values of ``distributor.rules``."""
+        from engine.nic.distributor import Rule
+        from engine.packet.model import FlowTuple
+        rules = []
+        for index, entry in enumerate(self.distributor.rules):
+            field = f"distributor.rules[{index}]"
+            if entry.flow is None:
+                rules.append(Rule.for_prefix(entry.prefix, entry.core, match_on=entry.match_on,
+                                             field=field))
+                continue
+            client, client_port = parse_endpoint(entry.flow.client)
+            server, server_port = parse_endpoint(entry.flow.server)
+            rules.append(Rule(entry.core, flow=FlowTuple.of(
+                client, server, client_port, server_port, entry.flow.proto)))
+        return rules
 
     def build_system_config(self):
         """``engine.appliance.config.SystemConfig`` of this scenario (ConfigError if it
@@ -409,4 +485,5 @@ def scenario_json_schema() -> dict:
 #: pydantic puts in an error's location to tag a union's branch).
 MODELS: tuple[type[BaseModel], ...] = (
     NicSection, SystemSection, PortRangeSpec, PortsSection, ServiceEntry, SizeRangeSpec,
-    FlowEntry, GeneratedSource, AdversarialSource, PcapSource, TrafficSource, Scenario)
+    FlowEntry, GeneratedSource, AdversarialSource, PcapSource, TrafficSource, Scenario,
+    TableChangeSpec, RuleFlowSpec, RuleEntry, DistributorSection)
