@@ -984,8 +984,9 @@ def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarr
         return None
     count = rows.size
     start = timing.start[rows]
-    rank = np.empty(count, np.int64)  # the trace's request order: start, then row
-    rank[np.argsort(start, kind="stable")] = np.arange(count)
+    by_start = np.argsort(start, kind="stable")  # the trace's request order
+    rank = np.empty(count, np.int64)
+    rank[by_start] = np.arange(count)
     end, _ = timing.ends(rows, np.full(count, VERDICT_CODE["symmetric"], np.int8),
                          np.zeros(count, np.int64), keys=False)
     if int(end.max()) >= 1 << 32:
@@ -1002,7 +1003,7 @@ def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarr
     got = allocate_stacked([a[name] for a in allocators], core=request_core[rows],
                            server_ip=server_ip[rows], server_port=server_port[rows],
                            client_ip=client_ip[rows], keep_client_ip=name == "usip",
-                           take_key=take_key, free_key=free_key)
+                           take_key=take_key, free_key=free_key, take_order=by_start)
     if got is None:
         return None
     got, peak = got

@@ -332,7 +332,8 @@ def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip
 
 def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
                      server_ip: np.ndarray, server_port: np.ndarray, client_ip: np.ndarray,
-                     keep_client_ip: bool, take_key: np.ndarray, free_key: np.ndarray
+                     keep_client_ip: bool, take_key: np.ndarray, free_key: np.ndarray,
+                     take_order: np.ndarray | None = None
                      ) -> tuple[BatchAllocation, np.ndarray] | None:
     """Allocate a port for every row and free it again, the allocations and frees of all
     rows interleaved in the order of their keys (``take_key[i]``: when row i allocates;
@@ -341,7 +342,8 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     ``solve`` finds every row a free port in its first choice (its first IP's table, its
     first fitting class): else None, and nothing changed. The tables must be fresh and
     one per IP (``tables_per_ip`` 1), as a new system's are. With the allocations, per
-    allocator (core) the most ports held at once.
+    allocator (core) the most ports held at once. ``take_order``: the rows by
+    ``take_key``, when the caller has it (else sorted here).
 
     How, without a loop per row: a class's free pool is a stack (``solve`` pops its top,
     ``release`` pushes), so with each row's pool known up front the stack depth before
@@ -404,7 +406,7 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     free_key = np.asarray(free_key, np.int64)
     # the two sorted sequences merged (cheaper than sorting both together): each free
     # goes after the takes with smaller keys
-    takes_in_order = np.argsort(take_key)
+    takes_in_order = np.argsort(take_key) if take_order is None else take_order
     frees_in_order = np.argsort(free_key)
     after = np.searchsorted(take_key[takes_in_order], free_key[frees_in_order])
     timeline = np.empty(2 * n, np.int64)
@@ -436,11 +438,13 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     if (depth[is_take] <= 0).any():
         return None  # a first choice ran dry: the rows after it choose otherwise
     position = np.where(is_take, depth - 1, depth)  # the stack slot taken or filled
-    # by (pool, slot), time order kept: every key distinct, so no stable sort is needed
-    slot = np.argsort((events_pool << 42) | (position << 21) | np.arange(position.size)
-                      ) if position.size <= 1 << 21 and int(position.max()) < 1 << 21 and (
-        base * size <= 1 << 21) else np.argsort(events_pool * (1 << 32) + position,
-                                                kind="stable")
+    # by (pool, slot), time order kept. A pool never holds more than its fresh size (a
+    # free returns a port taken from it), so slots fit 16 bits: two stable radix passes
+    if base * size <= 1 << 16:
+        slot = np.argsort(position.astype(np.uint16), kind="stable")
+        slot = slot[np.argsort(events_pool[slot].astype(np.uint16), kind="stable")]
+    else:
+        slot = np.argsort(events_pool * (1 << 32) + position, kind="stable")
     row, is_take, events_pool, position = (row[slot], is_take[slot], events_pool[slot],
                                            position[slot])
     same = np.r_[False, (events_pool[1:] == events_pool[:-1])
