@@ -5,6 +5,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+#: ``HYPOTHESIS_PROFILE=full``: the long opt-in run of the property tests (tests whose
+#: own ``max_examples`` reads ``FULL_EXAMPLES`` take it too); the default keeps ``make
+#: test`` within its time budget.
+FULL_EXAMPLES = 3000
+settings.register_profile("full", max_examples=FULL_EXAMPLES, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DATA = Path(__file__).parent / "data"
 #: The Chromium the browser tests drive (Debian's; Playwright never downloads one here).

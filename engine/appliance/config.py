@@ -19,6 +19,7 @@ from engine.appliance.ports import (
     usip_tables_bytes,
 )
 from engine.appliance.rules import (
+    CLOSES,
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
     FORWARDING_ROUTES,
@@ -30,7 +31,6 @@ from engine.nic.rss import HashType, IndirectionTable, Nic, Transform
 from engine.packet.model import FlowTuple
 from engine.packet.toeplitz import Key, check_port, parse_address, parse_key
 
-CLOSES = ("fin", "rst", "none")
 STRATEGIES = ("solve", "scan")
 #: where nat's IP comes from: the core's own IPs, or the pool of every core's IPs
 NAT_IP_CHOICES = ("core", "pool")
@@ -66,7 +66,9 @@ class Flow:
     server directly (transparent services, or traffic matching no service). Byte
     counts are L4 payload bytes. ``close``: how the session ends after the response —
     ``fin``, ``rst``, or ``none`` (it stays open until the idle timeout).
-    ``start_us`` is the request's arrival time at the NIC.
+    ``start_us`` is the request's arrival time at the NIC; ``hold_us`` the time from the
+    response's delivery to the FIN/RST (``None``: the system's ``close_after_us``; unused
+    with ``close="none"``). The session's end frees its port (``rules.close_delay_us``).
 
     ``request_mtu`` — the client link's IP MTU in bytes (``None``: no fragmentation):
     a request that does not fit arrives in fragments. ``fragment_order`` (``in``,
@@ -89,6 +91,7 @@ class Flow:
     request_mtu: int | None = None
     fragment_order: str = "in"
     fragment_duplicates: int = 0
+    hold_us: int | None = None
 
     def request_tuple(self) -> FlowTuple:
         """The request as the client sends it. Raises TupleError for a bad field."""
@@ -96,8 +99,8 @@ class Flow:
                             self.server_port, self.proto)
 
     def check(self, index: int = 0) -> None:
-        """ConfigError for a bad ``close``, byte count, start time, MTU, fragment order
-        or duplicate count."""
+        """ConfigError for a bad ``close``, byte count, start time, hold time, MTU,
+        fragment order or duplicate count."""
         if self.close not in CLOSES:
             raise ConfigError(f"flows[{index}].close", " / ".join(CLOSES), self.close)
         _check_mtu(self.request_mtu, f"flows[{index}].request_mtu", self.client_ip)
@@ -111,6 +114,10 @@ class Flow:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"flows[{index}].{name}", "a whole number, 0 or more", value)
+        if self.hold_us is not None and (not isinstance(self.hold_us, int)
+                                         or isinstance(self.hold_us, bool) or self.hold_us < 0):
+            raise ConfigError(f"flows[{index}].hold_us",
+                              "None or a whole number of microseconds, 0 or more", self.hold_us)
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,8 +124,12 @@ class PacketEngine:
         if not session.open:
             return None
         session.open = False
-        self.pcb.pop(session.client, None)
-        self.nat_pcb.pop(session.response_tuple, None)
+        # A later flow with the same request tuple (or, transparent, response tuple) took
+        # the entry over: it stays, found by that flow.
+        if self.pcb.get(session.client) is session:
+            del self.pcb[session.client]
+        if self.nat_pcb.get(session.response_tuple) is session:
+            del self.nat_pcb[session.response_tuple]
         if session.allocation is not None:
             self.allocators[session.policy].release(session.allocation)
         return session.allocation

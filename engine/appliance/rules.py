@@ -8,7 +8,10 @@ holds each pair equal (tests/engine/test_rules.py). The paths keep no copy of th
 * routing: which service a request matches, its policy and its real server (``Router``);
 * responses: the size and MTU a server answers with;
 * forwarding: what moving a packet to its owner core costs, by route;
-* verdicts: symmetric, handed off or asymmetric, and the forwarding's copies and hops.
+* verdicts: symmetric, handed off or asymmetric, and the forwarding's copies and hops;
+* timing: a server's think time, and when a session ends (FIN/RST after the response,
+  the idle timeout for ``close: none`` or a response that never came back), which frees
+  its port for the flows that start after it.
 
 The NIC's hash-type choice is a rule of the NIC layer: ``Nic.hash_type_for`` and
 ``Nic.steer_batch`` sit side by side in ``engine.nic.rss``.
@@ -326,6 +329,62 @@ def session_facts(config: SystemConfig, *, service: int, policy: str, pcb_hit: b
                             owner=owner)
     return SessionFacts(pcb_hit=pcb_hit, natpcb_hit=natpcb_hit, assemble_flag=False,
                         service_is_udp=None, rnat=policy != "transparent", owner=owner)
+
+
+# --------------------------------------------------------------------------------- timing
+
+#: How a flow's session ends after its response (``Flow.close``): a FIN, an RST, or
+#: nothing (the idle timeout ends it). Batch columns hold the index (``CLOSE_CODE``).
+CLOSES = ("fin", "rst", "none")
+CLOSE_CODE = {name: code for code, name in enumerate(CLOSES)}
+
+
+def server_latency_us(config: SystemConfig, server: Server | None) -> int:
+    """µs a server thinks before it answers: its own ``latency_us``, else the system's
+    ``server_us`` (a destination no ``Server`` entry names)."""
+    return config.server_us if server is None else server.latency_us
+
+
+def server_latency_batch(config: SystemConfig, server_ip, server_port) -> np.ndarray:
+    """``server_latency_us`` per IPv4 row (uint32 ``server_ip``), int64 µs."""
+    server_ip = np.asarray(server_ip)
+    server_port = np.asarray(server_port)
+    latency = np.full(server_ip.shape[0], config.server_us, dtype=np.int64)
+    # One entry per endpoint, the last one given, as the trace path looks servers up.
+    last = {(parse_address(server.ip, "server"), server.port): server
+            for server in config.servers}
+    for (address, port), server in last.items():
+        if address.version == 4:
+            latency[(server_ip == int(address)) & (server_port == port)] = server.latency_us
+    return latency
+
+
+def close_delay_us(config: SystemConfig, close: str, hold_us: int | None) -> int:
+    """µs from a response's delivery to the client until its session ends and frees its
+    port: ``fin``/``rst`` after the flow's ``hold_us`` (None: the system's
+    ``close_after_us``); ``none`` after the idle timeout (``idle_timeout_us``, counted
+    from that last packet)."""
+    if close == "none":
+        return config.idle_timeout_us
+    return config.close_after_us if hold_us is None else hold_us
+
+
+def close_delay_batch(config: SystemConfig, close, hold_us) -> np.ndarray:
+    """``close_delay_us`` per row: ``close`` as ``CLOSE_CODE`` values, ``hold_us`` -1 for
+    None (int64 µs)."""
+    close = np.asarray(close)
+    hold = np.asarray(hold_us, dtype=np.int64)
+    delay = np.where(hold < 0, config.close_after_us, hold)
+    return np.where(close == CLOSE_CODE["none"], config.idle_timeout_us, delay)
+
+
+def unanswered_end_us(config: SystemConfig, *, opened_us, now_us):
+    """When a session whose response never reached its client ends (lost on the way,
+    or in reassembly): the idle timeout counted from its request (``opened_us``, its last
+    packet), but never before ``now_us``, the moment the loss is known. Scalars or
+    arrays."""
+    return np.maximum(now_us, np.asarray(opened_us) + config.idle_timeout_us) if (
+        isinstance(opened_us, np.ndarray)) else max(now_us, opened_us + config.idle_timeout_us)
 
 
 # ------------------------------------------------------------------------------ responses

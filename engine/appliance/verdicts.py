@@ -327,10 +327,13 @@ class Summary:
 
     ``core_load[c]`` counts the packets core c handled: requests steered to it,
     responses steered to it, and responses handed to it by another core.
-    ``occupancy[c]`` is the fraction of core c's port-table entries taken when the
-    summary was made. ``distinct_hashes`` counts distinct 32-bit RSS hashes over
-    requests and responses: a symmetric key gives a request and its response the same
-    hash and at most 65,536 values overall — its distribution cost.
+    ``occupancy[c]`` is the fraction of core c's port-table entries taken at the end of
+    the run (every session has ended then, so 0, unless a trace stopped its clock early
+    with ``until_us``); ``occupancy_peak[c]`` the most entries its sessions held at once
+    during the run, over the capacity of the tables used by the end (``port_capacity``). Both paths
+    report both figures for the same moments. ``distinct_hashes`` counts distinct 32-bit
+    RSS hashes over requests and responses: a symmetric key gives a request and its
+    response the same hash and at most 65,536 values overall — its distribution cost.
 
     Fragments: ``fragmented`` counts fragmented datagrams (requests and responses),
     ``assembled`` / ``bridged`` those given each action (``ms-2tuple`` decides none),
@@ -361,6 +364,7 @@ class Summary:
     core_load: list[int]
     fairness: float
     occupancy: list[float] = field(default_factory=list)
+    occupancy_peak: list[float] = field(default_factory=list)
     distinct_hashes: int = 0
     key: str = ""
     port_map: str = ""
@@ -437,8 +441,8 @@ def clean_pass_line(summary: Summary) -> str:
 
 
 def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=None,
-              hashes=None, occupancy=(), key: str = "", port_map: str = "",
-              fragment_figures: dict | None = None,
+              hashes=None, occupancy=(), occupancy_peak=(), key: str = "",
+              port_map: str = "", fragment_figures: dict | None = None,
               not_served: dict[str, int] | None = None,
               steering_figures: dict | None = None, ip_choice=None) -> Summary:
     """A ``Summary`` from per-flow columns (lists or arrays of equal length).
@@ -484,6 +488,7 @@ def summarize(*, cores: int, request_core, response_core, verdict, copies, hops=
         handoff_hops=0 if hops is None else int(np.asarray(hops, dtype=np.int64).sum()),
         core_load=[int(x) for x in load],
         fairness=jain_index(load), occupancy=[float(x) for x in occupancy],
+        occupancy_peak=[float(x) for x in occupancy_peak],
         distinct_hashes=distinct, key=key, port_map=port_map,
         handoffs_per_core=[int(x) for x in received],
         not_served=dict(sorted((not_served or {}).items())),
@@ -518,7 +523,7 @@ def fragment_figures(*, actions, messages, copies, drops: dict[str, int],
 
 
 def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
-                       occupancy=(), key: str = "", port_map: str = "",
+                       occupancy=(), occupancy_peak=(), key: str = "", port_map: str = "",
                        fragment_drops: dict[str, int] | None = None,
                        flows_lost: int = 0,
                        not_served: dict[str, int] | None = None,
@@ -537,7 +542,8 @@ def summarize_outcomes(outcomes: list[FlowOutcome], *, cores: int, hashes=None,
                      verdict=[o.verdict for o in outcomes] or np.zeros(0, np.int8),
                      copies=[o.copies for o in outcomes], hops=[o.hops for o in outcomes],
                      hashes=hashes,
-                     occupancy=occupancy, key=key, port_map=port_map,
+                     occupancy=occupancy, occupancy_peak=occupancy_peak, key=key,
+                     port_map=port_map,
                      fragment_figures=figures, not_served=not_served,
                      steering_figures=steering_figures(
                          distributor_forwards=[o.distributor_forwards for o in outcomes],

@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "hash_scalar_ipv4_per_s": "hashing:bench_hash_scalar_ipv4",
     "batch_verify_flows_per_s": "paths:bench_batch_verify",
     "batch_verify_full_tables_flows_per_s": "paths:bench_batch_verify_full_tables",
+    "batch_verify_timed_flows_per_s": "paths:bench_batch_verify_timed",
     "scenario_verify_flows_per_s": "scenarios:bench_scenario_verify",
     "trace_packets_per_s": "paths:bench_trace_packets",
     "fragments_reassembled_per_s": "fragments:bench_fragments_reassembled",

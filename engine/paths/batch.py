@@ -4,9 +4,14 @@ Per flow, with NumPy over whole columns: the request's hash and core (the NIC's
 hash types and transform included), the service route and real server, the
 port allocation (``engine.appliance.ports.allocate_batch``, identical to the scalar loop
 in flow order), the response as it arrives (source = server) and its core, the
-handoff of transparent mode, and the verdict. All flows are concurrent: every
-port is allocated before any is freed, which is what a trace whose flows start
-together does, so both paths agree flow for flow (``tests/engine/test_batch.py``).
+handoff of transparent mode, and the verdict. Flows without start times are concurrent:
+every port is allocated before any is freed, which is what a trace whose flows start
+together does. Flows with start times (``FlowArrays.start_us``, ``close``, ``hold_us``)
+allocate in the trace's order and free their ports when their sessions end, as
+``rules.close_delay_us`` says (``_allocate_timed``: at once by ``allocate_stacked``
+where every flow gets its first choice, else in epochs within which no port comes
+back). Either way both paths agree flow for flow (``tests/engine/test_batch.py``); a
+request whose tuple an earlier flow's session still holds finds its PCB on both.
 
     >>> import numpy as np
     >>> from engine.paths.trace import SystemConfig
@@ -29,6 +34,7 @@ stays on the plain NumPy path, which runs unchanged when nothing can fragment.
 from __future__ import annotations
 
 import functools
+import heapq
 import ipaddress
 import operator
 import struct
@@ -40,13 +46,20 @@ import numpy as np
 
 from engine.appliance.config import Flow, SystemConfig, build_allocators
 from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
-from engine.appliance.ports import allocate_batch, port_occupancy
+from engine.appliance.ports import (
+    allocate_batch,
+    allocate_stacked,
+    port_capacity,
+    release_batch,
+)
 from engine.appliance.rules import (
+    CLOSE_CODE,
     DEFAULT_REQUEST_BYTES,
     DEFAULT_RESPONSE_BYTES,
     NOT_SERVED_IPV6,
     POLICY_CODE,
     Router,
+    close_delay_batch,
     forwarding_cost_batch,
     fragment_cost_batch,
     fragment_count,
@@ -58,7 +71,9 @@ from engine.appliance.rules import (
     response_size_and_mtu,
     response_size_and_mtu_batch,
     response_verdict_batch,
+    server_latency_batch,
     session_facts,
+    unanswered_end_us,
 )
 from engine.appliance.verdicts import (
     VERDICT_CODE,
@@ -260,11 +275,12 @@ def _check_v6_unfragmented(config: SystemConfig, flows, v6: np.ndarray, request_
 
 
 def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool,
-                 rules: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+                 rules: dict[str, int], repeat: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(action codes, rule indexes)`` per row: ``decide_action`` once per distinct
     (protocol, policy, service) with the facts ``System.session_facts`` finds — a
     response hits its session (NAT PCB when translated, PCB when transparent), a new
-    request hits neither. ``rules`` maps rule text to index and grows."""
+    request hits neither, a ``repeat`` request (its tuple held by an earlier flow's open
+    session) the PCB. ``rules`` maps rule text to index and grows."""
     width = len(config.services) + 1
     combo = (np.asarray(proto, np.int64) * len(POLICY_NAMES) + policy) * width + service + 1
     unique, inverse = np.unique(combo, return_inverse=True)
@@ -275,7 +291,7 @@ def decide_batch(config: SystemConfig, proto, policy, service, *, response: bool
         code, service_plus = divmod(rest, width)
         name = POLICY_NAMES[code]
         facts = session_facts(config, service=service_plus - 1, policy=name,
-                              pcb_hit=response and name == "transparent",
+                              pcb_hit=repeat or (response and name == "transparent"),
                               natpcb_hit=response and name != "transparent")
         decision = decide_action(proto=number, pcb_hit=facts.pcb_hit,
                                  natpcb_hit=facts.natpcb_hit,
@@ -308,7 +324,7 @@ class FragmentPlans:
 
 def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_hashed,
                    four_core, counts, proto, policy, service, response: bool,
-                   rules: dict[str, int], owner=None) -> FragmentPlans:
+                   rules: dict[str, int], owner=None, repeat: bool = False) -> FragmentPlans:
     """``FragmentPlans`` of rows whose datagram (``src`` → ``dst``, whose 4-tuple
     steering is ``four_*``) arrives in ``counts`` fragments. ``owner`` (per row, or
     ``None``): the core that established the connection, where the datagram goes
@@ -323,7 +339,7 @@ def plan_fragments(config: SystemConfig, nic: Nic, *, src, dst, four_hash, four_
         return FragmentPlans(two_core, two_core, two_hash, two_hashed, none.astype(np.int8),
                              none.astype(np.int16), zeros, zeros, dropped)
     action, rule = decide_batch(config, proto, policy, service, response=response,
-                                rules=rules)
+                                rules=rules, repeat=repeat)
     if mode is FragmentMode.DEFAULT_CORE:
         received_on = np.full(counts.size, config.default_fragment_core, np.int64)
     else:
@@ -784,12 +800,422 @@ def _fragment_requests(config: SystemConfig, nic: Nic, flows, request_mtu: np.nd
     return lost
 
 
+@dataclass
+class _Ports:
+    """The allocation columns of a batch run, filled as allocations are made: the client
+    side as sent to the server (``local_ip``/``local_port``: the client's own until a port
+    is allocated), ``allocated``/``failed`` (refused), ``table`` (-1) and ``tries``."""
+
+    local_ip: np.ndarray
+    local_port: np.ndarray
+    allocated: np.ndarray
+    failed: np.ndarray
+    table: np.ndarray
+    tries: np.ndarray
+
+    @classmethod
+    def of(cls, client_ip: np.ndarray, client_port: np.ndarray) -> _Ports:
+        count = client_ip.size
+        return cls(client_ip.copy(), client_port.copy(), np.zeros(count, bool),
+                   np.zeros(count, bool), np.full(count, -1, np.int64),
+                   np.zeros(count, np.int64))
+
+
+def _allocate_rows(allocators, rows: np.ndarray, ports: _Ports, *, request_core, server_ip,
+                   server_port, client_ip, policy, addresses_only=None) -> None:
+    """``allocate_batch`` for ``rows`` (nat and usip rows, in the order the trace allocates
+    them) into ``ports``; the allocators keep their tables' state between calls."""
+    for name in ("nat", "usip"):
+        part = rows[policy[rows] == POLICY_CODE[name]]
+        if part.size == 0:
+            continue
+        result = allocate_batch(
+            [a[name] for a in allocators], core=request_core[part],
+            server_ip=server_ip[part], server_port=server_port[part],
+            client_ip=client_ip[part], keep_client_ip=name == "usip",
+            addresses_only=_rows_of(addresses_only, part))
+        ok = np.asarray(result.ok, dtype=bool)
+        every = bool(ok.all())  # the usual case: no mask to apply
+        good = part if every else part[ok]
+        for column, values in ((ports.local_ip, result.local_ip),
+                               (ports.local_port, result.port),
+                               (ports.table, result.table_index),
+                               (ports.tries, result.tries)):
+            column[good] = values if every else np.asarray(values)[ok]
+        ports.allocated[good] = True
+        if not every:
+            ports.failed[part[~ok]] = True
+
+
+def _release_rows(allocators, rows: np.ndarray, ports: _Ports, *, request_core, server_ip,
+                  server_port, policy, **_) -> None:
+    """Free the ports of ``rows``' ended sessions, in the order given (``release_batch``)."""
+    for name in ("nat", "usip"):
+        part = rows[policy[rows] == POLICY_CODE[name]]
+        if part.size:
+            release_batch([a[name] for a in allocators], core=request_core[part],
+                          local_ip=ports.local_ip[part], table_index=ports.table[part],
+                          port=ports.local_port[part], server_ip=server_ip[part],
+                          server_port=server_port[part], keep_client_ip=name == "usip")
+
+
+@dataclass
+class _Timing:
+    """Per row, what decides when a session ends: ``start`` (µs), ``close`` (code),
+    ``hold`` (µs, -1: the system's) and the server's ``latency`` (µs)."""
+
+    config: SystemConfig
+    start: np.ndarray
+    close: np.ndarray
+    hold: np.ndarray
+    latency: np.ndarray
+
+    @classmethod
+    def of(cls, config: SystemConfig, flows, server_ip, server_port, *, force: bool = False
+           ) -> _Timing | None:
+        """The rows' timing, or None when ``flows`` has no time columns (unless ``force``).
+        ConfigError when the flows start at different times and ``jitter_us`` is set: the
+        trace draws link delays from its RNG, which this path cannot follow."""
+        if not force and not getattr(flows, "timed", False):
+            return None
+        if getattr(flows, "timed", False):
+            start, close, hold = flows.time_columns()
+        else:
+            count = len(flows.client_ip)
+            start = np.zeros(count, np.int64)
+            close = np.full(count, CLOSE_CODE["fin"], np.int8)
+            hold = np.full(count, -1, np.int64)
+        timing = cls(config, start, close, hold,
+                     server_latency_batch(config, server_ip, server_port))
+        if timing.staggered and config.jitter_us:
+            raise ConfigError("jitter_us", "0 for flows that start at different times on "
+                              "the batch path (link delays must be fixed to know when "
+                              "sessions end)", config.jitter_us)
+        if (start < 0).any():
+            raise ConfigError("start_us", "times of 0 or more", int(start[start < 0][0]))
+        return timing
+
+    @functools.cached_property
+    def staggered(self) -> bool:
+        """Whether the flows start at different times (else every port is held at once,
+        the concurrent case: no session ends before the last request)."""
+        return bool(self.start.size) and int(self.start.min()) != int(self.start.max())
+
+    def ends(self, rows: np.ndarray, verdict: np.ndarray, hops: np.ndarray, *,
+             keys: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(end µs, order keys)`` of the sessions of ``rows`` (their response's
+        ``verdict`` codes and forwarding ``hops``), as the trace's clock gives them: the
+        request at ``start``, the server ``link_us`` later, its answer after its latency,
+        back ``link_us`` later (``a``); delivered then (symmetric) or ``handoff_us`` per hop
+        later (handed off), the session ends ``rules.close_delay_batch`` after that; an
+        unanswered one at ``rules.unanswered_end_us``.
+
+        The keys (7 rows, for ``np.lexsort`` of ``keys[::-1]``) order sessions that end at
+        the same µs as the trace's heap does, (time, push order): an event pushed by an
+        earlier-run event runs first, so the order is the lexicographic order of the
+        chain of times back to the request (2t+1 per event, 2t for the request, which was
+        queued before anything), then the flow's row. ``keys=False``: None instead.
+        """
+        config = self.config
+        link = config.link_us
+        start = self.start[rows]
+        arrives = start + 2 * link + self.latency[rows]
+        handed = verdict == VERDICT_CODE["handed-off"]
+        answered = handed | (verdict == VERDICT_CODE["symmetric"])
+        delivered = arrives + config.handoff_us * np.asarray(hops, np.int64) * handed
+        end = np.where(answered,
+                       delivered + close_delay_batch(config, self.close[rows], self.hold[rows]),
+                       unanswered_end_us(config, opened_us=start, now_us=arrives))
+        if not keys:
+            return end, None
+        row = np.asarray(rows, np.int64)
+        keys = np.stack([
+            2 * end + 1,
+            2 * np.where(handed, delivered, arrives) + 1,
+            2 * np.where(handed, arrives, arrives - link) + 1,
+            2 * np.where(handed, arrives - link, start + link) + 1,
+            np.where(handed, 2 * (start + link) + 1, 2 * start),
+            np.where(handed, 2 * start, row),
+            np.where(handed, row, 0)])
+        return end, keys
+
+
+def _response_fate(config: SystemConfig, nic: Nic, rows: np.ndarray, *, ports: _Ports,
+                   proto, service, response_counts, request_core, server_ip, server_port,
+                   policy, **_) -> tuple[np.ndarray, np.ndarray]:
+    """``(verdict codes, hops)`` of allocated ``rows``' responses, as the full pass below
+    computes them (their port decides where they land): what their session's end needs."""
+    four_hash, four_hashed, landed = nic.steer_batch(
+        server_ip[rows], ports.local_ip[rows], server_port[rows].astype(np.uint32),
+        ports.local_port[rows], proto[rows])
+    lost = np.zeros(rows.size, bool)
+    if response_counts is not None:
+        counts = response_counts[rows]
+        some = np.flatnonzero(counts)
+        if some.size:
+            at = rows[some]
+            plans = plan_fragments(
+                config, nic, src=server_ip[at], dst=ports.local_ip[at],
+                four_hash=four_hash[some], four_hashed=four_hashed[some],
+                four_core=landed[some], counts=counts[some],
+                proto=proto[at], policy=policy[at], service=service[at], response=True,
+                rules={}, owner=request_core[at])
+            landed[some] = plans.core
+            lost[some] = plans.dropped
+    owner = request_core[rows]
+    verdict, _, hops = response_verdict_batch(
+        request_core=owner, response_core=np.where(lost, owner, landed),
+        route=config.handoff if config.correct_core_check else "none", cores=config.cores)
+    verdict[lost] = VERDICT_CODE["asymmetric"]
+    return verdict, hops
+
+
+def _allocate_timed(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                    ports: _Ports, timing: _Timing, *, fragments: bool, distributed: bool,
+                    proto, service, response_counts, **columns
+                    ) -> tuple[np.ndarray, list[int] | None]:
+    """Allocate ``rows`` in time (``_allocate_stacked`` where it applies and the epochs
+    would be many, else ``_allocate_in_time``): per core the most ports held at once, and
+    the capacity of the tables used when the tables do not record it (None: they do).
+
+    An epoch costs about a millisecond per core whatever its size, a flow about a
+    microsecond in an epoch and three stacked; the flows start in at most as many epochs
+    as distinct moments, so few moments (bursts) with a thousand flows or more per core
+    each go by epochs. ConfigError with a flow distributor (rules, an RSS-unaware NIC):
+    where it sends responses is not modelled in time here yet."""
+    if distributed:
+        raise ConfigError("traffic", "flows without start times when a flow distributor "
+                          "steers (rules, an RSS-unaware NIC) on the batch path: use "
+                          "--trace", "start times")
+    moments = np.count_nonzero(np.diff(np.sort(timing.start[rows]))) + 1
+    few = moments * config.cores * 1000 <= rows.size
+    if not fragments and not config.wrong_direction and not few:
+        stacked = _allocate_stacked(config, nic, allocators, rows, ports, timing,
+                                    proto=proto, **columns)
+        if stacked is not None:
+            return stacked
+
+    def fate(part):
+        return _response_fate(config, nic, part, proto=proto, service=service,
+                              response_counts=response_counts, ports=ports, **columns)
+    return _allocate_in_time(config, allocators, rows, ports, timing, fate, **columns), None
+
+
+def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                      ports: _Ports, timing: _Timing, *, proto, request_core, server_ip,
+                      server_port, client_ip, policy, addresses_only=None
+                      ) -> tuple[np.ndarray, list[int]] | None:
+    """``_allocate_in_time``'s answer without epochs, where it can be had at once
+    (``allocate_stacked``): one allocating policy, one table per IP, ``solve``, every row
+    served by its first choice and every response home (each session then ends when
+    ``_Timing.ends`` says for a symmetric one; checked after). Returns per core the most
+    ports held at once and the capacity of the tables used, or None (nothing changed)
+    when the epochs must do it."""
+    names = [name for name in ("nat", "usip") if (policy[rows] == POLICY_CODE[name]).any()]
+    # nat's IP choice (addresses-only hashing) tries IPs in its own order: epochs
+    if addresses_only is not None or len(names) != 1 or (
+            names[0] == "usip" and config.tables_per_ip != 1) or rows.size >= 1 << 24:
+        return None
+    count = rows.size
+    start = timing.start[rows]
+    by_start = np.argsort(start, kind="stable")  # the trace's request order
+    rank = np.empty(count, np.int64)
+    rank[by_start] = np.arange(count)
+    end, _ = timing.ends(rows, np.full(count, VERDICT_CODE["symmetric"], np.int8),
+                         np.zeros(count, np.int64), keys=False)
+    if int(end.max()) >= 1 << 32:
+        return None
+    latency = timing.latency[rows]
+    if (latency == latency[0]).all():
+        tie = rank  # ends at one µs: in request order (``_Timing.ends``)
+    else:  # by the response's arrival, then request order
+        tie = np.empty(count, np.int64)
+        tie[np.lexsort((rank, start + latency))] = np.arange(count)
+    take_key = (start * 2 << 24) | rank  # a request before a session ending that µs
+    free_key = ((end * 2 + 1) << 24) | tie
+    name = names[0]
+    got = allocate_stacked([a[name] for a in allocators], core=request_core[rows],
+                           server_ip=server_ip[rows], server_port=server_port[rows],
+                           client_ip=client_ip[rows], keep_client_ip=name == "usip",
+                           take_key=take_key, free_key=free_key, take_order=by_start)
+    if got is None:
+        return None
+    got, peak = got
+    _, _, landed = nic.steer_batch(server_ip[rows], got.local_ip,
+                                   server_port[rows].astype(np.uint32),
+                                   got.port.astype(np.uint32), proto[rows])
+    if (landed != request_core[rows]).any():
+        return None  # a response would not come home: its session ends otherwise
+    ports.local_ip[rows] = got.local_ip
+    ports.local_port[rows] = got.port
+    ports.table[rows] = got.table_index
+    ports.tries[rows] = got.tries
+    ports.allocated[rows] = True
+    core = request_core[rows]
+    # the tables used: usip's are the core's shared ones, keyed by index alone
+    table_ip = 0 if name == "usip" else got.local_ip.astype(np.int64) << 8
+    tables = np.unique((core << 40) | table_ip | got.table_index)
+    used = np.bincount((tables >> 40).astype(np.int64), minlength=config.cores)
+    low, high = config.port_range
+    return peak, [int(u) * (high - low + 1) for u in used]
+
+
+def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports: _Ports,
+                      timing: _Timing, fate, **columns) -> np.ndarray:
+    """Allocate ``rows`` in the trace's order (start time, then row), freeing each
+    session's port when it ends, exactly as the trace does; returns per core the most
+    ports held at once (at the end of an epoch: no port comes back within one).
+
+    Epochs, each one ``_allocate_rows`` call: an epoch runs from the first request not yet
+    allocated (at ``s0``) up to the first moment a port may come back — the earliest end of
+    the sessions still open, or ``s0`` plus the shortest possible session (two links and
+    the fastest server), since the epoch's own sessions cannot end sooner. Requests at
+    the very moment a session ends are allocated before it frees its port (the trace
+    queued them first). Between epochs the sessions that ended go back, in the trace's
+    order (``_Timing.ends``' keys). Sessions are kept in chunks (one per epoch, in that
+    order) under a heap of their next end, so a boundary touches only the chunks due and
+    sorts only when several are.
+    """
+    order = rows[np.argsort(timing.start[rows], kind="stable")]  # rows ascend: ties by row
+    starts = timing.start[order]
+    core = columns["request_core"]
+    held_now = np.zeros(config.cores, np.int64)
+    peak = held_now.copy()
+    count = timing.start.size
+    # each held row's response verdict and hops, to rebuild its keys when chunks merge
+    fates = np.zeros(count, np.int8), np.zeros(count, np.int64)
+    floor = 2 * config.link_us + (int(timing.latency[rows].min()) if rows.size else 0)
+    chunks: list[list] = []  # [rows by end, their ends, cursor]
+    due_heap: list[tuple[int, int]] = []  # (next end, chunk)
+    position = 0
+    while position < order.size:
+        s0 = int(starts[position])
+        due = []
+        while due_heap and due_heap[0][0] < s0:
+            _, chunk = heapq.heappop(due_heap)
+            chunk_rows, chunk_ends, cursor = chunks[chunk]
+            stop = int(np.searchsorted(chunk_ends, s0, side="left"))
+            due.append(chunk_rows[cursor:stop])
+            if stop < chunk_rows.size:
+                chunks[chunk][2] = stop
+                heapq.heappush(due_heap, (int(chunk_ends[stop]), chunk))
+            else:
+                chunks[chunk] = None  # all ended: let it go
+        if due:
+            # each chunk is in the trace's order already; several are merged by their keys
+            ended = due[0] if len(due) == 1 else np.concatenate(due)
+            if len(due) > 1:
+                _, keys = timing.ends(ended, fates[0][ended], fates[1][ended])
+                ended = ended[np.lexsort(keys[::-1])]
+            _release_rows(allocators, ended, ports, **columns)
+            held_now -= np.bincount(core[ended], minlength=config.cores)
+        limit = s0 + floor
+        if due_heap:
+            limit = min(limit, due_heap[0][0])
+        stop = int(np.searchsorted(starts, limit, side="right"))
+        epoch = order[position:stop]
+        _allocate_rows(allocators, epoch, ports, **columns)
+        held = epoch[ports.allocated[epoch]]
+        # no port comes back within an epoch: its end is when most are held
+        held_now += np.bincount(core[held], minlength=config.cores)
+        np.maximum(peak, held_now, out=peak)
+        if held.size:
+            verdict, hops = fate(held)
+            fates[0][held], fates[1][held] = verdict, hops
+            latency = timing.latency[held]
+            simple = ((verdict != VERDICT_CODE["handed-off"]).all()
+                      and (latency == latency[0]).all())
+            end, chain = timing.ends(held, verdict, hops, keys=not simple)
+            # by end, ties in the trace's order: with no forwarding and one server latency
+            # the chain of times is the end and then the start, and ``held`` is in start
+            # order already
+            by_end = np.argsort(end, kind="stable") if simple else np.lexsort(chain[::-1])
+            chunks.append([held[by_end], end[by_end], 0])
+            heapq.heappush(due_heap, (int(end[by_end[0]]), len(chunks) - 1))
+        position = stop
+    return peak
+
+
+def _repeat_requests(config: SystemConfig, nic: Nic, flows, frag: FragmentColumns,
+                     rules: dict[str, int], timing: _Timing | None, verdict, hops,
+                     opened: np.ndarray, *, request_core, policy, service, server_ip,
+                     server_port) -> None:
+    """Give a fragmented request whose tuple the last earlier flow of that tuple (in the
+    trace's order) still holds open the PCB hit the trace finds (``System.session_facts``;
+    ``decide_batch``'s ``repeat``: for TCP, Assemble rather than Bridge): its action, rule
+    and copies in ``frag`` change where that changes the decision. A session is open at a
+    request that comes the µs it ends (the request was queued first). IPv6 rows (their
+    addresses are not in the IPv4 columns) are left out."""
+    if config.fragment_mode == FragmentMode.MS_2TUPLE.value or not (
+            frag.request_fragments.any()):
+        return  # no action is decided, or no request is fragmented
+    timing = timing or _Timing.of(config, flows, server_ip, server_port, force=True)
+    start = timing.start
+    count = start.size
+    end, _ = timing.ends(np.arange(count), verdict, hops, keys=False)
+    if getattr(flows, "is_v6", None) is not None:
+        opened = opened & ~flows.is_v6
+    client = (np.asarray(flows.client_ip, np.uint64) << np.uint64(16)) | np.asarray(
+        flows.client_port, np.uint64)
+    server = ((np.asarray(flows.server_ip, np.uint64) << np.uint64(24))
+              | (np.asarray(flows.server_port, np.uint64) << np.uint64(8))
+              | np.asarray(flows.proto, np.uint64))
+    order = np.lexsort((np.arange(count), start, server, client))
+    new = np.r_[True, (client[order][1:] != client[order][:-1])
+                | (server[order][1:] != server[order][:-1])]
+    if new.all():
+        return  # no tuple repeats
+    position = np.arange(count)
+    group = np.maximum.accumulate(np.where(new, position, 0))
+    last = np.maximum.accumulate(np.where(opened[order], position, -1))
+    before = np.r_[-1, last[:-1]]
+    hit = before >= group
+    hit[hit] = end[order[before[hit]]] >= start[order[hit]]
+    repeat = np.zeros(count, bool)
+    repeat[order[hit]] = True
+    rows = np.flatnonzero(repeat & (frag.request_fragments > 0) & ~frag.request_dropped)
+    if getattr(flows, "is_v6", None) is not None:
+        rows = rows[~flows.is_v6[rows]]
+    if rows.size == 0:
+        return
+    proto = np.asarray(flows.proto, np.uint8)[rows]
+    action, rule = decide_batch(config, proto, policy[rows], service[rows], response=False,
+                                rules=rules, repeat=True)
+    mode = config.fragment_mode
+    assemble = ACTION_NAMES.index(ASSEMBLE)
+    fragments = frag.request_fragments[rows]
+    received_on = frag.request_received_on[rows]
+    core = request_core[rows]
+    old_messages, old_copies = fragment_cost_batch(
+        mode, fragments, frag.request_action[rows] == assemble, received_on, core)
+    messages, copies = fragment_cost_batch(mode, fragments, action == assemble, received_on,
+                                           core)
+    frag.messages[rows] += messages - old_messages
+    frag.copies[rows] += copies - old_copies
+    frag.request_action[rows] = action
+    frag.request_rule[rows] = rule
+
+
 def check_batch_config(config: SystemConfig) -> None:
     """ConfigError for a setting the batch path cannot run: an indirection-table change
     (``table_change``) needs time, which the batch path does not have yet."""
     if config.table_change is not None:
         raise ConfigError("table_change", "no indirection-table change on the batch path, "
                           "which has no time: use --trace", config.table_change)
+
+
+def _response_counts(config: SystemConfig, flows, proto, *, server_ip, server_port,
+                     service) -> np.ndarray | None:
+    """How many fragments each row's response comes in (None: no server or service has
+    an MTU, so none is fragmented)."""
+    if not config.fragmenting():
+        return None
+    column = getattr(flows, "response_bytes", None)
+    size, mtu = response_size_and_mtu_batch(
+        config, server_ip=server_ip, server_port=server_port, service=service,
+        flow_bytes=np.full(len(flows.client_ip), DEFAULT_RESPONSE_BYTES) if column is None
+        else column)
+    return fragment_count_batch(proto, size, mtu)
 
 
 def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
@@ -838,35 +1264,32 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                                   policy=policy, service=service)
 
     allocators = build_allocators(config, nic.table)
-    local_ip = client_ip.copy()
-    local_port = client_port.copy()
-    allocated = np.zeros(count, dtype=bool)
-    failed = np.zeros(count, dtype=bool)
-    table = np.full(count, -1, dtype=np.int64)
-    tries = np.zeros(count, dtype=np.int64)
     skip = lost if unserved is None else unserved if lost is None else lost | unserved
+    ports = _Ports.of(client_ip, client_port)
+    local_ip, local_port = ports.local_ip, ports.local_port
+    allocated, failed, table, tries = ports.allocated, ports.failed, ports.table, ports.tries
+    response_counts = _response_counts(config, flows, proto, server_ip=server_ip,
+                                       server_port=server_port, service=service)
+    timing = _Timing.of(config, flows, server_ip, server_port)
     # responses the NIC hashes on their addresses alone: nat chooses its IP for them
     addresses_only = _addresses_only(nic, proto)
-    for name in ("nat", "usip"):
-        wanted = policy == POLICY_CODE[name]
-        rows = np.flatnonzero(wanted if skip is None else wanted & ~skip)
-        if rows.size == 0:
-            continue
-        result = allocate_batch(
-            [a[name] for a in allocators], core=request_core[rows],
-                                server_ip=server_ip[rows], server_port=server_port[rows],
-                                client_ip=client_ip[rows], keep_client_ip=name == "usip",
-                                addresses_only=_rows_of(addresses_only, rows))
-        ok = np.asarray(result.ok, dtype=bool)
-        good = rows[ok]
-        local_ip[good] = np.asarray(result.local_ip, dtype=np.uint32)[ok]
-        local_port[good] = np.asarray(result.port, dtype=np.uint32)[ok]
-        table[good] = np.asarray(result.table_index)[ok]
-        tries[good] = np.asarray(result.tries)[ok]
-        allocated[good] = True
-        failed[rows[~ok]] = True
+    columns = dict(request_core=request_core, server_ip=server_ip, server_port=server_port,
+                   client_ip=client_ip, policy=policy, addresses_only=addresses_only)
+    wanted = (policy == POLICY_CODE["nat"]) | (policy == POLICY_CODE["usip"])
+    rows = np.flatnonzero(wanted if skip is None else wanted & ~skip)
+    capacity = None  # the used tables' capacity, when no table records it
+    if timing is not None and timing.staggered:
+        peak, capacity = _allocate_timed(
+            config, nic, allocators, rows, ports, timing, fragments=request_mtu is not None
+            or config.fragmenting(), distributed=distributor is not None, proto=proto,
+            service=service, response_counts=response_counts, **columns)
+    else:
+        _allocate_rows(allocators, rows, ports, **columns)
+        # concurrent: every port is held at once, before the first session ends
+        peak = np.bincount(request_core[allocated], minlength=config.cores)
 
     failed = failed if unserved is None else failed | unserved
+    opened = ~failed if lost is None else ~(failed | lost)  # rows that hold a session
     response_arrival = (nic.steer_batch if distributor is None else distributor.arrive_batch)(
         server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
     response_hash, response_hashed, response_core = response_arrival[:3]
@@ -880,11 +1303,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
         config, distributor, request_arrival, response_arrival, answered=~failed)
     failed_or_lost = failed if lost is None else failed | lost
     if config.fragmenting():
-        column = getattr(flows, "response_bytes", None)
-        size, mtu = response_size_and_mtu_batch(
-            config, server_ip=server_ip, server_port=server_port, service=service,
-            flow_bytes=np.full(count, DEFAULT_RESPONSE_BYTES) if column is None else column)
-        counts = fragment_count_batch(proto, size, mtu)
+        counts = response_counts.copy()
         counts[failed_or_lost] = 0
         counts[_NO_ROWS if v6 is None else v6] = 0  # none fragments (_route_v6 checks)
         rows = np.flatnonzero(counts)
@@ -912,14 +1331,23 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     if lost is not None:
         verdict[lost] = VERDICT_CODE["asymmetric"]  # lost in reassembly
 
+    if frag is not None:
+        _repeat_requests(config, nic, flows, frag, rules, timing, verdict, hops, opened,
+                         request_core=request_core, policy=policy, service=service,
+                         server_ip=server_ip, server_port=server_port)
     hashes = np.concatenate([request_hash[request_hashed],
                              response_hash[response_hashed & ~failed_or_lost]])
     if frag is not None:
         frag.rules = list(rules)  # rule texts in index order
     port_map = allocators[0]["nat"].port_map
+    capacity = capacity or [port_capacity(a) for a in allocators]
     summary = summarize(cores=config.cores, request_core=request_core,
                         response_core=response_core, verdict=verdict, copies=copies,
-                        hops=hops, hashes=hashes, occupancy=[port_occupancy(a) for a in allocators],
+                        hops=hops, hashes=hashes,
+                        # every session has ended by the end of the run (as in the trace)
+                        occupancy=[0.0] * config.cores,
+                        occupancy_peak=[int(p) / c if c else 0.0
+                                        for p, c in zip(peak, capacity, strict=True)],
                         key=str(nic.key), port_map=port_steering_text(config, port_map),
                         fragment_figures=None if frag is None else frag.figures(),
                         not_served=_not_served_counts(policy, unserved),

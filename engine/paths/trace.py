@@ -15,10 +15,13 @@ with a response of the configured size; the response is hashed *as it arrives*
     ('symmetric', 1.0)
 
 Time is virtual, in integer microseconds; the event heap is ordered by
-(time, sequence) so ties run first-in first-out and a run is reproducible. All
-flows that start at the same time are allocated, in flow order, before any
-response or close happens — the trace then agrees flow for flow with the
-vectorised path (``engine.paths.batch``), which models all flows as concurrent.
+(time, sequence) so ties run first-in first-out and a run is reproducible. Requests are
+queued first, in flow order, so all flows that start at the same time are allocated,
+in flow order, before any response or close of that moment. A session ends
+(``rules.close_delay_us``: FIN/RST ``hold_us`` or ``close_after_us`` after its response,
+the idle timeout for ``close="none"`` or an unanswered response) and frees its port for
+flows that start later; the vectorised path (``engine.paths.batch``) derives the same
+ends and frees ports in the same order, so both agree flow for flow.
 
 Forwarding (``rules.FORWARDING_ROUTES``, the patent's L416: a response that reaches
 a core other than its owner's is forwarded to the owner, whatever the policy) is
@@ -78,10 +81,11 @@ from engine.appliance.fragments import (
     fragment_packet,
 )
 from engine.appliance.packet_engine import PacketEngine, Session
-from engine.appliance.ports import port_occupancy
+from engine.appliance.ports import port_capacity, port_occupancy
 from engine.appliance.rules import (
     Route,
     Router,
+    close_delay_us,
     forwarding_cost,
     fragment_cost,
     fragment_count,
@@ -89,7 +93,9 @@ from engine.appliance.rules import (
     port_steering_text,
     response_size_and_mtu,
     response_verdict,
+    server_latency_us,
     session_facts,
+    unanswered_end_us,
 )
 from engine.appliance.verdicts import (
     FlowOutcome,
@@ -227,6 +233,9 @@ class System:
         self._flows_lost = 0
         self._not_served: dict[str, int] = {}
         self.duplicate_datagrams = 0
+        #: per core: ports its sessions hold now, and the most held at once this run
+        self._taken = [0] * config.cores
+        self._peak = [0] * config.cores
 
     # -- the kernel -------------------------------------------------------------------
 
@@ -289,6 +298,7 @@ class System:
         self._hashes = []
         self._fragment_drops = {}
         self._flows_lost = 0
+        self._peak = list(self._taken)
         self._not_served = {}
         if self._table_change is not None:
             # scheduled before the flows: at its time it comes before their packets
@@ -359,7 +369,9 @@ class System:
     def summarize(self, outcomes: list[FlowOutcome], hashes=None) -> Summary:
         port_map = self.engines[0].allocators["nat"].port_map
         return summarize_outcomes(outcomes, cores=self.config.cores, hashes=hashes,
-                                  occupancy=self.occupancy(), key=str(self.nic.key),
+                                  occupancy=self.occupancy(),
+                                  occupancy_peak=self.occupancy_peak(),
+                                  key=str(self.nic.key),
                                   port_map=port_steering_text(self.config, port_map),
                                   fragment_drops=self._fragment_drops,
                                   flows_lost=self._flows_lost,
@@ -374,8 +386,15 @@ class System:
                 and self.nic.addresses_only(request.proto, request.version))
 
     def occupancy(self) -> list[float]:
-        """Per core, the fraction of its nat and usip port-table entries taken."""
+        """Per core, the fraction of its nat and usip port-table entries taken now (at the
+        end of a run: 0 unless ``until_us`` stopped the clock with sessions open)."""
         return [port_occupancy(engine.allocators) for engine in self.engines]
+
+    def occupancy_peak(self) -> list[float]:
+        """Per core, the most ports its sessions held at once during the last run, over
+        the capacity of its used port tables (``port_capacity``)."""
+        return [peak / capacity if capacity else 0.0 for peak, capacity in zip(
+            self._peak, (port_capacity(e.allocators) for e in self.engines), strict=True)]
 
     # -- the flow's steps -------------------------------------------------------------
 
@@ -553,6 +572,8 @@ class System:
         state.session = session
         allocation = session.allocation
         if allocation is not None:
+            self._taken[core] += 1
+            self._peak[core] = max(self._peak[core], self._taken[core])
             self._emit(PortAllocated, flow.id, core=core, local_ip=str(allocation.local_ip),
                        table=allocation.table_index, port=allocation.port,
                        tries=allocation.tries, strategy=allocation.strategy,
@@ -568,7 +589,7 @@ class System:
         self._emit(DeliveredToServer, state.flow.id, core=session.core,
                    tuple=session.server_side)
         server = self._server(session.server_side)
-        latency = self.config.server_us if server is None else server.latency_us
+        latency = server_latency_us(self.config, server)
         self._at(self.now_us + latency, self._respond, state, server)
 
     def _server(self, server_side: FlowTuple) -> Server | None:
@@ -594,7 +615,8 @@ class System:
                                         response_core=None, policy=session.policy,
                                         notes=state.notes(), dropped=landing.dropped)
                 self._lose_in_reassembly(state, reason)
-                self._at(session.last_us + self.config.idle_timeout_us, self._idle, state)
+                self._at(unanswered_end_us(self.config, opened_us=session.last_us,
+                                           now_us=self.now_us), self._idle, state)
                 return
             landed = landing.core
         else:
@@ -602,8 +624,11 @@ class System:
         owner = self.directory.get(response)
         checked = self.config.correct_core_check
         via = self.config.handoff if checked else "none"
+        # A repeated request tuple (transparent) shares its response tuple with an earlier
+        # flow's open session on the same core: that core holds the connection either way.
+        found = self.engines[landed].lookup_response(response)
         verdict, copies, hops = response_verdict(
-            on_owner=self.engines[landed].lookup_response(response) is session,
+            on_owner=found is not None and found.core == session.core,
             landed=landed, owner=owner, route=via, cores=self.config.cores)
         if verdict == "symmetric":
             self._deliver_response(state, landed, "symmetric", 0, "")
@@ -620,7 +645,8 @@ class System:
                                 policy=session.policy, notes=state.notes(), checked=checked)
         self._finish(state, landed, "asymmetric", 0, reason)
         # The lost response never closes the session: only the idle timeout frees it.
-        self._at(session.last_us + self.config.idle_timeout_us, self._idle, state)
+        self._at(unanswered_end_us(self.config, opened_us=session.last_us,
+                                   now_us=self.now_us), self._idle, state)
 
     def _count_forward(self, landed: int, owner: int, via: str, copies: int) -> None:
         """Per-core forwarding counters: the receiving core sends, the owner receives;
@@ -655,10 +681,11 @@ class System:
                                     response.proto, response.version))
         self._finish(state, landed, verdict, copies, reason)
         close = state.flow.close
+        delay = close_delay_us(self.config, close, state.flow.hold_us)
         if close == "none":
-            self._at(self.now_us + self.config.idle_timeout_us, self._idle, state)
+            self._at(self.now_us + delay, self._idle, state)
         else:
-            self._at(self.now_us + self.config.close_after_us, self._close, state, close)
+            self._at(self.now_us + delay, self._close, state, close)
 
     def _by_addresses(self, state: _FlowState) -> bool:
         """Whether the response's core was chosen by its addresses alone (ms-2tuple)."""
@@ -682,8 +709,11 @@ class System:
         """End ``session`` now: SessionClosed, and PortFreed when it held a port."""
         if not session.open:
             return
-        freed = self.engines[session.core].close(session)
-        self.directory.pop(session.response_tuple, None)
+        engine = self.engines[session.core]
+        freed = engine.close(session)
+        self._taken[session.core] -= freed is not None
+        if engine.lookup_response(session.response_tuple) is None:  # no repeat holds it
+            self.directory.pop(session.response_tuple, None)
         self._emit(SessionClosed, session.flow, core=session.core, reason=reason)
         if freed is not None:
             self._emit(PortFreed, session.flow, core=session.core, local_ip=str(freed.local_ip),

@@ -189,14 +189,16 @@ def render_report_html(report) -> str:
                _table("Requests per bucket", ["bucket", "core", "requests"],
                       [[b, report.bucket_cores[b], report.buckets[b]] for b in buckets]))
     page.chart("Port-table occupancy",
-               [{"type": "bar", "x": labels, "y": [r["occupancy"] for r in per_core],
+               [{"type": "bar", "x": labels, "y": [r["occupancy_peak"] for r in per_core],
                  "marker": _core_marker(cores), "text": labels}],
-               {"yaxis": {"title": {"text": "fraction of port-table entries taken"},
+               {"yaxis": {"title": {"text": "fraction of port-table entries taken at the "
+                                            "peak (the most held at once)"},
                           "tickformat": ".1%"}},
-               _table("Port tables per core", ["core", "occupancy", "ports allocated",
+               _table("Port tables per core", ["core", "occupancy at peak",
+                                               "occupancy at end", "ports allocated",
                                                "fitting ports per table"],
-                      [[r["core"], f"{r['occupancy']:.4%}", r["ports_allocated"],
-                        r["fitting_ports"]] for r in per_core]))
+                      [[r["core"], f"{r['occupancy_peak']:.4%}", f"{r['occupancy']:.4%}",
+                        r["ports_allocated"], r["fitting_ports"]] for r in per_core]))
     if report.rows is not None:
         rows = report.rows[:MAX_HTML_ROWS]
         note = (f" (first {MAX_HTML_ROWS} of {len(report.rows)}; the JSON report has all)"

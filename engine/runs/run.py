@@ -108,10 +108,12 @@ class Report:
 
     def per_core(self) -> list[dict[str, Any]]:
         """One dict per core: packets handled (load), requests and responses steered to
-        it, handoffs it received, its port-table occupancy, ports allocated, and
+        it, handoffs it received, its port-table occupancy (``occupancy_peak``: the most
+        held at once; ``occupancy``: at the end of the run), ports allocated, and
         fitting ports per table."""
         summary = self.summary
         occupancy = summary.occupancy or [0.0] * self.cores
+        peak = summary.occupancy_peak or [0.0] * self.cores
         handoffs = summary.handoffs_per_core or [0] * self.cores
         columns = np.asarray(self.matrix, dtype=np.int64).reshape(self.cores, self.cores)
         requests = columns.sum(axis=1) + np.asarray(self.no_response, dtype=np.int64)
@@ -119,6 +121,7 @@ class Report:
         return [{"core": core, "load": summary.core_load[core],
                  "requests": int(requests[core]), "responses": int(responses[core]),
                  "handoffs": handoffs[core], "occupancy": occupancy[core],
+                 "occupancy_peak": peak[core],
                  "ports_allocated": self.ports_allocated[core],
                  "fitting_ports": self.fitting_ports[core]}
                 for core in range(self.cores)]
@@ -149,6 +152,7 @@ class Report:
             "buckets": {"requests": self.buckets, "cores": self.bucket_cores},
             "ports": {"allocated": self.ports_allocated,
                       "occupancy": list(self.summary.occupancy),
+                      "occupancy_peak": list(self.summary.occupancy_peak),
                       "fitting_per_table": self.fitting_ports},
             **self.extra,
         }
@@ -197,11 +201,15 @@ class Report:
             out.append(f"  {summary.port_map}")
         if self.pcap is not None:
             out.append(f"  {self.pcap.line()}")
-        out.append("  core    load  requests  responses  handoffs  ports  occupancy")
+        # occupancy: the most ports held at once (peak) and what is held when the run
+        # ends (every session has ended by then, unless a trace stopped its clock early)
+        out.append("  core    load  requests  responses  handoffs  ports  occupancy peak"
+                   "  at end")
         for row in self.per_core():
             out.append(f"  {row['core']:>4}  {row['load']:>6}  {row['requests']:>8}  "
                        f"{row['responses']:>9}  {row['handoffs']:>8}  "
-                       f"{row['ports_allocated']:>5}  {row['occupancy']:>9.2%}")
+                       f"{row['ports_allocated']:>5}  {row['occupancy_peak']:>14.2%}  "
+                       f"{row['occupancy']:>6.2%}")
         for check in self.checks:
             actual = "missing" if check.actual is None else f"{check.actual:g}"
             out.append(f"  {'✓ pass' if check.passed else '✗ FAIL'}  {check.name}  "

@@ -148,7 +148,11 @@ def take_flows(flows, rows: np.ndarray) -> FlowArrays:
         column = getattr(flows, name, None)
         columns.append(np.full(rows.size, default, dtype) if column is None
                        else np.asarray(column)[rows].astype(dtype, copy=False))
-    return FlowArrays(*columns)
+    times = {}
+    if getattr(flows, "timed", False):  # start times and session ends stay with their rows
+        times = dict(zip(("start_us", "close", "hold_us"),
+                         (column[rows] for column in flows.time_columns()), strict=True))
+    return FlowArrays(*columns, **times)
 
 
 def run_shard(config: SystemConfig, flows, rows: np.ndarray, *, ids=None) -> BatchResult:
@@ -175,7 +179,8 @@ class ShardFigures:
 
     Per core: ``load``, ``handoffs``, ``allocated`` (ports handed out), ``no_response``;
     ``matrix`` (cores x cores, request core by response core), ``buckets`` (requests per
-    indirection bucket); ``occupancy`` of the owned cores; ``hashes`` sorted distinct;
+    indirection bucket); ``occupancy`` (at the end) and ``occupancy_peak`` of the owned
+    cores; ``hashes`` sorted distinct;
     ``rows`` the ``row_dicts`` of its flows whose id is below the ``keep_rows`` asked for.
     """
 
@@ -197,6 +202,7 @@ class ShardFigures:
     #: ``Summary.ip_choice`` and ``ip_steered`` of the shard's flows
     ip_choice: int = 0
     ip_steered: int = 0
+    occupancy_peak: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, config: SystemConfig, result: BatchResult, owned, *,
@@ -225,7 +231,8 @@ class ShardFigures:
             occupancy={int(c): float(summary.occupancy[c]) for c in owned},
             hashes=hashes.astype(np.uint32), key=summary.key, port_map=summary.port_map,
             rows=result.row_dicts(0, keep) if keep else [],
-            ip_choice=summary.ip_choice, ip_steered=summary.ip_steered)
+            ip_choice=summary.ip_choice, ip_steered=summary.ip_steered,
+            occupancy_peak={int(c): float(summary.occupancy_peak[c]) for c in owned})
 
     _ARRAYS = ("load", "handoffs", "allocated", "no_response", "matrix", "buckets")
 
@@ -235,7 +242,8 @@ class ShardFigures:
         meta = {"cores": self.cores, "verdicts": self.verdicts, "copies": self.copies,
                 "hops": self.hops, "occupancy": {str(k): v for k, v in self.occupancy.items()},
                 "key": self.key, "port_map": self.port_map, "rows": self.rows,
-                "ip_choice": self.ip_choice, "ip_steered": self.ip_steered}
+                "ip_choice": self.ip_choice, "ip_steered": self.ip_steered,
+                "occupancy_peak": {str(k): v for k, v in self.occupancy_peak.items()}}
         gaps = np.diff(self.hashes, prepend=np.uint32(0)).astype(np.uint32)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
@@ -249,6 +257,7 @@ class ShardFigures:
             arrays = {name: stored[name] for name in cls._ARRAYS}
             hashes = np.cumsum(stored["hash_gaps"], dtype=np.uint32)
         meta["occupancy"] = {int(k): v for k, v in meta["occupancy"].items()}
+        meta["occupancy_peak"] = {int(k): v for k, v in meta.get("occupancy_peak", {}).items()}
         return cls(hashes=hashes, **arrays, **meta)
 
 
@@ -278,6 +287,7 @@ def merge_figures(parts: list[ShardFigures]) -> MergedFigures:
     occupancy = {core: value for part in parts for core, value in part.occupancy.items()}
     chose = sum(part.ip_choice for part in parts)
     steered = sum(part.ip_steered for part in parts)
+    peak = {core: value for part in parts for core, value in part.occupancy_peak.items()}
     summary = Summary(
         flows=flows, symmetric=int(verdicts[0]), handed_off=int(verdicts[1]),
         asymmetric=int(verdicts[VERDICTS.index("asymmetric")]),
@@ -287,6 +297,7 @@ def merge_figures(parts: list[ShardFigures]) -> MergedFigures:
         handoff_hops=sum(part.hops for part in parts),
         core_load=[int(x) for x in load], fairness=jain_index(load),
         occupancy=[occupancy[core] for core in range(cores)],
+        occupancy_peak=[peak.get(core, 0.0) for core in range(cores)],
         distinct_hashes=int(np.unique(np.concatenate([p.hashes for p in parts])).size),
         key=parts[0].key, port_map=parts[0].port_map,
         handoffs_per_core=[int(x) for x in np.sum([p.handoffs for p in parts], axis=0)],

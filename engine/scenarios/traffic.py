@@ -20,6 +20,7 @@ and 16-byte addresses).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.appliance.rules import CLOSE_CODE
 from engine.errors import TrafficError
 from engine.nic.rss import Nic, Transform
 from engine.packet.model import Proto
@@ -255,17 +257,9 @@ def _explicit_specs(scenario, flows, first_id: int) -> list[FlowSpec]:
             response = flow.response_bytes
         specs.append(FlowSpec(first_id + offset, client, client_port, server, server_port,
                               Proto.parse(proto), flow.request_bytes, response,
-                              start_us=flow.start_us))
+                              start_us=flow.start_us, close=flow.close,
+                              hold_us=flow.hold_us))
     return specs
-
-
-def _batch_start_times(flows, first_id: int) -> None:
-    """TrafficError for an explicit flow that starts after 0: the batch path runs every
-    flow at once (it has no time yet)."""
-    for offset, flow in enumerate(flows):
-        if flow.start_us:
-            raise TrafficError(f"flows[{first_id + offset}].start_us", "0 on the batch path, "
-                               "which runs every flow at once: use --trace", flow.start_us)
 
 
 def _generated_arrays(scenario, gen, index: int) -> FlowArrays:
@@ -280,11 +274,38 @@ def _generated_arrays(scenario, gen, index: int) -> FlowArrays:
         names = gen.services or [s.name for s in scenario.services]
         targets = [_service_target(scenario.service(n)) for n in names]
         weights = None
-    return generate_flows(count=gen.count, targets=targets, client_prefixes=gen.client_prefixes,
-                          client_ports=(gen.client_ports.low, gen.client_ports.high),
-                          zipf=gen.zipf, heavy_clients=gen.heavy_clients,
-                          request_bytes=gen.request_bytes, response_bytes=gen.response_bytes,
-                          proto_weights=weights, seed=_source_seed(scenario, gen.seed, index))
+    seed = _source_seed(scenario, gen.seed, index)
+    arrays = generate_flows(count=gen.count, targets=targets,
+                            client_prefixes=gen.client_prefixes,
+                            client_ports=(gen.client_ports.low, gen.client_ports.high),
+                            zipf=gen.zipf, heavy_clients=gen.heavy_clients,
+                            request_bytes=gen.request_bytes,
+                            response_bytes=gen.response_bytes, proto_weights=weights,
+                            seed=seed)
+    if gen.start is None and gen.close == "fin" and gen.hold_us is None:
+        return arrays
+    return timed_flows(arrays, spread_us=gen.start and gen.start.spread_us,
+                       rate_per_s=gen.start and gen.start.rate_per_s, close=gen.close,
+                       hold_us=gen.hold_us, seed=seed)
+
+
+def timed_flows(arrays: FlowArrays, *, spread_us: int | None = None,
+                rate_per_s: int | None = None, close: str = "fin",
+                hold_us: int | None = None, seed: int = 0) -> FlowArrays:
+    """``arrays`` with start times and session ends: ``spread_us`` — each flow at a
+    random microsecond 0..spread_us-1 (from ``seed``, drawn apart from the flows' own
+    draws); ``rate_per_s`` — flow i at i x 1,000,000 // rate_per_s µs; neither — all at 0.
+    Every flow ends by ``close`` after ``hold_us`` (None: the system's)."""
+    count = len(arrays)
+    if spread_us is not None:
+        start = np.random.default_rng([seed, 1]).integers(0, spread_us, count, np.int64)
+    elif rate_per_s is not None:
+        start = np.arange(count, dtype=np.int64) * 1_000_000 // rate_per_s
+    else:
+        start = np.zeros(count, np.int64)
+    return dataclasses.replace(
+        arrays, start_us=start, close=np.full(count, CLOSE_CODE[close], np.int8),
+        hold_us=np.full(count, -1 if hold_us is None else hold_us, np.int64))
 
 
 def _adversarial_arrays(scenario, adv, index: int) -> FlowArrays:
@@ -373,7 +394,6 @@ def build_flow_arrays(scenario, *, pcap: str | Path | None = None,
     parts, next_id = [], 0
     for index, source in enumerate(scenario.sources):
         if source.flows is not None:
-            _batch_start_times(source.flows, next_id)
             part = FlowArrays.from_specs(_explicit_specs(scenario, source.flows, next_id))
         elif source.generated is not None:
             part = _generated_arrays(scenario, source.generated, index)

@@ -319,9 +319,10 @@ def export_job_pcap(job: EngineJob, *, limit: int) -> ExportedPcap:
 def port_figures(report: dict[str, Any], *, range_size: int) -> dict[str, list]:
     """Per core, what the port tables held, as a student should read it.
 
-    The engine's ``occupancy[c]`` is taken / every port of the range (summed over the
-    core's tables). But only the ports whose response hashes back to core c *fit* it:
-    about ``range / cores`` per table for a full-rank key. So a core can be out of
+    The engine's ``occupancy_peak[c]`` is the most taken at once / every port of the
+    range (summed over the core's tables; ``occupancy`` is the same at the run's end,
+    0 once every session has ended). But only the ports whose response hashes back to
+    core c *fit* it: about ``range / cores`` per table for a full-rank key. So a core can be out of
     fitting ports at 25 % "occupancy". Here:
 
     - ``of_fitting[c]``: taken / fitting ports (``occupancy × range / fitting per
@@ -334,7 +335,8 @@ def port_figures(report: dict[str, Any], *, range_size: int) -> dict[str, list]:
     - ``ran_out[c]``: core c refused a request for want of a fitting port.
     """
     ports = report.get("ports") or {}
-    occupancy = list(ports.get("occupancy") or [])
+    # the most ports held at once (a report from before the peak figure: its one figure)
+    occupancy = list(ports.get("occupancy_peak") or ports.get("occupancy") or [])
     fitting = list(ports.get("fitting_per_table") or [])
     allocated = list(ports.get("allocated") or [])
     summary = report.get("summary") or {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -10,13 +12,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.appliance.config import Service, SystemConfig
+from engine.appliance.config import Flow, Server, Service, SystemConfig
+from engine.appliance.rules import CLOSES
 from engine.appliance.verdicts import VERDICT_CODE
-from engine.errors import TrafficError
+from engine.errors import ConfigError, TrafficError
 from engine.nic.distributor import Rule
-from engine.paths.batch import flows_from_arrays, random_flow_arrays, run_batch
+from engine.packet.model import Proto
+from engine.paths.batch import (
+    flow_arrays,
+    flow_request_mtus,
+    flows_from_arrays,
+    random_flow_arrays,
+    run_batch,
+)
 from engine.paths.flows import FlowArrays
 from engine.paths.trace import System
+
+_FLOW_FIELDS = ("client_ip", "client_port", "server_ip", "server_port", "proto",
+                "request_bytes", "response_bytes")
 
 KEYS = ["microsoft", "symmetric", "random:7", "random:1234"]
 
@@ -158,6 +171,169 @@ def test_nat_ip_choice_under_addresses_only_hashing(cores, ips, seed, pool):
     tuples = set(zip(batch.server_ip.tolist(), batch.server_port.tolist(),
                      batch.local_ip.tolist(), batch.local_port.tolist(), strict=True))
     assert len(tuples) == 300
+
+
+# ------------------------------------------------------------------------------- in time
+
+#: examples of the timed trace = batch test: 50 in ``make test`` (about 15 s);
+#: ``HYPOTHESIS_PROFILE=full`` runs 3,000
+TIMED_EXAMPLES = 3000 if os.environ.get("HYPOTHESIS_PROFILE") == "full" else 50
+
+
+@st.composite
+def timed_setups(draw):
+    """A system and flows that start at different times, end in every way (FIN/RST after
+    their own or the system's hold, the idle timeout), share request tuples, fragment
+    their requests and responses, through port ranges from scarce to wide."""
+    policy = draw(st.sampled_from(["nat", "usip", "transparent"]))
+    proto = draw(st.sampled_from(["tcp", "udp"]))
+    services = ()
+    if draw(st.booleans()):
+        services = (Service("198.18.0.1", 80, proto=proto, policy=policy,
+                            servers=(("203.0.113.1", 8080), ("203.0.113.2", 8080)),
+                            assemble_flag=draw(st.booleans()),
+                            mtu=draw(st.sampled_from([None, 576]))),)
+    low = 40000
+    cores = draw(st.integers(1, 6))
+    width = draw(st.sampled_from([1, 7, 31, 500, 25535]))
+    # the pool gives each core its own slice of the range: at least a port each
+    choices = ["core", "pool"] if width + 1 >= cores else ["core"]
+    config = SystemConfig(
+        cores=cores, hash_bits=draw(st.integers(1, 7)),
+        ips_per_core=draw(st.integers(1, 2)), key=draw(st.sampled_from(KEYS)),
+        policy=policy, strategy=draw(st.sampled_from(["solve", "scan"])),
+        tables_per_ip=draw(st.sampled_from([1, 4])),
+        port_range=(low, low + width),
+        handoff=draw(st.sampled_from(["message", "neighbour", "control-core", "none"])),
+        wrong_direction=draw(st.booleans()),
+        link_us=draw(st.integers(0, 30)), server_us=draw(st.integers(0, 300)),
+        handoff_us=draw(st.integers(0, 20)), close_after_us=draw(st.integers(0, 2000)),
+        idle_timeout_us=draw(st.integers(1, 5000)), services=services,
+        servers=(Server("203.0.113.2", 8080, latency_us=draw(st.integers(0, 300))),),
+        fragment_mode=draw(st.sampled_from(["reassemble-header", "ms-2tuple",
+                                            "default-core"])),
+        # addresses-only hashing: nat's IP choice, allocated in time
+        **({"hash_types": ("ipv4",), "nat_ip_choice": draw(st.sampled_from(choices))}
+           if draw(st.booleans()) else {}))
+    seed = draw(st.integers(0, 2**32 - 1))
+    count = draw(st.integers(1, 60))
+    return config, seed, count, draw(st.sampled_from([1, 300, 3000, 20000])), bool(services)
+
+
+@settings(max_examples=TIMED_EXAMPLES, deadline=None)
+@given(timed_setups())
+def test_trace_equals_batch_in_time(setup):
+    config, seed, count, spread, to_service = setup
+    rng = np.random.default_rng(seed)
+    distinct = random_flow_arrays(count, rng, servers=2)
+    # repeated tuples: rows drawn with replacement
+    pick = rng.integers(0, count, count + int(rng.integers(0, count + 1)))
+    arrays = FlowArrays(*(getattr(distinct, name)[pick] for name in _FLOW_FIELDS))
+    size = len(arrays)
+    if to_service:
+        arrays.server_ip[:] = 0xC6120001
+        arrays.server_port[:] = 80
+        arrays.proto[:] = int(Proto.parse(config.services[0].proto))
+    # a tuple's requests share their size and link MTU, so its sessions share a core
+    # (see the README's note on repeated tuples)
+    arrays.request_bytes[:] = rng.choice([100, 3000], count)[pick]
+    arrays = dataclasses.replace(
+        arrays, start_us=rng.integers(0, spread, size).astype(np.int64),
+        close=rng.integers(0, 3, size).astype(np.int8),
+        hold_us=rng.integers(-1, 2000, size).astype(np.int64))
+    mtu = np.where(rng.random(count) < 0.5, 576, 0)[pick]
+    flows = [dataclasses.replace(flow, start_us=int(arrays.start_us[row]),
+                                 close=CLOSES[int(arrays.close[row])],
+                                 hold_us=None if arrays.hold_us[row] < 0
+                                 else int(arrays.hold_us[row]))
+             for row, flow in enumerate(flows_from_arrays(arrays, request_mtu=mtu))]
+    trace = System(config).run_trace(flows, keep_events=False)
+    batch = run_batch(config, arrays, request_mtu=mtu)
+    assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
+    assert batch.row_dicts() == [o.as_dict() for o in trace.outcomes]
+    ours, theirs = trace.summary, batch.summary
+    assert ours.occupancy == theirs.occupancy == [0.0] * config.cores
+    assert ours.occupancy_peak == theirs.occupancy_peak
+    for name in ("core_load", "distinct_hashes", "handoff_copies", "handoff_hops",
+                 "assembled", "bridged", "fragment_messages", "fragment_copies"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+
+
+def _timed_nat(count: int, *, gap_us: int, hold_us: int) -> tuple[SystemConfig, FlowArrays]:
+    config = SystemConfig(cores=2, policy="nat", port_range=(40000, 40015))
+    arrays = random_flow_arrays(count, np.random.default_rng(4), servers=1)
+    return config, dataclasses.replace(
+        arrays, start_us=np.arange(count, dtype=np.int64) * gap_us,
+        close=np.zeros(count, np.int8), hold_us=np.full(count, hold_us, np.int64))
+
+
+def test_ports_come_back_when_sessions_end():
+    config, arrays = _timed_nat(200, gap_us=50, hold_us=200)
+    timed = run_batch(config, arrays)
+    assert timed.summary.symmetric == 200 and timed.summary.refused == 0
+    # the same flows all at once: only the fitting ports of the two tables
+    concurrent = run_batch(config, dataclasses.replace(arrays, start_us=None, close=None,
+                                                       hold_us=None))
+    assert concurrent.summary.refused > 150
+    ports = timed.local_port[timed.allocated]
+    assert np.unique(ports).size < ports.size  # ports were reused
+    # occupancy: the peak held at once is what the figure says; at the end nothing
+    assert timed.summary.occupancy == [0.0, 0.0]
+    assert 0 < max(timed.summary.occupancy_peak) < max(concurrent.summary.occupancy_peak)
+
+
+def test_a_repeated_fragmented_request_hits_the_pcb_and_assembles():
+    """The same TCP request twice, fragmented, transparent (no service, no RNAT): the
+    first Bridges; the second finds the first one's open session (its PCB) and
+    Assembles (seed L734: TCP that hits a PCB -> Assemble), on both paths."""
+    config = SystemConfig(cores=4, policy="transparent")
+    flows = [Flow(i, "198.51.100.7", 40000, "203.0.113.1", 80, request_bytes=3000,
+                  request_mtu=576, start_us=10 * i) for i in range(2)]
+    trace = System(config).run_trace(flows, keep_events=False)
+    arrays, ids = flow_arrays(flows)
+    arrays = dataclasses.replace(arrays, start_us=np.array([0, 10], np.int64))
+    batch = run_batch(config, arrays, ids=ids, request_mtu=flow_request_mtus(flows))
+    assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
+    actions = [o.request_fragment_action for o in batch.outcomes()]
+    assert actions == ["bridge", "assemble"]
+
+
+def test_staggered_flows_refuse_link_jitter():
+    config, arrays = _timed_nat(10, gap_us=50, hold_us=200)
+    with pytest.raises(ConfigError, match="jitter_us"):
+        run_batch(dataclasses.replace(config, jitter_us=5), arrays)
+
+
+@pytest.mark.parametrize("policy", ["nat", "usip"])
+def test_stacked_allocation_equals_the_epochs(policy, monkeypatch):
+    """Where every flow gets its first choice, the batch path allocates all flows at once
+    (``allocate_stacked``): the same rows as the epochs give (which the property test
+    above holds equal to the trace), on a run too large for the trace."""
+    import engine.paths.batch as batch_path
+
+    count = 20_000
+    rng = np.random.default_rng(9)
+    config = SystemConfig(cores=8, ips_per_core=2, policy=policy, tables_per_ip=1,
+                          servers=(Server("203.0.113.2", 80, latency_us=40),))
+    arrays = dataclasses.replace(
+        random_flow_arrays(count, rng, servers=3),
+        # 40 moments 1 ms apart (few epochs); sessions of 0.1-3.2 ms overlap them
+        start_us=rng.integers(0, 40, count).astype(np.int64) * 1_000,
+        close=rng.integers(0, 2, count).astype(np.int8),
+        hold_us=rng.integers(-1, 3_000, count).astype(np.int64))
+    calls = []
+    stacked = batch_path._allocate_stacked
+    monkeypatch.setattr(batch_path, "_allocate_stacked",
+                        lambda *a, **k: calls.append(stacked(*a, **k)) or calls[-1])
+    fast = run_batch(config, arrays)
+    assert calls and calls[0] is not None  # it did apply
+    monkeypatch.setattr(batch_path, "_allocate_stacked", lambda *a, **k: None)
+    epochs = run_batch(config, arrays)
+    for name in ("local_ip", "local_port", "table", "tries", "verdict", "response_core"):
+        assert np.array_equal(getattr(fast, name), getattr(epochs, name)), name
+    assert fast.summary == epochs.summary
+    ports = fast.local_port[fast.allocated]
+    assert np.unique(ports).size < ports.size  # ports came back and were taken again
 
 
 # ------------------------------------------------------------------------- IPv6 rows

@@ -668,3 +668,58 @@ def test_ip_fits_in_both_forms_is_the_real_two_tuple_hash(key, cores, bits, tran
         expected = (landed == core).tolist()
         assert [allocator.ip_fits(int(s), int(loc)) for s, loc in pairs] == expected
         assert allocator.ip_fits_batch(servers, locals_).tolist() == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 4]), st.booleans())
+def test_release_batch_frees_as_release_one_by_one(seed, tables, keep):
+    """Ended sessions freed together (the batch path in time) leave every table as
+    ``release`` called for each in order does: same states, same pools in the same
+    order, so the next allocations choose the same ports."""
+    rng = np.random.default_rng(seed)
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(2, 3))
+    pair = [[PortAllocator(core, ["10.0.0.1", "10.0.0.2"], port_map, tables_per_ip=tables,
+                           port_range=PortRange(40000, 40063)) for core in range(2)]
+            for _ in range(2)]
+    count = 60
+    core = rng.integers(0, 2, count)
+    server = (0xCB007100 + rng.integers(0, 3, count)).astype(np.uint32)
+    client = (0xC6336400 + rng.integers(0, 5, count)).astype(np.uint32)
+    got = [port_batch.allocate_batch(allocators, core=core, server_ip=server, server_port=80,
+                                     client_ip=client, keep_client_ip=keep)
+           for allocators in pair]
+    ok = np.flatnonzero(got[0].ok)
+    ended = rng.permutation(ok)[:ok.size // 2 + 1] if ok.size else ok
+    one = pair[0]
+    for row in ended.tolist():
+        allocator = one[int(core[row])]
+        table_ip = allocator.shared_ip if keep else None
+        allocator.release(Allocation(
+            int(core[row]), ipaddress.IPv4Address(int(got[0].local_ip[row])),
+            int(got[0].table_index[row]), int(got[0].port[row]), 1,
+            int(got[0].bucket[row]), "solve",
+            server_ip=ipaddress.IPv4Address(int(server[row])), server_port=80,
+            table_ip=table_ip))
+    port_batch.release_batch(pair[1], core=core[ended], local_ip=got[1].local_ip[ended],
+                             table_index=got[1].table_index[ended], port=got[1].port[ended],
+                             server_ip=server[ended], server_port=np.full(ended.size, 80),
+                             keep_client_ip=keep)
+    assert [a.snapshot() for a in pair[0]] == [a.snapshot() for a in pair[1]]
+    again = [port_batch.allocate_batch(allocators, core=core, server_ip=server,
+                                       server_port=80, client_ip=client, keep_client_ip=keep)
+             for allocators in pair]
+    assert again[0].port.tolist() == again[1].port.tolist()
+
+
+def test_release_many_refuses_a_free_or_repeated_port():
+    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(2, 3))
+    table = PortAllocationTable(port_map, PortRange(40000, 40063))
+    table.take_many([40001, 40002, 40003])
+    with pytest.raises(PortStateError, match="already free"):
+        table.release_many([40001, 40005])
+    with pytest.raises(PortStateError, match="repeated"):
+        table.release_many([40002, 40002])
+    before = table.snapshot()
+    table.release_many([40003, 40001])
+    assert table.state(40003) == table.state(40001) == PortState.FREE
+    assert before != table.snapshot()

@@ -364,3 +364,38 @@ def test_a_16_byte_key_is_an_ipv4_key_in_scenarios():
     [problem] = caught.value.problems
     assert problem.path == "system.nic.key" and problem.line == 13
     assert "IPv6 hash types are on" in problem.message
+
+
+def test_time_fields_reach_the_flows_and_bad_ones_are_named():
+    timed = MINIMAL.replace("traffic: {generated: {count: 10}}", textwrap.dedent("""\
+        traffic:
+          - generated: {count: 10, start: {rate_per_s: 1000}, close: rst, hold_us: 50}
+          - flows:
+              - {client: "198.51.100.9:4000", service: web, start_us: 7, close: none}"""))
+    from engine.scenarios.traffic import build_flow_arrays, build_flow_specs
+    scenario = load_scenario(timed)
+    arrays = build_flow_arrays(scenario)
+    assert arrays.start_us.tolist() == [i * 1000 for i in range(10)] + [7]
+    specs = build_flow_specs(scenario)
+    assert [(s.start_us, s.close, s.hold_us) for s in specs[9:]] == [
+        (9000, "rst", 50), (7, "none", None)]
+    flow = specs[10].to_flow()
+    assert (flow.start_us, flow.close, flow.hold_us) == (7, "none", None)
+    spread = load_scenario(MINIMAL.replace("{count: 10}", "{count: 10, start: {spread_us: 3}}"))
+    assert set(build_flow_arrays(spread).start_us.tolist()) <= {0, 1, 2}
+
+    bad = MINIMAL.replace("{count: 10}", "{count: 10, start: {}, hold_us: -1}")
+    assert problems_of(bad) == [(6, "traffic.generated.hold_us",
+                                 "expected a number >= 0, got -1")]
+    found = problems_of(MINIMAL.replace("{count: 10}", "{count: 10, start: {}}"))
+    assert found == [(6, "traffic.generated.start",
+                      "expected exactly one of spread_us, rate_per_s")]
+    found = problems_of(MINIMAL.replace(
+        "{count: 10}", "{count: 10, start: {spread_us: 9, rate_per_s: 9}}"))
+    assert [path for _, path, _ in found] == ["traffic.generated.start"]
+    found = problems_of(MINIMAL.replace("traffic: {generated: {count: 10}}", textwrap.dedent(
+        """\
+        traffic:
+          flows: [{client: "198.51.100.9:4000", service: web, start_us: -5, close: late}]""")))
+    assert {path for _, path, _ in found} == {"traffic.flows[0].start_us",
+                                             "traffic.flows[0].close"}

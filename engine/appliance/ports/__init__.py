@@ -102,8 +102,9 @@ The package, one module per concept; each imports only the modules listed before
   index: states and per-class free pools), ``PortRange``, ``PortState``;
 * ``allocator`` — ``PortAllocator`` (one core's tables and strategy: scalar ``solve``
   and ``scan``, the fast path), ``Allocation``, the spread;
-* ``batch`` — ``allocate_batch``, the vectorised allocation of the batch path;
-* ``occupancy`` — ``port_occupancy``, the verdict's per-core figure.
+* ``batch`` — ``allocate_batch`` and ``release_batch``, the vectorised allocation and
+  session ends of the batch path, and ``allocate_stacked``, both at once in time order;
+* ``occupancy`` — ``port_occupancy`` and ``port_capacity``, the verdict's per-core figures.
 """
 
 from engine.appliance.ports.allocator import (
@@ -118,8 +119,13 @@ from engine.appliance.ports.allocator import (
     usip_table_bytes,
     usip_tables_bytes,
 )
-from engine.appliance.ports.batch import BatchAllocation, allocate_batch
-from engine.appliance.ports.occupancy import port_occupancy
+from engine.appliance.ports.batch import (
+    BatchAllocation,
+    allocate_batch,
+    allocate_stacked,
+    release_batch,
+)
+from engine.appliance.ports.occupancy import port_capacity, port_occupancy
 from engine.appliance.ports.response_map import (
     DIRECTIONS,
     PORTS,
@@ -145,8 +151,11 @@ __all__ = [
     "PortState",
     "ResponsePortMap",
     "allocate_batch",
+    "allocate_stacked",
     "gf2_rank",
+    "port_capacity",
     "port_occupancy",
+    "release_batch",
     "spread_mix",
     "spread_mix_batch",
     "usip_table_bytes",

@@ -499,6 +499,14 @@ class PortAllocator:
                                           allocation.server_port, allocation.port), None)
             self._foreign -= bool(foreign)
 
+    def forget_session(self, local_ip: int, server_ip: int, server_port: int, port: int
+                       ) -> None:
+        """Drop an ended session from the session index (integers), as ``release`` does;
+        a no-op without an index (``tables_per_ip`` 1)."""
+        if self._sessions is not None:
+            foreign = self._sessions.pop((local_ip, server_ip, server_port, port), None)
+            self._foreign -= bool(foreign)
+
     def close(self, local_ip, table_index: int, port: int) -> None:
         """Close ``port`` in the table of (local IP, table index), created if need be."""
         self.table(local_ip, table_index).close(port)

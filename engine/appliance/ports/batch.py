@@ -1,4 +1,5 @@
-"""The batch path's port allocation: ``allocate_batch`` over whole arrays of flows.
+"""The batch path's port allocation: ``allocate_batch`` over whole arrays of flows, and
+``release_batch``, the session ends that free their ports.
 
 It gives exactly what calling each row's ``PortAllocator.allocate`` in row order would
 (same ports, tables, tries, failures and final table state), faster: ``solve`` is
@@ -326,3 +327,185 @@ class _SolvePlan:
             self.allocator.note_home_sessions(local_ips, self.server[at], self.server_port[at],
                                               ports)
 
+
+
+def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip: np.ndarray,
+                  table_index: np.ndarray, port: np.ndarray, server_ip: np.ndarray,
+                  server_port: np.ndarray, keep_client_ip: bool) -> None:
+    """Free the ports of ended sessions in row order, exactly as
+    ``allocators[core[i]].release(...)`` of each row's allocation called for i = 0..N-1
+    would (same table states and pools: ports that share a table and class go back in row
+    order, and only they can affect each other). ``keep_client_ip`` (usip): the tables are
+    the core's shared ones, ``local_ip`` the client's. Arrays as ``allocate_batch``
+    returns them.
+
+    Raises PortStateError for a port that is free already (a double release).
+    """
+    core = np.asarray(core, dtype=np.int64)
+    if core.size == 0:
+        return
+    local_ip = np.asarray(local_ip, dtype=np.uint32)
+    table_index = np.asarray(table_index, dtype=np.int64)
+    port = np.asarray(port, dtype=np.int64)
+    many = max(allocator.tables_per_ip for allocator in allocators)
+    table_key = (table_index if keep_client_ip
+                 else local_ip.astype(np.int64) * many + table_index)
+    # one stable sort by (core, table, port class): row order within each class's pool
+    classes = allocators[0].port_map.classes[port]
+    order = np.lexsort((classes, table_key, core))
+    key_sorted, core_sorted = table_key[order], core[order]
+    cut = np.flatnonzero((np.diff(key_sorted) != 0) | (np.diff(core_sorted) != 0)) + 1
+    bounds = [0, *cut.tolist(), order.size]
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        first = order[begin]
+        allocator = allocators[int(core[first])]
+        address = (allocator.shared_ip if keep_client_ip
+                   else ipaddress.IPv4Address(int(local_ip[first])))
+        allocator.table(address, int(table_index[first])).release_many(
+            port[order[begin:end]], by_class=True)
+    if any(allocator.indexes_sessions for allocator in allocators):
+        server_ip = np.asarray(server_ip, dtype=np.uint32)
+        server_port = np.asarray(server_port, dtype=np.int64)
+        for row in range(core.size):
+            allocators[int(core[row])].forget_session(
+                int(local_ip[row]), int(server_ip[row]), int(server_port[row]), int(port[row]))
+
+
+def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
+                     server_ip: np.ndarray, server_port: np.ndarray, client_ip: np.ndarray,
+                     keep_client_ip: bool, take_key: np.ndarray, free_key: np.ndarray,
+                     take_order: np.ndarray | None = None
+                     ) -> tuple[BatchAllocation, np.ndarray] | None:
+    """Allocate a port for every row and free it again, the allocations and frees of all
+    rows interleaved in the order of their keys (``take_key[i]``: when row i allocates;
+    ``free_key[i]`` > ``take_key[i]``: when its session gives the port back; all keys
+    distinct), exactly as ``allocate`` and ``release`` called in that order would — when
+    ``solve`` finds every row a free port in its first choice (its first IP's table, its
+    first fitting class): else None, and nothing changed. The tables must be fresh and
+    one per IP (``tables_per_ip`` 1), as a new system's are. With the allocations, per
+    allocator (core) the most ports held at once. ``take_order``: the rows by
+    ``take_key``, when the caller has it (else sorted here).
+
+    How, without a loop per row: a class's free pool is a stack (``solve`` pops its top,
+    ``release`` pushes), so with each row's pool known up front the stack depth before
+    every event is a running sum per pool, and the port a pop takes is the one pushed to
+    that depth last — by the session that freed it, whose port is the one *it* took — or,
+    when nothing was pushed there yet, the fresh pool's entry at that depth. The chains
+    of "took the port that row r freed" are followed by pointer doubling.
+    """
+    core = np.asarray(core, dtype=np.int64)
+    n = core.size
+    if n == 0 or any(a.strategy != "solve" or a.tables_per_ip != 1 or a.foreign_sessions
+                     or a.port_map.family != 4 or not all(t.pristine()
+                                                          for t in a.tables.values())
+                     for a in allocators):
+        return None
+    server = np.broadcast_to(np.asarray(server_ip, dtype=np.uint32), (n,))
+    sport = np.broadcast_to(np.asarray(server_port, dtype=np.uint32), (n,))
+    client = np.broadcast_to(np.asarray(client_ip, dtype=np.uint32), (n,))
+    port_map = allocators[0].port_map
+    size = port_map.table.size
+    out = BatchAllocation(np.zeros(n, np.uint16), np.zeros(n, np.uint32),
+                          np.full(n, -1, np.int32), np.zeros(n, np.int32),
+                          np.ones(n, bool), np.full(n, -1, np.int16))
+    pool = np.empty(n, np.int64)  # (global table id) x size + class
+    base = 0
+    small = core.astype(np.int16) if len(allocators) <= 32767 else core  # a radix sort
+    by_core = np.argsort(small, kind="stable")
+    edges = np.searchsorted(small[by_core], np.arange(len(allocators) + 1))
+    for index, allocator in enumerate(allocators):
+        rows = by_core[edges[index]:edges[index + 1]]
+        if rows.size == 0:
+            continue
+        plan = _SolvePlan.build(allocator, rows, server, sport, client, keep_client_ip,
+                                None)  # stacked: no row hashed on its addresses alone
+        fitting = port_map.fitting_classes(allocator.core)
+        length = np.array([len(f) for f in fitting], dtype=np.int64)
+        fit = np.zeros((size, max(1, int(length.max()))), dtype=np.int64)
+        for constant, classes in enumerate(fitting):
+            fit[constant, :len(classes)] = classes
+        # the first IP (in the row's spread order) with any fitting class
+        fits = length[plan.constants] > 0  # positions x rows
+        if not fits.any(axis=0).all():
+            return None  # a row no table can serve: refusals are the epochs' business
+        j = np.argmax(fits, axis=0)
+        at = np.arange(rows.size)
+        constant = plan.constants[j, at]
+        k = fit[constant, plan.offset % length[constant]]
+        pool[rows] = (base + plan.table_ids[j, at]) * size + k
+        base += len(plan.tables)
+        out.local_ip[rows] = (plan.client if keep_client_ip
+                              else plan.ips[plan.where[j, at]])
+        out.table_index[rows] = plan.homes[j, at]
+        out.tries[rows] = j + 1
+        out.bucket[rows] = constant ^ k
+    fresh = port_map.fresh_pools(allocators[0].port_range)
+    fresh_size = np.array([len(p) for p in fresh], dtype=np.int64)
+    fresh_start = np.concatenate([[0], np.cumsum(fresh_size)[:-1]])
+    fresh_flat = np.frombuffer(b"".join(p.tobytes() for p in fresh), dtype=np.uint16)
+    # events: row i takes (-1) at take_key[i], frees (+1) at free_key[i]
+    take_key = np.asarray(take_key, np.int64)
+    free_key = np.asarray(free_key, np.int64)
+    # the two sorted sequences merged (cheaper than sorting both together): each free
+    # goes after the takes with smaller keys
+    takes_in_order = np.argsort(take_key) if take_order is None else take_order
+    frees_in_order = np.argsort(free_key)
+    after = np.searchsorted(take_key[takes_in_order], free_key[frees_in_order])
+    timeline = np.empty(2 * n, np.int64)
+    free_at = after + np.arange(n)
+    timeline[free_at] = frees_in_order + n
+    is_take = np.ones(2 * n, bool)
+    is_take[free_at] = False
+    timeline[is_take] = takes_in_order
+    row = timeline % n
+    # the most held at once per core: +1 at each take, -1 at each free, in time order
+    held = np.cumsum(np.where(is_take, 1, -1)[np.argsort(
+        core[row].astype(np.int16), kind="stable")])  # a radix sort keeps time order
+    ends = np.cumsum(np.bincount(core, minlength=len(allocators)) * 2)
+    starts = np.r_[0, ends[:-1]]
+    peak = np.zeros(len(allocators), np.int64)
+    some = ends > starts
+    peak[some] = np.maximum.reduceat(held, starts[some]) - np.r_[0, held][starts[some]]
+    events_pool = pool[row]
+    # each pool's events in time order (pool ids of 16 bits sort by radix, ten times faster)
+    by_pool = np.argsort(events_pool.astype(np.uint16) if base * size <= 1 << 16
+                         else events_pool, kind="stable")
+    row, is_take, events_pool = row[by_pool], is_take[by_pool], events_pool[by_pool]
+    delta = np.where(is_take, -1, 1)
+    first = np.r_[True, events_pool[1:] != events_pool[:-1]]
+    running = np.cumsum(delta) - delta  # the sum before each event, over all pools
+    group_start = np.maximum.accumulate(np.where(first, np.arange(first.size), 0))
+    before = running - running[group_start]  # within the event's pool
+    depth = fresh_size[events_pool % size] + before  # pool size before the event
+    if (depth[is_take] <= 0).any():
+        return None  # a first choice ran dry: the rows after it choose otherwise
+    position = np.where(is_take, depth - 1, depth)  # the stack slot taken or filled
+    # by (pool, slot), time order kept. A pool never holds more than its fresh size (a
+    # free returns a port taken from it), so slots fit 16 bits: two stable radix passes
+    if base * size <= 1 << 16:
+        slot = np.argsort(position.astype(np.uint16), kind="stable")
+        slot = slot[np.argsort(events_pool[slot].astype(np.uint16), kind="stable")]
+    else:
+        slot = np.argsort(events_pool * (1 << 32) + position, kind="stable")
+    row, is_take, events_pool, position = (row[slot], is_take[slot], events_pool[slot],
+                                           position[slot])
+    same = np.r_[False, (events_pool[1:] == events_pool[:-1])
+                 & (position[1:] == position[:-1])]
+    takes = np.flatnonzero(is_take)
+    source = np.full(n, -1, np.int64)  # the row whose freed port a row takes
+    reused = takes[same[takes]]
+    source[row[reused]] = row[reused - 1]  # the slot's previous event: a free
+    port = np.zeros(n, np.int64)
+    new = takes[~same[takes]]
+    port[row[new]] = fresh_flat[fresh_start[events_pool[new] % size] + position[new]]
+    while True:  # pointer doubling along "took the port that row r freed"
+        live = np.flatnonzero(source >= 0)
+        if live.size == 0:
+            break
+        up = source[live]
+        beyond = source[up]  # read before any write of this round
+        done = beyond < 0
+        port[live[done]] = port[up[done]]
+        source[live] = beyond  # -1 where done, else two steps up
+    out.port[:] = port
+    return out, peak

@@ -1,5 +1,5 @@
-"""``port_occupancy``: how full a core's port allocation tables are, for the verdict's
-per-core occupancy figure (both execution paths report it)."""
+"""``port_occupancy`` and ``port_capacity``: how full a core's port allocation tables
+are, for the verdict's per-core occupancy figures (both execution paths report them)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,12 @@ def port_occupancy(allocators: dict[str, PortAllocator]) -> float:
             taken += table.taken
             capacity += table.capacity
     return taken / capacity if capacity else 0.0
+
+
+def port_capacity(allocators: dict[str, PortAllocator]) -> int:
+    """Ports in range and not closed, summed over the tables of a core's allocators that
+    have been used (handed out a port, or had one closed): the denominator of the peak
+    occupancy. Tables created but never used are left out, so both paths give the same
+    figure although the batch path creates the tables a flow *may* try up front."""
+    return sum(table.capacity for allocator in allocators.values()
+               for table in allocator.tables.values() if not table.pristine())

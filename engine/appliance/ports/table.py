@@ -20,6 +20,9 @@ from engine.appliance.ports.response_map import PORTS, Address, ResponsePortMap
 from engine.errors import ConfigError, PortStateError
 from engine.packet.toeplitz import check_port
 
+#: a state no port has, marking the ports ``release_many`` frees while it counts them
+_MARK = 255
+
 
 class PortState(IntEnum):
     """The state of one port in one table. Ports outside the table's range are CLOSED."""
@@ -254,6 +257,37 @@ class PortAllocationTable:
             left.frombytes(members[state[members] == PortState.FREE].tobytes())
             del members  # a NumPy view pins the array's size
             pool[:] = left  # in place: ``fitting`` holds the pool itself
+        self._moved = True
+
+    def release_many(self, ports, *, by_class: bool = False) -> None:
+        """Free taken ports in the order given: the same states and pools as ``release``
+        called port by port (each class's pool gets its ports appended in that order;
+        a port closed meanwhile stays closed). ``by_class``: the caller grouped ``ports``
+        by class already (a stable sort), so they are not sorted again. PortStateError
+        when a port is free or repeats (a double release)."""
+        ports = np.asarray(ports, dtype=np.int64)
+        if ports.size == 0:
+            return
+        state = self.state_array
+        now = state[ports]
+        if (now == PortState.FREE).any():
+            raise PortStateError("ports", "taken ports", int(ports[now == PortState.FREE][0]),
+                                 detail=f"it is already free in {self._where()}")
+        ports = ports[now == PortState.TAKEN]
+        state[ports] = _MARK  # a repeated port marks one entry for two: counted, not sorted
+        if np.count_nonzero(state[ports.min():ports.max() + 1] == _MARK) != ports.size:
+            state[ports] = PortState.TAKEN
+            raise PortStateError("ports", "distinct taken ports", "a repeated port",
+                                 detail=f"in {self._where()}")
+        state[ports] = PortState.FREE
+        classes = self.port_map.classes[ports]
+        order = slice(None) if by_class else np.argsort(classes, kind="stable")
+        grouped = classes[order]
+        bounds = [0, *(np.flatnonzero(np.diff(grouped)) + 1).tolist(), grouped.size]
+        values = ports[order].astype(np.uint16)
+        for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+            if end > begin:
+                self._pools[int(grouped[begin])].frombytes(values[begin:end].tobytes())
         self._moved = True
 
     def take_ranked(self, classes: np.ndarray, ranks: np.ndarray) -> np.ndarray:

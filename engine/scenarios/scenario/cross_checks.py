@@ -26,7 +26,7 @@ from engine.appliance.ports import (
 from engine.packet.model import Proto, max_datagram_payload
 from engine.packet.toeplitz import KEY_BYTES, parse_key
 from engine.scenarios.scenario.fields import address_version, endpoint_version
-from engine.scenarios.scenario.limits import MAX_GENERATED_FLOWS
+from engine.scenarios.scenario.limits import MAX_GENERATED_FLOWS, MAX_TIME_US
 from engine.scenarios.scenario.schema import (
     AdversarialSource,
     FlowEntry,
@@ -465,10 +465,30 @@ def _generated_size_ranges(gen: GeneratedSource, loc: tuple,
             if isinstance(size, SizeRangeSpec) and size.low > size.high]
 
 
+def _generated_start(gen: GeneratedSource, loc: tuple, context: _Context) -> list[Located]:
+    """``start`` says one way to spread the flows, and a rate starts the last of them
+    within the time limit."""
+    start = gen.start
+    if start is None:
+        return []
+    if (start.spread_us is None) == (start.rate_per_s is None):
+        return [(loc + ("start",), "expected exactly one of spread_us, rate_per_s")]
+    if start.rate_per_s is not None:
+        last = (gen.count - 1) * 1_000_000 // start.rate_per_s
+        if last > MAX_TIME_US:
+            return [(loc + ("start", "rate_per_s"),
+                     f"expected a rate that starts all {gen.count} flows within "
+                     f"{MAX_TIME_US} us (at least "
+                     f"{-(-(gen.count - 1) * 1_000_000 // MAX_TIME_US)} per second), got "
+                     f"{start.rate_per_s} (the last would start at {last} us)")]
+    return []
+
+
 _GENERATED_CHECKS: tuple[Callable[[GeneratedSource, tuple, _Context], list[Located]], ...] = (
     _generated_client_ports, _generated_targets, _generated_client_prefixes,
     _generated_one_target_kind, _generated_services_known, _generated_servers_ipv4,
-    _generated_servers_given, _generated_proto_mix, _generated_size_ranges)
+    _generated_servers_given, _generated_proto_mix, _generated_size_ranges,
+    _generated_start)
 
 
 # -- adversarial traffic: one check per concern, in _ADVERSARIAL_CHECKS' order

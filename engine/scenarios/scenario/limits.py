@@ -25,6 +25,9 @@ MAX_EXPLICIT_FLOWS = 10_000
 MAX_GENERATED_FLOWS = 5_000_000
 MAX_ADVERSARIAL_FLOWS = 1_000_000
 MAX_CLIENT_PREFIXES = 64
+#: The highest generated flow rate (flows per second of virtual time); a start time and a
+#: hold are at most ``MAX_TIME_US``.
+MAX_RATE_PER_S = 1_000_000_000
 MAX_CHECKS = 64
 #: Flow distributor rules (each is checked against every packet, in order).
 MAX_DISTRIBUTOR_RULES = 64

@@ -11,7 +11,8 @@ the engine class it configures (``SystemSection`` is the file's ``system``;
 * ``...Source`` — one traffic source (``TrafficSource``) and its four kinds
   (``FlowEntry`` lists, ``GeneratedSource``, ``AdversarialSource``, ``PcapSource``);
 * ``...Spec`` — how the file spells a value that takes a mapping form:
-  ``PortRangeSpec`` and ``SizeRangeSpec`` (``{low, high}``), like the field types
+  ``PortRangeSpec`` and ``SizeRangeSpec`` (``{low, high}``), ``StartSpec``
+  (``{spread_us}`` or ``{rate_per_s}``), like the field types
   ``KeySpec``, ``CheckSpec`` and ``SizeSpec`` (``fields``).
 
 ``Scenario`` is the whole file; its methods are the seams to the rest of the engine
@@ -54,6 +55,7 @@ from engine.scenarios.scenario.limits import (
     MAX_EXPLICIT_FLOWS,
     MAX_GENERATED_FLOWS,
     MAX_IPS_PER_CORE,
+    MAX_RATE_PER_S,
     MAX_SERVERS_PER_SERVICE,
     MAX_SERVICES,
     MAX_TABLES_PER_IP,
@@ -180,8 +182,17 @@ class SizeRangeSpec(_Model):
 SizeSpec = Bytes | SizeRangeSpec
 
 
+#: How a flow's session ends after its response (``engine.appliance.rules.CLOSES``).
+Close = Literal["fin", "rst", "none"]
+_CLOSE_TEXT = ("how the session ends after the response: fin or rst after hold_us, none "
+               "at the idle timeout; its port is then free for flows that start later")
+_HOLD_TEXT = ("microseconds from the response's delivery to the FIN/RST (null: the "
+              "system's 1000); unused with close: none")
+
+
 class FlowEntry(_Model):
-    """One flow: the client and either a service (by name) or a server address."""
+    """One flow: the client and either a service (by name) or a server address; when its
+    request arrives (``start_us``) and how its session ends (``close``, ``hold_us``)."""
 
     client: Endpoint
     service: Name | None = None
@@ -190,8 +201,18 @@ class FlowEntry(_Model):
     request_bytes: Bytes = 100
     response_bytes: Bytes | None = None
     start_us: int = Field(0, ge=0, le=MAX_TIME_US, description="when the request "
-                          "arrives, in virtual microseconds (trace path; the batch path "
-                          "runs every flow at 0)")
+                          "arrives at the NIC, in microseconds of virtual time")
+    close: Close = Field("fin", description=_CLOSE_TEXT)
+    hold_us: int | None = Field(None, ge=0, le=MAX_TIME_US, description=_HOLD_TEXT)
+
+
+class StartSpec(_Model):
+    """When generated flows start: exactly one of ``spread_us`` (each at a random
+    microsecond in 0..spread_us-1, seeded) or ``rate_per_s`` (one after another, flow i
+    at i x 1,000,000 / rate_per_s microseconds, rounded down)."""
+
+    spread_us: int | None = Field(None, ge=1, le=MAX_TIME_US)
+    rate_per_s: int | None = Field(None, ge=1, le=MAX_RATE_PER_S)
 
 
 class GeneratedSource(_Model):
@@ -214,6 +235,10 @@ class GeneratedSource(_Model):
     zipf: float = Field(0.0, ge=0.0, le=5.0)
     heavy_clients: int = Field(10_000, ge=1, le=1_000_000,
                                description="distinct clients drawn when zipf > 0")
+    start: StartSpec | None = Field(None, description="when the flows start (null: all "
+                                    "at 0, concurrent)")
+    close: Close = Field("fin", description=_CLOSE_TEXT)
+    hold_us: int | None = Field(None, ge=0, le=MAX_TIME_US, description=_HOLD_TEXT)
     seed: Seed | None = None
 
 
