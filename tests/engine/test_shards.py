@@ -21,6 +21,7 @@ from engine.runs.shards import (
     merge_figures,
     merge_scenario,
     plan_shards,
+    response_hashes,
     run_shard,
     run_split,
     run_split_processes,
@@ -93,6 +94,29 @@ def test_merged_equals_unsplit_in_every_figure(setup):
     assert (figures.buckets == whole.buckets).all()
     assert (figures.allocated == whole.allocated).all()
     assert figures.rows == unsplit.row_dicts(0, 50)
+
+
+@settings(max_examples=30, deadline=None)
+@given(split_setups(), st.booleans())
+def test_shard_figures_survive_either_byte_form(setup, compress):
+    """The stored (compressed) and the piped (plain) forms read back to the same figures,
+    whose hashes are the shard's distinct RSS hashes, sorted (as ``np.unique`` gives)."""
+    config, seed, count, servers, shards = setup
+    flows = flows_for(config, seed, count, servers)
+    plan = plan_shards(config, flows, shards)
+    for index, rows in enumerate(plan.rows):
+        result = run_shard(config, flows, rows)
+        figures = ShardFigures.of(config, result, plan.cores_of(index), keep_rows=20)
+        seen = np.concatenate([result.request_hash[result.request_hashed],
+                               response_hashes(config, result)])
+        assert np.array_equal(figures.hashes, np.unique(seen))
+        back = ShardFigures.from_bytes(figures.to_bytes(compress=compress))
+        for item in dataclasses.fields(ShardFigures):
+            value, read = getattr(figures, item.name), getattr(back, item.name)
+            if isinstance(value, np.ndarray):
+                assert np.array_equal(value, read) and value.dtype == read.dtype, item.name
+            else:
+                assert value == read, item.name
 
 
 @settings(max_examples=30, deadline=None)
