@@ -27,9 +27,10 @@ def bench_batch_two_workers_speedup(quick: bool) -> float:
     (1,500,000 flows, the earlier size, measured 14 s of CPU on the 2-core machine of
     issue 14, idle: too little for the issue's "at least 20 s"; 2,200,000 measure 20.3 s.)
 
-    The split is timed whole: steering every request to plan the shards, forking two
-    processes (which inherit the flows), each running ``run_batch`` over its cores' rows
-    and sending back its compact figures, and the merge. The one-process run is
+    The split is timed whole: steering every request to plan the shards (one per core),
+    forking two processes (which inherit the flows), each taking the next core's shard,
+    largest first, running ``run_batch`` over its rows and sending back its compact
+    figures, until none is left, and the merge. The one-process run is
     ``run_batch`` over all the flows; both summaries must agree. NumPy's kernels here do
     not use a BLAS pool; the thread variables are set to 1 anyway, for the children.
     """

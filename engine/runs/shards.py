@@ -121,11 +121,14 @@ def plan_shards(config: SystemConfig, flows, shards: int) -> ShardPlan:
     no flows)."""
     _, _, request_core = steer_flows(config.build_nic(), flows)
     owner = assign_cores(np.bincount(request_core, minlength=config.cores), shards)
-    shard_of_row = owner[request_core]
-    # rows ascending keep each core's allocations in flow order; one pass per shard costs
-    # a tenth of a stable argsort of every row (serial work before any shard starts)
-    return ShardPlan(owner, [np.flatnonzero(shard_of_row == i)
-                             for i in range(shard_count(config, shards))])
+    count = shard_count(config, shards)
+    # a stable sort keeps each shard's rows in flow order: allocation order per core. Shard
+    # numbers fit 16 bits, which NumPy sorts by radix: a third of the time of int64 (this
+    # is serial work before any shard starts)
+    shard_of_row = owner.astype(np.int16 if count <= 32767 else np.int64)[request_core]
+    order = np.argsort(shard_of_row, kind="stable")
+    edges = np.concatenate([[0], np.cumsum(np.bincount(shard_of_row, minlength=count))])
+    return ShardPlan(owner, [order[edges[i]:edges[i + 1]] for i in range(count)])
 
 
 def shard_count(config: SystemConfig, shards: int) -> int:
@@ -358,19 +361,28 @@ def _shard_in_child(index: int) -> bytes:
 
 
 def run_split_processes(config: SystemConfig, flows, *, processes: int = 2) -> MergedFigures:
-    """The merged figures of ``flows`` split into ``processes`` shards, each run in its own
-    forked process (the flows are inherited, not copied through a pipe; only each shard's
-    compact figures come back). Unsplittable configurations raise ValueError."""
+    """The merged figures of ``flows`` split by request core over ``processes`` forked
+    processes (the flows are inherited, not copied through a pipe; only each shard's
+    compact figures come back). Unsplittable configurations raise ValueError.
+
+    Every core is a shard of its own, and the processes take the next shard, largest
+    first, whenever they finish one (``imap_unordered``, one at a time): a process that
+    the machine slows, or whose cores cost more per flow (fuller tables make ``scan`` try
+    more ports), simply takes fewer shards, where a fixed split of the cores in
+    ``processes`` parts would leave the other waiting. A shard's own cost (steering,
+    tables, figures) is some 10 ms, against about a second of work per core of the
+    benchmark's run."""
     reason = split_refusal(config)
     if reason is not None:
         raise ValueError(f"not split: {reason}")
     config.check()
-    plan = plan_shards(config, flows, processes)
+    plan = plan_shards(config, flows, config.cores)
+    largest_first = sorted(range(len(plan.rows)), key=lambda index: -plan.rows[index].size)
     _FORKED.update(config=config, flows=flows, plan=plan)
     try:
         context = multiprocessing.get_context("fork")
-        with context.Pool(len(plan.rows)) as pool:
-            parts = pool.map(_shard_in_child, range(len(plan.rows)), chunksize=1)
+        with context.Pool(max(1, min(int(processes), len(plan.rows)))) as pool:
+            parts = list(pool.imap_unordered(_shard_in_child, largest_first, chunksize=1))
     finally:
         _FORKED.clear()
     return merge_figures([ShardFigures.from_bytes(part) for part in parts])
