@@ -136,6 +136,19 @@ def test_two_processes_give_the_unsplit_figures():
     assert run_split_processes(config, flows, processes=2).summary == unsplit.summary
 
 
+@pytest.mark.parametrize("processes", [1, 3])
+@pytest.mark.parametrize("hash_types", [("ipv4",), ("udp-ipv4",)])
+def test_processes_taking_per_core_shards_give_the_unsplit_figures(processes, hash_types):
+    # TCP hashed on its addresses alone (uneven cores), or not at all (every flow on the
+    # default core, seven shards with none)
+    config = SystemConfig(cores=8, ips_per_core=2, policy="nat", strategy="scan",
+                          hash_types=hash_types, default_core=5)
+    flows = random_flow_arrays(2000, np.random.default_rng(4), servers=3)
+    unsplit = run_batch(config, flows)
+    assert len(set(unsplit.summary.core_load)) > 1
+    assert run_split_processes(config, flows, processes=processes).summary == unsplit.summary
+
+
 FRAGMENTING = [
     SystemConfig(cores=4, policy="nat",
                  servers=(Server("203.0.113.1", 80, response_bytes=1000, mtu=576),)),
