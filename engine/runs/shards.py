@@ -247,8 +247,8 @@ class ShardFigures:
         gaps = np.diff(self.hashes, prepend=np.uint32(0)).astype(np.uint32)
         buffer = io.BytesIO()
         save = np.savez_compressed if compress else np.savez
-        save(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                            hash_gaps=gaps, **{name: getattr(self, name) for name in self._ARRAYS})
+        save(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), hash_gaps=gaps,
+             **{name: getattr(self, name) for name in self._ARRAYS})
         return buffer.getvalue()
 
     @classmethod
