@@ -20,20 +20,23 @@ def bench_batch_two_workers_speedup(quick: bool) -> float:
     """How many times faster two processes verify a batch split by request core than one
     process verifies it whole (same machine, same flows; 2.0 is perfect on two cores).
 
-    1,500,000 concurrent TCP flows (150,000 quick), ``nat`` with the ``scan`` strategy
+    2,200,000 concurrent TCP flows (220,000 quick), ``nat`` with the ``scan`` strategy
     (the allocators' scalar loop: the per-flow heaviest batch path, so the one-process run
     is over 20 s of work in modest memory — ``solve`` would need some 36 million flows,
     several GB, for as long), 16 cores with 4 IPs each, 100 servers, Microsoft's key.
+    (1,500,000 flows, the earlier size, measured 14 s of CPU on the 2-core machine of
+    issue 14, idle: too little for the issue's "at least 20 s"; 2,200,000 measure 20.3 s.)
 
-    The split is timed whole: steering every request to plan the shards, forking two
-    processes (which inherit the flows), each running ``run_batch`` over its cores' rows
-    and sending back its compact figures, and the merge. The one-process run is
+    The split is timed whole: steering every request to plan the shards (one per core),
+    forking two processes (which inherit the flows), each taking the next core's shard,
+    largest first, running ``run_batch`` over its rows and sending back its compact
+    figures, until none is left, and the merge. The one-process run is
     ``run_batch`` over all the flows; both summaries must agree. NumPy's kernels here do
     not use a BLAS pool; the thread variables are set to 1 anyway, for the children.
     """
     for name in _ONE_THREAD:
         os.environ[name] = "1"
-    count = 150_000 if quick else 1_500_000
+    count = 220_000 if quick else 2_200_000
     flows = random_flow_arrays(count, np.random.default_rng(42), servers=100)
     config = SystemConfig(cores=16, ips_per_core=4, policy="nat", strategy="scan")
     summaries = {}

@@ -59,7 +59,13 @@ import numpy as np
 
 from engine.appliance.config import SystemConfig
 from engine.appliance.rules import DEFAULT_REQUEST_BYTES, DEFAULT_RESPONSE_BYTES
-from engine.appliance.verdicts import VERDICT_CODE, VERDICTS, Summary, jain_index
+from engine.appliance.verdicts import (
+    VERDICT_CODE,
+    VERDICTS,
+    Summary,
+    count_distinct,
+    jain_index,
+)
 from engine.paths.batch import BatchResult, run_batch, steer_flows
 from engine.paths.flows import FlowArrays
 
@@ -127,11 +133,13 @@ def plan_shards(config: SystemConfig, flows, shards: int) -> ShardPlan:
     no flows)."""
     _, _, request_core = steer_flows(config.build_nic(), flows)
     owner = assign_cores(np.bincount(request_core, minlength=config.cores), shards)
-    shard_of_row = owner[request_core]
-    # a stable sort keeps each shard's rows in flow order: allocation order per core
-    order = np.argsort(shard_of_row, kind="stable")
     count = shard_count(config, shards)
-    edges = np.searchsorted(shard_of_row[order], np.arange(count + 1))
+    # a stable sort keeps each shard's rows in flow order: allocation order per core. Shard
+    # numbers fit 16 bits, which NumPy sorts by radix: a third of the time of int64 (this
+    # is serial work before any shard starts)
+    shard_of_row = owner.astype(np.int16 if count <= 32767 else np.int64)[request_core]
+    order = np.argsort(shard_of_row, kind="stable")
+    edges = np.concatenate([[0], np.cumsum(np.bincount(shard_of_row, minlength=count))])
     return ShardPlan(owner, [order[edges[i]:edges[i + 1]] for i in range(count)])
 
 
@@ -173,6 +181,19 @@ def response_hashes(config: SystemConfig, result: BatchResult) -> np.ndarray:
     return hashes[hashed & (result.verdict != VERDICT_CODE["refused"])]
 
 
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` of a uint32 array by sorting: NumPy's default sort is SIMD
+    accelerated, while ``np.unique`` hashes, which for millions of RSS hashes (every
+    slot a cache miss) takes several times as long (``count_distinct`` does the same)."""
+    ordered = np.sort(np.asarray(values, dtype=np.uint32))
+    if ordered.size == 0:
+        return ordered
+    keep = np.empty(ordered.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 @dataclass
 class ShardFigures:
     """What one shard contributes to the merged report (see the module docstring).
@@ -210,7 +231,8 @@ class ShardFigures:
         """The figures of one shard's ``result`` that owns the cores ``owned``."""
         cores, summary = config.cores, result.summary
         request_hash = result.request_hash[result.request_hashed]
-        hashes = np.unique(np.concatenate([request_hash, response_hashes(config, result)]))
+        hashes = _sorted_distinct(np.concatenate([request_hash,
+                                                  response_hashes(config, result)]))
         answered = result.response_core >= 0
         table = config.build_table()
         matrix = np.bincount(result.request_core[answered] * cores
@@ -236,9 +258,12 @@ class ShardFigures:
 
     _ARRAYS = ("load", "handoffs", "allocated", "no_response", "matrix", "buckets")
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, *, compress: bool = True) -> bytes:
         """A compact form (``np.savez_compressed``; hashes stored as gaps, which compress
-        far better than the values) for a database row or a pipe."""
+        far better than the values) for a database row. ``compress=False``: the same
+        archive stored (``np.savez``), for a pipe between processes on one machine, where
+        zlib costs far more time (about half a second for 1.5 million hashes) than the
+        bytes it saves; ``from_bytes`` reads either."""
         meta = {"cores": self.cores, "verdicts": self.verdicts, "copies": self.copies,
                 "hops": self.hops, "occupancy": {str(k): v for k, v in self.occupancy.items()},
                 "key": self.key, "port_map": self.port_map, "rows": self.rows,
@@ -246,8 +271,9 @@ class ShardFigures:
                 "occupancy_peak": {str(k): v for k, v in self.occupancy_peak.items()}}
         gaps = np.diff(self.hashes, prepend=np.uint32(0)).astype(np.uint32)
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                            hash_gaps=gaps, **{name: getattr(self, name) for name in self._ARRAYS})
+        save = np.savez_compressed if compress else np.savez
+        save(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), hash_gaps=gaps,
+             **{name: getattr(self, name) for name in self._ARRAYS})
         return buffer.getvalue()
 
     @classmethod
@@ -298,7 +324,7 @@ def merge_figures(parts: list[ShardFigures]) -> MergedFigures:
         core_load=[int(x) for x in load], fairness=jain_index(load),
         occupancy=[occupancy[core] for core in range(cores)],
         occupancy_peak=[peak.get(core, 0.0) for core in range(cores)],
-        distinct_hashes=int(np.unique(np.concatenate([p.hashes for p in parts])).size),
+        distinct_hashes=count_distinct(np.concatenate([p.hashes for p in parts])),
         key=parts[0].key, port_map=parts[0].port_map,
         handoffs_per_core=[int(x) for x in np.sum([p.handoffs for p in parts], axis=0)],
         ip_choice=chose, ip_steered=steered,
@@ -366,24 +392,32 @@ _FORKED: dict = {}  # what a forked child reads: set by the parent just before i
 def _shard_in_child(index: int) -> bytes:
     config, flows, plan = _FORKED["config"], _FORKED["flows"], _FORKED["plan"]
     result = run_shard(config, flows, plan.rows[index])
-    return ShardFigures.of(config, result, plan.cores_of(index)).to_bytes()
+    return ShardFigures.of(config, result, plan.cores_of(index)).to_bytes(compress=False)
 
 
 def run_split_processes(config: SystemConfig, flows, *, processes: int = 2) -> MergedFigures:
-    """The merged figures of ``flows`` split into ``processes`` shards, each run in its own
-    forked process (the flows are inherited, not copied through a pipe; only each shard's
-    compact figures come back). Unsplittable configurations and flows raise
-    ValueError."""
+    """The merged figures of ``flows`` split by request core over ``processes`` forked
+    processes (the flows are inherited, not copied through a pipe; only each shard's
+    compact figures come back). Unsplittable configurations and flows raise ValueError.
+
+    Every core is a shard of its own, and the processes take the next shard, largest
+    first, whenever they finish one (``imap_unordered``, one at a time): a process that
+    the machine slows, or whose cores cost more per flow (fuller tables make ``scan`` try
+    more ports), simply takes fewer shards, where a fixed split of the cores in
+    ``processes`` parts would leave the other waiting. A shard's own cost (steering,
+    tables, figures) is some 10 ms, against about a second of work per core of the
+    benchmark's run."""
     reason = split_refusal(config, flows=flows)
     if reason is not None:
         raise ValueError(f"not split: {reason}")
     config.check()
-    plan = plan_shards(config, flows, processes)
+    plan = plan_shards(config, flows, config.cores)
+    largest_first = sorted(range(len(plan.rows)), key=lambda index: -plan.rows[index].size)
     _FORKED.update(config=config, flows=flows, plan=plan)
     try:
         context = multiprocessing.get_context("fork")
-        with context.Pool(len(plan.rows)) as pool:
-            parts = pool.map(_shard_in_child, range(len(plan.rows)), chunksize=1)
+        with context.Pool(max(1, min(int(processes), len(plan.rows)))) as pool:
+            parts = list(pool.imap_unordered(_shard_in_child, largest_first, chunksize=1))
     finally:
         _FORKED.clear()
     return merge_figures([ShardFigures.from_bytes(part) for part in parts])

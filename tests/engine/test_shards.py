@@ -23,6 +23,7 @@ from engine.runs.shards import (
     merge_figures,
     merge_scenario,
     plan_shards,
+    response_hashes,
     run_shard,
     run_split,
     run_split_processes,
@@ -100,6 +101,29 @@ def test_merged_equals_unsplit_in_every_figure(setup):
 
 
 @settings(max_examples=30, deadline=None)
+@given(split_setups(), st.booleans())
+def test_shard_figures_survive_either_byte_form(setup, compress):
+    """The stored (compressed) and the piped (plain) forms read back to the same figures,
+    whose hashes are the shard's distinct RSS hashes, sorted (as ``np.unique`` gives)."""
+    config, seed, count, servers, shards = setup
+    flows = flows_for(config, seed, count, servers)
+    plan = plan_shards(config, flows, shards)
+    for index, rows in enumerate(plan.rows):
+        result = run_shard(config, flows, rows)
+        figures = ShardFigures.of(config, result, plan.cores_of(index), keep_rows=20)
+        seen = np.concatenate([result.request_hash[result.request_hashed],
+                               response_hashes(config, result)])
+        assert np.array_equal(figures.hashes, np.unique(seen))
+        back = ShardFigures.from_bytes(figures.to_bytes(compress=compress))
+        for item in dataclasses.fields(ShardFigures):
+            value, read = getattr(figures, item.name), getattr(back, item.name)
+            if isinstance(value, np.ndarray):
+                assert np.array_equal(value, read) and value.dtype == read.dtype, item.name
+            else:
+                assert value == read, item.name
+
+
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.integers(0, 1000), min_size=1, max_size=16), st.integers(1, 20))
 def test_every_core_has_one_owner_and_no_shard_is_empty(counts, shards):
     owner = assign_cores(counts, shards)
@@ -114,6 +138,19 @@ def test_two_processes_give_the_unsplit_figures():
     unsplit = run_batch(config, flows)
     assert unsplit.summary.refused  # the scarce range makes some cores run out
     assert run_split_processes(config, flows, processes=2).summary == unsplit.summary
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+@pytest.mark.parametrize("hash_types", [("ipv4",), ("udp-ipv4",)])
+def test_processes_taking_per_core_shards_give_the_unsplit_figures(processes, hash_types):
+    # TCP hashed on its addresses alone (uneven cores), or not at all (every flow on the
+    # default core, seven shards with none)
+    config = SystemConfig(cores=8, ips_per_core=2, policy="nat", strategy="scan",
+                          hash_types=hash_types, default_core=5)
+    flows = random_flow_arrays(2000, np.random.default_rng(4), servers=3)
+    unsplit = run_batch(config, flows)
+    assert len(set(unsplit.summary.core_load)) > 1
+    assert run_split_processes(config, flows, processes=processes).summary == unsplit.summary
 
 
 FRAGMENTING = [
