@@ -22,7 +22,9 @@ hashes nothing and delivers every packet to ``receive_core``), ``table_change`` 
 ``service`` ({``name``, ``vip``, ``vport``, ``proto``, ``servers``, ``mtu``,
 ``response_bytes``, ``assemble_flag``}) and ``traffic``, one of ``{"kind": "flows",
 "flows": [...]}`` (a flow may have ``start_us``), ``{"kind": "generated", "count",
-"client_prefixes", "zipf", "seed"}`` or ``{"kind": "pcap"}`` (the capture is uploaded
+"client_prefixes", "zipf", "seed", "start", "close", "hold_us"}`` (``start`` null or
+``{"spread_us": N}`` or ``{"rate_per_s": R}``; ``close`` and ``hold_us`` as the file's, each
+written only when it is not the default) or ``{"kind": "pcap"}`` (the capture is uploaded
 with the run).
 
 Here each field's shape and JSON type is checked (``name`` is a string of at most
@@ -33,7 +35,8 @@ left to the engine's scenario loader (with its limits), and :func:`builder_field
 each problem's key path back to the form field it came from (``system.cores`` →
 ``cores``, ``services[0].vip`` → ``service.vip``, ``traffic.flows[1].client`` →
 ``traffic.flows[1].client``, ``distributor.rules[1].flow.client`` →
-``distributor.rules[1].client``).
+``distributor.rules[1].client``, ``traffic.generated.start.rate_per_s`` →
+``traffic.start.rate_per_s``).
 """
 
 from __future__ import annotations
@@ -110,11 +113,15 @@ _SERVICE_KEYS = ("name", "vip", "vport", "proto", "servers", "mtu", "response_by
                  "assemble_flag")
 _FLOW_KEYS = ("client", "service", "server", "proto", "request_bytes", "response_bytes",
               "start_us")
-# TODO(issue 12, branch `timed`): start times and durations of generated traffic
-# (`traffic.generated`) are being added to the schema on that branch; when it lands, add
-# its field names here, to _TYPES ("generated.…"), to the form's "traffic-generated" block
-# (templates/lab/workbench.html) and to Builder.load/read (static/lab/build.js).
-_GENERATED_KEYS = ("count", "client_prefixes", "zipf", "seed")
+# Generated flows' start times and session ends (README "Time"): ``start`` is null or
+# ``{"spread_us": N}`` / ``{"rate_per_s": R}`` as in the file; ``close`` and ``hold_us``
+# apply to every generated flow alike. An explicit flow's close and hold_us have no column
+# in the form's flows table (it has no room for two more): a file that sets them opens in
+# the YAML tab (they are "unshown").
+_GENERATED_KEYS = ("count", "client_prefixes", "zipf", "seed", "start", "close", "hold_us")
+_START_KEYS = ("spread_us", "rate_per_s")
+#: the engine's defaults for a session's end, which the form leaves out of the file
+_CLOSE_DEFAULT = "fin"
 _DISTRIBUTOR_KEYS = ("correct_core_check", "rules")
 _TABLE_CHANGE_KEYS = ("at_us", "table")
 _RULE_KINDS = ("prefix", "flow")
@@ -148,6 +155,8 @@ _TYPES: dict[str, tuple[str, ...]] = {
     "flow.response_bytes": ("int",), "flow.start_us": ("int",),
     "generated.count": ("int",), "generated.client_prefixes": ("text-list",),
     "generated.zipf": ("number",), "generated.seed": ("int",),
+    "generated.close": ("text",), "generated.hold_us": ("int", "null"),
+    "start.spread_us": ("int",), "start.rate_per_s": ("int",),
 }
 _EXPECTED = {"text": f"a string of at most {TEXT_MAX} characters", "int": "an integer",
              "number": "a number", "bool": "true or false", "null": "null",
@@ -378,12 +387,35 @@ def _traffic(traffic: dict) -> dict[str, Any]:
         generated = {key: traffic[key] for key in _GENERATED_KEYS
                      if traffic.get(key) not in ("", None)}
         generated.setdefault("count", 100)
-        return {"generated": generated}
+        # Only what differs from the engine's defaults is written: no start (all at 0),
+        # close fin, hold_us null (the system's 1,000 µs).
+        if "start" in generated:
+            generated["start"] = _start(generated["start"])
+        if generated.get("close") == _CLOSE_DEFAULT:
+            del generated["close"]
+        return {"generated": {key: generated[key] for key in _GENERATED_KEYS
+                              if key in generated}}
     if kind == "pcap":
         _known(traffic, (), "traffic.")
         return {"pcap": {}}
     raise LabInputError.one("traffic.kind", f"expected one of flows, generated, pcap, got "
                                             f"{shown(kind)}")
+
+
+def _start(value: Any) -> dict[str, int]:
+    """The form's "Start times" (``{"spread_us": N}`` or ``{"rate_per_s": R}``) as the
+    file's ``traffic.generated.start``; the values' ranges (and "exactly one") are left
+    to the engine, whose messages then land on these inputs (``builder_field_of``)."""
+    start = _mapping(value, "traffic.start")
+    _known(start, _START_KEYS, "traffic.start.", extra=())
+    given = {key: start[key] for key in _START_KEYS if start.get(key) not in ("", None)}
+    blank = [key for key in _START_KEYS if key in start and key not in given]
+    if blank and not given:  # the kind chosen, its number left blank
+        raise LabInputError([{"field": f"traffic.start.{key}", "line": None,
+                              "message": "expected a number (or no start times)"}
+                             for key in blank])
+    _check_types(given, "start.", "traffic.start.")
+    return given
 
 
 def scenario_yaml_from_builder(fields: Any) -> str:
@@ -412,6 +444,10 @@ _PATH_TO_FIELD = [
     (re.compile(r"^(handoff|forwarding)\b"), "handoff"),
     (re.compile(r"^services\[0\]\.policy\b"), "policy"),
     (re.compile(r"^services\[0\]\.(\w+)"), r"service.\1"),
+    # start.spread_us / start.rate_per_s each have an input; "exactly one of" goes to the
+    # "Start times" select (traffic.start)
+    (re.compile(r"^traffic\.generated\.start\.(spread_us|rate_per_s)\b"),
+     r"traffic.start.\1"),
     (re.compile(r"^traffic\.generated\.(\w+)"), r"traffic.\1"),
     (re.compile(r"^traffic\.pcap\b"), "pcap"),
     (re.compile(r"^traffic\.flows(\[\d+\]\.\w+|\[\d+\])?"), r"traffic.flows\1"),
@@ -443,6 +479,7 @@ _FORM_KEYS = {
     "service": set(_SERVICE_KEYS) | {"policy"},
     "flow": set(_FLOW_KEYS),
     "generated": set(_GENERATED_KEYS) | {"services"},
+    "start": set(_START_KEYS),
 }
 
 
@@ -535,6 +572,9 @@ def builder_fields_from_scenario(text: str) -> dict[str, Any] | None:
         generated = section(traffic["generated"], "traffic.generated.", "generated")
         fields["traffic"] = {"kind": "generated",
                              **{k: generated[k] for k in _GENERATED_KEYS if k in generated}}
+        if isinstance(generated.get("start"), dict):
+            start = section(generated["start"], "traffic.generated.start.", "start")
+            fields["traffic"]["start"] = {k: start[k] for k in _START_KEYS if k in start}
     elif kind == "pcap":
         fields["traffic"] = {"kind": "pcap"}
     elif kind is not None:

@@ -95,6 +95,9 @@ export class Builder {
     f.querySelector(".traffic-flows").hidden = kind !== "flows";
     f.querySelector(".traffic-generated").hidden = kind !== "generated";
     f.querySelector(".traffic-pcap").hidden = kind !== "pcap";
+    const start = this.field("traffic.start").value;        // one number input, the chosen kind's
+    f.querySelector(".start-spread").hidden = start !== "spread_us";
+    f.querySelector(".start-rate").hidden = start !== "rate_per_s";
   }
 
   addFlow(flow) {
@@ -215,6 +218,14 @@ export class Builder {
       this.field("traffic.zipf").value = t.zipf ?? "";
       if (Array.isArray(t.client_prefixes)) { this.field("traffic.client_prefixes").value = t.client_prefixes.join("\n"); }
     }
+    // Start times and session end (generated traffic only): the defaults where not set.
+    const gen = t.kind === "generated" ? t : {};
+    const start = gen.start && typeof gen.start === "object" ? gen.start : {};
+    const startKind = ["spread_us", "rate_per_s"].find((k) => start[k] !== undefined && start[k] !== null);
+    set("traffic.start", startKind || "none");
+    if (startKind) { set(`traffic.start.${startKind}`, start[startKind]); }
+    set("traffic.close", ["fin", "rst", "none"].includes(gen.close) ? gen.close : "fin");
+    this.field("traffic.hold_us").value = gen.hold_us ?? "";
     this.name = v.name;
     this.sync();
     this.onChange();
@@ -305,9 +316,11 @@ export class Builder {
         return flow;
       }) };
     } else if (kind === "generated") {
-      // TODO(issue 12, branch `timed`): generated flows' start times and durations, once named.
+      const start = g("traffic.start");
       fields.traffic = { kind, count: num(g("traffic.count")), client_prefixes: lines(g("traffic.client_prefixes")),
-        zipf: num(g("traffic.zipf")), seed: num(g("traffic.seed")) };
+        zipf: num(g("traffic.zipf")), seed: num(g("traffic.seed")),
+        start: start === "none" ? null : { [start]: num(g(`traffic.start.${start}`)) },
+        close: g("traffic.close"), hold_us: num(g("traffic.hold_us")) };
     } else {
       fields.traffic = { kind: "pcap" };
     }

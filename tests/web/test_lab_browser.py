@@ -231,7 +231,8 @@ def test_distributor_rules_an_rss_unaware_nic_and_start_times_round_trip_the_yam
         student, worker, daphne_url, page):
     """Issue 12's form controls: set in the form (by keyboard where a student would), a bad
     core shown next to its rule, the run's YAML holding every setting, and the run's file
-    loaded back into the form showing the same values."""
+    loaded back into the form showing the same values; then generated traffic with start
+    times at a rate, RST after a hold, the same way on the batch path (Verify)."""
     _open_lab(page)
     page.click("button.preset[data-preset=nat]")
     page.uncheck("[name=rss_aware]")                      # the NIC hashes nothing …
@@ -304,4 +305,52 @@ def test_distributor_rules_an_rss_unaware_nic_and_start_times_round_trip_the_yam
     assert page.is_visible("#rule-1-client") and page.is_hidden("#rule-1-prefix")
     assert [page.input_value(f"#flow-{i}-start_us") for i in range(3)] == ["", "40", ""]
     assert page.input_value("[name=handoff]") == "message"
-    _clean(page, daphne_url, refused=1)
+
+    # Generated traffic with start times at a rate and sessions ended by RST after a hold:
+    # the engine's error at the rate's input, a run on the batch path (Verify), the YAML
+    # tab holding the time settings, and the run's file loading them back into the form.
+    page.click("button.preset[data-preset=nat]")          # no distributor, an RSS-aware NIC
+    page.check("[name='traffic.kind'][value=generated]")
+    page.fill("[name='traffic.count']", "200")
+    assert page.is_hidden("[name='traffic.start.rate_per_s']")
+    page.focus("[name='traffic.start']")
+    page.select_option("[name='traffic.start']", "rate_per_s")
+    assert page.is_visible("[name='traffic.start.rate_per_s']")
+    assert page.is_hidden("[name='traffic.start.spread_us']")
+    page.focus("[name='traffic.start.rate_per_s']")       # typed, as a student would
+    page.keyboard.press("Control+A")
+    page.keyboard.type("0")
+    page.select_option("[name='traffic.close']", "rst")
+    page.focus("[name='traffic.hold_us']")
+    page.keyboard.type("500")
+    assert axe(page, "lab with generated traffic's start times") == []
+    first = run
+    page.click("#run-batch")
+    error = page.locator(".field-error[data-error-for='traffic.start.rate_per_s']")
+    error.wait_for()
+    assert "expected a number >= 1, got 0" in error.inner_text()
+    assert page.get_attribute("[name='traffic.start.rate_per_s']", "aria-invalid") == "true"
+    page.fill("[name='traffic.start.rate_per_s']", "20000")
+    page.click("#run-batch")
+    page.wait_for_function(f"window.rssLab.state().run && window.rssLab.state().run !== {first}")
+    page.wait_for_selector(FINISHED, timeout=60_000)
+    assert "✓ 200/200 symmetric" in page.inner_text("#verdict-bar")
+    page.click("#tab-yaml")
+    text = page.input_value("#yaml-text")
+    generated = yaml.safe_load(text)["traffic"]["generated"]
+    assert generated["count"] == 200
+    assert {k: generated.get(k) for k in ("start", "close", "hold_us")} == {
+        "start": {"rate_per_s": 20000}, "close": "rst", "hold_us": 500}
+    run = page.evaluate("window.rssLab.state().run")
+    page.goto(f"/lab/?run={run}")
+    page.wait_for_selector(FINISHED, timeout=30_000)
+    assert page.input_value("#yaml-text") == text
+    page.click("#tab-builder")
+    assert page.inner_text("#form-note") == ""
+    assert page.is_checked("[name='traffic.kind'][value=generated]")
+    assert page.input_value("[name='traffic.start']") == "rate_per_s"
+    assert page.is_visible("[name='traffic.start.rate_per_s']")
+    assert page.input_value("[name='traffic.start.rate_per_s']") == "20000"
+    assert page.input_value("[name='traffic.close']") == "rst"
+    assert page.input_value("[name='traffic.hold_us']") == "500"
+    _clean(page, daphne_url, refused=2)
