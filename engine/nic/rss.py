@@ -306,27 +306,8 @@ class Nic:
         NIC's hash-type choice (4-tuple, else the 2-tuple, else the default core) exactly as
         ``hash_type_for`` makes it for each packet (its array form: one property test holds
         the two equal)."""
-        count = len(src)
-        types = self.hash_types
-        four = np.zeros(count, dtype=bool)
-        if HashType.TCP_IPV4 in types:
-            four |= proto == Proto.TCP
-        if HashType.UDP_IPV4 in types:
-            four |= proto == Proto.UDP
-        hashes = np.zeros(count, dtype=np.uint32)
-        if four.all():
-            hashes = self.hash_ipv4_batch(src, dst, sport, dport)
-        elif four.any():
-            hashes[four] = self.hash_ipv4_batch(src[four], dst[four], sport[four], dport[four])
-        hashed = four.copy()
-        if HashType.IPV4 in types and not four.all():
-            two = ~four
-            hashes[two] = self.hash_ipv4_batch(src[two], dst[two])
-            hashed[two] = True
-        table = self.table.as_array().astype(np.int64)
-        cores = table[hashes & np.uint32(self.table.mask)]
-        cores[~hashed] = self.default_core
-        return hashes, hashed, cores
+        return self._steer_arrays(src, dst, sport, dport, proto, self.hash_ipv4_batch,
+                                  HashType.TCP_IPV4, HashType.UDP_IPV4, HashType.IPV4)
 
     def steer_ipv6_batch(self, src, dst, sport, dport, proto
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -334,20 +315,30 @@ class Nic:
         addresses in network byte order (``IPv6Address.packed``), ports host-order
         integers; the hash types are the IPv6 ones (``tcp-ipv6``/``udp-ipv6``, else
         ``ipv6``, else the default core), as ``hash_type_for`` chooses them."""
+        return self._steer_arrays(src, dst, sport, dport, proto, self.hash_ipv6_batch,
+                                  HashType.TCP_IPV6, HashType.UDP_IPV6, HashType.IPV6)
+
+    def _steer_arrays(self, src, dst, sport, dport, proto, hash_batch, tcp: HashType,
+                      udp: HashType, two_tuple: HashType
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The hash-type choice of one address family over arrays: its TCP/UDP 4-tuple
+        type where on, else its 2-tuple type, else the default core."""
         count = len(src)
         types = self.hash_types
         four = np.zeros(count, dtype=bool)
-        if HashType.TCP_IPV6 in types:
+        if tcp in types:
             four |= proto == Proto.TCP
-        if HashType.UDP_IPV6 in types:
+        if udp in types:
             four |= proto == Proto.UDP
         hashes = np.zeros(count, dtype=np.uint32)
-        if four.any():
-            hashes[four] = self.hash_ipv6_batch(src[four], dst[four], sport[four], dport[four])
+        if four.all():
+            hashes = hash_batch(src, dst, sport, dport)
+        elif four.any():
+            hashes[four] = hash_batch(src[four], dst[four], sport[four], dport[four])
         hashed = four.copy()
-        if HashType.IPV6 in types and not four.all():
+        if two_tuple in types and not four.all():
             two = ~four
-            hashes[two] = self.hash_ipv6_batch(src[two], dst[two])
+            hashes[two] = hash_batch(src[two], dst[two])
             hashed[two] = True
         table = self.table.as_array().astype(np.int64)
         cores = table[hashes & np.uint32(self.table.mask)]
