@@ -7,6 +7,10 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
+    from labsite.secretkey import export_existing_secret_key
+
+    # beside `make run` (e.g. `manage.py api_token create`), its key in var/secret_key
+    export_existing_secret_key()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

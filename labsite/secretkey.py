@@ -73,3 +73,16 @@ def export_secret_key(environ=os.environ) -> str:
         key = read_or_create_secret_key(var_dir() / FILE_NAME)
         environ[ENV_NAME] = key
     return key
+
+
+def export_existing_secret_key(environ=os.environ) -> str | None:
+    """``manage.py`` beside ``make run``: unless ``DJANGO_SECRET_KEY`` is set, use the key
+    ``make run`` keeps in ``var/secret_key`` when that file exists (never create one here,
+    so a deployment without a key is still refused by the settings). Returns the key in
+    use, or None."""
+    key = environ.get(ENV_NAME, "")
+    path = var_dir() / FILE_NAME
+    if not key.strip() and path.exists():
+        key = read_or_create_secret_key(path)
+        environ[ENV_NAME] = key
+    return key or None

@@ -249,3 +249,17 @@ def test_a_missing_chromium_stops_the_run_before_any_test_with_the_install_comma
     assert result.returncode == 4, result.stdout[-1500:]
     assert "apt-get install -y chromium" in result.stdout + result.stderr
     assert " passed" not in result.stdout  # stopped before running the other tests
+
+
+def test_manage_py_uses_the_key_make_run_keeps_and_never_makes_one(tmp_path):
+    """`manage.py api_token create …` beside `make run` finds var/secret_key; where no
+    such file exists, manage.py is refused like the settings are (no key is made)."""
+    command = [sys.executable, "manage.py", "check"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO,
+                             env=_clean_env(RSSLAB_VAR=str(tmp_path)))
+    assert refused.returncode != 0 and "DJANGO_SECRET_KEY is not set" in refused.stderr
+    assert not (tmp_path / "secret_key").exists()
+    (tmp_path / "secret_key").write_text(A_KEY + "\n")
+    used = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env=_clean_env(RSSLAB_VAR=str(tmp_path)))
+    assert used.returncode == 0, used.stdout + used.stderr
