@@ -443,6 +443,14 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     fresh_size = np.array([len(p) for p in fresh], dtype=np.int64)
     fresh_start = np.concatenate([[0], np.cumsum(fresh_size)[:-1]])
     fresh_flat = np.frombuffer(b"".join(p.tobytes() for p in fresh), dtype=np.uint16)
+    # Every sort below is of one int64 key that carries what it orders: (what groups,
+    # then the event's time index) packed in bits, all keys distinct, so a plain
+    # ``np.sort`` of the values (no argsort, no stable kind, no gathers through an order)
+    # gives the order and the time index with it. The fields' widths:
+    time_bits = (2 * n - 1).bit_length()
+    slot_bits = max(1, int(fresh_size.max()).bit_length())
+    if (base * size - 1).bit_length() + slot_bits + time_bits > 63:
+        return None  # more pools, ports and rows than one key holds: the epochs' work
     # events: row i takes (-1) at take_key[i], frees (+1) at free_key[i]
     take_key = np.asarray(take_key, np.int64)
     free_key = np.asarray(free_key, np.int64)
@@ -451,53 +459,53 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     takes_in_order = np.argsort(take_key) if take_order is None else take_order
     frees_in_order = np.argsort(free_key)
     after = np.searchsorted(take_key[takes_in_order], free_key[frees_in_order])
-    timeline = np.empty(2 * n, np.int64)
+    timeline = np.empty(2 * n, np.int64)  # per time index: the row, + n for a free
     free_at = after + np.arange(n)
     timeline[free_at] = frees_in_order + n
     is_take = np.ones(2 * n, bool)
     is_take[free_at] = False
     timeline[is_take] = takes_in_order
-    row = timeline % n
+    when = np.empty(2 * n, np.int64)  # per row its take's time index, per row + n its free's
+    when[timeline] = np.arange(2 * n)
+    mask = (1 << time_bits) - 1
     # the most held at once per core: +1 at each take, -1 at each free, in time order
-    held = np.cumsum(np.where(is_take, 1, -1)[np.argsort(
-        core[row].astype(np.int16), kind="stable")])  # a radix sort keeps time order
+    held = np.cumsum(np.where(is_take[np.sort(np.concatenate(
+        [when[:n] | core << time_bits, when[n:] | core << time_bits])) & mask], 1, -1))
     ends = np.cumsum(np.bincount(core, minlength=len(allocators)) * 2)
     starts = np.r_[0, ends[:-1]]
     peak = np.zeros(len(allocators), np.int64)
     some = ends > starts
     peak[some] = np.maximum.reduceat(held, starts[some]) - np.r_[0, held][starts[some]]
-    events_pool = pool[row]
-    # each pool's events in time order (pool ids of 16 bits sort by radix, ten times faster)
-    by_pool = np.argsort(events_pool.astype(np.uint16) if base * size <= 1 << 16
-                         else events_pool, kind="stable")
-    row, is_take, events_pool = row[by_pool], is_take[by_pool], events_pool[by_pool]
-    delta = np.where(is_take, -1, 1)
-    first = np.r_[True, events_pool[1:] != events_pool[:-1]]
-    running = np.cumsum(delta) - delta  # the sum before each event, over all pools
-    group_start = np.maximum.accumulate(np.where(first, np.arange(first.size), 0))
-    before = running - running[group_start]  # within the event's pool
-    depth = fresh_size[events_pool % size] + before  # pool size before the event
-    if (depth[is_take] <= 0).any():
+    # each pool's events in time order
+    shifted = pool << time_bits
+    by_pool = np.sort(np.concatenate([when[:n] | shifted, when[n:] | shifted]))
+    events_pool = by_pool >> time_bits
+    at = by_pool & mask  # the event's time index
+    taking = is_take[at]
+    # a row takes and frees in one pool, so every pool's events sum to 0 and a running
+    # sum over all pools is each pool's own: the pool's size after the event, less fresh
+    after_event = np.cumsum(np.where(taking, -1, 1))
+    # the stack slot taken (the top, at the size after the pop) or filled (size before)
+    position = fresh_size[events_pool % size] + after_event - ~taking
+    if (position[taking] < 0).any():
         return None  # a first choice ran dry: the rows after it choose otherwise
-    position = np.where(is_take, depth - 1, depth)  # the stack slot taken or filled
-    # by (pool, slot), time order kept. A pool never holds more than its fresh size (a
-    # free returns a port taken from it), so slots fit 16 bits: two stable radix passes
-    if base * size <= 1 << 16:
-        slot = np.argsort(position.astype(np.uint16), kind="stable")
-        slot = slot[np.argsort(events_pool[slot].astype(np.uint16), kind="stable")]
-    else:
-        slot = np.argsort(events_pool * (1 << 32) + position, kind="stable")
-    row, is_take, events_pool, position = (row[slot], is_take[slot], events_pool[slot],
-                                           position[slot])
-    same = np.r_[False, (events_pool[1:] == events_pool[:-1])
-                 & (position[1:] == position[:-1])]
-    takes = np.flatnonzero(is_take)
+    # by (pool, slot), time order kept; a pool never holds more than its fresh size (a
+    # free returns a port taken from it), so a slot fits slot_bits
+    slot_key = np.sort((by_pool & ~mask) << slot_bits | position << time_bits | at)
+    row = timeline[slot_key & mask]
+    taking = row < n
+    row[~taking] -= n
+    slot_key >>= time_bits
+    same = np.r_[False, slot_key[1:] == slot_key[:-1]]
+    takes = np.flatnonzero(taking)
     source = np.full(n, -1, np.int64)  # the row whose freed port a row takes
     reused = takes[same[takes]]
     source[row[reused]] = row[reused - 1]  # the slot's previous event: a free
     port = np.zeros(n, np.int64)
     new = takes[~same[takes]]
-    port[row[new]] = fresh_flat[fresh_start[events_pool[new] % size] + position[new]]
+    slot_key = slot_key[new]
+    port[row[new]] = fresh_flat[fresh_start[(slot_key >> slot_bits) % size]
+                                + (slot_key & ((1 << slot_bits) - 1))]
     while True:  # pointer doubling along "took the port that row r freed"
         live = np.flatnonzero(source >= 0)
         if live.size == 0:
