@@ -374,7 +374,8 @@ def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip
 def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
                      server_ip: np.ndarray, server_port: np.ndarray, client_ip: np.ndarray,
                      keep_client_ip: bool, take_key: np.ndarray, free_key: np.ndarray,
-                     take_order: np.ndarray | None = None
+                     take_order: np.ndarray | None = None,
+                     free_order: np.ndarray | None = None
                      ) -> tuple[BatchAllocation, np.ndarray] | None:
     """Allocate a port for every row and free it again, the allocations and frees of all
     rows interleaved in the order of their keys (``take_key[i]``: when row i allocates;
@@ -383,8 +384,8 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     ``solve`` finds every row a free port in its first choice (its first IP's table, its
     first fitting class): else None, and nothing changed. The tables must be fresh and
     one per IP (``tables_per_ip`` 1), as a new system's are. With the allocations, per
-    allocator (core) the most ports held at once. ``take_order``: the rows by
-    ``take_key``, when the caller has it (else sorted here).
+    allocator (core) the most ports held at once. ``take_order``, ``free_order``: the
+    rows by ``take_key`` and by ``free_key``, when the caller has them (else sorted here).
 
     How, without a loop per row: a class's free pool is a stack (``solve`` pops its top,
     ``release`` pushes), so with each row's pool known up front the stack depth before
@@ -457,7 +458,7 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     # the two sorted sequences merged (cheaper than sorting both together): each free
     # goes after the takes with smaller keys
     takes_in_order = np.argsort(take_key) if take_order is None else take_order
-    frees_in_order = np.argsort(free_key)
+    frees_in_order = np.argsort(free_key) if free_order is None else free_order
     after = np.searchsorted(take_key[takes_in_order], free_key[frees_in_order])
     timeline = np.empty(2 * n, np.int64)  # per time index: the row, + n for a free
     free_at = after + np.arange(n)
