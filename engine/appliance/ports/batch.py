@@ -445,12 +445,12 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     fresh_start = np.concatenate([[0], np.cumsum(fresh_size)[:-1]])
     fresh_flat = np.frombuffer(b"".join(p.tobytes() for p in fresh), dtype=np.uint16)
     # Every sort below is of one int64 key that carries what it orders: (what groups,
-    # then the event's time index) packed in bits, all keys distinct, so a plain
-    # ``np.sort`` of the values (no argsort, no stable kind, no gathers through an order)
-    # gives the order and the time index with it. The fields' widths:
-    time_bits = (2 * n - 1).bit_length()
+    # then the event's stamp: its time index and a bit set for a free) packed in bits,
+    # all keys distinct, so a plain ``np.sort`` of the values (no argsort, no stable
+    # kind, no gathers through an order) gives the order, the time and the kind with it.
+    stamp_bits = (2 * n - 1).bit_length() + 1
     slot_bits = max(1, int(fresh_size.max()).bit_length())
-    if (base * size - 1).bit_length() + slot_bits + time_bits > 63:
+    if (max(base * size, len(allocators)) - 1).bit_length() + slot_bits + stamp_bits > 63:
         return None  # more pools, ports and rows than one key holds: the epochs' work
     # events: row i takes (-1) at take_key[i], frees (+1) at free_key[i]
     take_key = np.asarray(take_key, np.int64)
@@ -466,37 +466,37 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     is_take = np.ones(2 * n, bool)
     is_take[free_at] = False
     timeline[is_take] = takes_in_order
-    when = np.empty(2 * n, np.int64)  # per row its take's time index, per row + n its free's
-    when[timeline] = np.arange(2 * n)
-    mask = (1 << time_bits) - 1
+    stamp = np.empty(2 * n, np.int64)  # per row its take's stamp, per row + n its free's
+    stamp[timeline] = np.arange(0, 4 * n, 2)
+    stamp[n:] |= 1
+    so_far = np.arange(1, 2 * n + 1)  # events so far, at each event in a sorted key
     # the most held at once per core: +1 at each take, -1 at each free, in time order
-    held = np.cumsum(np.where(is_take[np.sort(np.concatenate(
-        [when[:n] | core << time_bits, when[n:] | core << time_bits])) & mask], 1, -1))
+    core_events = np.sort(stamp | np.tile(core << stamp_bits, 2))
+    held = so_far - 2 * np.cumsum(core_events & 1)
     ends = np.cumsum(np.bincount(core, minlength=len(allocators)) * 2)
     starts = np.r_[0, ends[:-1]]
     peak = np.zeros(len(allocators), np.int64)
     some = ends > starts
     peak[some] = np.maximum.reduceat(held, starts[some]) - np.r_[0, held][starts[some]]
     # each pool's events in time order
-    shifted = pool << time_bits
-    by_pool = np.sort(np.concatenate([when[:n] | shifted, when[n:] | shifted]))
-    events_pool = by_pool >> time_bits
-    at = by_pool & mask  # the event's time index
-    taking = is_take[at]
+    by_pool = np.sort(stamp | np.tile(pool << stamp_bits, 2))
+    freeing = by_pool & 1
     # a row takes and frees in one pool, so every pool's events sum to 0 and a running
     # sum over all pools is each pool's own: the pool's size after the event, less fresh
-    after_event = np.cumsum(np.where(taking, -1, 1))
+    after_event = 2 * np.cumsum(freeing) - so_far
     # the stack slot taken (the top, at the size after the pop) or filled (size before)
-    position = fresh_size[events_pool % size] + after_event - ~taking
-    if (position[taking] < 0).any():
+    position = fresh_size[(by_pool >> stamp_bits) % size] + after_event - freeing
+    if (position < 0).any():  # (a free's slot is never below 0)
         return None  # a first choice ran dry: the rows after it choose otherwise
     # by (pool, slot), time order kept; a pool never holds more than its fresh size (a
     # free returns a port taken from it), so a slot fits slot_bits
-    slot_key = np.sort((by_pool & ~mask) << slot_bits | position << time_bits | at)
-    row = timeline[slot_key & mask]
-    taking = row < n
+    stamp_mask = (1 << stamp_bits) - 1
+    slot_key = np.sort((by_pool & ~stamp_mask) << slot_bits | position << stamp_bits
+                       | by_pool & stamp_mask)
+    row = timeline[(slot_key & stamp_mask) >> 1]
+    taking = (slot_key & 1) == 0
     row[~taking] -= n
-    slot_key >>= time_bits
+    slot_key >>= stamp_bits
     same = np.r_[False, slot_key[1:] == slot_key[:-1]]
     takes = np.flatnonzero(taking)
     source = np.full(n, -1, np.int64)  # the row whose freed port a row takes
