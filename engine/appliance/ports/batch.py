@@ -493,28 +493,28 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     stamp_mask = (1 << stamp_bits) - 1
     slot_key = np.sort((by_pool & ~stamp_mask) << slot_bits | position << stamp_bits
                        | by_pool & stamp_mask)
-    row = timeline[(slot_key & stamp_mask) >> 1]
-    taking = (slot_key & 1) == 0
-    row[~taking] -= n
-    slot_key >>= stamp_bits
-    same = np.r_[False, slot_key[1:] == slot_key[:-1]]
-    takes = np.flatnonzero(taking)
+    takes = np.flatnonzero((slot_key & 1) == 0)
+    # a take whose slot's previous event (a free: a filled slot is emptied before it is
+    # filled again) is in the same slot reuses that free's port, else takes a fresh one
+    same = (slot_key[takes] ^ slot_key[takes - 1]) <= stamp_mask
+    same[takes == 0] = False
+    reused, new = takes[same], takes[~same]
     source = np.full(n, -1, np.int64)  # the row whose freed port a row takes
-    reused = takes[same[takes]]
-    source[row[reused]] = row[reused - 1]  # the slot's previous event: a free
+    live = timeline[(slot_key[reused] & stamp_mask) >> 1]
+    source[live] = timeline[(slot_key[reused - 1] & stamp_mask) >> 1] - n
     port = np.zeros(n, np.int64)
-    new = takes[~same[takes]]
     slot_key = slot_key[new]
-    port[row[new]] = fresh_flat[fresh_start[(slot_key >> slot_bits) % size]
-                                + (slot_key & ((1 << slot_bits) - 1))]
-    while True:  # pointer doubling along "took the port that row r freed"
-        live = np.flatnonzero(source >= 0)
-        if live.size == 0:
-            break
-        up = source[live]
+    port[timeline[(slot_key & stamp_mask) >> 1]] = fresh_flat[
+        fresh_start[(slot_key >> (slot_bits + stamp_bits)) % size]
+        + ((slot_key >> stamp_bits) & ((1 << slot_bits) - 1))]
+    # pointer doubling along "took the port that row r freed": each free has at most one
+    # taker, so the chains are paths, each from a fresh take; a round halves them
+    up = source[live]
+    while live.size:
         beyond = source[up]  # read before any write of this round
         done = beyond < 0
         port[live[done]] = port[up[done]]
-        source[live] = beyond  # -1 where done, else two steps up
+        live, up = live[~done], beyond[~done]
+        source[live] = up  # two steps up
     out.port[:] = port
     return out, peak
