@@ -459,7 +459,8 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     # goes after the takes with smaller keys
     takes_in_order = np.argsort(take_key) if take_order is None else take_order
     frees_in_order = np.argsort(free_key) if free_order is None else free_order
-    after = np.searchsorted(take_key[takes_in_order], free_key[frees_in_order])
+    # (the keys are distinct: sorting them is gathering them in order, and cheaper)
+    after = np.searchsorted(np.sort(take_key), np.sort(free_key))
     timeline = np.empty(2 * n, np.int64)  # per time index: the row, + n for a free
     free_at = after + np.arange(n)
     timeline[free_at] = frees_in_order + n
@@ -471,7 +472,7 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     stamp[n:] |= 1
     so_far = np.arange(1, 2 * n + 1)  # events so far, at each event in a sorted key
     # the most held at once per core: +1 at each take, -1 at each free, in time order
-    core_events = np.sort(stamp | np.tile(core << stamp_bits, 2))
+    core_events = np.sort((stamp.reshape(2, n) | core << stamp_bits).ravel())
     held = so_far - 2 * np.cumsum(core_events & 1)
     ends = np.cumsum(np.bincount(core, minlength=len(allocators)) * 2)
     starts = np.r_[0, ends[:-1]]
@@ -479,7 +480,7 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     some = ends > starts
     peak[some] = np.maximum.reduceat(held, starts[some]) - np.r_[0, held][starts[some]]
     # each pool's events in time order
-    by_pool = np.sort(stamp | np.tile(pool << stamp_bits, 2))
+    by_pool = np.sort((stamp.reshape(2, n) | pool << stamp_bits).ravel())
     freeing = by_pool & 1
     # a row takes and frees in one pool, so every pool's events sum to 0 and a running
     # sum over all pools is each pool's own: the pool's size after the event, less fresh
