@@ -377,16 +377,18 @@ def _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(keep=st.booleans(), ips=st.integers(1, 3), cores=st.integers(1, 4),
-       small=st.booleans(), seed=st.integers(0, 2**16), rows=st.integers(1, 300),
-       span=st.integers(1, 400), orders=st.booleans())
-def test_stacked_equals_allocate_and_release_in_key_order(keep, ips, cores, small, seed,
+@given(key=st.sampled_from([Key.microsoft(), singular_key()]), keep=st.booleans(),
+       ips=st.integers(1, 3), cores=st.integers(1, 4), small=st.booleans(),
+       seed=st.integers(0, 2**16), rows=st.integers(1, 300), span=st.integers(1, 400),
+       orders=st.booleans())
+def test_stacked_equals_allocate_and_release_in_key_order(key, keep, ips, cores, small, seed,
                                                           rows, span, orders):
     """``allocate_stacked`` (its events sorted by packed keys, its stacks matched by slot)
     gives the ports, tables, tries, buckets and per-core peak that ``allocate`` and
     ``release`` called one event at a time in key order give, with the rows' orders
-    passed in or sorted inside (``orders``); or None when a first choice runs dry."""
-    port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(cores, 4))
+    passed in or sorted inside (``orders``), and with a singular key (some rows' first
+    IP has no fitting class: they try the next); or None when a first choice runs dry."""
+    port_map = ResponsePortMap(key, IndirectionTable.round_robin(cores, 4))
     port_range = PortRange(3000, 3040) if small else PortRange()
     rng = np.random.default_rng(seed)
     core = rng.integers(0, cores, rows)
@@ -403,6 +405,8 @@ def test_stacked_equals_allocate_and_release_in_key_order(keep, ips, cores, smal
         take_order=np.argsort(take_key) if orders else None,
         free_order=np.argsort(free_key) if orders else None)
     event("stacked" if got is not None else "None")
+    if got is not None:
+        event(f"tries {int(got[0].tries.max())}")
     if got is None:
         return
     result, peak = got

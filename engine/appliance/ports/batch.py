@@ -425,12 +425,16 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
         fit = np.zeros((size, max(1, int(length.max()))), dtype=np.int64)
         for constant, classes in enumerate(fitting):
             fit[constant, :len(classes)] = classes
-        # the first IP (in the row's spread order) with any fitting class
-        fits = length[plan.constants] > 0  # positions x rows
-        if not fits.any(axis=0).all():
-            return None  # a row no table can serve: refusals are the epochs' business
-        j = np.argmax(fits, axis=0)
-        at = np.arange(rows.size)
+        # the first IP (in the row's spread order) with any fitting class: as a rule
+        # every row's first (a slice, no gathers); else per row
+        if (length[plan.constants[0]] > 0).all():
+            j, at = 0, slice(None)
+        else:
+            fits = length[plan.constants] > 0  # positions x rows
+            if not fits.any(axis=0).all():
+                return None  # a row no table can serve: refusals are the epochs' business
+            j = np.argmax(fits, axis=0)
+            at = np.arange(rows.size)
         constant = plan.constants[j, at]
         k = fit[constant, plan.offset % length[constant]]
         pool[rows] = (base + plan.table_ids[j, at]) * size + k
