@@ -1018,9 +1018,14 @@ def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarr
         return None
     count = rows.size
     start = timing.start[rows]
-    by_start = np.argsort(start, kind="stable")  # the trace's request order
+    index = np.arange(count)
+    if int(start.max()) < 1 << 39:  # the trace's request order: (start, row) packed in
+        # one int64 sorted by value, much cheaper than a stable argsort (count < 2**24)
+        by_start = np.sort(start << 24 | index) & ((1 << 24) - 1)
+    else:
+        by_start = np.argsort(start, kind="stable")
     rank = np.empty(count, np.int64)
-    rank[by_start] = np.arange(count)
+    rank[by_start] = index
     end, _ = timing.ends(rows, np.full(count, VERDICT_CODE["symmetric"], np.int8),
                          np.zeros(count, np.int64), keys=False)
     if int(end.max()) >= 1 << 32:
@@ -1028,16 +1033,22 @@ def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarr
     latency = timing.latency[rows]
     if (latency == latency[0]).all():
         tie = rank  # ends at one µs: in request order (``_Timing.ends``)
+        by_tie = by_start
     else:  # by the response's arrival, then request order
+        by_tie = np.lexsort((rank, start + latency))
         tie = np.empty(count, np.int64)
-        tie[np.lexsort((rank, start + latency))] = np.arange(count)
+        tie[by_tie] = index
     take_key = (start * 2 << 24) | rank  # a request before a session ending that µs
     free_key = ((end * 2 + 1) << 24) | tie
+    # keys are distinct by their low 24 bits (the tie), so the frees' order is the
+    # sorted keys' ties mapped back to rows: a sort of values, no argsort
+    free_order = by_tie[np.sort(free_key) & ((1 << 24) - 1)]
     name = names[0]
     got = allocate_stacked([a[name] for a in allocators], core=request_core[rows],
                            server_ip=server_ip[rows], server_port=server_port[rows],
                            client_ip=client_ip[rows], keep_client_ip=name == "usip",
-                           take_key=take_key, free_key=free_key, take_order=by_start)
+                           take_key=take_key, free_key=free_key, take_order=by_start,
+                           free_order=free_order)
     if got is None:
         return None
     got, peak = got

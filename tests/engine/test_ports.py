@@ -376,6 +376,62 @@ def _batch_equals_scalar_loop(strategy, keep, tables_per_ip, ips, cores, small, 
         assert a.snapshot() == b.snapshot()
 
 
+@settings(max_examples=40, deadline=None)
+@given(key=st.sampled_from([Key.microsoft(), singular_key()]), keep=st.booleans(),
+       ips=st.integers(1, 3), cores=st.integers(1, 4), small=st.booleans(),
+       seed=st.integers(0, 2**16), rows=st.integers(1, 300), span=st.integers(1, 400),
+       orders=st.booleans())
+def test_stacked_equals_allocate_and_release_in_key_order(key, keep, ips, cores, small, seed,
+                                                          rows, span, orders):
+    """``allocate_stacked`` (its events sorted by packed keys, its stacks matched by slot)
+    gives the ports, tables, tries, buckets and per-core peak that ``allocate`` and
+    ``release`` called one event at a time in key order give, with the rows' orders
+    passed in or sorted inside (``orders``), and with a singular key (some rows' first
+    IP has no fitting class: they try the next); or None when a first choice runs dry."""
+    port_map = ResponsePortMap(key, IndirectionTable.round_robin(cores, 4))
+    port_range = PortRange(3000, 3040) if small else PortRange()
+    rng = np.random.default_rng(seed)
+    core = rng.integers(0, cores, rows)
+    server = rng.integers(0xC0000200, 0xC0000204, rows, dtype=np.uint32)
+    client = rng.integers(0x0B000000, 0x0B000005, rows, dtype=np.uint32)
+    sport = rng.choice(np.array([80, 443], np.uint32), rows)
+    # distinct keys: a time in the high bits, a random tie-break below
+    take_key = rng.integers(0, span, rows) << 20 | rng.permutation(rows)
+    free_key = take_key + ((rng.integers(1, span + 1, rows) << 20) | (1 << 19))
+    batch = make_allocators(port_map, "solve", 1, port_range, ips)
+    got = port_batch.allocate_stacked(
+        batch, core=core, server_ip=server, server_port=sport, client_ip=client,
+        keep_client_ip=keep, take_key=take_key, free_key=free_key,
+        take_order=np.argsort(take_key) if orders else None,
+        free_order=np.argsort(free_key) if orders else None)
+    event("stacked" if got is not None else "None")
+    if got is not None:
+        event(f"tries {int(got[0].tries.max())}")
+    if got is None:
+        return
+    result, peak = got
+    scalar = make_allocators(port_map, "solve", 1, port_range, ips)
+    events = sorted([(int(k), i, True) for i, k in enumerate(take_key)]
+                    + [(int(k), i, False) for i, k in enumerate(free_key)])
+    held, most, allocation = [0] * cores, [0] * cores, {}
+    for _, i, take in events:
+        allocator = scalar[core[i]]
+        if take:
+            allocation[i] = allocator.allocate(
+                server_ip=V4(int(server[i])), server_port=int(sport[i]),
+                client_ip=V4(int(client[i])), keep_client_ip=keep)
+            held[core[i]] += 1
+            most[core[i]] = max(most[core[i]], held[core[i]])
+        else:
+            allocator.release(allocation[i])
+            held[core[i]] -= 1
+    for i, a in allocation.items():
+        assert (result.port[i], result.local_ip[i], result.table_index[i], result.tries[i],
+                result.bucket[i]) == (a.port, int(a.local_ip), a.table_index, a.tries,
+                                      a.bucket), i
+    assert peak.tolist() == most
+
+
 def test_batch_at_scale_lands_on_the_requesting_core():
     port_map = ResponsePortMap(Key.microsoft(), IndirectionTable.round_robin(16, 7))
     allocators = make_allocators(port_map, "solve", 1, PortRange(), 4)

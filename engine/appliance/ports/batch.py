@@ -374,7 +374,8 @@ def release_batch(allocators: list[PortAllocator], *, core: np.ndarray, local_ip
 def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
                      server_ip: np.ndarray, server_port: np.ndarray, client_ip: np.ndarray,
                      keep_client_ip: bool, take_key: np.ndarray, free_key: np.ndarray,
-                     take_order: np.ndarray | None = None
+                     take_order: np.ndarray | None = None,
+                     free_order: np.ndarray | None = None
                      ) -> tuple[BatchAllocation, np.ndarray] | None:
     """Allocate a port for every row and free it again, the allocations and frees of all
     rows interleaved in the order of their keys (``take_key[i]``: when row i allocates;
@@ -383,8 +384,8 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     ``solve`` finds every row a free port in its first choice (its first IP's table, its
     first fitting class): else None, and nothing changed. The tables must be fresh and
     one per IP (``tables_per_ip`` 1), as a new system's are. With the allocations, per
-    allocator (core) the most ports held at once. ``take_order``: the rows by
-    ``take_key``, when the caller has it (else sorted here).
+    allocator (core) the most ports held at once. ``take_order``, ``free_order``: the
+    rows by ``take_key`` and by ``free_key``, when the caller has them (else sorted here).
 
     How, without a loop per row: a class's free pool is a stack (``solve`` pops its top,
     ``release`` pushes), so with each row's pool known up front the stack depth before
@@ -424,12 +425,16 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
         fit = np.zeros((size, max(1, int(length.max()))), dtype=np.int64)
         for constant, classes in enumerate(fitting):
             fit[constant, :len(classes)] = classes
-        # the first IP (in the row's spread order) with any fitting class
-        fits = length[plan.constants] > 0  # positions x rows
-        if not fits.any(axis=0).all():
-            return None  # a row no table can serve: refusals are the epochs' business
-        j = np.argmax(fits, axis=0)
-        at = np.arange(rows.size)
+        # the first IP (in the row's spread order) with any fitting class: as a rule
+        # every row's first (a slice, no gathers); else per row
+        if (length[plan.constants[0]] > 0).all():
+            j, at = 0, slice(None)
+        else:
+            fits = length[plan.constants] > 0  # positions x rows
+            if not fits.any(axis=0).all():
+                return None  # a row no table can serve: refusals are the epochs' business
+            j = np.argmax(fits, axis=0)
+            at = np.arange(rows.size)
         constant = plan.constants[j, at]
         k = fit[constant, plan.offset % length[constant]]
         pool[rows] = (base + plan.table_ids[j, at]) * size + k
@@ -443,69 +448,79 @@ def allocate_stacked(allocators: list[PortAllocator], *, core: np.ndarray,
     fresh_size = np.array([len(p) for p in fresh], dtype=np.int64)
     fresh_start = np.concatenate([[0], np.cumsum(fresh_size)[:-1]])
     fresh_flat = np.frombuffer(b"".join(p.tobytes() for p in fresh), dtype=np.uint16)
+    # Every sort below is of one int64 key that carries what it orders: (what groups,
+    # then the event's stamp: its time index and a bit set for a free) packed in bits,
+    # all keys distinct, so a plain ``np.sort`` of the values (no argsort, no stable
+    # kind, no gathers through an order) gives the order, the time and the kind with it.
+    stamp_bits = (2 * n - 1).bit_length() + 1
+    slot_bits = max(1, int(fresh_size.max()).bit_length())
+    if (max(base * size, len(allocators)) - 1).bit_length() + slot_bits + stamp_bits > 63:
+        return None  # more pools, ports and rows than one key holds: the epochs' work
     # events: row i takes (-1) at take_key[i], frees (+1) at free_key[i]
     take_key = np.asarray(take_key, np.int64)
     free_key = np.asarray(free_key, np.int64)
     # the two sorted sequences merged (cheaper than sorting both together): each free
     # goes after the takes with smaller keys
     takes_in_order = np.argsort(take_key) if take_order is None else take_order
-    frees_in_order = np.argsort(free_key)
-    after = np.searchsorted(take_key[takes_in_order], free_key[frees_in_order])
-    timeline = np.empty(2 * n, np.int64)
+    frees_in_order = np.argsort(free_key) if free_order is None else free_order
+    # (the keys are distinct: sorting them is gathering them in order, and cheaper)
+    after = np.searchsorted(np.sort(take_key), np.sort(free_key))
+    # per time index: the row, + n for a free (int32 where it fits: cheaper gathers)
+    timeline = np.empty(2 * n, np.int32 if n < 1 << 30 else np.int64)
     free_at = after + np.arange(n)
     timeline[free_at] = frees_in_order + n
     is_take = np.ones(2 * n, bool)
     is_take[free_at] = False
     timeline[is_take] = takes_in_order
-    row = timeline % n
+    stamp = np.empty(2 * n, np.int64)  # per row its take's stamp, per row + n its free's
+    stamp[timeline] = np.arange(0, 4 * n, 2)
+    stamp[n:] |= 1
+    so_far = np.arange(1, 2 * n + 1)  # events so far, at each event in a sorted key
     # the most held at once per core: +1 at each take, -1 at each free, in time order
-    held = np.cumsum(np.where(is_take, 1, -1)[np.argsort(
-        core[row].astype(np.int16), kind="stable")])  # a radix sort keeps time order
+    core_events = np.sort((stamp.reshape(2, n) | core << stamp_bits).ravel())
+    held = so_far - 2 * np.cumsum(core_events & 1)
     ends = np.cumsum(np.bincount(core, minlength=len(allocators)) * 2)
     starts = np.r_[0, ends[:-1]]
     peak = np.zeros(len(allocators), np.int64)
     some = ends > starts
     peak[some] = np.maximum.reduceat(held, starts[some]) - np.r_[0, held][starts[some]]
-    events_pool = pool[row]
-    # each pool's events in time order (pool ids of 16 bits sort by radix, ten times faster)
-    by_pool = np.argsort(events_pool.astype(np.uint16) if base * size <= 1 << 16
-                         else events_pool, kind="stable")
-    row, is_take, events_pool = row[by_pool], is_take[by_pool], events_pool[by_pool]
-    delta = np.where(is_take, -1, 1)
-    first = np.r_[True, events_pool[1:] != events_pool[:-1]]
-    running = np.cumsum(delta) - delta  # the sum before each event, over all pools
-    group_start = np.maximum.accumulate(np.where(first, np.arange(first.size), 0))
-    before = running - running[group_start]  # within the event's pool
-    depth = fresh_size[events_pool % size] + before  # pool size before the event
-    if (depth[is_take] <= 0).any():
+    # each pool's events in time order
+    by_pool = np.sort((stamp.reshape(2, n) | pool << stamp_bits).ravel())
+    freeing = by_pool & 1
+    # a row takes and frees in one pool, so every pool's events sum to 0 and a running
+    # sum over all pools is each pool's own: the pool's size after the event, less fresh
+    after_event = 2 * np.cumsum(freeing) - so_far
+    # the stack slot taken (the top, at the size after the pop) or filled (size before)
+    position = fresh_size[(by_pool >> stamp_bits) % size] + after_event - freeing
+    if (position < 0).any():  # (a free's slot is never below 0)
         return None  # a first choice ran dry: the rows after it choose otherwise
-    position = np.where(is_take, depth - 1, depth)  # the stack slot taken or filled
-    # by (pool, slot), time order kept. A pool never holds more than its fresh size (a
-    # free returns a port taken from it), so slots fit 16 bits: two stable radix passes
-    if base * size <= 1 << 16:
-        slot = np.argsort(position.astype(np.uint16), kind="stable")
-        slot = slot[np.argsort(events_pool[slot].astype(np.uint16), kind="stable")]
-    else:
-        slot = np.argsort(events_pool * (1 << 32) + position, kind="stable")
-    row, is_take, events_pool, position = (row[slot], is_take[slot], events_pool[slot],
-                                           position[slot])
-    same = np.r_[False, (events_pool[1:] == events_pool[:-1])
-                 & (position[1:] == position[:-1])]
-    takes = np.flatnonzero(is_take)
-    source = np.full(n, -1, np.int64)  # the row whose freed port a row takes
-    reused = takes[same[takes]]
-    source[row[reused]] = row[reused - 1]  # the slot's previous event: a free
+    # by (pool, slot), time order kept; a pool never holds more than its fresh size (a
+    # free returns a port taken from it), so a slot fits slot_bits
+    stamp_mask = (1 << stamp_bits) - 1
+    slot_key = np.sort((by_pool & ~stamp_mask) << slot_bits | position << stamp_bits
+                       | by_pool & stamp_mask)
+    takes = np.flatnonzero((slot_key & 1) == 0)
+    # a take whose slot's previous event (a free: a filled slot is emptied before it is
+    # filled again) is in the same slot reuses that free's port, else takes a fresh one
+    same = (slot_key[takes] ^ slot_key[takes - 1]) <= stamp_mask
+    same[takes == 0] = False
+    reused, new = takes[same], takes[~same]
+    source = np.full(n, -1, timeline.dtype)  # the row whose freed port a row takes
+    live = timeline[(slot_key[reused] & stamp_mask) >> 1]
+    source[live] = timeline[(slot_key[reused - 1] & stamp_mask) >> 1] - n
     port = np.zeros(n, np.int64)
-    new = takes[~same[takes]]
-    port[row[new]] = fresh_flat[fresh_start[events_pool[new] % size] + position[new]]
-    while True:  # pointer doubling along "took the port that row r freed"
-        live = np.flatnonzero(source >= 0)
-        if live.size == 0:
-            break
-        up = source[live]
+    slot_key = slot_key[new]
+    port[timeline[(slot_key & stamp_mask) >> 1]] = fresh_flat[
+        fresh_start[(slot_key >> (slot_bits + stamp_bits)) % size]
+        + ((slot_key >> stamp_bits) & ((1 << slot_bits) - 1))]
+    # pointer doubling along "took the port that row r freed": each free has at most one
+    # taker, so the chains are paths, each from a fresh take; a round halves them
+    up = source[live]
+    while live.size:
         beyond = source[up]  # read before any write of this round
         done = beyond < 0
         port[live[done]] = port[up[done]]
-        source[live] = beyond  # -1 where done, else two steps up
+        live, up = live[~done], beyond[~done]
+        source[live] = up  # two steps up
     out.port[:] = port
     return out, peak
