@@ -942,12 +942,15 @@ class _Timing:
 
 def _response_fate(config: SystemConfig, nic: Nic, rows: np.ndarray, *, ports: _Ports,
                    proto, service, response_counts, request_core, server_ip, server_port,
-                   policy, **_) -> tuple[np.ndarray, np.ndarray]:
+                   policy, distributor: FlowDistributor | None = None, **_
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(verdict codes, hops)`` of allocated ``rows``' responses, as the full pass below
-    computes them (their port decides where they land): what their session's end needs."""
-    four_hash, four_hashed, landed = nic.steer_batch(
+    computes them (their port, and the flow distributor's rules when it has some, decide
+    where they land): what their session's end needs."""
+    steer = nic.steer_batch if distributor is None else distributor.arrive_batch
+    four_hash, four_hashed, landed = steer(
         server_ip[rows], ports.local_ip[rows], server_port[rows].astype(np.uint32),
-        ports.local_port[rows], proto[rows])
+        ports.local_port[rows], proto[rows])[:3]
     lost = np.zeros(rows.size, bool)
     if response_counts is not None:
         counts = response_counts[rows]
@@ -971,8 +974,9 @@ def _response_fate(config: SystemConfig, nic: Nic, rows: np.ndarray, *, ports: _
 
 
 def _allocate_timed(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
-                    ports: _Ports, timing: _Timing, *, fragments: bool, distributed: bool,
-                    proto, service, response_counts, **columns
+                    ports: _Ports, timing: _Timing, *, fragments: bool,
+                    distributor: FlowDistributor | None, proto, service, response_counts,
+                    **columns
                     ) -> tuple[np.ndarray, list[int] | None]:
     """Allocate ``rows`` in time (``_allocate_stacked`` where it applies and the epochs
     would be many, else ``_allocate_in_time``): per core the most ports held at once, and
@@ -981,29 +985,28 @@ def _allocate_timed(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray
     An epoch costs about a millisecond per core whatever its size, a flow about a
     microsecond in an epoch and three stacked; the flows start in at most as many epochs
     as distinct moments, so few moments (bursts) with a thousand flows or more per core
-    each go by epochs. ConfigError with a flow distributor (rules, an RSS-unaware NIC):
-    where it sends responses is not modelled in time here yet."""
-    if distributed:
-        raise ConfigError("traffic", "flows without start times when a flow distributor "
-                          "steers (rules, an RSS-unaware NIC) on the batch path: use "
-                          "--trace", "start times")
+    each go by epochs. A flow distributor (rules, an RSS-unaware NIC) steers each tuple
+    the same way whenever it arrives and takes no virtual time (the trace's ``_steer``), so
+    it changes only where responses land (``_response_fate``)."""
     moments = np.count_nonzero(np.diff(np.sort(timing.start[rows]))) + 1
     few = moments * config.cores * 1000 <= rows.size
     if not fragments and not config.wrong_direction and not few:
         stacked = _allocate_stacked(config, nic, allocators, rows, ports, timing,
-                                    proto=proto, **columns)
+                                    proto=proto, distributor=distributor, **columns)
         if stacked is not None:
             return stacked
 
     def fate(part):
         return _response_fate(config, nic, part, proto=proto, service=service,
-                              response_counts=response_counts, ports=ports, **columns)
+                              response_counts=response_counts, ports=ports,
+                              distributor=distributor, **columns)
     return _allocate_in_time(config, allocators, rows, ports, timing, fate, **columns), None
 
 
 def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
                       ports: _Ports, timing: _Timing, *, proto, request_core, server_ip,
-                      server_port, client_ip, policy, addresses_only=None
+                      server_port, client_ip, policy, addresses_only=None,
+                      distributor: FlowDistributor | None = None
                       ) -> tuple[np.ndarray, list[int]] | None:
     """``_allocate_in_time``'s answer without epochs, where it can be had at once
     (``allocate_stacked``): one allocating policy, one table per IP, ``solve``, every row
@@ -1041,9 +1044,9 @@ def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarr
     if got is None:
         return None
     got, peak = got
-    _, _, landed = nic.steer_batch(server_ip[rows], got.local_ip,
-                                   server_port[rows].astype(np.uint32),
-                                   got.port.astype(np.uint32), proto[rows])
+    steer = nic.steer_batch if distributor is None else distributor.arrive_batch
+    landed = steer(server_ip[rows], got.local_ip, server_port[rows].astype(np.uint32),
+                   got.port.astype(np.uint32), proto[rows])[2]
     if (landed != request_core[rows]).any():
         return None  # a response would not come home: its session ends otherwise
     ports.local_ip[rows] = got.local_ip
@@ -1281,7 +1284,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     if timing is not None and timing.staggered:
         peak, capacity = _allocate_timed(
             config, nic, allocators, rows, ports, timing, fragments=request_mtu is not None
-            or config.fragmenting(), distributed=distributor is not None, proto=proto,
+            or config.fragmenting(), distributor=distributor, proto=proto,
             service=service, response_counts=response_counts, **columns)
     else:
         _allocate_rows(allocators, rows, ports, **columns)
