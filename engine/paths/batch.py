@@ -1195,6 +1195,59 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
     return peak
 
 
+def _timing_and_check(config: SystemConfig, flows, server_ip, server_port,
+                      change: _TableChange | None
+                      ) -> tuple[_Timing | None, _CheckColumns | None]:
+    """``(_Timing.of, None)``; with a table ``change``, every run's timing (its own copy
+    of the start column: a forwarded request is processed later, so its session's times
+    move) and empty correct-core check columns."""
+    if change is None:
+        return _Timing.of(config, flows, server_ip, server_port), None
+    timing = _Timing.of(config, flows, server_ip, server_port, force=True)
+    return (dataclasses.replace(timing, start=timing.start.copy()),
+            _CheckColumns.empty(timing.start.size))
+
+
+def _allocate_without_change(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                             ports: _Ports, timing: _Timing | None, **options
+                             ) -> tuple[np.ndarray, list[int] | None]:
+    """Allocate ``rows`` in time (``_allocate_timed``) when the flows start at different
+    times, else all at once: ``(per core the most ports held at once, the capacity of the
+    tables used or None)``."""
+    if timing is not None and timing.staggered:
+        return _allocate_timed(config, nic, allocators, rows, ports, timing, **options)
+    columns = {name: options[name] for name in ("request_core", "server_ip", "server_port",
+                                                "client_ip", "policy", "addresses_only")}
+    _allocate_rows(allocators, rows, ports, **columns)
+    # concurrent: every port is held at once, before the first session ends
+    return np.bincount(columns["request_core"][ports.allocated],
+                       minlength=config.cores), None
+
+
+def _allocate_with_change(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                          ports: _Ports, timing: _Timing, change: _TableChange,
+                          check: _CheckColumns, **columns) -> np.ndarray:
+    """Allocate ``rows`` with a table change: across it in time when the flows start at
+    different times (``_allocate_across_change``), else all at once (concurrent: every
+    port held before any session ends) by the table of their moment; the allocators
+    follow the new table by the end either way, as the trace's control core's do.
+    Returns per core the most ports held at once."""
+    if timing.staggered:
+        peak = _allocate_across_change(config, nic, allocators, rows, ports, timing, change,
+                                       check, **columns)
+    else:
+        if timing.start.size and timing.start[0] >= change.at_us:
+            change.retarget(config, allocators)  # every request comes after the change
+        _allocate_rows(allocators, rows, ports, **{name: columns[name] for name in (
+            "request_core", "server_ip", "server_port", "client_ip", "policy",
+            "addresses_only")})
+        peak = np.bincount(columns["request_core"][ports.allocated],
+                           minlength=config.cores)
+    if not change.retargeted:
+        change.retarget(config, allocators)  # the trace's clock reaches the change
+    return peak
+
+
 def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
                             ports: _Ports, timing: _Timing, change: _TableChange,
                             check: _CheckColumns, *, distributor, proto, service,
@@ -1235,36 +1288,14 @@ def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np
         plain = int(starts[position]) if position < order.size else None
         forwarded = bool(later) and (plain is None or later[0][0] < plain)
         s0 = later[0][0] if forwarded else plain
-        due = []
-        while due_heap and due_heap[0][0] < s0:
-            _, chunk = heapq.heappop(due_heap)
-            chunk_rows, chunk_ends, at = chunks[chunk]
-            stop = int(np.searchsorted(chunk_ends, s0, side="left"))
-            due.append(chunk_rows[at:stop])
-            if stop < chunk_rows.size:
-                chunks[chunk][2] = stop
-                heapq.heappush(due_heap, (int(chunk_ends[stop]), chunk))
-            else:
-                chunks[chunk] = None
-        if due:
-            gone = due[0] if len(due) == 1 else np.concatenate(due)
-            if len(due) > 1:
-                _, keys = timing.ends(gone, fates[0][gone], fates[1][gone])
-                gone = gone[np.lexsort(keys[::-1])]
+        gone = _ended_before(s0, chunks, due_heap, timing, fates)
+        if gone is not None:
             _release_rows(allocators, gone, ports, **columns)
             held_now -= np.bincount(core[gone], minlength=config.cores)
         if not change.retargeted and s0 >= change.at_us:
             change.retarget(config, allocators)
         if forwarded:
-            if due_heap and due_heap[0][0] == s0:
-                raise ConfigError("handoff_us", "a forwarded request not processed the µs "
-                                  "a session ends on the batch path (which comes first "
-                                  "depends on when each was scheduled): use --trace",
-                                  config.handoff_us)
-            epoch = []
-            while later and later[0][0] == s0:
-                epoch.append(heapq.heappop(later)[2])
-            epoch = np.asarray(epoch, np.int64)
+            epoch = _forwarded_at(config, s0, later, due_heap)
         else:
             if cursor < checked_at.size and checked_at[cursor] == position:
                 cursor += 1
@@ -1276,16 +1307,13 @@ def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np
                     heapq.heappush(later, (s0 + delay, s0, row))
                     position += 1
                     continue
-            limit = s0 + floor
-            if due_heap:
-                limit = min(limit, due_heap[0][0])
-            if later:  # requests of that µs come before it: queued first
-                limit = min(limit, later[0][0])
+            # up to the first moment a port may come back or a forwarded request is
+            # processed (the requests of that µs come before it: queued first)
+            limit = min([s0 + floor] + [heap[0][0] for heap in (due_heap, later) if heap])
             stop = int(np.searchsorted(starts, limit, side="right"))
             if s0 < change.at_us:  # the change comes before the requests of its µs
                 stop = min(stop, int(np.searchsorted(starts, change.at_us, side="left")))
-            if cursor < checked_at.size:
-                stop = min(stop, int(checked_at[cursor]))
+            stop = min(stop, int(checked_at[cursor]) if cursor < checked_at.size else stop)
             epoch = order[position:stop]
             position = stop
         _allocate_rows(allocators, epoch, ports, **columns)
@@ -1308,6 +1336,44 @@ def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np
             chunks.append([held[by_end], end[by_end], 0])
             heapq.heappush(due_heap, (int(end[by_end[0]]), len(chunks) - 1))
     return peak
+
+
+def _forwarded_at(config: SystemConfig, s0: int, later: list, due_heap: list) -> np.ndarray:
+    """The forwarded requests processed at ``s0``, in the order they were forwarded, taken
+    off ``later``. ConfigError when a held session ends that µs too (``due_heap``)."""
+    if due_heap and due_heap[0][0] == s0:
+        raise ConfigError("handoff_us", "a forwarded request not processed the µs a "
+                          "session ends on the batch path (which comes first depends on "
+                          "when each was scheduled): use --trace", config.handoff_us)
+    epoch = []
+    while later and later[0][0] == s0:
+        epoch.append(heapq.heappop(later)[2])
+    return np.asarray(epoch, np.int64)
+
+
+def _ended_before(s0: int, chunks: list, due_heap: list, timing: _Timing, fates
+                  ) -> np.ndarray | None:
+    """The rows of the held sessions that end before ``s0``, in the trace's order (the
+    chunks due under ``due_heap``, merged by ``_Timing.ends``' keys), taken out of the
+    chunks; None when none does."""
+    due = []
+    while due_heap and due_heap[0][0] < s0:
+        _, chunk = heapq.heappop(due_heap)
+        chunk_rows, chunk_ends, at = chunks[chunk]
+        stop = int(np.searchsorted(chunk_ends, s0, side="left"))
+        due.append(chunk_rows[at:stop])
+        if stop < chunk_rows.size:
+            chunks[chunk][2] = stop
+            heapq.heappush(due_heap, (int(chunk_ends[stop]), chunk))
+        else:
+            chunks[chunk] = None
+    if not due:
+        return None
+    gone = due[0] if len(due) == 1 else np.concatenate(due)
+    if len(due) > 1:
+        _, keys = timing.ends(gone, fates[0][gone], fates[1][gone])
+        gone = gone[np.lexsort(keys[::-1])]
+    return gone
 
 
 def _check_request(config: SystemConfig, check: _CheckColumns, pcb: dict, ended, group: int,
@@ -1533,8 +1599,9 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     distributor, request_arrival = _distribute_requests(config, nic, flows, request_mtu,
                                                         change)
     request_hash, request_hashed, request_core = request_arrival[:3]
-    if change is not None:  # the correct-core check may move a request to its owner
-        request_core = request_core.copy()
+    # the correct-core check may move a request to its owner (the arrival keeps where the
+    # NIC and the distributor sent it)
+    request_core = request_core.copy()
     router = Router(config)
     routes = router.route_batch(flows.server_ip, flows.server_port, proto,
                                 request_hash, request_hashed)
@@ -1565,12 +1632,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     allocated, failed, table, tries = ports.allocated, ports.failed, ports.table, ports.tries
     response_counts = _response_counts(config, flows, proto, server_ip=server_ip,
                                        server_port=server_port, service=service)
-    timing = _Timing.of(config, flows, server_ip, server_port, force=change is not None)
-    check = None
-    if change is not None:
-        # a forwarded request is processed later: its session's times move (copy)
-        timing = dataclasses.replace(timing, start=timing.start.copy())
-        check = _CheckColumns.empty(count)
+    timing, check = _timing_and_check(config, flows, server_ip, server_port, change)
     # responses the NIC hashes on their addresses alone: nat chooses its IP for them
     addresses_only = _addresses_only(nic, proto)
     columns = dict(request_core=request_core, server_ip=server_ip, server_port=server_port,
@@ -1578,36 +1640,25 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     wanted = (policy == POLICY_CODE["nat"]) | (policy == POLICY_CODE["usip"])
     rows = np.flatnonzero(wanted if skip is None else wanted & ~skip)
     capacity = None  # the used tables' capacity, when no table records it
-    if change is not None and timing.staggered:
+    if change is not None:
         _check_repeats_across(config, flows, policy, request_core, skip)
-        peak = _allocate_across_change(
+        peak = _allocate_with_change(
             config, nic, allocators, rows, ports, timing, change, check,
             distributor=distributor, proto=proto, service=service,
             response_counts=response_counts, flows=flows, **columns)
-    elif timing is not None and timing.staggered:
-        peak, capacity = _allocate_timed(
+    else:
+        peak, capacity = _allocate_without_change(
             config, nic, allocators, rows, ports, timing, fragments=request_mtu is not None
             or config.fragmenting(), distributor=distributor, proto=proto,
             service=service, response_counts=response_counts, **columns)
-    else:
-        if change is not None and timing.start.size and timing.start[0] >= change.at_us:
-            change.retarget(config, allocators)  # every request comes after the change
-        _allocate_rows(allocators, rows, ports, **columns)
-        # concurrent: every port is held at once, before the first session ends
-        peak = np.bincount(request_core[allocated], minlength=config.cores)
-    if change is not None and not change.retargeted:
-        change.retarget(config, allocators)  # the trace's clock reaches the change
 
     failed = failed if unserved is None else failed | unserved
     opened = ~failed if lost is None else ~(failed | lost)  # rows that hold a session
-    if change is None:
-        response_arrival = (nic.steer_batch if distributor is None
-                            else distributor.arrive_batch)(
-            server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
-    else:  # steered by the table of the moment it arrives
-        response_arrival = _arrive(distributor, change, server_ip, local_ip,
-                                   server_port.astype(np.uint32), local_port, proto,
-                                   timing.start + 2 * config.link_us + timing.latency)
+    response_arrival = (nic.steer_batch if distributor is None else functools.partial(
+        _arrive, distributor, change))(
+        server_ip, local_ip, server_port.astype(np.uint32), local_port, proto,
+        # after a table change: steered by the table of the moment it arrives
+        *(() if change is None else (timing.start + 2 * config.link_us + timing.latency,)))
     response_hash, response_hashed, response_core = response_arrival[:3]
     if v6 is not None:  # the client side is the client's own (transparent)
         for column, part in zip((response_hash, response_hashed, response_core),
@@ -1616,9 +1667,8 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                                                      local_port[v6], proto[v6]), strict=True):
             column[v6] = part
     steered = None if distributor is None else _distributor_columns(
-        config, distributor, request_arrival, response_arrival, answered=~failed)
-    if check is not None and check.code.any():
-        steered.check = check
+        config, distributor, request_arrival, response_arrival, answered=~failed,
+        check=check)
     failed_or_lost = failed if lost is None else failed | lost
     if config.fragmenting():
         counts = response_counts.copy()
@@ -1699,15 +1749,17 @@ def _distribute_requests(config: SystemConfig, nic: Nic, flows, request_mtu,
                           "change, yet): use --trace", "an MTU")
     distributor = config.build_distributor(nic)
     start = flows.time_columns()[0] if getattr(flows, "timed", False) else None
-    return distributor, _arrive(
+    arrival = _arrive(
         distributor, change, np.asarray(flows.client_ip, np.uint32),
         np.asarray(flows.server_ip, np.uint32), np.asarray(flows.client_port, np.uint32),
         np.asarray(flows.server_port, np.uint32), np.asarray(flows.proto, np.uint8),
         np.zeros(len(flows.client_ip), np.int64) if start is None else start)
+    return distributor, arrival
 
 
 def _distributor_columns(config: SystemConfig, distributor: FlowDistributor, request,
-                         response, *, answered) -> DistributorColumns:
+                         response, *, answered, check: _CheckColumns | None = None
+                         ) -> DistributorColumns:
     """``DistributorColumns`` of the request and response ``ArrivalBatch``es; a move
     costs what ``rules.forwarding_cost`` says for the scenario's route."""
     def copies(arrival, rows=None):
@@ -1722,4 +1774,4 @@ def _distributor_columns(config: SystemConfig, distributor: FlowDistributor, req
         distributor, config.handoff, request.received_on, request.cores.copy(),
         request.rule, request.hashed, copies(request), response.received_on,
         response.cores.copy(), response.rule, response.hashed, copies(response, answered),
-        np.asarray(answered, bool))
+        np.asarray(answered, bool), check if check is not None and check.code.any() else None)
