@@ -12,6 +12,10 @@ allocate in the trace's order and free their ports when their sessions end, as
 where every flow gets its first choice, else in epochs within which no port comes
 back). Either way both paths agree flow for flow (``tests/engine/test_batch.py``); a
 request whose tuple an earlier flow's session still holds finds its PCB on both.
+An indirection-table change (``system.nic.table_change``) is followed in time too
+(``_allocate_across_change``): each packet is steered by the table of the µs it reaches
+the NIC, the port tables follow the new table from ``at_us``, and the correct-core check
+(seed L650-L672) forwards a request that lands away from its open session's core.
 
     >>> import numpy as np
     >>> from engine.paths.trace import SystemConfig
