@@ -1267,8 +1267,9 @@ def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np
 
     The trace's order is kept: at one µs the requests queued at the start come first (in
     flow order, each checked as it comes), then forwarded requests (in the order they
-    were forwarded). ConfigError when a forwarded request is processed the very µs a
-    session ends: which comes first depends on when each was scheduled."""
+    were forwarded), then closes scheduled no earlier than those forwards
+    (``_forwarded_at``). ConfigError when a forwarded request is processed the very µs a
+    session whose close was scheduled before the forward ends."""
     core = columns["request_core"]
     order = rows[np.argsort(timing.start[rows], kind="stable")]
     starts = timing.start[order].copy()
@@ -1277,6 +1278,7 @@ def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np
     checked_at = np.flatnonzero(split[order])  # positions of requests to check
     pcb: dict[int, dict[int, int]] = {}  # tuple → core → its latest session's row
     ended = np.full(timing.start.size, -1, np.int64)  # each held session's end (µs)
+    scheduled = ended.copy()  # and when that end was scheduled (``_forwarded_at``)
     held_now = np.zeros(config.cores, np.int64)
     peak = held_now.copy()
     count = timing.start.size
@@ -1299,7 +1301,7 @@ def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np
         if not change.retargeted and s0 >= change.at_us:
             change.retarget(config, allocators)
         if forwarded:
-            epoch = _forwarded_at(config, s0, later, due_heap)
+            epoch = _forwarded_at(config, s0, later, due_heap, chunks, scheduled)
         else:
             if cursor < checked_at.size and checked_at[cursor] == position:
                 cursor += 1
@@ -1332,7 +1334,7 @@ def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np
                 + timing.latency[held], **columns)
             fates[0][held], fates[1][held] = verdict, hops
             end, chain = timing.ends(held, verdict, hops)
-            ended[held] = end
+            ended[held], scheduled[held] = end, chain[1] // 2  # keys: 2 t + 1
             if group is not None:
                 for row in held[split[held]].tolist():
                     pcb.setdefault(int(group[row]), {})[int(core[row])] = row
@@ -1342,16 +1344,27 @@ def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np
     return peak
 
 
-def _forwarded_at(config: SystemConfig, s0: int, later: list, due_heap: list) -> np.ndarray:
+def _forwarded_at(config: SystemConfig, s0: int, later: list, due_heap: list, chunks: list,
+                  scheduled: np.ndarray) -> np.ndarray:
     """The forwarded requests processed at ``s0``, in the order they were forwarded, taken
-    off ``later``. ConfigError when a held session ends that µs too (``due_heap``)."""
-    if due_heap and due_heap[0][0] == s0:
-        raise ConfigError("handoff_us", "a forwarded request not processed the µs a "
-                          "session ends on the batch path (which comes first depends on "
-                          "when each was scheduled): use --trace", config.handoff_us)
-    epoch = []
+    off ``later``. A session that ends that µs too closes after them when its end was
+    scheduled (``scheduled``: the µs its response was delivered, or arrived unanswered)
+    no earlier than they were forwarded (at one µs the requests, queued first, forward
+    before a delivery schedules a close): the epochs' order. ConfigError otherwise (the
+    close would free its port first)."""
+    epoch, forwarded = [], 0
     while later and later[0][0] == s0:
-        epoch.append(heapq.heappop(later)[2])
+        _, forwarded, row = heapq.heappop(later)
+        epoch.append(row)
+    for end, chunk in due_heap:
+        if end != s0:
+            continue
+        chunk_rows, chunk_ends, at = chunks[chunk]
+        stop = int(np.searchsorted(chunk_ends, s0, side="right"))
+        if (scheduled[chunk_rows[at:stop]] < forwarded).any():
+            raise ConfigError("handoff_us", "a forwarded request not processed the µs a "
+                              "session scheduled before it was forwarded ends, on the "
+                              "batch path: use --trace", config.handoff_us)
     return np.asarray(epoch, np.int64)
 
 
