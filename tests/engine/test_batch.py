@@ -59,6 +59,13 @@ def setups(draw, distributor: bool = True):
     udp = draw(st.booleans())  # some flows UDP: hashed with ports or not, row by row
     if distributor and draw(st.booleans()):  # rules, an RSS-unaware NIC, the check
         config = _with_distributor(draw, config, seed, count, servers)
+    if distributor and draw(st.booleans()):
+        # the table reprogrammed at 0 (every packet sees it) or while responses come
+        # back (about 120 µs after the requests): they are steered by the new table
+        config = replace(config, table_change_at_us=draw(st.integers(0, 200)),
+                         table_change=tuple(draw(st.lists(
+                             st.integers(0, config.cores - 1),
+                             min_size=2 ** config.hash_bits, max_size=2 ** config.hash_bits))))
     return config, seed, count, servers, udp
 
 
@@ -83,7 +90,8 @@ def _with_distributor(draw, config: SystemConfig, seed: int, count: int, servers
                    handoff=draw(st.sampled_from(["message", "neighbour", "control-core"])))
 
 
-# 60 examples, about half with the distributor: a few seconds in ``make test``.
+# 60 examples, about half with the distributor (and a quarter with a table change): a
+# few seconds in ``make test``.
 @settings(max_examples=60, deadline=None)
 @given(setups())
 def test_trace_equals_batch_flow_for_flow(setup):
