@@ -223,7 +223,8 @@ class SystemConfig:
       owns forwards it to the owner (seed L650-L672); off, it processes it where it
       landed; ``table_change_at_us`` / ``table_change`` — the indirection table is
       reprogrammed to ``table_change`` (one core per bucket) at that virtual time
-      (trace path only: the batch path has no time).
+      (both paths; the batch path refuses it with link jitter, fragments or a
+      transparent request tuple repeated across it: ``batch.check_batch_config``).
     """
 
     cores: int = 4

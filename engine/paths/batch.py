@@ -12,6 +12,10 @@ allocate in the trace's order and free their ports when their sessions end, as
 where every flow gets its first choice, else in epochs within which no port comes
 back). Either way both paths agree flow for flow (``tests/engine/test_batch.py``); a
 request whose tuple an earlier flow's session still holds finds its PCB on both.
+An indirection-table change (``system.nic.table_change``) is followed in time too
+(``_allocate_across_change``): each packet is steered by the table of the µs it reaches
+the NIC, the port tables follow the new table from ``at_us``, and the correct-core check
+(seed L650-L672) forwards a request that lands away from its open session's core.
 
     >>> import numpy as np
     >>> from engine.paths.trace import SystemConfig
@@ -33,6 +37,7 @@ stays on the plain NumPy path, which runs unchanged when nothing can fragment.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import ipaddress
@@ -45,6 +50,7 @@ from socket import inet_ntoa
 import numpy as np
 
 from engine.appliance.config import Flow, SystemConfig, build_allocators
+from engine.appliance.control import retarget
 from engine.appliance.fragments import ASSEMBLE, BRIDGE, FragmentMode, decide_action
 from engine.appliance.ports import (
     allocate_batch,
@@ -60,6 +66,7 @@ from engine.appliance.rules import (
     POLICY_CODE,
     Router,
     close_delay_batch,
+    forwarding_cost,
     forwarding_cost_batch,
     fragment_cost_batch,
     fragment_count,
@@ -86,13 +93,14 @@ from engine.appliance.verdicts import (
     distributor_note,
     fragment_drop_note,
     fragment_note,
+    misdirected_note,
     outcome_row,
     steering_figures,
     summarize,
     verdict_reason,
 )
 from engine.errors import ConfigError, TrafficError
-from engine.nic.distributor import FlowDistributor
+from engine.nic.distributor import ArrivalBatch, FlowDistributor
 from engine.nic.rss import Nic
 from engine.packet.model import FlowTuple, Proto, proto_name
 from engine.packet.toeplitz import parse_address
@@ -422,8 +430,9 @@ class DistributorColumns:
     run, each direction's: ``*_received_on`` (the core the packet arrived on),
     ``*_core`` (where the distributor sent it), ``*_rule`` (rule index, -1), ``*_hashed``
     and ``*_copies`` (of the move, 0 when it stayed). A refused flow's response columns
-    are unused. The correct-core check never finds a misdirected request here: batch
-    flows are concurrent, so every repeated request tuple lands where its first did."""
+    are unused. The correct-core check finds a misdirected request only after a table
+    change (``check``): without one, every repeated request tuple lands where its first
+    did (rules and the hash depend on the tuple alone)."""
 
     distributor: FlowDistributor
     route: str
@@ -438,6 +447,9 @@ class DistributorColumns:
     response_hashed: np.ndarray
     response_copies: np.ndarray
     answered: np.ndarray
+    #: the correct-core check after a table change (None: no request was misdirected):
+    #: ``CHECK_NAMES`` code, the core the request landed on, the owner, copies
+    check: _CheckColumns | None = None
 
     def moved(self, direction: str) -> np.ndarray:
         moved = (getattr(self, direction + "_received_on")
@@ -445,12 +457,20 @@ class DistributorColumns:
         return moved & self.answered if direction == "response" else moved
 
     def any_moved(self) -> np.ndarray:
-        return self.moved("request") | self.moved("response")
+        moved = self.moved("request") | self.moved("response")
+        return moved if self.check is None else moved | (self.check.code > 0)
 
     def notes(self, row: int) -> list[str]:
-        """The trace's distributor notes of row ``row``, request then response."""
+        """The trace's distributor notes of row ``row``, request then the correct-core
+        check's then response."""
         notes = []
         for direction in ("request", "response"):
+            if direction == "response" and self.check is not None and self.check.code[row]:
+                check = self.check
+                notes.append(misdirected_note(
+                    landed=int(check.landed[row]), owner=int(check.owner[row]),
+                    forwarded=check.code[row] == CHECK_NAMES.index("forwarded"),
+                    via=self.route, copies=int(check.copies[row])))
             if not self.moved(direction)[row]:
                 continue
             column = functools.partial(getattr, self)
@@ -464,15 +484,47 @@ class DistributorColumns:
 
     def steering(self, row: int) -> FlowSteering:
         request, response = self.moved("request")[row], self.moved("response")[row]
+        check = self.check
         return FlowSteering(int(request) + int(response),
-                            int(self.request_copies[row] + self.response_copies[row]))
+                            int(self.request_copies[row] + self.response_copies[row]),
+                            "" if check is None else CHECK_NAMES[int(check.code[row])],
+                            0 if check is None else int(check.copies[row]))
 
     def figures(self) -> dict:
-        """The ``Summary`` distributor fields (no misdirected requests: see above)."""
+        """The ``Summary`` distributor and correct-core check fields."""
         forwards = self.moved("request").astype(np.int64) + self.moved("response")
-        return steering_figures(distributor_forwards=forwards,
-                                distributor_copies=self.request_copies
-                                + self.response_copies, misdirected=[], check_copies=0)
+        check = self.check
+        return steering_figures(
+            distributor_forwards=forwards,
+            distributor_copies=self.request_copies + self.response_copies,
+            misdirected=[] if check is None else [CHECK_NAMES[c] for c in
+                                                  check.code[check.code > 0].tolist()],
+            check_copies=0 if check is None else check.copies)
+
+
+#: ``_CheckColumns.code``: the trace's ``FlowOutcome.misdirected`` texts
+CHECK_NAMES = ("", "forwarded", "processed")
+
+
+@dataclass
+class _CheckColumns:
+    """The correct-core check (seed L650-L672) per row, as the trace's ``_request_owner``
+    finds it after a table change: ``code`` (``CHECK_NAMES``), the core the request
+    ``landed`` on, the ``owner`` core whose PCB held an open session of its tuple, the
+    forward's ``copies`` (0 when processed where it landed) and ``delay`` (µs: the
+    route's hops times ``handoff_us``, after which the owner processes it)."""
+
+    code: np.ndarray
+    landed: np.ndarray
+    owner: np.ndarray
+    copies: np.ndarray
+    delay: np.ndarray
+
+    @classmethod
+    def empty(cls, count: int) -> _CheckColumns:
+        return cls(np.zeros(count, np.int8), np.full(count, -1, np.int64),
+                   np.full(count, -1, np.int64), np.zeros(count, np.int64),
+                   np.zeros(count, np.int64))
 
 
 @dataclass
@@ -942,12 +994,23 @@ class _Timing:
 
 def _response_fate(config: SystemConfig, nic: Nic, rows: np.ndarray, *, ports: _Ports,
                    proto, service, response_counts, request_core, server_ip, server_port,
-                   policy, **_) -> tuple[np.ndarray, np.ndarray]:
+                   policy, distributor: FlowDistributor | None = None,
+                   change: _TableChange | None = None, arrives=None, **_
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(verdict codes, hops)`` of allocated ``rows``' responses, as the full pass below
-    computes them (their port decides where they land): what their session's end needs."""
-    four_hash, four_hashed, landed = nic.steer_batch(
-        server_ip[rows], ports.local_ip[rows], server_port[rows].astype(np.uint32),
-        ports.local_port[rows], proto[rows])
+    computes them (their port, and the flow distributor's rules when it has some, decide
+    where they land; after a table ``change``, the table of the µs each ``arrives``):
+    what their session's end needs."""
+    if change is not None:
+        four_hash, four_hashed, landed = _arrive(
+            distributor, change, server_ip[rows], ports.local_ip[rows],
+            server_port[rows].astype(np.uint32), ports.local_port[rows], proto[rows],
+            arrives)[:3]
+    else:
+        steer = nic.steer_batch if distributor is None else distributor.arrive_batch
+        four_hash, four_hashed, landed = steer(
+            server_ip[rows], ports.local_ip[rows], server_port[rows].astype(np.uint32),
+            ports.local_port[rows], proto[rows])[:3]
     lost = np.zeros(rows.size, bool)
     if response_counts is not None:
         counts = response_counts[rows]
@@ -971,8 +1034,9 @@ def _response_fate(config: SystemConfig, nic: Nic, rows: np.ndarray, *, ports: _
 
 
 def _allocate_timed(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
-                    ports: _Ports, timing: _Timing, *, fragments: bool, distributed: bool,
-                    proto, service, response_counts, **columns
+                    ports: _Ports, timing: _Timing, *, fragments: bool,
+                    distributor: FlowDistributor | None, proto, service, response_counts,
+                    **columns
                     ) -> tuple[np.ndarray, list[int] | None]:
     """Allocate ``rows`` in time (``_allocate_stacked`` where it applies and the epochs
     would be many, else ``_allocate_in_time``): per core the most ports held at once, and
@@ -981,29 +1045,28 @@ def _allocate_timed(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray
     An epoch costs about a millisecond per core whatever its size, a flow about a
     microsecond in an epoch and three stacked; the flows start in at most as many epochs
     as distinct moments, so few moments (bursts) with a thousand flows or more per core
-    each go by epochs. ConfigError with a flow distributor (rules, an RSS-unaware NIC):
-    where it sends responses is not modelled in time here yet."""
-    if distributed:
-        raise ConfigError("traffic", "flows without start times when a flow distributor "
-                          "steers (rules, an RSS-unaware NIC) on the batch path: use "
-                          "--trace", "start times")
+    each go by epochs. A flow distributor (rules, an RSS-unaware NIC) steers each tuple
+    the same way whenever it arrives and takes no virtual time (the trace's ``_steer``), so
+    it changes only where responses land (``_response_fate``)."""
     moments = np.count_nonzero(np.diff(np.sort(timing.start[rows]))) + 1
     few = moments * config.cores * 1000 <= rows.size
     if not fragments and not config.wrong_direction and not few:
         stacked = _allocate_stacked(config, nic, allocators, rows, ports, timing,
-                                    proto=proto, **columns)
+                                    proto=proto, distributor=distributor, **columns)
         if stacked is not None:
             return stacked
 
     def fate(part):
         return _response_fate(config, nic, part, proto=proto, service=service,
-                              response_counts=response_counts, ports=ports, **columns)
+                              response_counts=response_counts, ports=ports,
+                              distributor=distributor, **columns)
     return _allocate_in_time(config, allocators, rows, ports, timing, fate, **columns), None
 
 
 def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
                       ports: _Ports, timing: _Timing, *, proto, request_core, server_ip,
-                      server_port, client_ip, policy, addresses_only=None
+                      server_port, client_ip, policy, addresses_only=None,
+                      distributor: FlowDistributor | None = None
                       ) -> tuple[np.ndarray, list[int]] | None:
     """``_allocate_in_time``'s answer without epochs, where it can be had at once
     (``allocate_stacked``): one allocating policy, one table per IP, ``solve``, every row
@@ -1052,9 +1115,9 @@ def _allocate_stacked(config: SystemConfig, nic: Nic, allocators, rows: np.ndarr
     if got is None:
         return None
     got, peak = got
-    _, _, landed = nic.steer_batch(server_ip[rows], got.local_ip,
-                                   server_port[rows].astype(np.uint32),
-                                   got.port.astype(np.uint32), proto[rows])
+    steer = nic.steer_batch if distributor is None else distributor.arrive_batch
+    landed = steer(server_ip[rows], got.local_ip, server_port[rows].astype(np.uint32),
+                   got.port.astype(np.uint32), proto[rows])[2]
     if (landed != request_core[rows]).any():
         return None  # a response would not come home: its session ends otherwise
     ports.local_ip[rows] = got.local_ip
@@ -1147,6 +1210,225 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
     return peak
 
 
+def _timing_and_check(config: SystemConfig, flows, server_ip, server_port,
+                      change: _TableChange | None
+                      ) -> tuple[_Timing | None, _CheckColumns | None]:
+    """``(_Timing.of, None)``; with a table ``change``, every run's timing (its own copy
+    of the start column: a forwarded request is processed later, so its session's times
+    move) and empty correct-core check columns."""
+    if change is None:
+        return _Timing.of(config, flows, server_ip, server_port), None
+    timing = _Timing.of(config, flows, server_ip, server_port, force=True)
+    return (dataclasses.replace(timing, start=timing.start.copy()),
+            _CheckColumns.empty(timing.start.size))
+
+
+def _allocate_without_change(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                             ports: _Ports, timing: _Timing | None, **options
+                             ) -> tuple[np.ndarray, list[int] | None]:
+    """Allocate ``rows`` in time (``_allocate_timed``) when the flows start at different
+    times, else all at once: ``(per core the most ports held at once, the capacity of the
+    tables used or None)``."""
+    if timing is not None and timing.staggered:
+        return _allocate_timed(config, nic, allocators, rows, ports, timing, **options)
+    columns = {name: options[name] for name in ("request_core", "server_ip", "server_port",
+                                                "client_ip", "policy", "addresses_only")}
+    _allocate_rows(allocators, rows, ports, **columns)
+    # concurrent: every port is held at once, before the first session ends
+    return np.bincount(columns["request_core"][ports.allocated],
+                       minlength=config.cores), None
+
+
+def _allocate_with_change(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                          ports: _Ports, timing: _Timing, change: _TableChange,
+                          check: _CheckColumns, **columns) -> np.ndarray:
+    """Allocate ``rows`` with a table change: across it in time when the flows start at
+    different times (``_allocate_across_change``), else all at once (concurrent: every
+    port held before any session ends) by the table of their moment; the allocators
+    follow the new table by the end either way, as the trace's control core's do.
+    Returns per core the most ports held at once."""
+    if timing.staggered:
+        peak = _allocate_across_change(config, nic, allocators, rows, ports, timing, change,
+                                       check, **columns)
+    else:
+        if timing.start.size and timing.start[0] >= change.at_us:
+            change.retarget(config, allocators)  # every request comes after the change
+        _allocate_rows(allocators, rows, ports, **{name: columns[name] for name in (
+            "request_core", "server_ip", "server_port", "client_ip", "policy",
+            "addresses_only")})
+        peak = np.bincount(columns["request_core"][ports.allocated],
+                           minlength=config.cores)
+    if not change.retargeted:
+        change.retarget(config, allocators)  # the trace's clock reaches the change
+    return peak
+
+
+def _allocate_across_change(config: SystemConfig, nic: Nic, allocators, rows: np.ndarray,
+                            ports: _Ports, timing: _Timing, change: _TableChange,
+                            check: _CheckColumns, *, distributor, proto, service,
+                            response_counts, flows, **columns) -> np.ndarray:
+    """``_allocate_in_time`` across ``system.nic.table_change``: no epoch spans the
+    change's ``at_us``; the allocators follow the new table from then on (the control
+    core's ``reprogram``); and a request whose tuple lands on a core other than the one
+    whose PCB holds an open session of it meets the correct-core check, as the trace's
+    ``_request_owner`` (seed L650-L672) — forwarded to that owner, which processes it the
+    route's hops times ``handoff_us`` later (``check.delay``, added to the row's start in
+    ``timing``), or processed where it landed (the check off, or no route). Returns per
+    core the most ports held at once. ``request_core`` is updated in place.
+
+    The trace's order is kept: at one µs the requests queued at the start come first (in
+    flow order, each checked as it comes), then forwarded requests (in the order they
+    were forwarded), then closes scheduled no earlier than those forwards
+    (``_forwarded_at``). ConfigError when a forwarded request is processed the very µs a
+    session whose close was scheduled before the forward ends."""
+    core = columns["request_core"]
+    order = rows[np.argsort(timing.start[rows], kind="stable")]
+    starts = timing.start[order].copy()
+    split = _split_tuples(flows, core)
+    group = _tuple_groups(flows) if split.any() else None
+    checked_at = np.flatnonzero(split[order])  # positions of requests to check
+    pcb: dict[int, dict[int, int]] = {}  # tuple → core → its latest session's row
+    ended = np.full(timing.start.size, -1, np.int64)  # each held session's end (µs)
+    scheduled = ended.copy()  # and when that end was scheduled (``_forwarded_at``)
+    held_now = np.zeros(config.cores, np.int64)
+    peak = held_now.copy()
+    count = timing.start.size
+    fates = np.zeros(count, np.int8), np.zeros(count, np.int64)
+    link = config.link_us
+    floor = 2 * link + (int(timing.latency[rows].min()) if rows.size else 0)
+    forward = config.correct_core_check and config.handoff != "none"
+    chunks: list[list] = []
+    due_heap: list[tuple[int, int]] = []
+    later: list[tuple[int, int, int]] = []  # forwarded: (processed µs, forwarded µs, row)
+    position = cursor = 0
+    while position < order.size or later:
+        plain = int(starts[position]) if position < order.size else None
+        forwarded = bool(later) and (plain is None or later[0][0] < plain)
+        s0 = later[0][0] if forwarded else plain
+        gone = _ended_before(s0, chunks, due_heap, timing, fates)
+        if gone is not None:
+            _release_rows(allocators, gone, ports, **columns)
+            held_now -= np.bincount(core[gone], minlength=config.cores)
+        if not change.retargeted and s0 >= change.at_us:
+            change.retarget(config, allocators)
+        if forwarded:
+            epoch = _forwarded_at(config, s0, later, due_heap, chunks, scheduled)
+        else:
+            if cursor < checked_at.size and checked_at[cursor] == position:
+                cursor += 1
+                row = int(order[position])
+                delay = _check_request(config, check, pcb, ended, int(group[row]), row,
+                                       s0, core, forward)
+                if delay is not None:  # forwarded: its owner processes it later
+                    timing.start[row] += delay
+                    heapq.heappush(later, (s0 + delay, s0, row))
+                    position += 1
+                    continue
+            # up to the first moment a port may come back or a forwarded request is
+            # processed (the requests of that µs come before it: queued first)
+            limit = min([s0 + floor] + [heap[0][0] for heap in (due_heap, later) if heap])
+            stop = int(np.searchsorted(starts, limit, side="right"))
+            if s0 < change.at_us:  # the change comes before the requests of its µs
+                stop = min(stop, int(np.searchsorted(starts, change.at_us, side="left")))
+            stop = min(stop, int(checked_at[cursor]) if cursor < checked_at.size else stop)
+            epoch = order[position:stop]
+            position = stop
+        _allocate_rows(allocators, epoch, ports, **columns)
+        held = epoch[ports.allocated[epoch]]
+        held_now += np.bincount(core[held], minlength=config.cores)
+        np.maximum(peak, held_now, out=peak)
+        if held.size:
+            verdict, hops = _response_fate(
+                config, nic, held, proto=proto, service=service,
+                response_counts=response_counts, ports=ports, distributor=distributor,
+                change=change, arrives=timing.start[held] + 2 * link
+                + timing.latency[held], **columns)
+            fates[0][held], fates[1][held] = verdict, hops
+            end, chain = timing.ends(held, verdict, hops)
+            ended[held], scheduled[held] = end, chain[1] // 2  # keys: 2 t + 1
+            if group is not None:
+                for row in held[split[held]].tolist():
+                    pcb.setdefault(int(group[row]), {})[int(core[row])] = row
+            by_end = np.lexsort(chain[::-1])
+            chunks.append([held[by_end], end[by_end], 0])
+            heapq.heappush(due_heap, (int(end[by_end[0]]), len(chunks) - 1))
+    return peak
+
+
+def _forwarded_at(config: SystemConfig, s0: int, later: list, due_heap: list, chunks: list,
+                  scheduled: np.ndarray) -> np.ndarray:
+    """The forwarded requests processed at ``s0``, in the order they were forwarded, taken
+    off ``later``. A session that ends that µs too closes after them when its end was
+    scheduled (``scheduled``: the µs its response was delivered, or arrived unanswered)
+    no earlier than they were forwarded (at one µs the requests, queued first, forward
+    before a delivery schedules a close): the epochs' order. ConfigError otherwise (the
+    close would free its port first)."""
+    epoch, forwarded = [], 0
+    while later and later[0][0] == s0:
+        _, forwarded, row = heapq.heappop(later)
+        epoch.append(row)
+    for end, chunk in due_heap:
+        if end != s0:
+            continue
+        chunk_rows, chunk_ends, at = chunks[chunk]
+        stop = int(np.searchsorted(chunk_ends, s0, side="right"))
+        if (scheduled[chunk_rows[at:stop]] < forwarded).any():
+            raise ConfigError("handoff_us", "a forwarded request not processed the µs a "
+                              "session scheduled before it was forwarded ends, on the "
+                              "batch path: use --trace", config.handoff_us)
+    return np.asarray(epoch, np.int64)
+
+
+def _ended_before(s0: int, chunks: list, due_heap: list, timing: _Timing, fates
+                  ) -> np.ndarray | None:
+    """The rows of the held sessions that end before ``s0``, in the trace's order (the
+    chunks due under ``due_heap``, merged by ``_Timing.ends``' keys), taken out of the
+    chunks; None when none does."""
+    due = []
+    while due_heap and due_heap[0][0] < s0:
+        _, chunk = heapq.heappop(due_heap)
+        chunk_rows, chunk_ends, at = chunks[chunk]
+        stop = int(np.searchsorted(chunk_ends, s0, side="left"))
+        due.append(chunk_rows[at:stop])
+        if stop < chunk_rows.size:
+            chunks[chunk][2] = stop
+            heapq.heappush(due_heap, (int(chunk_ends[stop]), chunk))
+        else:
+            chunks[chunk] = None
+    if not due:
+        return None
+    gone = due[0] if len(due) == 1 else np.concatenate(due)
+    if len(due) > 1:
+        _, keys = timing.ends(gone, fates[0][gone], fates[1][gone])
+        gone = gone[np.lexsort(keys[::-1])]
+    return gone
+
+
+def _check_request(config: SystemConfig, check: _CheckColumns, pcb: dict, ended, group: int,
+                   row: int, now_us: int, core: np.ndarray, forward: bool) -> int | None:
+    """The trace's ``_request_owner`` for row ``row``'s request at ``now_us``: the lowest
+    core other than the one it landed on whose PCB's latest session of the tuple is open
+    (a session is still open to a request of the µs it ends: requests were queued first),
+    none when its own core holds one. Fills ``check``; returns the forward's delay (µs),
+    or None when processed where it landed."""
+    landed = int(core[row])
+    cores = sorted(c for c, held in pcb.get(group, {}).items() if ended[held] >= now_us)
+    if not cores or landed in cores:
+        return None
+    owner = cores[0]
+    check.landed[row], check.owner[row] = landed, owner
+    if not forward:
+        check.code[row] = CHECK_NAMES.index("processed")
+        return None
+    copies, hops = forwarding_cost(config.handoff, from_core=landed, to_core=owner,
+                                   cores=config.cores)
+    check.code[row] = CHECK_NAMES.index("forwarded")
+    check.copies[row] = copies
+    check.delay[row] = config.handoff_us * hops
+    core[row] = owner
+    return int(check.delay[row])
+
+
 def _repeat_requests(config: SystemConfig, nic: Nic, flows, frag: FragmentColumns,
                      rules: dict[str, int], timing: _Timing | None, verdict, hops,
                      opened: np.ndarray, *, request_core, policy, service, server_ip,
@@ -1208,11 +1490,103 @@ def _repeat_requests(config: SystemConfig, nic: Nic, flows, frag: FragmentColumn
 
 
 def check_batch_config(config: SystemConfig) -> None:
-    """ConfigError for a setting the batch path cannot run: an indirection-table change
-    (``table_change``) needs time, which the batch path does not have yet."""
-    if config.table_change is not None:
-        raise ConfigError("table_change", "no indirection-table change on the batch path, "
-                          "which has no time: use --trace", config.table_change)
+    """ConfigError for a setting the batch path cannot run with an indirection-table
+    change (``table_change``): link jitter (when a response arrives, before or after the
+    change, must be known) and fragments (the fragment steerer's 2-tuple cores are not
+    followed across the change here)."""
+    if config.table_change is None:
+        return
+    if config.jitter_us:
+        raise ConfigError("jitter_us", "0 with an indirection-table change on the batch "
+                          "path (whether a response arrives before or after the change "
+                          "must be known): use --trace", config.jitter_us)
+    if config.fragmenting():
+        raise ConfigError("table_change", "no indirection-table change with fragmenting "
+                          "servers or services on the batch path: use --trace",
+                          config.table_change)
+
+
+@dataclass
+class _TableChange:
+    """``system.nic.table_change`` on the batch path: from ``at_us`` on, packets are
+    steered by ``nic`` (the new table) and its ``distributor``; ``table`` is the new
+    indirection table, which the port allocators follow (``ControlCore.reprogram``)."""
+
+    at_us: int
+    nic: Nic
+    distributor: FlowDistributor
+    #: whether ``retarget`` ran (the allocators follow the new table)
+    retargeted: bool = False
+
+    @classmethod
+    def of(cls, config: SystemConfig) -> _TableChange | None:
+        table = config.build_table_change()
+        if table is None:
+            return None
+        nic = config.build_nic()
+        nic.table = table
+        return cls(int(config.table_change_at_us), nic, config.build_distributor(nic))
+
+    def retarget(self, config: SystemConfig, allocators) -> None:
+        """Install the new table's port maps in ``allocators`` (in place), keeping their
+        taken ports, as the trace's control core does at ``at_us``."""
+        fresh = build_allocators(config, self.nic.table)
+        for mine, theirs in zip(allocators, fresh, strict=True):
+            for name in theirs:
+                mine[name] = retarget(mine[name], theirs[name])
+        self.retargeted = True
+
+
+def _tuple_groups(flows) -> np.ndarray:
+    """Per row, the index of its request tuple among the distinct ones (IPv4 columns)."""
+    client = (np.asarray(flows.client_ip, np.uint64) << np.uint64(16)) | np.asarray(
+        flows.client_port, np.uint64)
+    server = ((np.asarray(flows.server_ip, np.uint64) << np.uint64(24))
+              | (np.asarray(flows.server_port, np.uint64) << np.uint64(8))
+              | np.asarray(flows.proto, np.uint64))
+    _, inverse = np.unique(np.stack([client, server], axis=1), axis=0, return_inverse=True)
+    return inverse.ravel()
+
+
+def _split_tuples(flows, landed: np.ndarray) -> np.ndarray:
+    """Per row, whether its request tuple's flows land on more than one core (before and
+    after a table change): only those can meet the correct-core check."""
+    group = _tuple_groups(flows)
+    size = int(group.max()) + 1 if group.size else 0
+    low = np.full(size, np.iinfo(np.int64).max, np.int64)
+    high = np.full(size, -1, np.int64)
+    np.minimum.at(low, group, landed)
+    np.maximum.at(high, group, landed)
+    return low[group] != high[group]
+
+
+def _check_repeats_across(config: SystemConfig, flows, policy, landed, skip) -> None:
+    """ConfigError for a ``transparent`` request tuple that lands on two cores across the
+    table change: its repeated sessions share one response tuple, whose owner the trace's
+    directory and per-core look-ups decide session by session, not modelled here."""
+    split = _split_tuples(flows, landed) & (policy == POLICY_CODE["transparent"])
+    if skip is not None:
+        split &= ~skip
+    if split.any():
+        raise ConfigError("table_change", "no transparent request tuple repeated across "
+                          "an indirection-table change on the batch path: use --trace",
+                          f"flow row {int(np.flatnonzero(split)[0])}")
+
+
+def _arrive(distributor: FlowDistributor, change: _TableChange | None, src, dst, sport,
+            dport, proto, when=None) -> ArrivalBatch:
+    """``FlowDistributor.arrive_batch`` of packets that reach the NIC at ``when`` (µs per
+    row): those at or after a table change's ``at_us`` by the new table. The trace
+    schedules the change before any packet, so a packet of that very µs sees it."""
+    arrival = distributor.arrive_batch(src, dst, sport, dport, proto)
+    if change is None or when is None:
+        return arrival
+    later = np.asarray(when) >= change.at_us
+    if not later.any():
+        return arrival
+    after = change.distributor.arrive_batch(src, dst, sport, dport, proto)
+    return ArrivalBatch(*(np.where(later, new, old) for old, new in
+                          zip(arrival, after, strict=True)))
 
 
 def _response_counts(config: SystemConfig, flows, proto, *, server_ip, server_port,
@@ -1244,13 +1618,18 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     config.check()
     check_batch_config(config)
     nic = config.build_nic()
+    change = _TableChange.of(config)
     count = len(flows.client_ip)
     ids = np.arange(count, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
     client_ip = np.asarray(flows.client_ip, dtype=np.uint32)
     client_port = np.asarray(flows.client_port, dtype=np.uint32)
     proto = np.asarray(flows.proto, dtype=np.uint8)
-    distributor, request_arrival = _distribute_requests(config, nic, flows, request_mtu)
+    distributor, request_arrival = _distribute_requests(config, nic, flows, request_mtu,
+                                                        change)
     request_hash, request_hashed, request_core = request_arrival[:3]
+    # the correct-core check may move a request to its owner (the arrival keeps where the
+    # NIC and the distributor sent it)
+    request_core = request_core.copy()
     router = Router(config)
     routes = router.route_batch(flows.server_ip, flows.server_port, proto,
                                 request_hash, request_hashed)
@@ -1281,7 +1660,7 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     allocated, failed, table, tries = ports.allocated, ports.failed, ports.table, ports.tries
     response_counts = _response_counts(config, flows, proto, server_ip=server_ip,
                                        server_port=server_port, service=service)
-    timing = _Timing.of(config, flows, server_ip, server_port)
+    timing, check = _timing_and_check(config, flows, server_ip, server_port, change)
     # responses the NIC hashes on their addresses alone: nat chooses its IP for them
     addresses_only = _addresses_only(nic, proto)
     columns = dict(request_core=request_core, server_ip=server_ip, server_port=server_port,
@@ -1289,20 +1668,25 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
     wanted = (policy == POLICY_CODE["nat"]) | (policy == POLICY_CODE["usip"])
     rows = np.flatnonzero(wanted if skip is None else wanted & ~skip)
     capacity = None  # the used tables' capacity, when no table records it
-    if timing is not None and timing.staggered:
-        peak, capacity = _allocate_timed(
-            config, nic, allocators, rows, ports, timing, fragments=request_mtu is not None
-            or config.fragmenting(), distributed=distributor is not None, proto=proto,
-            service=service, response_counts=response_counts, **columns)
+    if change is not None:
+        _check_repeats_across(config, flows, policy, request_core, skip)
+        peak = _allocate_with_change(
+            config, nic, allocators, rows, ports, timing, change, check,
+            distributor=distributor, proto=proto, service=service,
+            response_counts=response_counts, flows=flows, **columns)
     else:
-        _allocate_rows(allocators, rows, ports, **columns)
-        # concurrent: every port is held at once, before the first session ends
-        peak = np.bincount(request_core[allocated], minlength=config.cores)
+        peak, capacity = _allocate_without_change(
+            config, nic, allocators, rows, ports, timing, fragments=request_mtu is not None
+            or config.fragmenting(), distributor=distributor, proto=proto,
+            service=service, response_counts=response_counts, **columns)
 
     failed = failed if unserved is None else failed | unserved
     opened = ~failed if lost is None else ~(failed | lost)  # rows that hold a session
-    response_arrival = (nic.steer_batch if distributor is None else distributor.arrive_batch)(
-        server_ip, local_ip, server_port.astype(np.uint32), local_port, proto)
+    response_arrival = (nic.steer_batch if distributor is None else functools.partial(
+        _arrive, distributor, change))(
+        server_ip, local_ip, server_port.astype(np.uint32), local_port, proto,
+        # after a table change: steered by the table of the moment it arrives
+        *(() if change is None else (timing.start + 2 * config.link_us + timing.latency,)))
     response_hash, response_hashed, response_core = response_arrival[:3]
     if v6 is not None:  # the client side is the client's own (transparent)
         for column, part in zip((response_hash, response_hashed, response_core),
@@ -1311,7 +1695,8 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                                                      local_port[v6], proto[v6]), strict=True):
             column[v6] = part
     steered = None if distributor is None else _distributor_columns(
-        config, distributor, request_arrival, response_arrival, answered=~failed)
+        config, distributor, request_arrival, response_arrival, answered=~failed,
+        check=check)
     failed_or_lost = failed if lost is None else failed | lost
     if config.fragmenting():
         counts = response_counts.copy()
@@ -1370,30 +1755,39 @@ def run_batch(config: SystemConfig, flows, *, ids: np.ndarray | None = None,
                        None if v6 is None else flows.is_v6, server_ip6, steered,
                        config.correct_core_check, addresses_only)
 
-def _distribute_requests(config: SystemConfig, nic: Nic, flows, request_mtu):
+def _distribute_requests(config: SystemConfig, nic: Nic, flows, request_mtu,
+                         change: _TableChange | None = None):
     """``(distributor or None, arrival)``: the requests through the NIC, and the flow
-    distributor when the scenario has one (rules, an RSS-unaware NIC); ``arrival`` is
-    ``Nic.steer_batch``'s triple or ``FlowDistributor.arrive_batch``'s columns."""
-    if not config.distributes():
+    distributor when the scenario has one (rules, an RSS-unaware NIC) or a table change
+    (its columns carry the correct-core check); ``arrival`` is ``Nic.steer_batch``'s
+    triple or ``FlowDistributor.arrive_batch``'s columns, a request that arrives at or
+    after the change steered by the new table."""
+    if not config.distributes() and change is None:
         return None, steer_flows(nic, flows)
+    what = ("distributor rules or an RSS-unaware NIC" if config.distributes()
+            else "an indirection-table change")
     v6 = _v6_rows(flows)
     if v6 is not None:
-        raise TrafficError(f"flows[{int(v6[0])}]", "IPv4 flows on the batch path with "
-                           "distributor rules or an RSS-unaware NIC (its rules match IPv4 "
-                           "columns): use --trace", f"{v6.size} IPv6 flows")
+        raise TrafficError(f"flows[{int(v6[0])}]", f"IPv4 flows on the batch path with "
+                           f"{what} (its columns are IPv4): use --trace",
+                           f"{v6.size} IPv6 flows")
     if request_mtu is not None and np.any(np.asarray(request_mtu)):
-        raise ConfigError("request_mtu", "no request MTU with distributor rules or an "
-                          "RSS-unaware NIC (fragments do not go through the distributor "
-                          "yet)", "an MTU")
+        raise ConfigError("request_mtu", f"no request MTU with {what} on the batch path "
+                          "(fragments do not go through the distributor, nor across the "
+                          "change, yet): use --trace", "an MTU")
     distributor = config.build_distributor(nic)
-    return distributor, distributor.arrive_batch(
-        np.asarray(flows.client_ip, np.uint32), np.asarray(flows.server_ip, np.uint32),
-        np.asarray(flows.client_port, np.uint32), np.asarray(flows.server_port, np.uint32),
-        np.asarray(flows.proto, np.uint8))
+    start = flows.time_columns()[0] if getattr(flows, "timed", False) else None
+    arrival = _arrive(
+        distributor, change, np.asarray(flows.client_ip, np.uint32),
+        np.asarray(flows.server_ip, np.uint32), np.asarray(flows.client_port, np.uint32),
+        np.asarray(flows.server_port, np.uint32), np.asarray(flows.proto, np.uint8),
+        np.zeros(len(flows.client_ip), np.int64) if start is None else start)
+    return distributor, arrival
 
 
 def _distributor_columns(config: SystemConfig, distributor: FlowDistributor, request,
-                         response, *, answered) -> DistributorColumns:
+                         response, *, answered, check: _CheckColumns | None = None
+                         ) -> DistributorColumns:
     """``DistributorColumns`` of the request and response ``ArrivalBatch``es; a move
     costs what ``rules.forwarding_cost`` says for the scenario's route."""
     def copies(arrival, rows=None):
@@ -1408,4 +1802,4 @@ def _distributor_columns(config: SystemConfig, distributor: FlowDistributor, req
         distributor, config.handoff, request.received_on, request.cores.copy(),
         request.rule, request.hashed, copies(request), response.received_on,
         response.cores.copy(), response.rule, response.hashed, copies(response, answered),
-        np.asarray(answered, bool))
+        np.asarray(answered, bool), check if check is not None and check.code.any() else None)

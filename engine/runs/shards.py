@@ -91,6 +91,12 @@ def split_refusal(config: SystemConfig, request_mtu=None, flows=None) -> str | N
     if request_mtu is not None and np.any(np.asarray(request_mtu) != 0):
         return ("flows have a request MTU: fragmented requests are held on the core their "
                 "addresses hash to, whose fragment table serves every request core")
+    if config.table_change is not None:
+        # a request tuple's core changes with the table, and the correct-core check
+        # forwards requests between cores: the cores do not run apart
+        return ("the indirection table changes during the run: a request's core depends "
+                "on when it arrives, and the correct-core check moves requests between "
+                "cores")
     if config.distributes():
         # the shard plan steers requests by the NIC alone and the merge adds up no
         # distributor figures, so such a run stays whole (correct, not split)

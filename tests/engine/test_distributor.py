@@ -3,9 +3,12 @@ correct-core check and the indirection-table change, from scenarios and on both 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import textwrap
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from engine.appliance.config import Flow, SystemConfig
@@ -18,7 +21,7 @@ from engine.paths.flows import FlowArrays, FlowSpec
 from engine.paths.trace import System
 from engine.runs.run import verify_scenario
 from engine.scenarios.scenario import load_scenario
-from engine.scenarios.traffic import build_flow_specs
+from engine.scenarios.traffic import build_flow_arrays, build_flow_specs
 
 
 def trace_of(scenario, **changes):
@@ -85,11 +88,38 @@ def test_a_repeated_tuple_without_a_table_change_reaches_its_owner():
     assert [o.misdirected for o in result.outcomes] == ["", ""]
 
 
-def test_the_batch_path_refuses_a_table_change_naming_the_field():
+@pytest.mark.parametrize("checked", [True, False])
+def test_the_batch_path_runs_a_table_change_flow_for_flow_as_the_trace(checked):
+    """The correct-core-check example on both paths: the late requests forwarded to
+    their owner (or, unchecked, processed where they land), the responses that arrive
+    after the change steered by the new table; the same rows and summary."""
+    scenario = load_example("correct-core-check")
+    trace = trace_of(scenario, correct_core_check=checked)
+    config = replace(scenario.build_system_config(), correct_core_check=checked)
+    batch = run_batch(config, build_flow_arrays(scenario))
+    assert batch.row_dicts() == [o.as_dict() for o in trace.outcomes]
+    assert batch.summary.as_dict() == trace.summary.as_dict()
+    summary = batch.summary
+    if checked:
+        assert (summary.check_forwards, summary.check_copies, summary.handed_off) == (8, 8, 8)
+    else:
+        assert (summary.misdirected_processed, summary.asymmetric) == (8, 8)
+
+
+def test_the_batch_path_refuses_what_it_cannot_follow_across_a_table_change():
     config = SystemConfig(cores=4, table_change_at_us=10, table_change=(1, 2, 3, 0) * 32)
     flows = [Flow(0, "198.51.100.1", 40000, "203.0.113.9", 80)]
-    with pytest.raises(ConfigError, match="table_change.*use --trace"):
-        run_batch(config, flow_arrays(flows)[0])
+    with pytest.raises(ConfigError, match="jitter_us.*use --trace"):
+        run_batch(replace(config, jitter_us=5), flow_arrays(flows)[0])
+    with pytest.raises(ConfigError, match="request_mtu.*use --trace"):
+        run_batch(config, flow_arrays(flows)[0], request_mtu=np.array([576]))
+    # a transparent tuple sent again after the change lands elsewhere: refused
+    transparent = replace(config, policy="transparent")
+    again = [flows[0], replace(flows[0], id=1, start_us=20)]
+    arrays = flow_arrays(again)[0]
+    arrays = dataclasses.replace(arrays, start_us=np.array([0, 20], np.int64))
+    with pytest.raises(ConfigError, match="table_change.*transparent.*use --trace"):
+        run_batch(transparent, arrays)
     with pytest.raises(ConfigError, match="table_change"):
         SystemConfig(cores=4, table_change_at_us=10, table_change=(0, 5)).check()
 
@@ -165,6 +195,8 @@ def test_a_distributing_run_is_not_split_by_the_nic_s_request_core():
     assert split_refusal(SystemConfig(rss_aware=False)) is not None
     assert split_refusal(SystemConfig(rules=(Rule.for_prefix("10.0.0.0/8", 1),))) is not None
     assert split_refusal(SystemConfig()) is None
+    assert "table changes" in split_refusal(SystemConfig(
+        cores=4, table_change_at_us=10, table_change=(1, 2, 3, 0) * 32))
 
 
 def test_ipv6_rows_with_the_distributor_run_on_the_trace_path_only():

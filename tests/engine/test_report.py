@@ -67,10 +67,11 @@ def test_compare_page_is_offline_with_tables():
 
 
 def test_report_shows_the_distributor_and_the_correct_core_check():
-    page = render_report_html(verify_scenario(load_example("correct-core-check"),
-                                              mode="trace"))
-    assert ("correct-core check: 8 misdirected requests forwarded to their owner "
-            "(8 copies)") in page
+    for mode in ("trace", "batch"):
+        page = render_report_html(verify_scenario(load_example("correct-core-check"),
+                                                  mode=mode))
+        assert ("correct-core check: 8 misdirected requests forwarded to their owner "
+                "(8 copies)") in page, mode
     page = render_report_html(verify_scenario(load_example("rss-unaware-nic")))
     assert "Flow distributor: 3058 packets moved off the core that received them" in page
     assert "Flow distributor" not in render_report_html(

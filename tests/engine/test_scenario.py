@@ -276,7 +276,7 @@ def test_every_example_verifies_as_its_checks_say(name):
 
     scenario = load_example(name)
     if name in TRACE_ONLY_EXAMPLES:
-        # time (a table change, start times) exists on the trace path only
+        # settings the batch path refuses (none among the examples today)
         with pytest.raises(RssLabError, match="use --trace"):
             run_batch(scenario.build_system_config(), build_flow_arrays(scenario))
         summary = scenario.build_system().run_trace(
@@ -289,8 +289,8 @@ def test_every_example_verifies_as_its_checks_say(name):
     assert results and all(r.passed for r in results), [r for r in results if not r.passed]
 
 
-#: Examples that need time, which the batch path does not have yet.
-TRACE_ONLY_EXAMPLES = ("correct-core-check",)
+#: Examples the batch path refuses (none: it has time, table changes included).
+TRACE_ONLY_EXAMPLES: tuple[str, ...] = ()
 
 
 def test_system_kwargs_carry_the_scenario():

@@ -73,7 +73,7 @@ class _Model(BaseModel):
 
 class TableChangeSpec(_Model):
     """The indirection table reprogrammed at a virtual time (``system.nic.table_change``;
-    trace path only)."""
+    both paths)."""
 
     at_us: int = Field(ge=0, le=MAX_TIME_US, description="when, in virtual microseconds "
                        "(before any packet that arrives at that time)")
