@@ -277,11 +277,11 @@ class SystemConfig:
                 raise ConfigError(name, " / ".join(allowed), getattr(self, name))
         self._check_tables()
         low, high = self.port_range
-        if (self.nat_ip_choice == "pool" and self.shared_ip is None
-                and high - low + 1 < self.cores):
-            raise ConfigError("nat_ip_choice", f"core (the pool splits port_range {low}-"
-                              f"{high} into one slice per core: at least {self.cores} ports)",
-                              self.nat_ip_choice)
+        if self._nat_ports_sliced() and high - low + 1 < self.cores:
+            field = "shared_ip" if self.shared_ip is not None else "nat_ip_choice"
+            raise ConfigError(field, f"a port_range of at least {self.cores} ports (every "
+                              f"core may hand out the same IP, so {low}-{high} is split "
+                              "into one slice per core)", getattr(self, field))
         for name in ("idle_timeout_us", "link_us", "server_us", "handoff_us",
                      "close_after_us", "jitter_us"):
             _check_whole(self, name, 0, "a whole number of microseconds, 0 or more")
@@ -434,14 +434,26 @@ class SystemConfig:
             return self.local_ips(core)
         return [ip for other in range(self.cores) for ip in self.local_ips(other)]
 
+    def _nat_ports_sliced(self) -> bool:
+        """Whether nat's port tables hand out a slice of ``port_range`` per core: when two
+        cores may hand out the same IP (the pool; or one ``shared_ip`` while some TCP or
+        UDP response is hashed on its addresses alone, so a fallback port is any free
+        one rather than one whose response class belongs to the core)."""
+        if self.shared_ip is None:
+            return self.nat_ip_choice == "pool"
+        if self.hash_types is None:
+            return False
+        return not {"tcp-ipv4", "udp-ipv4"} <= set(self.hash_types)
+
     def nat_port_range(self, core: int) -> PortRange:
         """The ports ``core``'s nat tables hand out: ``port_range``, or with the IP pool
         the core's own slice of it (an equal share, the last core taking the rest).
-        Every core may hand out every pool IP, so without slices two cores could give
-        the same IP and port to two flows to the same server (a fallback allocation on
-        one, a fitting one on the other): one response tuple for two sessions."""
+        Every core may hand out every pool IP (or the one shared IP under addresses-only
+        hashing), so without slices two cores could give the same IP and port to two
+        flows to the same server (a fallback allocation on one, a fitting one on the
+        other): one response tuple for two sessions."""
         low, high = self.port_range
-        if self.nat_ip_choice != "pool" or self.shared_ip is not None:
+        if not self._nat_ports_sliced():
             return PortRange(low, high)
         share = (high - low + 1) // self.cores
         first = low + core * share

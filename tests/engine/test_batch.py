@@ -531,3 +531,23 @@ def test_trace_equals_batch_across_a_table_change(cores, hash_bits, seed, policy
     for name in ("check_forwards", "misdirected_processed", "handed_off", "refused"):
         if getattr(ours, name):
             event(name)
+
+
+@pytest.mark.parametrize("route", ["message", "neighbour", "control-core"])
+@pytest.mark.parametrize("hash_types", [("ipv4",), ("ipv4", "tcp-ipv4")])
+def test_a_shared_nat_ip_under_addresses_only_hashing_never_gives_one_port_twice(
+        route, hash_types):
+    """One shared IP on every core and responses hashed on their addresses alone: a core
+    whose IP does not fit takes any free port, so each core hands out its own slice of
+    the range (``SystemConfig.nat_port_range``); without the slices two cores gave the
+    same port to two flows to one server, and the paths disagreed on their forwards."""
+    config = SystemConfig(cores=2, hash_bits=1, shared_ip="192.0.2.1", policy="nat",
+                          hash_types=hash_types, handoff=route, rss_aware=False)
+    arrays = random_flow_arrays(200, np.random.default_rng(0), servers=3)
+    batch = run_batch(config, arrays)
+    trace = System(config).run_trace(flows_from_arrays(arrays), keep_events=False)
+    assert [o.key() for o in trace.outcomes] == [o.key() for o in batch.outcomes()]
+    tuples = set(zip(batch.server_ip.tolist(), batch.server_port.tolist(),
+                     batch.local_port.tolist(), strict=True))
+    assert len(tuples) == 200
+    assert config.nat_port_range(0).high < config.nat_port_range(1).low
