@@ -1164,23 +1164,8 @@ def _allocate_in_time(config: SystemConfig, allocators, rows: np.ndarray, ports:
     position = 0
     while position < order.size:
         s0 = int(starts[position])
-        due = []
-        while due_heap and due_heap[0][0] < s0:
-            _, chunk = heapq.heappop(due_heap)
-            chunk_rows, chunk_ends, cursor = chunks[chunk]
-            stop = int(np.searchsorted(chunk_ends, s0, side="left"))
-            due.append(chunk_rows[cursor:stop])
-            if stop < chunk_rows.size:
-                chunks[chunk][2] = stop
-                heapq.heappush(due_heap, (int(chunk_ends[stop]), chunk))
-            else:
-                chunks[chunk] = None  # all ended: let it go
-        if due:
-            # each chunk is in the trace's order already; several are merged by their keys
-            ended = due[0] if len(due) == 1 else np.concatenate(due)
-            if len(due) > 1:
-                _, keys = timing.ends(ended, fates[0][ended], fates[1][ended])
-                ended = ended[np.lexsort(keys[::-1])]
+        ended = _ended_before(s0, chunks, due_heap, timing, fates)
+        if ended is not None:
             _release_rows(allocators, ended, ports, **columns)
             held_now -= np.bincount(core[ended], minlength=config.cores)
         limit = s0 + floor
@@ -1394,9 +1379,10 @@ def _ended_before(s0: int, chunks: list, due_heap: list, timing: _Timing, fates
             chunks[chunk][2] = stop
             heapq.heappush(due_heap, (int(chunk_ends[stop]), chunk))
         else:
-            chunks[chunk] = None
+            chunks[chunk] = None  # all ended: let it go
     if not due:
         return None
+    # each chunk is in the trace's order already; several are merged by their keys
     gone = due[0] if len(due) == 1 else np.concatenate(due)
     if len(due) > 1:
         _, keys = timing.ends(gone, fates[0][gone], fates[1][gone])
