@@ -620,6 +620,11 @@ def run_delete(run: Run, *, by) -> RunDeleted:
     freed = (run_stored_bytes(run) if cancelled else
              Run.objects.filter(pk=pk).values_list("stored_bytes", flat=True).first() or 0)
     with transaction.atomic():
+        # The row locked first: a worker still storing this run's events (it stops at its
+        # next heartbeat) waits, then finds the run gone (its insert is refused, which it
+        # takes as "no longer mine"), instead of adding a chunk between the cascade's
+        # collection and the run's own delete, which PostgreSQL refuses at commit.
+        list(Run.objects.select_for_update().filter(pk=pk).values_list("pk", flat=True))
         # Events and capture go with it (CASCADE); chunks are deleted without being loaded.
         Run.objects.filter(pk=pk).delete()
     logger.info("run %s deleted by %s (%s bytes)", pk, who, freed)

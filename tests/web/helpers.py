@@ -59,7 +59,8 @@ def api_call(base_url: str, method: str, path: str, *, cookie: str, data=None):
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read() or b"{}"), answer.headers
     except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read() or b"{}"), refused.headers
+        with refused:  # closed even when the body is not JSON (a 500 page)
+            return refused.code, json.loads(refused.read() or b"{}"), refused.headers
 
 
 def api_request(base_url: str, method: str, path: str, *, token: str = "", data=None,
