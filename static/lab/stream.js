@@ -7,6 +7,7 @@ import { getJson } from "./api.js";
 import { FINISHED } from "./state.js";
 
 const PAGE = 5000;
+const WATCH_MS = 5000;  // how often a live run's status is asked besides the socket
 
 export class RunStream {
   constructor(run, { onEvents, onStatus, onConnection, stats }) {
@@ -22,11 +23,13 @@ export class RunStream {
     this.finished = false;
     this.closed = false;
     this.socket = null;
+    this.watching = null;
   }
 
   /** Open the socket; once open, catch up on whatever was sent before. */
   connect() {
     if (this.closed) { return; }
+    this.watch();
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(scheme + window.location.host + this.run.ws);
     this.socket = socket;
@@ -43,6 +46,28 @@ export class RunStream {
     });
   }
 
+  /** A safety net under the socket: every few seconds while the run is live, ask its
+   *  status, and finish as the final message would have if that message never came
+   *  (a group message lost while Redis was slow leaves the socket open and silent). */
+  watch() {
+    if (this.watching) { return; }
+    this.watching = window.setInterval(async () => {
+      if (this.closed || this.finished) {
+        window.clearInterval(this.watching);
+        return;
+      }
+      try {
+        const data = await getJson(this.run.status_url);
+        if (!this.finished && !this.closed && FINISHED.has(data.status)) {
+          this.handle({ type: "status", status: data.status, progress: data.progress,
+                        error: data.error });
+        }
+      } catch (err) {
+        // the socket's own reconnect reports trouble; the next tick tries again
+      }
+    }, WATCH_MS);
+  }
+
   /** A finished run: no socket, every event from the events endpoint. */
   replay() {
     this.finished = true;
@@ -52,6 +77,7 @@ export class RunStream {
 
   close() {
     this.closed = true;
+    if (this.watching) { window.clearInterval(this.watching); }
     if (this.socket) { this.socket.close(); }
   }
 

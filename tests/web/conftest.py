@@ -483,10 +483,26 @@ def browser(daphne_url):
     assert not unchecked, _csp_failure(unchecked)
 
 
+def _forget_daphne_submit_counts(stack_env) -> None:
+    """Delete the fair-use submit counts daphne keeps under the session's prefix: user ids
+    repeat from one flushed test to the next, so browser tests that each run a few
+    scenarios as "the" student would otherwise share one 10-per-minute window and a
+    later test's run be refused (429) — only the keys these tests made are deleted."""
+    client = redis.Redis.from_url(channels_redis_url(stack_env["REDIS_URL"]))
+    try:
+        keys = list(client.scan_iter(match=f"{stack_env['REDIS_PREFIX']}:fairuse:submit:*",
+                                     count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture
-def page(browser, daphne_url):
+def page(browser, daphne_url, stack_env):
     """A fresh browser page that records console errors and every request it makes; the
     test fails at teardown if any page of its context violated the CSP."""
+    _forget_daphne_submit_counts(stack_env)
     context = browser.new_context(base_url=daphne_url)
     # The lab page offers its guided tour on a first visit; tests that are not about it
     # start as a returning visitor (tests/web/test_lab_truth.py opens it on a fresh one).
